@@ -1,0 +1,251 @@
+"""The Strongroom application: one method per use case (STYLE 2).
+
+Each use case loads aggregates, acts through their `@event` methods, and saves. A
+save is the unit of work: the events, and (on the inline projection) the read-model
+rows, commit together. Queries return plain dicts, never aggregates. Encryption is
+not visible here: the mapper given by the composition root seals every event under
+its subject's keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Mapper, Transcoder
+
+from application.context import require_context
+from application.errors import CustomerErased, CustomerNotFound, SubjectErased, VersionConflict
+from application.ports import CustomerReadModel, Projection, SubjectKeys
+from application.retention import DestroyAllKeys, RetentionPolicy
+from domain.customer import Customer
+from domain.erasure import CustomerErasure
+from domain.staff import StaffMember
+
+# Erasure records have an id derived from the customer id (itself random, R1.5), so
+# erasing the same customer twice meets the first record instead of making a second.
+ERASURE_NAMESPACE = UUID("6c1b3a52-55b0-4a43-9a5c-2f1f3f0b7e11")
+
+# Which domain method a field change goes through; each applies the domain's rules.
+_CHANGES: dict[str, Callable[[Customer, dict[str, Any]], None]] = {
+    "contact": lambda c, v: c.change_contact(email=v.get("email", c.email), phone=v.get("phone", c.phone)),
+    "address": lambda c, v: c.change_address(v["address"]),
+    "identity": lambda c, v: c.change_identity(
+        full_name=v.get("full_name", c.full_name),
+        date_of_birth=v.get("date_of_birth", c.date_of_birth),
+        national_id=v.get("national_id", c.national_id),
+    ),
+    "risk_rating": lambda c, v: c.rate_risk(v["risk_rating"]),
+    "segment": lambda c, v: c.change_segment(v["segment"]),
+    "kyc_status": lambda c, v: c.change_kyc_status(v["kyc_status"]),
+    "portfolio": lambda c, v: c.move_portfolio(v["portfolio"]),
+}
+_FIELD_GROUPS = {
+    "email": "contact", "phone": "contact", "address": "address", "full_name": "identity",
+    "date_of_birth": "identity", "national_id": "identity", "risk_rating": "risk_rating",
+    "segment": "segment", "kyc_status": "kyc_status", "portfolio": "portfolio",
+}
+
+
+def erasure_id(customer_id: UUID | str) -> UUID:
+    return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
+
+
+class Strongroom(Application[UUID]):
+    """Customer records as encrypted events, with read models and erasure."""
+
+    name = "strongroom"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Customer: 50, StaffMember: 50}
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        mapper_factory: Callable[[Transcoder], Mapper[UUID]],
+        keys: SubjectKeys,
+        read_model: CustomerReadModel,
+        projection: Projection,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        # Set before super().__init__, which builds the mapper and the stores.
+        self._mapper_factory = mapper_factory
+        self.keys = keys
+        self.read_model = read_model
+        self.projection = projection
+        self.retention = retention or DestroyAllKeys()
+        super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self._mapper_factory(self.construct_transcoder())
+
+    # -- the unit of work ----------------------------------------------------------------
+
+    def _save(self, *aggregates: Any) -> int:
+        """Save aggregates and their projection atomically; return the last position."""
+        require_context()  # fail before doing any work, not half-way through it
+        hook = self.projection.inline(aggregates)
+        kwargs = {"in_transaction": hook} if hook is not None else {}
+        recordings = self.save(*aggregates, **kwargs)
+        position = max((r.notification.id for r in recordings), default=0)
+        if hook is None and position:
+            self.projection.wait_for(position)
+        return position
+
+    def _customer(self, customer_id: UUID | str) -> Customer:
+        try:
+            cid = UUID(str(customer_id))
+        except ValueError:
+            raise CustomerNotFound(customer_id) from None
+        try:
+            customer = self.repository.get(cid)
+        except AggregateNotFoundError:
+            raise CustomerNotFound(customer_id) from None
+        except SubjectErased:
+            raise CustomerErased(customer_id) from None
+        if not isinstance(customer, Customer):
+            raise CustomerNotFound(customer_id)
+        return customer
+
+    # -- customers ----------------------------------------------------------------------
+
+    def register_customer(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create a customer from validated fields; returns its record."""
+        customer = Customer.register(**fields)
+        self._save(customer)
+        return customer.to_record()
+
+    def get_customer(self, customer_id: UUID | str) -> dict[str, Any]:
+        """The customer's current record, from the log (raises CustomerErased if erased)."""
+        return self._customer(customer_id).to_record()
+
+    def update_customer(
+        self, customer_id: UUID | str, changes: dict[str, Any], *, expected_version: int | None = None
+    ) -> dict[str, Any]:
+        """Apply field changes through the domain's rules, all or nothing."""
+        customer = self._customer(customer_id)
+        if expected_version is not None and customer.version != expected_version:
+            raise VersionConflict(customer_id, customer.version)
+        groups: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            groups.setdefault(_FIELD_GROUPS[name], {})[name] = value
+        for group, values in groups.items():
+            _CHANGES[group](customer, values)
+        self._save(customer)
+        return customer.to_record()
+
+    def record_interaction(
+        self, customer_id: UUID | str, kind: str, channel: str, notes: str
+    ) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        interaction_id = customer.record_interaction(kind=kind, channel=channel, notes=notes)
+        self._save(customer)
+        return next(i for i in customer.interactions if i["interaction_id"] == interaction_id)
+
+    def close_relationship(self, customer_id: UUID | str, reason: str) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        customer.close_relationship(reason)
+        self._save(customer)
+        return customer.to_record()
+
+    def add_card(self, customer_id: UUID | str, card: dict[str, Any]) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        customer.add_card(card)
+        self._save(customer)
+        return customer.to_record()
+
+    def add_bank_account(self, customer_id: UUID | str, iban: str) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        customer.add_bank_account({"iban": iban})
+        self._save(customer)
+        return customer.to_record()
+
+    # -- queries over the read model ----------------------------------------------------
+
+    def find_customers(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Exact-match search through the blind index (R1.3)."""
+        found = []
+        for cid in self.read_model.find(field, value, limit=limit):
+            record = self.read_model.get(cid)
+            if record is not None:
+                found.append(record)
+        return found
+
+    def list_customers(
+        self, *, portfolio: str | None = None, status: str | None = None,
+        after: str | None = None, limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        records = []
+        for cid in self.read_model.list(portfolio=portfolio, status=status, after=after, limit=limit):
+            record = self.read_model.get(cid)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def customer_view(self, customer_id: UUID | str) -> dict[str, Any]:
+        """The projected record (what queries read), or CustomerNotFound/CustomerErased."""
+        record = self.read_model.get(str(customer_id))
+        if record is None:
+            if self.is_erased(customer_id):
+                raise CustomerErased(customer_id)
+            raise CustomerNotFound(customer_id)
+        return record
+
+    def interactions(self, customer_id: UUID | str) -> list[dict[str, Any]]:
+        self.customer_view(customer_id)
+        return self.read_model.interactions(str(customer_id))
+
+    # -- erasure --------------------------------------------------------------------------
+
+    def is_erased(self, customer_id: UUID | str) -> bool:
+        try:
+            self.repository.get(erasure_id(customer_id))
+        except AggregateNotFoundError:
+            return False
+        return True
+
+    def erase_customer(self, customer_id: UUID | str, reason: str) -> dict[str, Any]:
+        """Crypto-shred a customer (R5.4): record the erasure, purge, destroy keys.
+
+        The erasure record is written first (with the read-model purge in the same
+        transaction) and the keys destroyed after; if destruction fails the command
+        fails and running it again finishes the job, so a recorded erasure can never
+        be left with live keys unnoticed.
+        """
+        require_context()
+        try:
+            customer: Customer | None = self._customer(customer_id)
+        except CustomerErased:
+            customer = None  # keys already gone: finish recording below
+        try:
+            erasure = self.repository.get(erasure_id(customer_id))
+        except AggregateNotFoundError:
+            kinds = self.retention.keys_to_destroy(customer)
+            erasure = CustomerErasure.record(
+                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds
+            )
+            self._save(erasure)
+        self.keys.destroy(str(customer_id), list(erasure.keys_destroyed))
+        return {
+            "customer_id": str(customer_id),
+            "erasure_id": str(erasure.id),
+            "keys_destroyed": list(erasure.keys_destroyed),
+            "recorded_at": erasure.created_on.isoformat(),
+        }
+
+    # -- staff -----------------------------------------------------------------------------
+
+    def enrol_staff(
+        self, *, username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str],
+        password_hash: str, totp_secret: str | None = None,
+    ) -> StaffMember:
+        staff = StaffMember.enrol(
+            username=username, display_name=display_name, roles=list(roles),
+            portfolios=list(portfolios), password_hash=password_hash,
+        )
+        if totp_secret is not None:
+            staff.enrol_totp(totp_secret)
+        self._save(staff)
+        return staff

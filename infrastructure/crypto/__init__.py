@@ -1,0 +1,1 @@
+"""Keys and ciphers: everything that touches key material lives here."""

@@ -1,0 +1,193 @@
+"""The per-subject encrypting mapper (R1.1, R1.2): events in, ciphertext out.
+
+The library's `Cipher` sees only bytes, never the stream id, so it cannot choose a
+customer's key; a `Mapper` sees the whole event, so encryption lives here.
+
+Each event's attributes are split by the field catalogue into up to three parts
+(system, profile, KYC), each sealed with AES-256-GCM under that key. The associated
+data binds every part to its stream id, version, event type and key kind: moving a
+ciphertext to another row, another customer or another event type fails
+authentication, which stops row-swapping by anyone with write access to the table.
+The acting context (who, session, request, address, purpose) travels in the system
+part, so it stays readable after the customer's keys are destroyed (R3.1, R3.5).
+
+Stored layout: b"SR" | format (1) | part count (1) | parts, each
+kind code (1) | nonce (12) | length (4, big-endian) | ciphertext.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Hashable
+from typing import Any, cast
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import (
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+    find_id_convertor,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+from application.context import require_context
+from domain.catalogue import KeyKind, key_for
+from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
+
+MAGIC = b"SR"
+FORMAT = 1
+_KIND_CODES = {KeyKind.SYSTEM: 0, KeyKind.PROFILE: 1, KeyKind.KYC: 2}
+_CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_PART_HEADER = struct.Struct(">B12sI")
+META = "_meta"
+
+
+class TamperedEvent(MapperDeserialisationError):
+    """A stored event failed authentication: changed, moved or corrupted at rest."""
+
+
+def associated_data(originator_id: object, version: int, topic: str, kind: KeyKind) -> bytes:
+    return b"|".join(
+        (
+            b"strongroom/event/v1",
+            str(originator_id).encode(),
+            str(version).encode(),
+            topic.encode(),
+            str(kind).encode(),
+        )
+    )
+
+
+def split_by_key(state: dict[str, Any], snapshot: bool) -> dict[KeyKind, dict[str, Any]]:
+    """Group attributes by the key the catalogue assigns them (snapshots: one level in)."""
+    parts: dict[KeyKind, dict[str, Any]] = {}
+    for name, value in state.items():
+        if snapshot and name == "state":
+            for inner_name, inner_value in value.items():
+                part = parts.setdefault(key_for(inner_name), {})
+                part.setdefault("state", {})[inner_name] = inner_value
+            continue
+        parts.setdefault(key_for(name), {})[name] = value
+    parts.setdefault(KeyKind.SYSTEM, {})
+    return parts
+
+
+def _merge(into: dict[str, Any], part: dict[str, Any]) -> None:
+    for name, value in part.items():
+        if name == "state" and isinstance(value, dict) and isinstance(into.get("state"), dict):
+            into["state"].update(value)
+        else:
+            into[name] = value
+
+
+class SubjectMapper(Mapper[UUID]):
+    """Encrypts each event under its stream's (its subject's) data keys."""
+
+    def __init__(self, transcoder: Transcoder, keyring: KeyRing) -> None:
+        super().__init__(transcoder=transcoder)
+        self.keyring = keyring
+
+    def _subject_for(self, kind: KeyKind, originator_id: object) -> str:
+        return SYSTEM_SUBJECT if kind is KeyKind.SYSTEM else str(originator_id)
+
+    # -- writing --------------------------------------------------------------------
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        context = require_context()  # fails closed: no actor, no write (R3.1)
+        topic = get_topic(domain_event.__class__)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        parts = split_by_key(state, isinstance(domain_event, Snapshot))
+        parts[KeyKind.SYSTEM][META] = context.as_metadata()
+        sealed = [MAGIC, bytes((FORMAT, len(parts)))]
+        for kind, fields in parts.items():
+            aead = self.keyring.aead(self._subject_for(kind, originator_id), kind, create=True)
+            nonce = os.urandom(12)
+            ciphertext = aead.encrypt(
+                nonce,
+                self.transcoder.encode(fields),
+                associated_data(originator_id, version, topic, kind),
+            )
+            sealed.append(_PART_HEADER.pack(_KIND_CODES[kind], nonce, len(ciphertext)))
+            sealed.append(ciphertext)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=version,
+            topic=topic,
+            state=b"".join(sealed),
+        )
+
+    # -- reading --------------------------------------------------------------------
+
+    def open_parts(
+        self, stored: StoredEvent, only: KeyKind | None = None
+    ) -> dict[KeyKind, dict[str, Any]]:
+        """Decrypt the parts of a stored event (or just one kind of them).
+
+        Raises SubjectErased when a needed key was destroyed and TamperedEvent when
+        a ciphertext fails authentication.
+        """
+        data = stored.state
+        if data[:2] != MAGIC or data[2] != FORMAT:
+            raise TamperedEvent(
+                f"stored event {stored.originator_id} v{stored.originator_version} "
+                "is not in Strongroom's envelope format"
+            )
+        offset, opened = 4, {}
+        for _ in range(data[3]):
+            code, nonce, length = _PART_HEADER.unpack_from(data, offset)
+            offset += _PART_HEADER.size
+            ciphertext = data[offset : offset + length]
+            offset += length
+            kind = _CODE_KINDS.get(code)
+            if kind is None:
+                raise TamperedEvent("unknown key kind in stored event")
+            if only is not None and kind is not only:
+                continue
+            aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
+            try:
+                plaintext = aead.decrypt(
+                    nonce,
+                    ciphertext,
+                    associated_data(
+                        stored.originator_id, stored.originator_version, stored.topic, kind
+                    ),
+                )
+            except InvalidTag:
+                raise TamperedEvent(
+                    f"stored event {stored.originator_id} v{stored.originator_version} "
+                    f"failed authentication ({kind} part)"
+                ) from None
+            opened[kind] = self.transcoder.decode(plaintext)
+        return opened
+
+    def metadata(self, stored: StoredEvent) -> dict[str, Any]:
+        """Who, when, where and why of a stored event, readable after erasure."""
+        system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
+        return cast(dict[str, Any], system.get(META, {}))
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        cls = resolve_topic(stored_event.topic)
+        state: dict[str, Any] = {}
+        for fields in self.open_parts(stored_event).values():
+            _merge(state, fields)
+        state.pop(META, None)
+        id_convertor = find_id_convertor(cls, cast(Hashable, type(stored_event.originator_id)))
+        state["originator_id"] = id_convertor(stored_event.originator_id)
+        state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return domain_event

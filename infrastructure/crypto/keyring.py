@@ -1,0 +1,155 @@
+"""The key ring: data keys per subject, unwrapped on demand and cached briefly.
+
+Each customer has a profile key and a KYC key (R1.2); the installation has one
+system key (non-personal fields and event metadata, never destroyed) and one
+blind-index root key (R1.3). Keys are made on first write and wrapped by the KEK
+before they touch the database. Unwrapped keys stay in memory for `cache_seconds`
+so that replaying a stream unwraps each key once, not once per event; the bound
+also limits how long another process could go on reading with a key that this
+process has just destroyed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from application.errors import SubjectErased
+from domain.catalogue import KeyKind
+from infrastructure.crypto.kek import KekError, KekProvider
+from infrastructure.crypto.keystore import KeyStore, WrappedKey
+
+SYSTEM_SUBJECT = "00000000-0000-0000-0000-000000000000"
+BLIND_INDEX_ROOT = "blind-index-root"
+_CANARY = b"strongroom kek check v1"
+
+
+def _context(subject_id: str, kind: str) -> bytes:
+    return f"strongroom/dek/v1|{subject_id}|{kind}".encode()
+
+
+@dataclass
+class _Cached:
+    key: bytes
+    aead: AESGCM
+    expires: float
+
+
+class KeyRing:
+    """Data keys by (subject, kind); the only place that unwraps them."""
+
+    def __init__(self, store: KeyStore, kek: KekProvider, *, cache_seconds: float = 60.0) -> None:
+        self.store = store
+        self.kek = kek
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._lock = threading.Lock()
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def check_kek(self) -> None:
+        """Refuse to start with a KEK other than the one the store was made with.
+
+        Writes the check value on a brand-new store; otherwise only reads, so a wrong
+        KEK changes nothing (R1.4).
+        """
+        canary = self.store.canary()
+        if canary is None:
+            if self.store.has_any_key():
+                raise KekError("the key store has keys but no KEK check value; refusing to guess")
+            self.store.set_canary(self.kek.kek_id, self.kek.wrap(_CANARY, b"kek-check"))
+            return
+        kek_id, wrapped = canary
+        try:
+            ok = self.kek.unwrap(wrapped, b"kek-check") == _CANARY
+        except KekError:
+            ok = False
+        if not ok:
+            raise KekError(
+                f"this KEK ({self.kek.kek_id}) is not the one the key store was made with "
+                f"({kek_id}); nothing was changed"
+            )
+
+    # -- data keys ----------------------------------------------------------------------
+
+    def aead(self, subject_id: str, kind: KeyKind | str, *, create: bool = False) -> AESGCM:
+        """The cipher for a subject's key; raises SubjectErased if it was destroyed."""
+        return self._entry(subject_id, str(kind), create=create).aead
+
+    def raw_key(self, subject_id: str, kind: str) -> bytes:
+        """Key bytes for derivation (blind index root); never leaves infrastructure."""
+        return self._entry(subject_id, kind, create=True).key
+
+    def _entry(self, subject_id: str, kind: str, *, create: bool) -> _Cached:
+        now = time.monotonic()
+        cache_key = (subject_id, kind)
+        cached = self._cache.get(cache_key)
+        if cached is not None and cached.expires > now:
+            return cached
+        stored = self.store.get(subject_id, kind)
+        if stored is None:
+            if not create:
+                raise SubjectErased(subject_id, kind) if self.store.is_destroyed(
+                    subject_id, kind
+                ) else KeyError(f"no {kind} key for subject {subject_id}")
+            stored = self._create(subject_id, kind)
+        key = self.kek.unwrap(stored.wrapped, _context(subject_id, kind))
+        entry = _Cached(key, AESGCM(key), now + self.cache_seconds)
+        with self._lock:
+            self._cache[cache_key] = entry
+        return entry
+
+    def _create(self, subject_id: str, kind: str) -> WrappedKey:
+        data_key = os.urandom(32)
+        wrapped = WrappedKey(
+            subject_id, kind, self.kek.wrap(data_key, _context(subject_id, kind)), self.kek.kek_id
+        )
+        stored = self.store.insert_if_absent(wrapped)
+        if stored is None:
+            # The ledger says this key was destroyed: writing under a fresh key would
+            # quietly resurrect an erased customer's stream.
+            raise SubjectErased(subject_id, kind)
+        return stored
+
+    def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
+        """Crypto-shred: delete the wrapped keys, enter them in the ledger, forget them."""
+        destroyed = self.store.destroy(subject_id, kinds)
+        with self._lock:
+            for kind in kinds:
+                self._cache.pop((subject_id, kind), None)
+        return destroyed
+
+    def status(self, subject_id: str) -> dict[str, str]:
+        result = {}
+        for kind in (KeyKind.PROFILE, KeyKind.KYC):
+            if self.store.is_destroyed(subject_id, kind):
+                result[str(kind)] = "destroyed"
+            elif self.store.get(subject_id, kind) is not None:
+                result[str(kind)] = "active"
+            else:
+                result[str(kind)] = "absent"
+        return result
+
+    def forget_cached(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # -- KEK rotation ---------------------------------------------------------------------
+
+    def rotate_kek(self, new_kek: KekProvider) -> int:
+        """Re-wrap every data key under `new_kek` in one transaction; events are untouched."""
+        rewrapped = []
+        for stored in self.store.all_keys():
+            context = _context(stored.subject_id, stored.kind)
+            data_key = self.kek.unwrap(stored.wrapped, context)
+            rewrapped.append(
+                WrappedKey(stored.subject_id, stored.kind, new_kek.wrap(data_key, context), new_kek.kek_id)
+            )
+        self.store.replace_all(rewrapped, new_kek.kek_id, new_kek.wrap(_CANARY, b"kek-check"))
+        self.kek = new_kek
+        self.forget_cached()
+        return len(rewrapped)

@@ -1,0 +1,169 @@
+"""Where wrapped data keys live: apart from the events (R1.1, R4.2).
+
+On SQLite the key store is its own file (`keys.sqlite`), on PostgreSQL its own
+schema, so a copy of the event tables alone holds no key, wrapped or not. The
+`destroyed_keys` table is the erasure ledger: once a (subject, kind) is in it, no
+key for that pair can be created again, so a destroyed key never comes back (R4.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from infrastructure.sql import Cursor, Database
+
+_BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    subject_id: str
+    kind: str
+    wrapped: bytes
+    kek_id: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class KeyStore:
+    """Rows of wrapped data keys, the erasure ledger, and the KEK check value."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def create_tables(self) -> None:
+        blob = _BLOB[self.db.dialect]
+        with self.db.transaction() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS data_keys ("
+                " subject_id TEXT NOT NULL, kind TEXT NOT NULL,"
+                f" wrapped {blob} NOT NULL, kek_id TEXT NOT NULL,"
+                " created_at TEXT NOT NULL, PRIMARY KEY (subject_id, kind))"
+            )
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS destroyed_keys ("
+                " subject_id TEXT NOT NULL, kind TEXT NOT NULL,"
+                " destroyed_at TEXT NOT NULL, PRIMARY KEY (subject_id, kind))"
+            )
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS kek_check ("
+                f" kek_id TEXT PRIMARY KEY, canary {blob} NOT NULL, created_at TEXT NOT NULL)"
+            )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, subject_id: str, kind: str) -> WrappedKey | None:
+        with self.db.transaction() as cur:
+            return self._get(cur, subject_id, kind)
+
+    @staticmethod
+    def _get(cur: Cursor, subject_id: str, kind: str) -> WrappedKey | None:
+        cur.execute(
+            "SELECT wrapped, kek_id FROM data_keys WHERE subject_id = ? AND kind = ?",
+            (subject_id, kind),
+        )
+        row = cur.fetchone()
+        return None if row is None else WrappedKey(subject_id, kind, bytes(row[0]), row[1])
+
+    def is_destroyed(self, subject_id: str, kind: str) -> bool:
+        with self.db.transaction() as cur:
+            return self._is_destroyed(cur, subject_id, kind)
+
+    @staticmethod
+    def _is_destroyed(cur: Cursor, subject_id: str, kind: str) -> bool:
+        cur.execute(
+            "SELECT 1 FROM destroyed_keys WHERE subject_id = ? AND kind = ?",
+            (subject_id, kind),
+        )
+        return cur.fetchone() is not None
+
+    def destroyed(self) -> list[tuple[str, str, str]]:
+        """The erasure ledger: (subject_id, kind, destroyed_at) for every destroyed key."""
+        with self.db.transaction() as cur:
+            cur.execute("SELECT subject_id, kind, destroyed_at FROM destroyed_keys ORDER BY destroyed_at")
+            return [tuple(row) for row in cur.fetchall()]  # type: ignore[misc]
+
+    def counts(self) -> dict[str, int]:
+        with self.db.transaction() as cur:
+            cur.execute("SELECT kind, COUNT(*) FROM data_keys GROUP BY kind")
+            counts = {f"active_{kind}": n for kind, n in cur.fetchall()}
+            cur.execute("SELECT COUNT(*) FROM destroyed_keys")
+            counts["destroyed"] = cur.fetchone()[0]
+        return counts
+
+    def all_keys(self) -> Iterator[WrappedKey]:
+        with self.db.transaction() as cur:
+            cur.execute("SELECT subject_id, kind, wrapped, kek_id FROM data_keys")
+            rows = cur.fetchall()
+        for subject_id, kind, wrapped, kek_id in rows:
+            yield WrappedKey(subject_id, kind, bytes(wrapped), kek_id)
+
+    # -- writes --------------------------------------------------------------------
+
+    def insert_if_absent(self, key: WrappedKey) -> WrappedKey | None:
+        """Store `key` unless one exists; returns the stored key, or None if destroyed."""
+        with self.db.transaction() as cur:
+            if self._is_destroyed(cur, key.subject_id, key.kind):
+                return None
+            cur.execute(
+                "INSERT INTO data_keys (subject_id, kind, wrapped, kek_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_id, kind) DO NOTHING",
+                (key.subject_id, key.kind, key.wrapped, key.kek_id, _now()),
+            )
+            return self._get(cur, key.subject_id, key.kind)
+
+    def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
+        """Delete the wrapped keys and enter them in the ledger, in one transaction."""
+        destroyed = []
+        with self.db.transaction() as cur:
+            for kind in kinds:
+                cur.execute(
+                    "DELETE FROM data_keys WHERE subject_id = ? AND kind = ?", (subject_id, kind)
+                )
+                cur.execute(
+                    "INSERT INTO destroyed_keys (subject_id, kind, destroyed_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (subject_id, kind) DO NOTHING",
+                    (subject_id, kind, _now()),
+                )
+                destroyed.append(kind)
+        # A deleted row is not yet gone from disk (free pages, WAL frames, dead
+        # tuples); reclaiming scrubs the last copy of the wrapped key.
+        self.db.reclaim("data_keys")
+        return destroyed
+
+    def replace_all(self, keys: list[WrappedKey], kek_id: str, canary: bytes) -> None:
+        """Swap every wrapped key and the check value at once (KEK rotation)."""
+        with self.db.transaction() as cur:
+            cur.executemany(
+                "UPDATE data_keys SET wrapped = ?, kek_id = ? WHERE subject_id = ? AND kind = ?",
+                [(k.wrapped, k.kek_id, k.subject_id, k.kind) for k in keys],
+            )
+            cur.execute("DELETE FROM kek_check")
+            cur.execute(
+                "INSERT INTO kek_check (kek_id, canary, created_at) VALUES (?, ?, ?)",
+                (kek_id, canary, _now()),
+            )
+
+    # -- the KEK check value ---------------------------------------------------------
+
+    def canary(self) -> tuple[str, bytes] | None:
+        with self.db.transaction() as cur:
+            cur.execute("SELECT kek_id, canary FROM kek_check")
+            row = cur.fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def has_any_key(self) -> bool:
+        with self.db.transaction() as cur:
+            cur.execute("SELECT 1 FROM data_keys LIMIT 1")
+            return cur.fetchone() is not None
+
+    def set_canary(self, kek_id: str, canary: bytes) -> None:
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO kek_check (kek_id, canary, created_at) VALUES (?, ?, ?)",
+                (kek_id, canary, _now()),
+            )

@@ -1,0 +1,169 @@
+"""Projecting the log into the customer read model, inline or apart (R1.3, R7.4).
+
+Inline (the default, and the only way on SQLite, whose recorder cannot subscribe in
+eventsourcing 9.5): the read-model rows are written inside the very transaction that
+stores the events, so a caller reads its own write and a crash can never leave one
+without the other. Apart (`strongroom worker`, PostgreSQL): the worker follows the
+log from its tracked position; writers wait until it has caught up with them.
+
+Rebuild replays the whole log (or a prefix of it, for point-in-time restores)
+through the same row builder. Events of erased customers no longer decrypt; they are
+skipped, and the erasure record purges whatever was projected before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from application.errors import SubjectErased
+from application.ports import InTransactionHook
+from domain.customer import Customer
+from domain.erasure import CustomerErasure
+from infrastructure.readmodel import CustomerDirectory, CustomerRow, InteractionRow
+from infrastructure.sql import Database, adapt_cursor
+
+PAGE = 500
+
+
+def _interaction_rows(customer_id: str, events: Sequence[Any]) -> list[InteractionRow]:
+    return [
+        InteractionRow(
+            interaction_id=e.interaction_id, customer_id=customer_id, kind=e.kind,
+            channel=e.channel, occurred_at=str(e.occurred_at), notes=e.notes,
+        )
+        for e in events
+        if type(e).__name__ == "InteractionRecorded"
+    ]
+
+
+class _Batch:
+    """Rows to write for a run of events, keyed so later states replace earlier ones."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, CustomerRow] = {}
+        self.interactions: list[InteractionRow] = []
+        self.purges: list[str] = []
+
+    def customer(self, customer: Customer, new_events: Sequence[Any]) -> None:
+        cid = str(customer.id)
+        pans = {card["card_id"]: card["pan"] for card in customer.cards}
+        self.records[cid] = CustomerRow(customer.to_record(), pans)
+        self.interactions.extend(_interaction_rows(cid, new_events))
+
+    def erased(self, customer_id: str) -> None:
+        self.records.pop(customer_id, None)
+        self.interactions = [r for r in self.interactions if r.customer_id != customer_id]
+        self.purges.append(customer_id)
+
+    def write(self, directory: CustomerDirectory, cur: Any, position: int) -> None:
+        directory.upsert(cur, list(self.records.values()), position)
+        directory.add_interactions(cur, self.interactions, position)
+        for customer_id in self.purges:
+            directory.purge(cur, customer_id)
+        directory.track(cur, position)
+
+
+class CustomerProjection:
+    """Implements the application's Projection port for the customer directory."""
+
+    def __init__(self, directory: CustomerDirectory, database: Database, *, inline: bool = True) -> None:
+        self.directory = directory
+        self.db = database
+        self.is_inline = inline
+
+    # -- inline -----------------------------------------------------------------------------
+
+    def inline(self, aggregates: Sequence[Any]) -> InTransactionHook | None:
+        if not self.is_inline:
+            return None
+        batch = _Batch()
+        for aggregate in aggregates:
+            if isinstance(aggregate, Customer):
+                batch.customer(aggregate, list(aggregate.pending_events))
+            elif isinstance(aggregate, CustomerErasure):
+                batch.erased(str(aggregate.customer_id))
+        dialect = self.db.dialect
+
+        def write_with_events(raw_cursor: Any, positions: Sequence[int]) -> None:
+            batch.write(self.directory, adapt_cursor(dialect, raw_cursor), max(positions))
+
+        return write_with_events
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.directory.position() < position:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read model has not reached position {position}")
+            time.sleep(0.02)
+
+    # -- following the log --------------------------------------------------------------------
+
+    def catch_up(
+        self,
+        app: Any,
+        *,
+        upto: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        cache: dict[str, Customer] | None = None,
+    ) -> int:
+        """Project notifications after the tracked position (up to `upto`); returns the count."""
+        cache = {} if cache is None else cache
+        start = self.directory.position() + 1
+        done = 0
+        while True:
+            limit = PAGE if upto is None else min(PAGE, upto - start + 1)
+            if limit <= 0:
+                break
+            notifications = app.recorder.select_notifications(start=start, limit=limit)
+            if not notifications:
+                break
+            batch = _Batch()
+            for notification in notifications:
+                self._apply(app, notification, batch, cache)
+            last = notifications[-1].id
+            with self.db.transaction() as cur:
+                batch.write(self.directory, cur, last)
+            done += len(notifications)
+            if progress is not None:
+                progress(len(notifications))
+            start = last + 1
+        return done
+
+    def _apply(self, app: Any, notification: Any, batch: _Batch, cache: dict[str, Customer]) -> None:
+        oid = str(notification.originator_id)
+        try:
+            event = app.mapper.to_domain_event(notification)
+        except SubjectErased:
+            cache.pop(oid, None)
+            return
+        if isinstance(event, Customer.Event):
+            customer = cache.get(oid)
+            if customer is None or customer.version != event.originator_version - 1:
+                customer = (
+                    None if event.originator_version == 1
+                    else app.repository.get(event.originator_id, version=event.originator_version - 1)
+                )
+            customer = event.mutate(customer)
+            cache[oid] = customer
+            batch.customer(customer, [event])
+        elif isinstance(event, CustomerErasure.Event) and event.originator_version == 1:
+            customer_id = str(event.customer_id)
+            cache.pop(customer_id, None)
+            batch.erased(customer_id)
+
+    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Empty the read model and project the log again, up to `upto` if given."""
+        with self.db.transaction() as cur:
+            self.directory.clear(cur)
+        return self.catch_up(app, upto=upto, progress=progress)
+
+    def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
+        """The worker loop: follow the log until told to stop."""
+        cache: dict[str, Customer] = {}
+        while not stop():
+            if self.catch_up(app, cache=cache) == 0:
+                time.sleep(interval)
+            if len(cache) > 10_000:
+                cache.clear()

@@ -1,0 +1,343 @@
+"""Read models (R1.3): the customer directory, its blind indexes, and interactions.
+
+Rows are projected from customer state. Non-personal columns (portfolio, status,
+risk rating, ...) are stored in clear so they can be filtered on; personal columns
+are sealed with AES-256-GCM under the customer's own key, bound to table, column
+and customer id, so a read-model row cannot be read once the customer's key is
+destroyed, and a ciphertext cannot be moved to another customer's row.
+
+Every write goes with a position in the projection tracking table, in the same
+transaction, and rows only move forward in version: replaying a notification twice
+changes nothing (exactly-once effect).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from application.errors import SubjectErased
+from domain import values
+from domain.catalogue import key_for
+from infrastructure.crypto.blind_index import BlindIndex
+from infrastructure.crypto.keyring import KeyRing
+from infrastructure.sql import Cursor, Database
+
+PROJECTION = "customer_directory"
+
+CLEAR_COLUMNS = (
+    "type", "portfolio", "status", "kyc_status", "risk_rating", "segment", "restricted",
+    "version", "created_on", "modified_on",
+)
+SEALED_COLUMNS = (
+    "full_name", "date_of_birth", "national_id", "email", "phone", "address", "cards",
+    "bank_accounts",
+)
+SEARCH_NORMALISERS = {
+    "email": values.normalise_email,
+    "phone": values.normalise_phone,
+    "national_id": values.normalise_national_id,
+    "pan": values.normalise_pan,
+}
+
+_BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
+_BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
+
+
+def _aad(table: str, column: str, row_id: str) -> bytes:
+    return f"strongroom/column/v1|{table}|{column}|{row_id}".encode()
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """A customer's record (no PAN) and, apart, its PANs by card id for the index."""
+
+    record: dict[str, Any]
+    pans: dict[str, str]
+
+
+@dataclass(frozen=True)
+class InteractionRow:
+    interaction_id: str
+    customer_id: str
+    kind: str
+    channel: str
+    occurred_at: str
+    notes: str
+
+
+def create_tables(cur: Cursor, dialect: str) -> None:
+    blob, bigint = _BLOB[dialect], _BIGINT[dialect]
+    clear = ", ".join(
+        f"{c} {bigint}" if c == "version" else f"{c} TEXT" for c in CLEAR_COLUMNS if c != "restricted"
+    )
+    sealed = ", ".join(f"{c} {blob}" for c in SEALED_COLUMNS)
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS rm_customers (customer_id TEXT PRIMARY KEY,"
+        f" {clear}, restricted INTEGER NOT NULL DEFAULT 0, {sealed}, position {bigint} NOT NULL)"
+    )
+    cur.execute("CREATE INDEX IF NOT EXISTS rm_customers_portfolio ON rm_customers (portfolio, customer_id)")
+    cur.execute("CREATE INDEX IF NOT EXISTS rm_customers_status ON rm_customers (status, customer_id)")
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS rm_customer_search (field TEXT NOT NULL,"
+        f" digest {bigint} NOT NULL, customer_id TEXT NOT NULL,"
+        " PRIMARY KEY (field, digest, customer_id))"
+    )
+    cur.execute("CREATE INDEX IF NOT EXISTS rm_customer_search_by_customer ON rm_customer_search (customer_id)")
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS rm_interactions (interaction_id TEXT PRIMARY KEY,"
+        " customer_id TEXT NOT NULL, kind TEXT NOT NULL, channel TEXT, occurred_at TEXT NOT NULL,"
+        f" notes {blob}, position {bigint} NOT NULL)"
+    )
+    cur.execute(
+        "CREATE INDEX IF NOT EXISTS rm_interactions_customer ON rm_interactions (customer_id, occurred_at)"
+    )
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS rm_tracking (name TEXT PRIMARY KEY, position {bigint} NOT NULL)"
+    )
+
+
+class ColumnSealer:
+    """Seals and opens personal read-model values under the customer's keys."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    def seal(
+        self, table: str, column: str, subject_id: str, row_id: str, value: Any, *, field: str | None = None
+    ) -> bytes | None:
+        if value is None:
+            return None
+        aead = self.keyring.aead(subject_id, key_for(field or column), create=True)
+        nonce = os.urandom(12)
+        return nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id))
+
+    def open(self, table: str, column: str, subject_id: str, row_id: str, sealed: bytes | None, *, field: str | None = None) -> Any:
+        if sealed is None:
+            return None
+        sealed = bytes(sealed)
+        aead = self.keyring.aead(subject_id, key_for(field or column))
+        try:
+            plaintext = aead.decrypt(sealed[:12], sealed[12:], _aad(table, column, row_id))
+        except InvalidTag:
+            raise ValueError(f"read-model value {table}.{column} failed authentication") from None
+        return json.loads(plaintext)
+
+
+class CustomerDirectory:
+    """Writes and reads the customer read model; the writer side runs in any cursor."""
+
+    def __init__(self, database: Database, keyring: KeyRing, blind_index: BlindIndex) -> None:
+        self.db = database
+        self.sealer = ColumnSealer(keyring)
+        self.blind_index = blind_index
+
+    # -- writing (inside whatever transaction the caller holds) -------------------------
+
+    def search_digests(self, record: dict[str, Any], pans: dict[str, str]) -> list[tuple[str, int]]:
+        digests = []
+        for field in ("email", "phone", "national_id"):
+            value = record.get(field)
+            if value:
+                digests.append((field, self.blind_index.digest(field, SEARCH_NORMALISERS[field](value))))
+        for pan in pans.values():
+            digests.append(("pan", self.blind_index.digest("pan", values.normalise_pan(pan))))
+        return sorted(set(digests))
+
+    def upsert(self, cur: Cursor, rows: Sequence[CustomerRow], position: int) -> None:
+        """Write each customer's current state; older versions never overwrite newer."""
+        for row_in in rows:
+            record, pans = row_in.record, row_in.pans
+            cid = str(record["id"])
+            cur.execute("SELECT version FROM rm_customers WHERE customer_id = ?", (cid,))
+            row = cur.fetchone()
+            stored_version = None if row is None else (row["version"] if isinstance(row, dict) else row[0])
+            if stored_version is not None and stored_version >= record["version"]:
+                continue
+            clear = [
+                int(bool(record.get(c))) if c == "restricted" else (
+                    _iso(record.get(c)) if c in ("created_on", "modified_on") else record.get(c)
+                )
+                for c in CLEAR_COLUMNS
+            ]
+            sealed = [
+                self.sealer.seal("rm_customers", c, cid, cid, self._public_value(c, record.get(c), pans))
+                for c in SEALED_COLUMNS
+            ]
+            columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS, "position")
+            placeholders = ", ".join("?" for _ in columns)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+            cur.execute(
+                f"INSERT INTO rm_customers ({', '.join(columns)}) VALUES ({placeholders})"
+                f" ON CONFLICT (customer_id) DO UPDATE SET {updates}",
+                (cid, *clear, *sealed, position),
+            )
+            cur.execute("DELETE FROM rm_customer_search WHERE customer_id = ?", (cid,))
+            cur.executemany(
+                "INSERT INTO rm_customer_search (field, digest, customer_id) VALUES (?, ?, ?)",
+                [(field, digest, cid) for field, digest in self.search_digests(record, pans)],
+            )
+
+    def _public_value(self, column: str, value: Any, pans: dict[str, str]) -> Any:
+        # The read model never holds a full PAN: BIN and last four are all any role
+        # may ever see (R1.7), plus a full-width keyed hash to confirm a search hit.
+        # The number itself lives only in the encrypted events.
+        if column == "cards" and value:
+            return [
+                {
+                    "card_id": c["card_id"], "bin": c["bin"], "last4": c["last4"],
+                    "expiry_month": c.get("expiry_month"),
+                    "pan_hash": self.blind_index.full_digest("pan", values.normalise_pan(pans[c["card_id"]])),
+                }
+                for c in value
+            ]
+        return value
+
+    def add_interactions(self, cur: Cursor, rows: Iterable[InteractionRow], position: int) -> None:
+        params = [
+            (
+                r.interaction_id, r.customer_id, r.kind, r.channel, r.occurred_at,
+                self.sealer.seal(
+                    "rm_interactions", "notes", r.customer_id, r.interaction_id, r.notes, field="notes"
+                ),
+                position,
+            )
+            for r in rows
+        ]
+        if params:
+            cur.executemany(
+                "INSERT INTO rm_interactions (interaction_id, customer_id, kind, channel, occurred_at, notes, position)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (interaction_id) DO NOTHING",
+                params,
+            )
+
+    @staticmethod
+    def purge(cur: Cursor, customer_id: str) -> None:
+        """Remove every read-model trace of an erased customer (R5.4)."""
+        for table in ("rm_customers", "rm_customer_search", "rm_interactions"):
+            cur.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
+
+    @staticmethod
+    def track(cur: Cursor, position: int) -> None:
+        cur.execute(
+            "INSERT INTO rm_tracking (name, position) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+            " WHERE rm_tracking.position < excluded.position",
+            (PROJECTION, position),
+        )
+
+    @staticmethod
+    def clear(cur: Cursor) -> None:
+        for table in ("rm_customers", "rm_customer_search", "rm_interactions", "rm_tracking"):
+            cur.execute(f"DELETE FROM {table}")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def position(self) -> int:
+        with self.db.transaction() as cur:
+            cur.execute("SELECT position FROM rm_tracking WHERE name = ?", (PROJECTION,))
+            row = cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT {', '.join(columns)} FROM rm_customers WHERE customer_id = ?", (customer_id,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        record = dict(zip(columns, row, strict=True))
+        record["id"] = record.pop("customer_id")
+        record["restricted"] = bool(record["restricted"])
+        for column in SEALED_COLUMNS:
+            record[column] = self.sealer.open("rm_customers", column, customer_id, customer_id, record[column])
+        for card in record.get("cards") or []:
+            card.pop("pan_hash", None)
+        return record
+
+    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
+        """Customer ids whose `field` equals `value` exactly (after normalisation)."""
+        wanted = SEARCH_NORMALISERS[field](value)
+        digest = self.blind_index.digest(field, wanted)
+        with self.db.transaction() as cur:
+            cur.execute(
+                "SELECT s.customer_id, c.cards, c.email, c.phone, c.national_id FROM rm_customer_search s"
+                " JOIN rm_customers c ON c.customer_id = s.customer_id"
+                " WHERE s.field = ? AND s.digest = ? ORDER BY s.customer_id",
+                (field, digest),
+            )
+            candidates = cur.fetchall()
+        matches = []
+        for cid, cards, email, phone, national_id in candidates:
+            try:
+                if field == "pan":
+                    # The read model keeps no PAN; a candidate is confirmed by the
+                    # full-width keyed hash kept beside each card.
+                    full = self.blind_index.full_digest("pan", wanted)
+                    stored_cards = self.sealer.open("rm_customers", "cards", cid, cid, cards) or []
+                    if any(hmac.compare_digest(c.get("pan_hash", ""), full) for c in stored_cards):
+                        matches.append(cid)
+                    continue
+                sealed = {"email": email, "phone": phone, "national_id": national_id}[field]
+                stored = self.sealer.open("rm_customers", field, cid, cid, sealed)
+            except SubjectErased:
+                continue
+            if stored is not None and hmac.compare_digest(SEARCH_NORMALISERS[field](stored).encode(), wanted.encode()):
+                matches.append(cid)
+            if len(matches) >= limit:
+                break
+        return matches
+
+    def list(self, *, portfolio: str | None = None, status: str | None = None,
+             after: str | None = None, limit: int = 50) -> list[str]:
+        clauses, params = [], []
+        for column, value in (("portfolio", portfolio), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if after is not None:
+            clauses.append("customer_id > ?")
+            params.append(after)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT customer_id FROM rm_customers {where} ORDER BY customer_id LIMIT ?", (*params, limit))
+            return [row[0] for row in cur.fetchall()]
+
+    def interactions(self, customer_id: str) -> list[dict[str, Any]]:
+        with self.db.transaction() as cur:
+            cur.execute(
+                "SELECT interaction_id, kind, channel, occurred_at, notes FROM rm_interactions"
+                " WHERE customer_id = ? ORDER BY occurred_at, interaction_id",
+                (customer_id,),
+            )
+            rows = cur.fetchall()
+        return [
+            {
+                "interaction_id": iid, "kind": kind, "channel": channel, "occurred_at": occurred_at,
+                "notes": self.sealer.open(
+                    "rm_interactions", "notes", customer_id, iid, notes, field="notes"
+                ),
+            }
+            for iid, kind, channel, occurred_at, notes in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        with self.db.transaction() as cur:
+            out = {}
+            for table in ("rm_customers", "rm_customer_search", "rm_interactions"):
+                cur.execute(f"SELECT COUNT(*) FROM {table}")
+                out[table] = int(cur.fetchone()[0])
+        return out
+

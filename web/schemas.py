@@ -1,0 +1,95 @@
+"""Marshmallow schemas: the shape of what comes in (STYLE 8).
+
+Unknown fields are rejected, so a client cannot slip in a field the use case did
+not ask for (mass assignment). Messages name the field and rule, never the value.
+The domain checks the rules (Luhn, mod-97, KYC states); schemas check shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+
+from domain.values import SENSITIVE_AUTHENTICATION_FIELDS
+
+_SAD_MESSAGE = "sensitive authentication data is never accepted (PCI DSS 3.3)"
+
+
+def _find_sensitive(data: Any, path: str = "") -> list[str]:
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and key.lower().replace("-", "_") in SENSITIVE_AUTHENTICATION_FIELDS:
+                found.append(name)
+            found.extend(_find_sensitive(value, name))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found.extend(_find_sensitive(item, f"{path}.{index}"))
+    return found
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    @pre_load
+    def refuse_sensitive_authentication_data(self, data: Any, **_: Any) -> Any:
+        # R1.7: a CVV, track data or PIN block is refused before anything reads it,
+        # so it can reach no event, log line or error message.
+        found = _find_sensitive(data)
+        if found:
+            raise ValidationError({name: [_SAD_MESSAGE] for name in found})
+        return data
+
+
+class AddressSchema(StrictSchema):
+    line1 = fields.String(required=True, validate=validate.Length(1, 200))
+    line2 = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 200))
+    city = fields.String(required=True, validate=validate.Length(1, 100))
+    postcode = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 20))
+    country = fields.String(required=True, validate=validate.Length(2, 2))
+
+
+class CardSchema(StrictSchema):
+    pan = fields.String(required=True, validate=validate.Length(12, 23))
+    expiry = fields.String(required=True, validate=validate.Length(4, 7))
+
+
+class BankAccountSchema(StrictSchema):
+    iban = fields.String(required=True, validate=validate.Length(15, 42))
+
+
+class CustomerCreateSchema(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(["individual", "business"]))
+    full_name = fields.String(required=True, validate=validate.Length(1, 200))
+    date_of_birth = fields.Date(load_default=None, allow_none=True)
+    national_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+    email = fields.String(load_default=None, allow_none=True, validate=validate.Length(3, 254))
+    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(6, 32))
+    address = fields.Nested(AddressSchema, required=True)
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
+    risk_rating = fields.String(required=True, validate=validate.OneOf(["low", "medium", "high"]))
+    kyc_status = fields.String(
+        load_default="not_started",
+        validate=validate.OneOf(["not_started", "pending", "verified", "rejected", "expired"]),
+    )
+    segment = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+    cards = fields.List(fields.Nested(CardSchema), load_default=list)
+    bank_accounts = fields.List(fields.Nested(BankAccountSchema), load_default=list)
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dict as {"cards.0.pan": ["..."]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                flat[name] = list(value)
+            else:
+                flat.update(flatten_errors(value, name))
+    elif isinstance(messages, list):
+        flat[prefix or "_schema"] = [str(m) for m in messages]
+    return flat
