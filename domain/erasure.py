@@ -1,0 +1,90 @@
+"""The erasure ledger: the record that a customer's data keys were destroyed (R5.4).
+
+It holds no personal data, only the customer's random id, which keys are gone and
+why, so it stays readable for ever and can be re-applied after every restore
+(R4.6: erasure is never undone). Under an AML hold the KYC key outlives the
+profile key; its destruction is recorded later, when the hold ends (R5.5).
+
+`reason` is typed by staff and stored under the SYSTEM key, which is never
+destroyed: it must not contain personal data ("customer request via DSR form",
+not the customer's name). This is a rule for people, not enforced here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import ErasureAlreadyComplete, InvalidField
+from domain.values import normalise_required_text
+
+KEY_KINDS = ("profile", "kyc")
+ERASURE_STATUSES = ("kyc_retained", "complete")
+
+
+def _reason(value: object) -> str:
+    return normalise_required_text(value, "reason", max_length=500)
+
+
+class CustomerErasure(Aggregate):
+    """One customer's erasure. Create with `CustomerErasure.record(...)`."""
+
+    @classmethod
+    def record(
+        cls, *, customer_id: str | UUID, reason: str, keys_destroyed: Iterable[str]
+    ) -> CustomerErasure:
+        """Record keys already destroyed: ["profile"] under an AML hold, else both."""
+        try:
+            canonical_id = str(UUID(str(customer_id)))
+        except ValueError:
+            raise InvalidField("customer_id", "must be a UUID") from None
+        if isinstance(keys_destroyed, str):
+            raise InvalidField("keys_destroyed", "must be a list of key kinds")
+        return cls(
+            customer_id=canonical_id,
+            reason=_reason(reason),
+            keys_destroyed=sorted(set(keys_destroyed), key=lambda k: (k not in KEY_KINDS, k)),
+        )
+
+    @event("Recorded")
+    def __init__(self, customer_id: str, reason: str, keys_destroyed: list[str]) -> None:
+        if any(kind not in KEY_KINDS for kind in keys_destroyed):
+            raise InvalidField("keys_destroyed", "each must be profile or kyc")
+        if "profile" not in keys_destroyed:
+            # R5.4: erasure always destroys the profile key; only the KYC key may wait.
+            raise InvalidField("keys_destroyed", "an erasure destroys the profile key")
+        self.customer_id = customer_id
+        self.keys_destroyed: list[str] = [kind for kind in KEY_KINDS if kind in keys_destroyed]
+        self.status = self._status_for(self.keys_destroyed)
+
+    @staticmethod
+    def _status_for(keys_destroyed: list[str]) -> str:
+        return "complete" if set(keys_destroyed) == set(KEY_KINDS) else "kyc_retained"
+
+    def record_kyc_key_destroyed(self, reason: str) -> None:
+        """The AML hold ended and the KYC key was destroyed (R5.4, R5.5)."""
+        self._record_kyc_key_destroyed(reason=_reason(reason))
+
+    @event("KycKeyDestroyed")
+    def _record_kyc_key_destroyed(self, reason: str) -> None:
+        if "kyc" in self.keys_destroyed:
+            raise ErasureAlreadyComplete()
+        self.keys_destroyed = [*self.keys_destroyed, "kyc"]
+        self.status = self._status_for(self.keys_destroyed)
+
+    @property
+    def kyc_retained(self) -> bool:
+        return "kyc" not in self.keys_destroyed
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "id": str(self.id),
+            "version": self.version,
+            "created_on": self.created_on.isoformat(),
+            "modified_on": self.modified_on.isoformat(),
+            "customer_id": self.customer_id,
+            "keys_destroyed": list(self.keys_destroyed),
+            "status": self.status,
+        }
