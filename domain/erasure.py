@@ -33,16 +33,30 @@ class CustomerErasure(Aggregate):
 
     @classmethod
     def record(
-        cls, *, customer_id: str | UUID, reason: str, keys_destroyed: Iterable[str]
+        cls,
+        *,
+        customer_id: str | UUID,
+        reason: str,
+        keys_destroyed: Iterable[str],
+        id: UUID | None = None,  # noqa: A002 - the library's name for it
     ) -> CustomerErasure:
-        """Record keys already destroyed: ["profile"] under an AML hold, else both."""
+        """Record the keys an erasure destroys: ["profile"] under an AML hold, else both.
+
+        `id` may be given so that the application can find the erasure of a customer
+        by a name-based UUID of the customer's (random) id; it must never be derived
+        from personal data (R1.5). Without it the id is a random UUID.
+        """
         try:
             canonical_id = str(UUID(str(customer_id)))
         except ValueError:
             raise InvalidField("customer_id", "must be a UUID") from None
         if isinstance(keys_destroyed, str):
             raise InvalidField("keys_destroyed", "must be a list of key kinds")
-        return cls(
+        # _create is the library's own path behind cls(...); it also takes a given id
+        # (and makes a random one when id is None).
+        return cls._create(
+            cls.Recorded,
+            id=id,
             customer_id=canonical_id,
             reason=_reason(reason),
             keys_destroyed=sorted(set(keys_destroyed), key=lambda k: (k not in KEY_KINDS, k)),

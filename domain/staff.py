@@ -159,14 +159,21 @@ class StaffMember(Aggregate):
         self.password_hash = password_hash
         self.must_change_password = must_change_password
 
+    def enrol_totp(self, totp_secret: str, recovery_codes: Iterable[str] = ()) -> None:
+        """Enrol the TOTP secret (R2.2), with the hashes of the one-time recovery codes
+        when they are issued at the same time (else later: `replace_recovery_codes`)."""
+        if isinstance(recovery_codes, str):
+            raise InvalidField("recovery_codes", "must be a list of hashes")
+        self._enrol_totp(totp_secret=totp_secret, recovery_codes=list(recovery_codes))
+
     @event("TotpEnrolled")
-    def enrol_totp(self, totp_secret: str, recovery_codes: list[str]) -> None:
-        """Enrol the TOTP secret (R2.2) with the hashes of the one-time recovery codes."""
+    def _enrol_totp(self, totp_secret: str, recovery_codes: list[str]) -> None:
         self.check_active()
         if self.totp_secret is not None:
             raise MfaAlreadyEnrolled()
         _opaque_secret(totp_secret, "totp_secret")
-        self.check_recovery_codes(recovery_codes)
+        if recovery_codes:
+            self.check_recovery_codes(recovery_codes)
         self.totp_secret = totp_secret
         self.recovery_codes = list(recovery_codes)
 
