@@ -239,13 +239,13 @@ class Strongroom(Application[UUID]):
 
     def enrol_staff(
         self, *, username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str],
-        password_hash: str, totp_secret: str | None = None,
+        password_hash: str, totp_secret: str | None = None, recovery_code_hashes: Sequence[str] = (),
     ) -> StaffMember:
         staff = StaffMember.enrol(
             username=username, display_name=display_name, roles=list(roles),
             portfolios=list(portfolios), password_hash=password_hash,
         )
         if totp_secret is not None:
-            staff.enrol_totp(totp_secret)
+            staff.enrol_totp(totp_secret, list(recovery_code_hashes))
         self._save(staff)
         return staff

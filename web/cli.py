@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,45 +86,65 @@ def main(ctx: click.Context, instance: str) -> None:
 @click.pass_context
 def init(ctx: click.Context, as_json: bool, expected_customers: int) -> None:
     """Create the instance: config, KEK, TLS certificate, schema, first admin."""
-    from infrastructure.passwords import Argon2PasswordHasher
+    import pyotp
+
+    from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes
     from infrastructure.tls import make_self_signed
 
     folder = Path(ctx.obj["instance"]).resolve()
-    if (folder / "kek.key").exists() or (folder / CONFIG_FILE).exists():
-        _fail(f"{folder} is already initialised; nothing was changed")
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(
-        json.dumps(
-            {
-                "environment": "development",
-                "key_provider": "local",
-                "blind_index_bits": bits_for(expected_customers),
-                "created_at": datetime.now(UTC).isoformat(),
-            },
-            indent=2,
+    if folder.exists() and any(folder.iterdir()):
+        _fail(f"{folder} already exists and is not empty; nothing was changed")
+    # Everything is made in a staging folder and renamed into place at the end, so
+    # a failed init leaves nothing half-made behind.
+    staging = folder.with_name(f".{folder.name}.init-{secrets.token_hex(4)}")
+    staging.mkdir(mode=0o700, parents=True)
+    try:
+        (staging / CONFIG_FILE).write_text(
+            json.dumps(
+                {
+                    "environment": "development",
+                    "key_provider": "local",
+                    "blind_index_bits": bits_for(expected_customers),
+                    "created_at": datetime.now(UTC).isoformat(),
+                },
+                indent=2,
+            )
         )
-    )
-    LocalKek.create(folder / "kek.key")
-    (folder / "tls").mkdir(mode=0o700, exist_ok=True)
-    make_self_signed(folder / "tls" / "cert.pem", folder / "tls" / "key.pem")
-
-    import pyotp
-
-    password = secrets.token_urlsafe(18)
-    totp_secret = pyotp.random_base32()
-    with components(ctx) as built, acting_as(operator_context("initial setup")):
-        built.app.enrol_staff(
-            username="admin", display_name="Administrator", roles=["admin"], portfolios=[],
-            password_hash=Argon2PasswordHasher().hash(password), totp_secret=totp_secret,
-        )
+        LocalKek.create(staging / "kek.key")
+        (staging / "tls").mkdir(mode=0o700)
+        make_self_signed(staging / "tls" / "cert.pem", staging / "tls" / "key.pem")
+        password = secrets.token_urlsafe(18)
+        totp_secret = pyotp.random_base32()
+        recovery_codes, recovery_hashes = new_recovery_codes()
+        ctx.obj["instance"] = str(staging)
+        with components(ctx) as built, acting_as(operator_context("initial setup")):
+            built.app.enrol_staff(
+                username="admin", display_name="Administrator", roles=["admin"], portfolios=[],
+                password_hash=Argon2PasswordHasher().hash(password), totp_secret=totp_secret,
+                recovery_code_hashes=recovery_hashes,
+            )
+        if folder.exists():
+            folder.rmdir()
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        ctx.obj["instance"] = str(folder)
     totp_uri = pyotp.TOTP(totp_secret).provisioning_uri(name="admin", issuer_name="Strongroom")
-    result = {"admin": {"username": "admin", "password": password, "totp_uri": totp_uri}}
+    result = {
+        "admin": {
+            "username": "admin", "password": password, "totp_uri": totp_uri,
+            "recovery_codes": recovery_codes,
+        }
+    }
     if as_json:
         click.echo(json.dumps(result))
     else:
         click.echo(f"Initialised {folder}")
         click.echo("First administrator (shown once; the password must be changed at first login):")
         click.echo(f"  username: admin\n  password: {password}\n  TOTP:     {totp_uri}")
+        click.echo(f"  recovery codes: {' '.join(recovery_codes)}")
 
 
 # -- customers ----------------------------------------------------------------------------
@@ -321,10 +342,20 @@ def keys_status(ctx: click.Context, customer: str | None, as_json: bool) -> None
 
 
 def run() -> None:  # pragma: no cover - console entry
+    """Console entry: known errors become one line; unknown ones never dump a trace
+    (whose messages could carry values) unless STRONGROOM_DEBUG is set."""
+    import os
+
     try:
         main()
-    except ApplicationError as exc:
+    except (ApplicationError, DomainError) as exc:
         _fail(str(exc), EXIT_CHECK_FAILED)
+    except (ConfigurationError, KekError, DatabaseUnavailable) as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        if os.environ.get("STRONGROOM_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}); rerun with STRONGROOM_DEBUG=1 for details", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,8 @@ def bits_for(expected_rows: int) -> int:
     rows = max(expected_rows, 64)
     bits = int(math.floor(math.log2(rows / 4)))
     # Never so narrow that a value matches sqrt(N) rows or more.
-    return max(bits, int(math.ceil(math.log2(rows) / 2)) + 1)
+    bits = max(bits, int(math.ceil(math.log2(rows) / 2)) + 1)
+    return min(max(bits, 8), 62)
 
 
 class BlindIndex:

@@ -152,7 +152,13 @@ class SubjectMapper(Mapper[UUID]):
                 raise TamperedEvent("unknown key kind in stored event")
             if only is not None and kind is not only:
                 continue
-            aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
+            try:
+                aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
+            except KeyError:
+                raise TamperedEvent(
+                    f"stored event {stored.originator_id} v{stored.originator_version}: "
+                    f"no {kind} key exists for this stream"
+                ) from None
             try:
                 plaintext = aead.decrypt(
                     nonce,

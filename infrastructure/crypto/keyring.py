@@ -92,11 +92,12 @@ class KeyRing:
             return cached
         stored = self.store.get(subject_id, kind)
         if stored is None:
-            if not create:
-                raise SubjectErased(subject_id, kind) if self.store.is_destroyed(
-                    subject_id, kind
-                ) else KeyError(f"no {kind} key for subject {subject_id}")
-            stored = self._create(subject_id, kind)
+            if create:
+                stored = self._create(subject_id, kind)
+            elif self.store.is_destroyed(subject_id, kind):
+                raise SubjectErased(subject_id, kind)
+            else:
+                raise KeyError(f"no {kind} key for subject {subject_id}")
         key = self.kek.unwrap(stored.wrapped, _context(subject_id, kind))
         entry = _Cached(key, AESGCM(key), now + self.cache_seconds)
         with self._lock:
