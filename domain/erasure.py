@@ -62,7 +62,15 @@ class CustomerErasure(Aggregate):
             keys_destroyed=sorted(set(keys_destroyed), key=lambda k: (k not in KEY_KINDS, k)),
         )
 
-    @event("Recorded")
+    class Recorded(Aggregate.Created):
+        """Declared, not derived from __init__, so that `record` can name it when it
+        passes a given id to the library's `_create`."""
+
+        customer_id: str
+        reason: str
+        keys_destroyed: list[str]
+
+    @event(Recorded)
     def __init__(self, customer_id: str, reason: str, keys_destroyed: list[str]) -> None:
         if any(kind not in KEY_KINDS for kind in keys_destroyed):
             raise InvalidField("keys_destroyed", "each must be profile or kyc")

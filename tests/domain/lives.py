@@ -1,0 +1,60 @@
+"""Aggregates taken through every event they know, for tests that must see them all."""
+
+from __future__ import annotations
+
+from domain.customer import Customer
+from domain.erasure import CustomerErasure
+from domain.staff import StaffMember
+from tests.domain.examples import DE_IBAN, GB_IBAN, MASTERCARD_TEST_PAN, VISA_TEST_PAN, enrol_alice, register_ada
+
+
+def a_customers_whole_life() -> Customer:
+    ada = register_ada(
+        segment="retail",
+        cards=[{"pan": VISA_TEST_PAN, "expiry": "12/29"}],
+        bank_accounts=[{"iban": GB_IBAN}],
+    )
+    past = Customer.Registered.mutate(ada.pending_events[0], None)
+    ada.change_contact(email="ada@analytical.example", phone="+44 20 7946 0001")
+    ada.change_address({"line1": "1 Marylebone Road", "line2": "Flat 2", "city": "London", "country": "GB"})
+    ada.change_identity(full_name="Augusta Ada King", national_id="QQ654321A")
+    ada.rate_risk("medium")
+    ada.change_segment("premium")
+    ada.move_portfolio("uk-private")
+    ada.change_kyc_status("pending")
+    ada.change_kyc_status("verified")
+    card_id = ada.add_card({"pan": MASTERCARD_TEST_PAN, "expiry": "2030-01"})
+    ada.remove_card(card_id)
+    account_id = ada.add_bank_account({"iban": DE_IBAN})
+    ada.remove_bank_account(account_id)
+    ada.record_interaction("complaint", "phone", "Disputes a fee.", occurred_at="2026-01-05T10:00:00+01:00")
+    ada.revert_to(past, "changes were keyed on the wrong record")
+    ada.restrict("accuracy contested")
+    ada.lift_restriction("accuracy confirmed")
+    ada.close_relationship("customer asked to close")
+    return ada
+
+
+def a_staff_members_whole_life() -> StaffMember:
+    alice = enrol_alice()
+    alice.change_password("$argon2id$second")
+    alice.enrol_totp("JBSWY3DPEHPK3PXP", ["$h1", "$h2", "$h3"])
+    alice.use_recovery_code("$h2")
+    alice.replace_recovery_codes(["$h4", "$h5"])
+    alice.reset_totp("lost phone")
+    alice.change_roles(grant=["supervisor"], revoke=["agent"])
+    alice.change_portfolios(["uk-private"])
+    alice.disable("on leave")
+    alice.enable("back from leave")
+    return alice
+
+
+def an_erasures_whole_life() -> CustomerErasure:
+    erasure = CustomerErasure.record(
+        customer_id="1b0d4d52-5bb8-4b4a-9d6c-2b7a1f1c9e10", reason="DSR-7", keys_destroyed=["profile"]
+    )
+    erasure.record_kyc_key_destroyed("AML retention ended")
+    return erasure
+
+
+WHOLE_LIVES = [a_customers_whole_life, a_staff_members_whole_life, an_erasures_whole_life]
