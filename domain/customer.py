@@ -14,7 +14,7 @@ rules (`check_*`) run inside the event method, on the state the event applies to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 from uuid import uuid4
@@ -68,6 +68,10 @@ REASON_MAX_LENGTH = 500
 """Reasons (closing, restricting, reverting) are stored under the SYSTEM key, which is
 never destroyed, so the audit trail of an erased customer still says why. They must
 therefore not contain personal data; staff are told so where they type them."""
+
+
+OCCURRED_AT_SKEW = timedelta(minutes=5)
+"""How far ahead of our clock an interaction's time may be: the caller's clock may run fast."""
 
 
 class _Unchanged(Enum):
@@ -427,7 +431,7 @@ class Customer(Aggregate):
         """
         self._record_interaction(
             interaction_id=str(uuid4()),
-            kind=kind,
+            kind=kind.strip().lower() if isinstance(kind, str) else kind,
             channel=self._normalise_channel(channel),
             notes=normalise_notes(notes),
             occurred_at=self._normalise_occurred_at(occurred_at),
@@ -456,6 +460,8 @@ class Customer(Aggregate):
                 raise InvalidField("occurred_at", "must be an ISO 8601 date and time") from None
         if not isinstance(occurred_at, datetime) or occurred_at.tzinfo is None:
             raise InvalidField("occurred_at", "must be a date and time with a time zone")
+        if occurred_at > _utc_now() + OCCURRED_AT_SKEW:
+            raise InvalidField("occurred_at", "must not be in the future")
         return occurred_at.astimezone(timezone.utc).isoformat()
 
     @event("InteractionRecorded")

@@ -243,12 +243,14 @@ def normalise_phone(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidField("phone", "must be a string")
     text = value.strip().replace("(0)", "")
-    if text.startswith("00"):
-        text = "+" + text[2:]
     plus = text.startswith("+")
     digits = re.sub(r"[\s.\-()]", "", text[1:] if plus else text)
     if not digits.isascii() or not digits.isdigit():
         raise InvalidField("phone", "must contain digits, with an optional leading +")
+    if not plus and digits.startswith("00"):
+        # After the separators are gone, so that "0 044..." and "0044..." agree and
+        # normalising a normalised number changes nothing.
+        plus, digits = True, digits[2:]
     if not 8 <= len(digits) <= 15:
         raise InvalidField("phone", "must have 8 to 15 digits")
     return f"+{digits}" if plus else digits

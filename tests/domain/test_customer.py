@@ -6,10 +6,13 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.customer import KYC_STATUSES, KYC_TRANSITIONS, Customer
 from domain.errors import (
     BankAccountNotFound,
+    DomainError,
     CardNotFound,
     CustomerRestricted,
     InvalidField,
@@ -18,6 +21,7 @@ from domain.errors import (
     RelationshipClosed,
     SensitiveAuthenticationDataRefused,
 )
+from tests.domain.leaks import shown_spellings
 from tests.domain.examples import DE_IBAN, GB_IBAN, MASTERCARD_TEST_PAN, VISA_TEST_PAN, register_ada
 
 # --- registering -------------------------------------------------------------------------
@@ -182,6 +186,16 @@ def test_an_interaction_is_recorded_with_its_own_id_and_time() -> None:
     assert datetime.fromisoformat(interaction["occurred_at"]) >= before
 
 
+def test_an_interaction_time_may_be_given_but_not_in_the_future() -> None:
+    ada = register_ada()
+    ada.record_interaction("call", "phone", "", occurred_at="2026-01-05T10:00:00+01:00")
+    assert ada.interactions[0]["occurred_at"] == "2026-01-05T09:00:00+00:00"
+    with pytest.raises(InvalidField):
+        ada.record_interaction("call", "phone", "", occurred_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    with pytest.raises(InvalidField):
+        ada.record_interaction("call", "phone", "", occurred_at="2026-01-05T10:00:00")  # no time zone
+
+
 def test_an_interaction_of_unknown_kind_or_with_a_free_text_channel_is_refused() -> None:
     ada = register_ada()
     with pytest.raises(InvalidField) as refused:
@@ -340,3 +354,20 @@ def test_a_customer_is_reverted_to_a_past_version_by_a_new_event() -> None:
 def test_revert_to_another_customers_state_is_refused() -> None:
     with pytest.raises(InvalidField):
         register_ada().revert_to(register_ada(), "mistake")
+
+
+# --- errors never carry the value (R1.3, R7.3) -------------------------------------------------------
+
+_REGISTRATION_FIELDS = [
+    "type", "full_name", "date_of_birth", "national_id", "email", "phone", "portfolio",
+    "risk_rating", "kyc_status", "segment",
+]
+
+
+@settings(max_examples=50)
+@given(st.sampled_from(_REGISTRATION_FIELDS), st.text(min_size=6, max_size=300))
+def test_a_refused_registration_never_repeats_the_value(field: str, value: str) -> None:
+    try:
+        register_ada(**{field: value})
+    except DomainError as refused:
+        assert shown_spellings(value, refused) == []
