@@ -341,6 +341,19 @@ def keys_status(ctx: click.Context, customer: str | None, as_json: bool) -> None
             click.echo(f"{key}: {value}")
 
 
+def _register_subcommands() -> None:
+    # Kept in their own modules so the command line stays readable; imported late
+    # so `strongroom --help` does not load the web server or the benchmarks.
+    from web.bench import bench_command
+    from web.serve import serve_command
+
+    main.add_command(serve_command, "serve")
+    main.add_command(bench_command, "bench")
+
+
+_register_subcommands()
+
+
 def run() -> None:  # pragma: no cover - console entry
     """Console entry: known errors become one line; unknown ones never dump a trace
     (whose messages could carry values) unless STRONGROOM_DEBUG is set."""
