@@ -1,1 +1,25 @@
+"""The HTTP side: the app factory, blueprints, schemas, the one error table, and the
+`strongroom` command line beside them."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Strongroom API (see `web.app.create_app`).
+
+    Imported late so that loading `web` (as the command line does) loads neither
+    Flask nor the metrics client: `strongroom serve` must set the metrics mode
+    before prometheus_client is first imported, and `strongroom --help` stays quick.
+    """
+    from web.app import create_app as factory
+
+    return factory(config)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,186 @@
+"""The one error table: every error is `{"code", "status", "message", "errors"?}`, never a trace."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from flask import abort, request
+from marshmallow import ValidationError
+
+from application.errors import (
+    AnonymousWrite,
+    CustomerErased,
+    CustomerNotFound,
+    StoreUnavailable,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.errors import InvalidField
+from infrastructure.sql import DatabaseUnavailable
+from web.app import MAX_BODY_BYTES
+
+PLANTED = "planted-secret-ada@example.org"
+CUSTOMER_ID = "0b8e4a5e-8d8e-4c1b-9a47-3f0b1e6c2d11"
+
+RAISERS = {
+    "not_found": lambda: CustomerNotFound(CUSTOMER_ID),
+    "erased": lambda: CustomerErased(CUSTOMER_ID),
+    "invalid": lambda: ValidationFailed({"email": ["not an email address"]}),
+    "stale": lambda: VersionConflict(CUSTOMER_ID, 7),
+    "store_down": lambda: StoreUnavailable(f"store down at {PLANTED}"),
+    "db_down": lambda: DatabaseUnavailable(f"cannot open SQLite database: /srv/{PLANTED}"),
+    "anonymous": AnonymousWrite,
+    "schema": lambda: ValidationError({"address": {"country": ["Missing data for required field."]}}),
+    "domain": lambda: InvalidField("cards.0.pan", "Luhn check digit"),
+}
+
+
+@pytest.fixture
+def app(app_factory):
+    app = app_factory()
+
+    @app.post("/api/v1/echo")
+    def echo():
+        return {"received": request.get_json()}
+
+    @app.get("/api/v1/boom")
+    def boom():
+        raise RuntimeError(f"exploded while handling {PLANTED}")
+
+    @app.get("/api/v1/raise/<name>")
+    def raise_named(name):
+        raise RAISERS[name]()
+
+    @app.get("/api/v1/teapot")
+    def teapot():
+        abort(418)
+
+    @app.get("/api/v1/abort")
+    def aborted():
+        abort(500, description=f"aborted over {PLANTED}")
+
+    return app
+
+
+def assert_error_shape(response, status: int, code: str) -> dict:
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["code"] == code
+    assert body["status"] == status
+    assert isinstance(body["message"], str) and body["message"]
+    assert set(body) <= {"code", "status", "message", "errors", "request_id"}
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "<html" not in text.lower()
+    return body
+
+
+def test_an_unknown_route_is_a_json_404(client):
+    body = assert_error_shape(client.get("/api/v1/nothing-here"), 404, "not_found")
+    assert set(body) == {"code", "status", "message"}
+
+
+def test_a_wrong_method_is_a_json_405_that_says_what_is_allowed(client):
+    response = client.delete("/healthz")
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_a_body_over_one_mebibyte_is_refused_with_413(client):
+    big = json.dumps({"notes": "x" * MAX_BODY_BYTES}).encode()
+    assert_error_shape(client.post("/api/v1/echo", data=big, content_type="application/json"),
+                       413, "payload_too_large")
+
+
+def test_a_large_body_is_refused_before_any_route_reads_it(client):
+    # Even where no view would read it (an unknown path), the declared length decides.
+    assert_error_shape(client.post("/api/v1/nothing-here", data=b"x" * (MAX_BODY_BYTES + 1)),
+                       413, "payload_too_large")
+
+
+def test_a_large_body_without_a_declared_length_is_cut_off_at_the_limit(client):
+    stream = io.BytesIO(json.dumps({"notes": "x" * MAX_BODY_BYTES}).encode())
+    response = client.post("/api/v1/echo", input_stream=stream, content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"},
+                           environ_base={"wsgi.input_terminated": True})
+    assert_error_shape(response, 413, "payload_too_large")
+
+
+def test_a_body_just_under_the_limit_is_accepted(client):
+    payload = {"notes": "x" * (MAX_BODY_BYTES - 100)}
+    response = client.post("/api/v1/echo", json=payload)
+    assert response.status_code == 200
+
+
+def test_malformed_json_is_a_400_that_does_not_quote_the_body(client):
+    response = client.post("/api/v1/echo", data='{"email": "' + PLANTED + '",',
+                           content_type="application/json")
+    assert_error_shape(response, 400, "malformed_json")
+    assert PLANTED not in response.get_data(as_text=True)
+
+
+def test_a_body_that_is_not_json_is_a_415(client):
+    assert_error_shape(client.post("/api/v1/echo", data="a=b", content_type="application/x-www-form-urlencoded"),
+                       415, "unsupported_media_type")
+
+
+def test_an_unexpected_exception_is_a_500_without_its_message(client, capsys):
+    response = client.get("/api/v1/boom")
+    body = assert_error_shape(response, 500, "internal_error")
+    assert body == {
+        "code": "internal_error",
+        "status": 500,
+        "message": "internal error",
+        "request_id": response.headers["X-Request-Id"],
+    }
+    assert "exploded" not in response.get_data(as_text=True)
+    logged = capsys.readouterr().err
+    assert "RuntimeError" in logged  # the type, so an operator knows what to look for
+    assert "exploded" not in logged and PLANTED not in logged
+    assert "Traceback" not in logged
+
+
+def test_an_aborted_request_is_the_same_internal_error(client):
+    response = client.get("/api/v1/abort")
+    assert_error_shape(response, 500, "internal_error")
+    assert PLANTED not in response.get_data(as_text=True)
+
+
+def test_an_http_error_without_an_entry_still_has_the_shape(client):
+    assert_error_shape(client.get("/api/v1/teapot"), 418, "i_m_a_teapot")
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "code"),
+    [
+        ("not_found", 404, "not_found"),
+        ("erased", 410, "erased"),
+        ("invalid", 422, "validation_failed"),
+        ("stale", 412, "version_conflict"),
+        ("store_down", 503, "unavailable"),
+        ("db_down", 503, "unavailable"),
+        ("anonymous", 401, "unauthenticated"),
+        ("schema", 422, "validation_failed"),
+        ("domain", 422, "validation_failed"),
+    ],
+)
+def test_application_errors_map_to_their_status(client, capsys, name, status, code):
+    response = client.get(f"/api/v1/raise/{name}")
+    assert_error_shape(response, status, code)
+    assert PLANTED not in response.get_data(as_text=True)  # a library's message never leaks
+    assert PLANTED not in capsys.readouterr().err
+
+
+def test_validation_errors_name_fields_and_rules(client):
+    assert client.get("/api/v1/raise/invalid").get_json()["errors"] == {"email": ["not an email address"]}
+    assert client.get("/api/v1/raise/schema").get_json()["errors"] == {
+        "address.country": ["Missing data for required field."]
+    }
+    assert client.get("/api/v1/raise/domain").get_json()["errors"] == {"cards.0.pan": ["Luhn check digit"]}
+
+
+def test_not_found_names_only_the_id_that_was_asked_for(client):
+    body = client.get("/api/v1/raise/not_found").get_json()
+    assert body["message"] == f"customer {CUSTOMER_ID} not found"

@@ -1,0 +1,139 @@
+"""The one error table (STYLE 3): every error leaves as `{"code", "status", "message", "errors"?}`.
+
+Application errors are mapped by class, HTTP errors by status; anything else is a
+500 that says only "internal error" and the request id. Messages come from this
+table or from errors whose messages are written to name ids, fields and rules, never
+values; a database's or library's own message never reaches a client, because it
+may carry a host name, a file path or a value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from application.errors import (
+    AnonymousWrite,
+    CustomerNotFound,
+    StoreUnavailable,
+    SubjectErased,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.errors import DomainError
+from infrastructure.sql import DatabaseUnavailable
+from web.logs import ERROR_LOGGER
+from web.schemas import flatten_errors
+
+log = logging.getLogger(ERROR_LOGGER)
+
+UNAVAILABLE_MESSAGE = "the database is unavailable; try again later"
+
+# class -> (status, code, fixed message or None to use the error's own safe message)
+ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
+    AnonymousWrite: (401, "unauthenticated", "authentication required"),
+    CustomerNotFound: (404, "not_found", None),
+    SubjectErased: (410, "erased", "this customer's data has been erased"),
+    VersionConflict: (412, "version_conflict", None),
+    ValidationFailed: (422, "validation_failed", "the request is not valid"),
+    DomainError: (422, "validation_failed", "the request is not valid"),
+    ValidationError: (422, "validation_failed", "the request is not valid"),
+    StoreUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
+    DatabaseUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
+}
+
+# Our own words for HTTP errors: werkzeug's descriptions are long and, for some
+# errors (a JSON decoding failure), quote what the client sent.
+HTTP_MESSAGES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "the request could not be understood"),
+    401: ("unauthenticated", "authentication required"),
+    403: ("forbidden", "not allowed"),
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "method not allowed on this resource"),
+    406: ("not_acceptable", "only application/json is offered"),
+    411: ("length_required", "a Content-Length is required"),
+    412: ("precondition_failed", "the record has changed since it was read"),
+    413: ("payload_too_large", "the request body is too large"),
+    414: ("uri_too_long", "the URI is too long"),
+    415: ("unsupported_media_type", "send application/json"),
+    428: ("precondition_required", "If-Match is required"),
+    429: ("rate_limited", "too many requests; try again later"),
+    431: ("headers_too_large", "the request headers are too large"),
+    500: ("internal_error", "internal error"),
+    503: ("unavailable", "the service is unavailable; try again later"),
+}
+
+
+class MalformedJson(HTTPException):
+    """The body claims to be JSON and is not."""
+
+    code = 400
+    description = "the request body is not valid JSON"
+
+
+def error_response(status: int, code: str, message: str, errors: dict[str, list[str]] | None = None,
+                   **extra: Any) -> Response:
+    body: dict[str, Any] = {"code": code, "status": status, "message": message}
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _lookup(exc: Exception) -> tuple[int, str, str | None] | None:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return None
+
+
+def _field_errors(exc: Exception) -> dict[str, list[str]] | None:
+    if isinstance(exc, ValidationFailed):
+        return exc.errors
+    if isinstance(exc, ValidationError):
+        return flatten_errors(exc.messages)
+    if isinstance(exc, DomainError):
+        return {exc.field or "_schema": [exc.rule]}
+    return None
+
+
+def handle_http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if isinstance(exc, MalformedJson):
+        code, message = "malformed_json", MalformedJson.description
+    else:
+        name = exc.name or "error"
+        code, message = HTTP_MESSAGES.get(status, (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"), name))
+    response = error_response(status, code, message)
+    # 405 must say what is allowed; 401 how to authenticate; 429/503 when to retry.
+    for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+        value = exc.get_response().headers.get(header)
+        if value:
+            response.headers[header] = value
+    return response
+
+
+def handle_exception(exc: Exception) -> Response:
+    mapped = _lookup(exc)
+    if mapped is not None:
+        status, code, message = mapped
+        if status >= 500:
+            log.warning("dependency unavailable", extra={"fields": {
+                "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})
+        return error_response(status, code, message or str(exc), _field_errors(exc))
+    # The type alone: the message or trace may hold a value from the request.
+    log.error("unhandled exception", extra={"fields": {
+        "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})
+    return error_response(500, "internal_error", "internal error", request_id=g.get("request_id"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_exception)

@@ -1,0 +1,145 @@
+"""Prometheus metrics at `/metrics` (R7.2): requests, latency and projection lag.
+
+Labels never carry personal data: a request is labelled by its URL *rule*
+(`/api/v1/customers/<id>`), never by its path or query string, and a request that
+matched no rule is `<unmatched>`, so a scanner cannot grow the label set either.
+
+Under `strongroom serve` each gunicorn worker counts its own requests into files in
+PROMETHEUS_MULTIPROC_DIR, and any worker that is scraped adds them all up; the
+variable must be set before `prometheus_client` is first imported, which is why
+this module is imported only by the app factory, after the fork.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from web.bounded import BoundedCall
+
+UNMATCHED = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+blueprint = Blueprint("metrics", __name__)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class PositionCollector(Collector):
+    """Where the event log and the read models stand, read at scrape time.
+
+    The gap between the two is the projection lag an operator alerts on. Both come
+    from the database, so every worker reports the same figures; a store that does
+    not answer within the deadline leaves its gauge out of this scrape rather than
+    hanging it (the outage is /readyz's news).
+    """
+
+    def __init__(self, components: Any, timeout: float) -> None:
+        self.timeout = timeout
+        self.gauges = [
+            ("strongroom_event_log_position", "Highest notification id in the event log.",
+             BoundedCall("event-log-position", lambda: components.app.recorder.max_notification_id() or 0)),
+            ("strongroom_read_model_position", "Log position the read models have projected up to.",
+             BoundedCall("read-model-position", components.directory.position)),
+        ]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, documentation, read in self.gauges:
+            value = self._read(read)
+            if value is not None:
+                yield GaugeMetricFamily(name, documentation, value=value)
+
+    def _read(self, read: BoundedCall) -> int | None:
+        try:
+            return int(read(self.timeout))
+        except Exception:  # noqa: BLE001 - see the class docstring
+            return None
+
+    def stop(self) -> None:
+        for _, _, read in self.gauges:
+            read.stop()
+
+
+class RequestMetrics:
+    """Request counts and latency for one app, in a registry of its own."""
+
+    def __init__(self, components: Any, timeout: float) -> None:
+        self.registry = CollectorRegistry()
+        self.positions = PositionCollector(components, timeout)
+        self.requests = Counter(
+            "strongroom_http_requests", "HTTP requests answered.",
+            ["method", "endpoint", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "strongroom_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["method", "endpoint"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+
+    def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        method = method if method in _METHODS else "OTHER"
+        self.requests.labels(method, endpoint, str(status)).inc()
+        self.latency.labels(method, endpoint).observe(seconds)
+
+    def stop(self) -> None:
+        self.positions.stop()
+
+    def exposition_registry(self) -> CollectorRegistry:
+        if multiprocess_dir():
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        else:
+            registry = CollectorRegistry()
+            registry.register(_Forward(self.registry))
+        registry.register(self.positions)
+        return registry
+
+
+class _Forward(Collector):
+    """Exposes another registry's metrics inside a per-scrape registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.source.collect())
+
+
+def endpoint_label() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+def start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def elapsed_seconds() -> float:
+    started = g.get("started")
+    return 0.0 if started is None else time.perf_counter() - started
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    recorder: RequestMetrics = current_app.extensions["strongroom.metrics"]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(recorder.exposition_registry()), content_type=content_type)
+
+
+def install(app: Flask, components: Any, timeout: float) -> RequestMetrics:
+    recorder = RequestMetrics(components, timeout)
+    app.extensions["strongroom.metrics"] = recorder
+    app.register_blueprint(blueprint)
+    return recorder
