@@ -1,11 +1,206 @@
-"""`strongroom serve` (placeholder until the web helper lands)."""
+"""`strongroom serve`: the HTTPS JSON API under gunicorn (R1.6, R7.4).
+
+There is no plain-HTTP mode: without a certificate and key the command refuses to
+start. TLS is 1.2 at least, with Mozilla's "intermediate" ciphers for 1.2 (1.3
+suites are all sound and left to OpenSSL). Each worker builds its own app after
+the fork, so workers share nothing but the database.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import ssl
+import stat
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
+
+# Mozilla server-side TLS, "intermediate" profile (v5.7), TLS 1.2 suites.
+INTERMEDIATE_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+
+EXIT_USAGE = 2
+
+
+def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """gunicorn's `ssl_context` hook: certificate and key from the config, our protocol floor."""
+    context = default_ssl_context_factory()
+    # TLS 1.0 and 1.1 are broken (BEAST, weak MACs) and forbidden by PCI DSS.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    return context
+
+
+def tls_files(settings: Any) -> tuple[Path, Path]:
+    """The certificate and key: `tls_cert`/`tls_key` settings, else the instance's `tls/`.
+
+    Relative paths are taken from the instance folder, like everything else it holds.
+    """
+    instance = Path(settings.instance)
+    cert = instance / str(settings.extra.get("tls_cert") or "tls/cert.pem")
+    key = instance / str(settings.extra.get("tls_key") or "tls/key.pem")
+    return cert, key
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _remove_metrics_dir(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
+    # A dead worker's counters stay in the sum, but its live gauges must go.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class StrongroomServer:
+    """A gunicorn application whose workers each call `create_app(config)` after the fork."""
+
+    def __init__(self, config: dict[str, Any], options: dict[str, Any]) -> None:
+        from gunicorn.app.base import BaseApplication
+
+        app_config = config
+
+        class _Application(BaseApplication):  # type: ignore[misc]
+            def load_config(self) -> None:
+                for name, value in options.items():
+                    self.cfg.set(name, value)
+
+            def load(self) -> Any:
+                from web import create_app
+
+                return create_app(app_config)
+
+        self.application = _Application()
+
+    def run(self) -> None:
+        self.application.run()
+
+
+def gunicorn_logger_class() -> type:
+    """gunicorn's own log lines as JSON, with query strings blanked and no traces."""
+    from gunicorn.glogging import Logger
+
+    from web.logs import JsonFormatter
+
+    class JsonLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+    return JsonLogger
+
+
+def _check_tls_files(settings: Any) -> tuple[Path, Path]:
+    cert, key = tls_files(settings)
+    for what, path in (("certificate", cert), ("private key", key)):
+        if not path.is_file():
+            _fail(f"TLS {what} not found at {path}; run `strongroom init` or set "
+                  f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
+                  "(there is no plain-HTTP mode)")
+    if key.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        message = f"TLS private key {key} can be read by other users; chmod 600 it"
+        if settings.environment == "production":
+            _fail(message)
+        click.echo(f"warning: {message}", err=True)
+    try:
+        probe = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        probe.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (ssl.SSLError, OSError) as exc:
+        _fail(f"cannot load the TLS certificate and key ({type(exc).__name__}): {cert}, {key}")
+    return cert, key
 
 
 @click.command()
-def serve_command() -> None:
-    """Serve the HTTPS JSON API."""
-    raise click.ClickException("not yet available")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes; each builds its own app.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker.")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the HTTPS JSON API (TLS 1.2+ only; no plain-HTTP mode)."""
+    from infrastructure.composition import ConfigurationError, Settings
+    from web.app import build_components
+
+    instance = (ctx.obj or {}).get("instance")
+    try:
+        settings = Settings.load(instance)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    cert, key = _check_tls_files(settings)
+
+    master_pid = os.getpid()
+    own_metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_metrics_dir = tempfile.mkdtemp(prefix="strongroom-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    if "prometheus_client" in sys.modules:  # pragma: no cover - a host imported it first
+        click.echo("warning: prometheus_client was loaded before the workers; "
+                   "/metrics will count per worker", err=True)
+
+    # Build once here, before any worker exists: a wrong KEK or an unreachable
+    # database stops the command with one clear line, and the schema is created
+    # once rather than raced by every worker. (build_components does not load
+    # prometheus_client, so the workers still choose its mode after the fork.)
+    config: dict[str, Any] = {"instance": str(settings.instance)}
+    try:
+        build_components(config).close()
+    except ConfigurationError as exc:
+        _remove_metrics_dir(own_metrics_dir)
+        _fail(str(exc))
+
+    options = {
+        "bind": _bind(host, port),
+        "workers": workers,
+        "worker_class": "gthread",  # a slow client holds a thread, not a whole worker
+        "threads": threads,
+        "certfile": str(cert),
+        "keyfile": str(key),
+        "ssl_context": tls_context,
+        "ciphers": INTERMEDIATE_CIPHERS,
+        "timeout": 30,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "preload_app": False,  # each worker builds its own app after the fork
+        "accesslog": None,  # the app writes its own request lines, without query strings
+        "errorlog": "-",
+        "loglevel": "info",
+        "logger_class": gunicorn_logger_class(),
+        "proc_name": "strongroom",
+        # gunicorn's runtime control socket can add workers or stop the server;
+        # nothing here needs it, so it is not opened at all.
+        "control_socket_disable": True,
+        "child_exit": _mark_worker_dead,
+    }
+    click.echo(f"serving https://{_bind(host, port)} with {workers} worker(s)", err=True)
+    try:
+        StrongroomServer({**config, "create_schema": False}, options).run()
+    finally:
+        # Workers are forked inside run() and unwind through here too: only the
+        # master may remove the metrics folder the workers share.
+        if os.getpid() == master_pid:
+            _remove_metrics_dir(own_metrics_dir)
