@@ -246,14 +246,14 @@ class CustomerDirectory:
     # -- reading ---------------------------------------------------------------------------
 
     def position(self) -> int:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT position FROM rm_tracking WHERE name = ?", (PROJECTION,))
             row = cur.fetchone()
         return 0 if row is None else int(row[0])
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute(f"SELECT {', '.join(columns)} FROM rm_customers WHERE customer_id = ?", (customer_id,))
             row = cur.fetchone()
         if row is None:
@@ -271,7 +271,7 @@ class CustomerDirectory:
         """Customer ids whose `field` equals `value` exactly (after normalisation)."""
         wanted = SEARCH_NORMALISERS[field](value)
         digest = self.blind_index.digest(field, wanted)
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute(
                 "SELECT s.customer_id, c.cards, c.email, c.phone, c.national_id FROM rm_customer_search s"
                 " JOIN rm_customers c ON c.customer_id = s.customer_id"
@@ -311,12 +311,12 @@ class CustomerDirectory:
             clauses.append("customer_id > ?")
             params.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute(f"SELECT customer_id FROM rm_customers {where} ORDER BY customer_id LIMIT ?", (*params, limit))
             return [row[0] for row in cur.fetchall()]
 
     def interactions(self, customer_id: str) -> list[dict[str, Any]]:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute(
                 "SELECT interaction_id, kind, channel, occurred_at, notes FROM rm_interactions"
                 " WHERE customer_id = ? ORDER BY occurred_at, interaction_id",
@@ -334,7 +334,7 @@ class CustomerDirectory:
         ]
 
     def counts(self) -> dict[str, int]:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             out = {}
             for table in ("rm_customers", "rm_customer_search", "rm_interactions"):
                 cur.execute(f"SELECT COUNT(*) FROM {table}")

@@ -52,7 +52,8 @@ class Database:
         return SQLiteDatabase(sqlite_path(database_url))
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:  # pragma: no cover - interface
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:  # pragma: no cover
+        """A transaction; `write=False` promises only reads (SQLite takes no write lock)."""
         raise NotImplementedError
         yield
 
@@ -114,10 +115,12 @@ class SQLiteDatabase(Database):
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         conn = self._connection()
         cursor = conn.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        # Writers take the lock up front so two writers never deadlock upgrading it;
+        # readers take none and see a consistent WAL snapshot.
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield _SQLiteCursor(cursor)
         except BaseException:
@@ -202,7 +205,7 @@ class PostgresDatabase(Database):
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
         try:
             conn_cm = self.pool.connection()
             conn = conn_cm.__enter__()

@@ -57,7 +57,7 @@ class KeyStore:
     # -- reads ---------------------------------------------------------------------
 
     def get(self, subject_id: str, kind: str) -> WrappedKey | None:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             return self._get(cur, subject_id, kind)
 
     @staticmethod
@@ -70,7 +70,7 @@ class KeyStore:
         return None if row is None else WrappedKey(subject_id, kind, bytes(row[0]), row[1])
 
     def is_destroyed(self, subject_id: str, kind: str) -> bool:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             return self._is_destroyed(cur, subject_id, kind)
 
     @staticmethod
@@ -83,12 +83,12 @@ class KeyStore:
 
     def destroyed(self) -> list[tuple[str, str, str]]:
         """The erasure ledger: (subject_id, kind, destroyed_at) for every destroyed key."""
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT subject_id, kind, destroyed_at FROM destroyed_keys ORDER BY destroyed_at")
             return [tuple(row) for row in cur.fetchall()]  # type: ignore[misc]
 
     def counts(self) -> dict[str, int]:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT kind, COUNT(*) FROM data_keys GROUP BY kind")
             counts = {f"active_{kind}": n for kind, n in cur.fetchall()}
             cur.execute("SELECT COUNT(*) FROM destroyed_keys")
@@ -96,7 +96,7 @@ class KeyStore:
         return counts
 
     def all_keys(self) -> Iterator[WrappedKey]:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT subject_id, kind, wrapped, kek_id FROM data_keys")
             rows = cur.fetchall()
         for subject_id, kind, wrapped, kek_id in rows:
@@ -151,13 +151,13 @@ class KeyStore:
     # -- the KEK check value ---------------------------------------------------------
 
     def canary(self) -> tuple[str, bytes] | None:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT kek_id, canary FROM kek_check")
             row = cur.fetchone()
         return None if row is None else (row[0], bytes(row[1]))
 
     def has_any_key(self) -> bool:
-        with self.db.transaction() as cur:
+        with self.db.transaction(write=False) as cur:
             cur.execute("SELECT 1 FROM data_keys LIMIT 1")
             return cur.fetchone() is not None
 
