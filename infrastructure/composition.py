@@ -22,7 +22,7 @@ from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyR
 from infrastructure.crypto.keystore import KeyStore
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
-from infrastructure.recorders import recorder_environment
+from infrastructure.projecting import projecting_environment
 from infrastructure.sql import Database, is_postgres
 
 CONFIG_FILE = "strongroom.json"
@@ -134,7 +134,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
-    env = recorder_environment(settings.database_url)
+    env = projecting_environment(settings.database_url)
     env["CREATE_TABLE"] = "y" if create_schema else "n"
     app = Strongroom(
         env,

@@ -135,16 +135,19 @@ class CustomerProjection:
         oid = str(notification.originator_id)
         try:
             event = app.mapper.to_domain_event(notification)
+            if isinstance(event, Customer.Event):
+                customer = cache.get(oid)
+                if customer is None or customer.version != event.originator_version - 1:
+                    # An event with only non-personal fields still decrypts after
+                    # erasure; the state before it does not, and raises here.
+                    customer = (
+                        None if event.originator_version == 1
+                        else app.repository.get(event.originator_id, version=event.originator_version - 1)
+                    )
         except SubjectErased:
             cache.pop(oid, None)
             return
         if isinstance(event, Customer.Event):
-            customer = cache.get(oid)
-            if customer is None or customer.version != event.originator_version - 1:
-                customer = (
-                    None if event.originator_version == 1
-                    else app.repository.get(event.originator_id, version=event.originator_version - 1)
-                )
             customer = event.mutate(customer)
             cache[oid] = customer
             batch.customer(customer, [event])
