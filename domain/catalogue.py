@@ -33,7 +33,7 @@ class Classification(StrEnum):
     PERSONAL = "personal"
     RESTRICTED = "restricted"
     CARD = "card"
-    SECRET = "secret"
+    SECRET = "secret"  # nosec B105
 
 
 @dataclass(frozen=True)
