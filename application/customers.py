@@ -100,7 +100,7 @@ class Strongroom(Application[UUID]):
         except ValueError:
             raise CustomerNotFound(customer_id) from None
         try:
-            customer = self.repository.get(cid)
+            customer: Any = self.repository.get(cid)
         except AggregateNotFoundError:
             raise CustomerNotFound(customer_id) from None
         except SubjectErased:
@@ -178,7 +178,7 @@ class Strongroom(Application[UUID]):
         after: str | None = None, limit: int = 50,
     ) -> list[dict[str, Any]]:
         records = []
-        for cid in self.read_model.list(portfolio=portfolio, status=status, after=after, limit=limit):
+        for cid in self.read_model.page(portfolio=portfolio, status=status, after=after, limit=limit):
             record = self.read_model.get(cid)
             if record is not None:
                 records.append(record)
@@ -219,6 +219,7 @@ class Strongroom(Application[UUID]):
             customer: Customer | None = self._customer(customer_id)
         except CustomerErased:
             customer = None  # keys already gone: finish recording below
+        erasure: Any
         try:
             erasure = self.repository.get(erasure_id(customer_id))
         except AggregateNotFoundError:

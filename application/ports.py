@@ -31,7 +31,7 @@ class CustomerReadModel(Protocol):
     def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
         """Ids of customers whose `field` equals `value` exactly (blind index)."""
 
-    def list(
+    def page(
         self, *, portfolio: str | None = None, status: str | None = None,
         after: str | None = None, limit: int = 50,
     ) -> list[str]:

@@ -305,7 +305,7 @@ class CustomerDirectory:
                 break
         return matches
 
-    def list(self, *, portfolio: str | None = None, status: str | None = None,
+    def page(self, *, portfolio: str | None = None, status: str | None = None,
              after: str | None = None, limit: int = 50) -> list[str]:
         clauses, params = [], []
         for column, value in (("portfolio", portfolio), ("status", status)):
