@@ -1,0 +1,645 @@
+"""Event recorders that stamp every row with a plaintext UTC `recorded_at`.
+
+Event payloads are encrypted per subject, so the database cannot read an event's own
+timestamp. Point-in-time restore ("as of time T") needs T mapped to a log position
+without decrypting anything, so the recorders below add one column, `recorded_at`,
+stamped inside the inserting transaction, and answer `position_at(T)`.
+
+The stamp is `max(now, recorded_at of the current last row)`, taken after the store
+has serialised writers (SQLite's write lock; PostgreSQL's `LOCK TABLE ... IN
+EXCLUSIVE MODE`), so it never decreases as the notification id grows even if the
+clock steps back. Every row of one transaction gets the same stamp, so a time never
+falls inside an atomic `save()`: restoring "as of T" never restores half a unit of
+work.
+
+These classes subclass the library's recorders and are chosen through its own
+environment keys (`APPLICATION_RECORDER_TOPIC`, `PROCESS_RECORDER_TOPIC`);
+`recorder_environment()` builds those keys from a database URL.
+
+Indexing: `position_at` is served by an index on `recorded_at` (PostgreSQL: on
+`(recorded_at, notification_id)`), not by a binary search over the id index.
+Monotonicity would make the search correct, but it costs ~log2(n) queries (about 30
+for a billion rows, each a network round trip on PostgreSQL) where the index costs
+one probe, and the index is small (16 bytes a row) next to encrypted payloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+    PostgresProcessRecorder,
+    PostgresRecorder,
+)
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteProcessRecorder,
+)
+from eventsourcing.utils import EnvType, Environment, get_topic, retry
+
+__all__ = [
+    "TLSPostgresFactory",
+    "TimedNotification",
+    "TimedPostgresApplicationRecorder",
+    "TimedPostgresProcessRecorder",
+    "TimedSQLiteApplicationRecorder",
+    "TimedSQLiteProcessRecorder",
+    "recorder_environment",
+]
+
+# SQLite keeps recorded_at as fixed-width ISO-8601 text so that text order is time
+# order; this is the width of datetime.isoformat(timespec="microseconds") in UTC.
+_SQLITE_STAMP_WIDTH = len("2000-01-01T00:00:00.000000+00:00")
+_SQLITE_NOW_FUNCTION = "strongroom_utc_now"
+
+
+@dataclass(frozen=True)
+class TimedNotification(Notification):
+    """A notification with the (timezone-aware, UTC) time its row was recorded."""
+
+    recorded_at: datetime
+
+
+def _as_utc(when: datetime) -> datetime:
+    """`when` in UTC; a naive time is refused because its zone would be a guess."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        msg = f"expected a timezone-aware datetime, got naive {when.isoformat()}"
+        raise ValueError(msg)
+    return when.astimezone(timezone.utc)
+
+
+def _sqlite_stamp(when: datetime) -> str:
+    return _as_utc(when).isoformat(timespec="microseconds")
+
+
+def _utc_now_stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _derived_identifier(table: str, suffix: str) -> str:
+    """`table + suffix`, shortened with a hash when PostgreSQL would truncate it.
+
+    PostgreSQL silently truncates identifiers past 63 bytes, which could make two
+    long table names share one index or function; the hash keeps them apart.
+    """
+    name = table + suffix
+    if len(name.encode()) <= PostgresRecorder.MAX_IDENTIFIER_LEN:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    keep = PostgresRecorder.MAX_IDENTIFIER_LEN - len(suffix) - len(digest) - 1
+    return f"{table[:keep]}_{digest}{suffix}"
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """SQLite application recorder whose rows carry a sortable `recorded_at`."""
+
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        events_table_name: str = "stored_events",
+    ) -> None:
+        super().__init__(datastore, events_table_name)
+        table = self.events_table_name
+        last_stamp = f"(SELECT recorded_at FROM {table} ORDER BY rowid DESC LIMIT 1)"
+        insert = (
+            f"INSERT INTO {table} "
+            "(originator_id, originator_version, topic, state, recorded_at) "
+            "VALUES (?, ?, ?, ?, "
+        )
+        # The first row's stamp is computed by the INSERT itself: SQLite takes the
+        # write lock when the statement starts, so "now" and the last row's stamp
+        # are read after writers are serialised, even across processes. (Multi-arg
+        # max() is NULL if any argument is, hence the coalesce on an empty table.)
+        self.insert_first_event_statement = (
+            insert + f"max({_SQLITE_NOW_FUNCTION}(), coalesce({last_stamp}, '')))"
+        )
+        # Later rows of the same transaction copy the stamp of the row before.
+        self.insert_next_event_statement = insert + f"{last_stamp})"
+        self.position_at_statement = (
+            f"SELECT rowid FROM {table} WHERE recorded_at <= ? "
+            "ORDER BY recorded_at DESC, rowid DESC LIMIT 1"
+        )
+        self.version_at_statement = (
+            f"SELECT max(originator_version) FROM {table} "
+            "WHERE originator_id = ? AND recorded_at <= ?"
+        )
+        self.recorded_at_of_statement = (
+            f"SELECT recorded_at FROM {table} WHERE rowid = ?"
+        )
+
+    def construct_create_table_statements(self) -> list[str]:
+        table = self.events_table_name
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "originator_id TEXT, "
+            "originator_version INTEGER, "
+            "topic TEXT, "
+            "state BLOB, "
+            "recorded_at TEXT NOT NULL "
+            f"CHECK (length(recorded_at) = {_SQLITE_STAMP_WIDTH}), "
+            "PRIMARY KEY (originator_id, originator_version))",
+            # The index's implicit trailing rowid serves ORDER BY recorded_at, rowid.
+            f"CREATE INDEX IF NOT EXISTS {table}_recorded_at_idx "
+            f"ON {table} (recorded_at)",
+        ]
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **_: Any,
+    ) -> Sequence[int] | None:
+        # Microseconds from Python, evaluated inside the statement (after the lock);
+        # SQLite's own strftime('%f') only has milliseconds. Registering is cheap and
+        # idempotent, and the library's pool gives us no hook at connect time.
+        c.sqlite_cursor.connection.create_function(
+            _SQLITE_NOW_FUNCTION, 0, _utc_now_stamp, deterministic=False
+        )
+        notification_ids: list[int] = []
+        statement = self.insert_first_event_statement
+        for s in stored_events:
+            c.execute(
+                statement,
+                (
+                    (
+                        s.originator_id.hex
+                        if isinstance(s.originator_id, UUID)
+                        else s.originator_id
+                    ),
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                ),
+            )
+            notification_ids.append(c.lastrowid)
+            statement = self.insert_next_event_statement
+        return notification_ids
+
+    def position_at(self, when: datetime) -> int:
+        """The greatest notification id recorded at or before `when` (0 if none)."""
+        stamp = _sqlite_stamp(when)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.position_at_statement, (stamp,))
+            row = c.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def version_at(self, originator_id: UUID | str, when: datetime) -> int | None:
+        """The stream's greatest version recorded at or before `when`, if any."""
+        stamp = _sqlite_stamp(when)
+        key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.version_at_statement, (key, stamp))
+            row = c.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def select_timed_notifications(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[TimedNotification]:
+        """Notifications from `start` (inclusive) to `stop`, with their stamps."""
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state, "
+            f"recorded_at FROM {self.events_table_name} WHERE rowid >= ? "
+        )
+        params: list[int] = [start]
+        if stop is not None:
+            statement += "AND rowid <= ? "
+            params.append(stop)
+        statement += "ORDER BY rowid LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            rows = c.fetchall()
+        return [
+            TimedNotification(
+                id=row["rowid"],
+                originator_id=self.convert_originator_id(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"],
+                recorded_at=datetime.fromisoformat(row["recorded_at"]),
+            )
+            for row in rows
+        ]
+
+    def recorded_at_of(self, position: int) -> datetime | None:
+        """When the row at `position` was recorded, or None if there is none."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.recorded_at_of_statement, (position,))
+            row = c.fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+
+class TimedSQLiteProcessRecorder(SQLiteProcessRecorder, TimedSQLiteApplicationRecorder):
+    """SQLite process recorder (events + tracking) with `recorded_at`.
+
+    The method order puts the tracking recorder before the timed application
+    recorder, so `_insert_events` inserts stamped events and then the tracking row
+    in one transaction, as the library's process recorder does.
+    """
+
+
+# ----------------------------------------------------------------------- PostgreSQL
+
+
+class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """PostgreSQL application recorder whose rows carry `recorded_at timestamptz`.
+
+    Both insert paths stamp rows: the statement path (after the library's table
+    lock) and, with POSTGRES_ENABLE_DB_FUNCTIONS, a per-table stored function that
+    replaces the library's (see `_timed_insert_function`).
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        self.recorded_at_index_name = _derived_identifier(
+            self.events_table_name, "_recorded_at_idx"
+        )
+        self.sql_create_statements[self.create_table_statement_index] = SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+            "originator_id {originator_id_type} NOT NULL, "
+            "originator_version bigint NOT NULL, "
+            "topic text, "
+            "state bytea, "
+            "notification_id bigserial, "
+            "recorded_at timestamptz NOT NULL, "
+            "PRIMARY KEY "
+            "(originator_id, originator_version)) "
+            "WITH ("
+            "    autovacuum_enabled = true,"
+            "    autovacuum_vacuum_threshold = 100000000,"
+            "    autovacuum_vacuum_scale_factor = 0.5,"
+            "    autovacuum_analyze_threshold = 1000,"
+            "    autovacuum_analyze_scale_factor = 0.01"
+            ")"
+        ).format(
+            schema=schema,
+            table=table,
+            originator_id_type=Identifier(self.datastore.originator_id_type),
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {index} "
+                "ON {schema}.{table} (recorded_at, notification_id)"
+            ).format(
+                index=Identifier(self.recorded_at_index_name),
+                schema=schema,
+                table=table,
+            )
+        )
+        # Statement path: runs after the library's LOCK TABLE in the same
+        # transaction; under READ COMMITTED this statement's snapshot is taken after
+        # the lock, so it sees the last committed row. The MATERIALIZED CTE
+        # evaluates the stamp once, so the whole batch shares it.
+        self.insert_events_statement = SQL(
+            "WITH stamp AS MATERIALIZED ("
+            "  SELECT GREATEST(clock_timestamp(), ("
+            "    SELECT recorded_at FROM {schema}.{table}"
+            "    ORDER BY notification_id DESC LIMIT 1)) AS at) "
+            "INSERT INTO {schema}.{table} ("
+            "originator_id, originator_version, topic, state, recorded_at) "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+            "(SELECT at FROM stamp) "
+            "FROM unnest(%s::{schema}.{stored_event_type}[]) AS e "
+            "RETURNING notification_id"
+        ).format(
+            schema=schema,
+            table=table,
+            stored_event_type=Identifier(self.stored_event_type_name),
+        )
+        # DB-function path. The library names its function after the originator id
+        # type only (es_insert_events_uuid), so two applications in one schema
+        # overwrite each other's function and the last one created receives both
+        # applications' events; its function also takes no table lock. Ours is
+        # named per table and locks.
+        self.pg_function_name_insert_events = _derived_identifier(
+            self.events_table_name, "_insert_timed"
+        )
+        self.sql_invoke_pg_function_insert_events = SQL(
+            "SELECT * FROM {schema}.{function}((%s))"
+        ).format(
+            schema=schema,
+            function=Identifier(self.pg_function_name_insert_events),
+        )
+        self.sql_create_pg_function_insert_events = self._timed_insert_function()
+        self.sql_create_statements[self.create_insert_function_statement_index] = (
+            self.sql_create_pg_function_insert_events
+        )
+        self.position_at_statement = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s "
+            "ORDER BY recorded_at DESC, notification_id DESC LIMIT 1"
+        ).format(schema=schema, table=table)
+        self.version_at_statement = SQL(
+            "SELECT max(originator_version) AS version FROM {schema}.{table} "
+            "WHERE originator_id = %s AND recorded_at <= %s"
+        ).format(schema=schema, table=table)
+        self.recorded_at_of_statement = SQL(
+            "SELECT recorded_at FROM {schema}.{table} WHERE notification_id = %s"
+        ).format(schema=schema, table=table)
+
+    def _timed_insert_function(self) -> Composed:
+        """The stored function: lock, read the last stamp, insert, return ids.
+
+        Inside a VOLATILE plpgsql function each statement takes a fresh READ
+        COMMITTED snapshot, so the SELECT after the LOCK sees the last committed row.
+        """
+        return SQL(
+            "CREATE OR REPLACE FUNCTION "
+            "{schema}.{function}(events {schema}.{event}[]) "
+            "RETURNS SETOF bigint "
+            "LANGUAGE plpgsql "
+            "AS "
+            "$BODY$ "
+            "DECLARE stamp timestamptz; "
+            "BEGIN "
+            "    SET LOCAL lock_timeout = '{lock_timeout}s'; "
+            "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "    NOTIFY {channel}; "
+            "    SELECT GREATEST(clock_timestamp(), ("
+            "        SELECT t.recorded_at FROM {schema}.{table} AS t "
+            "        ORDER BY t.notification_id DESC LIMIT 1)) INTO stamp; "
+            "    RETURN QUERY "
+            "    INSERT INTO {schema}.{table} AS t ("
+            "    originator_id, originator_version, topic, state, recorded_at) "
+            "    SELECT e.originator_id, e.originator_version, e.topic, e.state, stamp "
+            "    FROM unnest(events) AS e "
+            "    RETURNING t.notification_id; "
+            "END; "
+            "$BODY$"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            function=Identifier(self.pg_function_name_insert_events),
+            event=Identifier(self.stored_event_type_name),
+            table=Identifier(self.events_table_name),
+            lock_timeout=self.datastore.lock_timeout,
+            channel=Identifier(self.channel_name),
+        )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # The library's DB-function branch ignores **kwargs, so a process recorder
+        # loses its tracking row (and with it exactly-once processing). Anything
+        # carrying tracking therefore takes the statement path, where events and
+        # tracking share one transaction.
+        if self.datastore.enable_db_functions and kwargs.get("tracking") is None:
+            return self._insert_events_by_function(stored_events)
+        return self._insert_events_by_statements(stored_events, **kwargs)
+
+    def _insert_events_by_function(
+        self, stored_events: Sequence[StoredEvent]
+    ) -> Sequence[int]:
+        if not stored_events:
+            return []  # Nothing to stamp: don't take the table lock for nothing.
+        pg_stored_events = [
+            self.construct_pg_stored_event(
+                e.originator_id, e.originator_version, e.topic, e.state
+            )
+            for e in stored_events
+        ]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.sql_invoke_pg_function_insert_events,
+                (pg_stored_events,),
+                prepare=True,
+            )
+            return [r[self.pg_function_name_insert_events] for r in curs.fetchall()]
+
+    def _insert_events_by_statements(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's statement path (PostgresApplicationRecorder.insert_events).
+
+        Repeated here because the library only reaches it when DB functions are
+        off; the SQL it runs is ours (`insert_events_statement`).
+        """
+        exc: Exception | None = None
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if len(stored_events) > 0:
+                    with conn.cursor() as curs:
+                        try:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            # Sync now so a uniqueness violation raises here.
+                            pipeline.sync()
+                            notification_ids = self._fetch_ids_after_insert_events(
+                                curs, stored_events, **kwargs
+                            )
+                        except Exception as e:  # noqa: BLE001 - re-raised below
+                            exc = e  # Raise after the pipeline has exited cleanly.
+            if exc:
+                raise exc
+        return notification_ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def position_at(self, when: datetime) -> int:
+        """The greatest notification id recorded at or before `when` (0 if none)."""
+        row = self._fetchone(self.position_at_statement, (_as_utc(when),))
+        return 0 if row is None else int(row["notification_id"])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def version_at(self, originator_id: UUID | str, when: datetime) -> int | None:
+        """The stream's greatest version recorded at or before `when`, if any."""
+        row = self._fetchone(self.version_at_statement, (originator_id, _as_utc(when)))
+        return None if row is None or row["version"] is None else int(row["version"])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_timed_notifications(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[TimedNotification]:
+        """Notifications from `start` (inclusive) to `stop`, with their stamps."""
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, "
+            "state, recorded_at FROM {schema}.{table} WHERE notification_id >= %s"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+        )
+        params: list[int] = [start]
+        if stop is not None:
+            statement += SQL(" AND notification_id <= %s")
+            params.append(stop)
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            rows = curs.fetchall()
+        return [
+            TimedNotification(
+                id=row["notification_id"],
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+                # psycopg answers in the session's TimeZone; the API promises UTC.
+                recorded_at=row["recorded_at"].astimezone(timezone.utc),
+            )
+            for row in rows
+        ]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def recorded_at_of(self, position: int) -> datetime | None:
+        """When the row at `position` was recorded, or None if there is none."""
+        row = self._fetchone(self.recorded_at_of_statement, (position,))
+        return None if row is None else row["recorded_at"].astimezone(timezone.utc)
+
+    def _fetchone(self, statement: Composed, params: Sequence[Any]) -> DictRow | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return curs.fetchone()
+
+
+class TimedPostgresProcessRecorder(
+    PostgresProcessRecorder, TimedPostgresApplicationRecorder
+):
+    """PostgreSQL process recorder (events + tracking) with `recorded_at`.
+
+    The method order puts the tracking recorder before the timed application
+    recorder: `_insert_events` writes the tracking row, then the timed statements
+    insert the events, in one transaction.
+    """
+
+
+# ---------------------------------------------------------------- configuration
+
+
+class TLSPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL factory, plus `sslmode` and `sslrootcert`.
+
+    eventsourcing 9.5's PostgresDatastore passes only dbname, host, port, user and
+    password to psycopg, so `sslmode=verify-full` (SPEC R1.6) cannot travel through
+    its settings. Dropping it silently would fall back to libpq's default `prefer`,
+    which accepts an unauthenticated server (a man in the middle reads every row),
+    so this factory adds the two keys to the pool's connection arguments before
+    the pool opens.
+    """
+
+    POSTGRES_SSLMODE = "POSTGRES_SSLMODE"
+    POSTGRES_SSLROOTCERT = "POSTGRES_SSLROOTCERT"
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        connect_kwargs = self.datastore.pool.kwargs
+        assert isinstance(connect_kwargs, dict)  # The library passes a dict.
+        for key, name in (
+            (self.POSTGRES_SSLMODE, "sslmode"),
+            (self.POSTGRES_SSLROOTCERT, "sslrootcert"),
+        ):
+            value = self.env.get(key)
+            if value:
+                connect_kwargs[name] = value
+
+
+_POSTGRES_QUERY_KEYS = {
+    "sslmode": TLSPostgresFactory.POSTGRES_SSLMODE,
+    "sslrootcert": TLSPostgresFactory.POSTGRES_SSLROOTCERT,
+    "schema": "POSTGRES_SCHEMA",
+}
+
+
+def recorder_environment(database_url: str) -> dict[str, str]:
+    """The eventsourcing environment that stores events at `database_url`.
+
+    `sqlite:///path/file.sqlite` or
+    `postgresql://user[:password]@host[:port]/db[?sslmode=..&sslrootcert=..&schema=..]`.
+    Unknown query parameters are refused rather than ignored: a silently dropped
+    TLS setting would downgrade the connection without anyone noticing.
+    """
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite":
+        return _sqlite_environment(parts.netloc, parts.path, parts.query)
+    if parts.scheme in ("postgresql", "postgres"):
+        return _postgres_environment(database_url)
+    msg = (
+        f"unsupported database URL scheme {parts.scheme!r}: expected "
+        "sqlite:///path/file.sqlite or postgresql://user@host:port/db"
+    )
+    raise ValueError(msg)
+
+
+def _sqlite_environment(netloc: str, path: str, query: str) -> dict[str, str]:
+    if netloc or not path.strip("/") or query:
+        msg = "expected a SQLite URL of the form sqlite:///path/file.sqlite"
+        raise ValueError(msg)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        # sqlite:///tmp/x and sqlite:////tmp/x (SQLAlchemy's spelling) both name
+        # the absolute path /tmp/x, as infrastructure/sql.py reads them.
+        "SQLITE_DBNAME": "/" + unquote(path).lstrip("/"),
+        # Seconds a writer waits for another's write lock; the library's default
+        # is 5, short when web workers and projections share one file.
+        "SQLITE_LOCK_TIMEOUT": "10",
+        "APPLICATION_RECORDER_TOPIC": get_topic(TimedSQLiteApplicationRecorder),
+        "PROCESS_RECORDER_TOPIC": get_topic(TimedSQLiteProcessRecorder),
+    }
+
+
+def _postgres_environment(database_url: str) -> dict[str, str]:
+    parts = urlsplit(database_url)
+    try:
+        port = parts.port or 5432
+    except ValueError as exc:
+        msg = f"invalid port in PostgreSQL URL: {exc}"
+        raise ValueError(msg) from None
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not parts.username or not dbname or "/" in dbname:
+        msg = "expected a PostgreSQL URL of the form postgresql://user@host:port/db"
+        raise ValueError(msg)
+    env = {
+        "PERSISTENCE_MODULE": get_topic(TLSPostgresFactory),
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        # The stored function saves a round trip per save(); ours stamps and locks.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+        "APPLICATION_RECORDER_TOPIC": get_topic(TimedPostgresApplicationRecorder),
+        "PROCESS_RECORDER_TOPIC": get_topic(TimedPostgresProcessRecorder),
+    }
+    for name, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if name not in _POSTGRES_QUERY_KEYS:
+            msg = (
+                f"unsupported PostgreSQL URL parameter {name!r}: "
+                f"expected one of {', '.join(sorted(_POSTGRES_QUERY_KEYS))}"
+            )
+            raise ValueError(msg)
+        if len(values) != 1 or not values[0]:
+            msg = f"PostgreSQL URL parameter {name!r} needs exactly one value"
+            raise ValueError(msg)
+        env[_POSTGRES_QUERY_KEYS[name]] = values[0]
+    return env
+
