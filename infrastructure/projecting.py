@@ -64,6 +64,11 @@ class ProjectingPostgresRecorder(TimedPostgresApplicationRecorder):
 def projecting_environment(database_url: str) -> dict[str, str]:
     """`recorder_environment`, with the application recorder that runs the hook."""
     env = recorder_environment(database_url)
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.sqlite":
+        # Fail fast when PostgreSQL is down (the library waits 30 s per attempt and
+        # retries), so callers get a 503 in seconds rather than hanging for minutes.
+        env.setdefault("POSTGRES_CONNECT_TIMEOUT", "5")
+        env.setdefault("POSTGRES_PRE_PING", "y")
     recorder = ProjectingPostgresRecorder if env["PERSISTENCE_MODULE"] != "eventsourcing.sqlite" else ProjectingSQLiteRecorder
     env["APPLICATION_RECORDER_TOPIC"] = get_topic(recorder)
     return env
