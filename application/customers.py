@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, Transcoder
 
+from application.audit import AccessLog
 from application.context import require_context
 from application.errors import CustomerErased, CustomerNotFound, SubjectErased, VersionConflict
 from application.ports import CustomerReadModel, Projection, SubjectKeys
@@ -77,6 +78,7 @@ class Strongroom(Application[UUID]):
         self.projection = projection
         self.retention = retention or DestroyAllKeys()
         super().__init__(env)
+        self.access_log = AccessLog(self)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self._mapper_factory(self.construct_transcoder())

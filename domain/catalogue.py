@@ -86,7 +86,7 @@ FIELDS: tuple[FieldSpec, ...] = (
             "reason", "customer_id", "interaction_id", "card_id", "account_id", "kind",
             "channel", "occurred_at", "expiry_month", "username", "roles", "portfolios",
             "must_change_password", "keys_destroyed", "restricted", "version",
-            "grant", "revoke",
+            "grant", "revoke", "outcome", "customer_ids", "fields", "details", "purpose",
         )
     ),
 )
