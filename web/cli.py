@@ -345,8 +345,11 @@ def _register_subcommands() -> None:
     # Kept in their own modules so the command line stays readable; imported late
     # so `strongroom --help` does not load the web server or the benchmarks.
     from web.bench import bench_command
+    from web.cli_ops import compliance_group, doctor_command
     from web.serve import serve_command
 
+    main.add_command(doctor_command, "doctor")
+    main.add_command(compliance_group, "compliance")
     main.add_command(serve_command, "serve")
     main.add_command(bench_command, "bench")
 

@@ -1,0 +1,53 @@
+"""`strongroom doctor` (R7.1) and `compliance inventory` (R5.1)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from domain.catalogue import FIELDS
+from web.cli import main
+
+
+def run(instance, *args):
+    return CliRunner().invoke(main, ["--instance", str(instance), *args], catch_exceptions=False)
+
+
+def test_doctor_passes_a_fresh_development_instance(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    result = run(instance, "doctor", "--json")
+    assert result.exit_code == 0, result.output
+    assert all(check["passed"] for check in json.loads(result.output))
+
+
+def test_doctor_refuses_production_with_a_development_kek(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    config = json.loads((instance / "strongroom.json").read_text())
+    (instance / "strongroom.json").write_text(json.dumps({**config, "environment": "production"}))
+    result = run(instance, "doctor", "--json")
+    assert result.exit_code == 1
+    failed = [c["check"] for c in json.loads(result.output) if not c["passed"]]
+    assert failed == ["production does not use a development (local file) KEK"]
+
+
+def test_doctor_refuses_a_kek_file_others_can_read_and_missing_tls(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    (instance / "kek.key").chmod(0o644)
+    (instance / "tls" / "cert.pem").unlink()
+    result = run(instance, "doctor", "--json")
+    assert result.exit_code == 1
+    failed = {c["check"] for c in json.loads(result.output) if not c["passed"]}
+    assert {"KEK file readable by its owner only", "TLS certificate and key present"} <= failed
+
+
+def test_inventory_lists_every_catalogued_field_with_its_legal_basis(tmp_path):
+    result = run(tmp_path / "none", "compliance", "inventory", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert {r["field"] for r in rows} == {f.name for f in FIELDS}
+    national_id = next(r for r in rows if r["field"] == "national_id")
+    assert national_id["key"] == "kyc" and national_id["blind_index"] and "AML" in national_id["legal_basis"]
