@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -19,8 +20,15 @@ from eventsourcing.persistence import Mapper, Transcoder
 
 from application.audit import AccessLog
 from application.context import require_context
-from application.errors import CustomerErased, CustomerNotFound, SubjectErased, VersionConflict
+from application.errors import (
+    CustomerErased,
+    CustomerNotFound,
+    SubjectErased,
+    ValidationFailed,
+    VersionConflict,
+)
 from application.ports import CustomerReadModel, Projection, SubjectKeys
+from application.restore import TimedLog, as_utc
 from application.retention import DestroyAllKeys, RetentionPolicy
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
@@ -161,6 +169,46 @@ class Strongroom(Application[UUID]):
     def add_bank_account(self, customer_id: UUID | str, iban: str) -> dict[str, Any]:
         customer = self._customer(customer_id)
         customer.add_bank_account({"iban": iban})
+        self._save(customer)
+        return customer.to_record()
+
+    # -- one customer in time (R4.5) --------------------------------------------------------
+
+    def _customer_at(self, customer_id: UUID | str, when: datetime) -> Customer:
+        try:
+            cid = UUID(str(customer_id))
+        except ValueError:
+            raise CustomerNotFound(customer_id) from None
+        log: TimedLog = self.recorder  # type: ignore[assignment]
+        version = log.version_at(cid, as_utc(when))
+        if version is None:
+            raise CustomerNotFound(customer_id)  # it did not exist yet
+        try:
+            past: Any = self.repository.get(cid, version=version)
+        except AggregateNotFoundError:
+            raise CustomerNotFound(customer_id) from None
+        except SubjectErased:
+            # A destroyed key is destroyed for every past moment too (R4.6).
+            raise CustomerErased(customer_id) from None
+        if not isinstance(past, Customer):
+            raise CustomerNotFound(customer_id)
+        return past
+
+    def customer_as_of(self, customer_id: UUID | str, when: datetime) -> dict[str, Any]:
+        """The customer's record as it was at `when` (raises CustomerNotFound if it
+        did not exist yet, CustomerErased if it has been erased since)."""
+        return self._customer_at(customer_id, when).to_record()
+
+    def revert_customer(self, customer_id: UUID | str, to: datetime, reason: str) -> dict[str, Any]:
+        """Bring the customer's data back to its state at `to` by appending one
+        compensating `Reverted` event; history is never rewritten (R4.5)."""
+        require_context()
+        customer = self._customer(customer_id)
+        try:
+            past = self._customer_at(customer_id, to)
+        except CustomerNotFound:
+            raise ValidationFailed({"to": ["is before the customer existed"]}) from None
+        customer.revert_to(past, reason)
         self._save(customer)
         return customer.to_record()
 
