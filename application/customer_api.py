@@ -1,0 +1,312 @@
+"""Customer use cases on behalf of a staff member (R2.6-R2.8, R3.2).
+
+Each method: ask the policy, act through the `Strongroom` application, shape what
+the caller may see, and record the access before returning. A use case that returns
+customer data always leaves an access record naming the customer ids and the field
+names returned; a refusal leaves one too (PCI DSS 10.2.1). The API, the command line
+and the workers call these, so they share one policy (R2.10).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from application.context import acting_as, require_context
+from application.customers import Strongroom
+from application.errors import ApplicationError, CustomerErased, CustomerNotFound, ValidationFailed
+from application.policy import Decision, Operation, Policy
+from application.security import Actor
+
+SEARCH_FIELDS = ("email", "phone", "national_id", "pan")
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+
+# The shape of a customer view, whichever store it came from (the log or the read model).
+VIEW_FIELDS = (
+    "id", "version", "type", "status", "restricted", "portfolio", "risk_rating", "kyc_status",
+    "segment", "created_on", "modified_on", "full_name", "date_of_birth", "national_id",
+    "email", "phone", "address", "cards", "bank_accounts",
+)
+UPDATABLE_FIELDS = (
+    "email", "phone", "address", "full_name", "date_of_birth", "national_id",
+    "risk_rating", "segment", "kyc_status", "portfolio",
+)
+
+
+class NotAvailable(ApplicationError):
+    """The use case exists in the contract but not yet in this build (501)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not available in this build")
+
+
+def encode_cursor(customer_id: str) -> str:
+    return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id a cursor stands for; anything else is a 422, never a 500."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return str(UUID(raw.decode("ascii")))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ValidationFailed({"cursor": ["is not a cursor this API gave out"]}) from None
+
+
+def _shape(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: record.get(name) for name in VIEW_FIELDS}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CustomerService:
+    """The actor-aware customer use cases over one `Strongroom` application."""
+
+    def __init__(self, app: Strongroom, *, clock: Callable[[], datetime] = _utc_now,
+                 policy: Policy | None = None) -> None:
+        self.app = app
+        self.policy = policy or Policy(app.access_log, clock)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _reachable(self, actor: Actor, operation: Operation, customer_id: str) -> tuple[dict[str, Any], Decision]:
+        """The projected record, if the actor may do `operation` on it; otherwise the
+        same CustomerNotFound an absent id gets (R2.6), recorded either way."""
+        self.policy.require_operation(actor, operation, about=customer_id)
+        try:
+            record = self.app.customer_view(customer_id)
+        except CustomerErased:
+            self.policy.not_found(str(operation), customer_id, reason="erased")
+            raise
+        except CustomerNotFound:
+            self.policy.not_found(str(operation), customer_id, reason="absent")
+            raise
+        return record, self.policy.require_operation(actor, operation, record)
+
+    def _viewed(self, actor: Actor, record: Mapping[str, Any], decision: Decision, *,
+                kind: str = "view", **details: str) -> dict[str, Any]:
+        view = self.policy.view(actor, _shape(record))
+        self.app.access_log.record(
+            kind=kind, customer_ids=[str(record["id"])], fields=self.policy.returned_fields(view),
+            details=decision.details(**details),
+        )
+        return view
+
+    # -- one customer ----------------------------------------------------------------------
+
+    def create(self, actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Register a customer in one of the actor's portfolios; returns the masked view."""
+        proposed = {"portfolio": str(fields.get("portfolio", "")).strip()}
+        decision = self.policy.require_operation(actor, Operation.CREATE, proposed)
+        record = self.app.register_customer(dict(fields))
+        return self._viewed(actor, record, decision, operation="create")
+
+    def read(self, actor: Actor, customer_id: str) -> dict[str, Any]:
+        """The masked view of the customer now (its `version` is the ETag)."""
+        record, decision = self._reachable(actor, Operation.VIEW, customer_id)
+        return self._viewed(actor, record, decision)
+
+    def read_as_of(self, actor: Actor, customer_id: str, when: datetime) -> dict[str, Any]:
+        """The masked view as it was at `when` (R4.5); scope is decided on the customer now."""
+        _, decision = self._reachable(actor, Operation.VIEW_AS_OF, customer_id)
+        as_of: Callable[[str, datetime], dict[str, Any]] | None = getattr(self.app, "customer_as_of", None)
+        if as_of is None:
+            raise NotAvailable("reading a customer as of a past time")
+        past = as_of(customer_id, when)
+        return self._viewed(actor, past, decision, kind="as_of", as_of=when.isoformat())
+
+    def update(self, actor: Actor, customer_id: str, changes: Mapping[str, Any],
+               expected_version: int) -> dict[str, Any]:
+        """Apply changes if the record is still at `expected_version` (else 412)."""
+        unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
+        if unknown:
+            raise ValidationFailed({name: ["cannot be changed here"] for name in unknown})
+        record, decision = self._reachable(actor, Operation.UPDATE, customer_id)
+        if "portfolio" in changes:
+            # Moving a customer is allowed only into a portfolio the actor also reaches.
+            self.policy.require_operation(actor, Operation.UPDATE, {"portfolio": str(changes["portfolio"]).strip()})
+        updated = self.app.update_customer(customer_id, dict(changes), expected_version=expected_version)
+        return self._viewed(actor, updated, decision, operation="update")
+
+    def reveal(self, actor: Actor, customer_id: str, fields: list[str], purpose: str) -> dict[str, Any]:
+        """The plaintext of `fields`, for a stated purpose, after a step-up (R2.7)."""
+        self.policy.require_reveal(actor, fields, purpose, about=customer_id)
+        record, decision = self._reachable(actor, Operation.REVEAL, customer_id)
+        wanted = sorted(set(fields))
+        revealed = {name: record.get(name) for name in wanted}
+        # The purpose goes into the record's metadata (who, when, where and why, R3.1).
+        with acting_as(replace(require_context(), purpose=purpose.strip())):
+            self.app.access_log.record(
+                kind="reveal", customer_ids=[str(record["id"])], fields=wanted, details=decision.details(),
+            )
+        return {"id": str(record["id"]), "version": record["version"], "fields": revealed}
+
+    def history(self, actor: Actor, customer_id: str) -> dict[str, Any]:
+        """What changed and who changed it, from the log: event types, times, actor ids
+        and the names (never values) of the fields each event carried."""
+        record, decision = self._reachable(actor, Operation.HISTORY, customer_id)
+        events = []
+        for stored in self.app.recorder.select_events(UUID(str(record["id"]))):
+            event: Any = self.app.mapper.to_domain_event(stored)
+            who = self.app.mapper.metadata(stored)  # type: ignore[attr-defined]
+            names = sorted(k for k in vars(event)
+                           if k not in ("originator_id", "originator_version", "timestamp", "originator_topic"))
+            events.append({
+                "version": stored.originator_version,
+                "type": stored.topic.rsplit(".", 1)[-1],
+                "at": event.timestamp.isoformat(),
+                "actor_id": who.get("actor_id"),
+                "via": who.get("via"),
+                "fields": names,
+            })
+        self.app.access_log.record(
+            kind="history", customer_ids=[str(record["id"])], fields=["history"], details=decision.details(),
+        )
+        return {"id": str(record["id"]), "events": events}
+
+    def revert(self, actor: Actor, customer_id: str, to: datetime, reason: str) -> dict[str, Any]:
+        """Bring the customer back to its state at `to` with a compensating event (R4.5)."""
+        _, decision = self._reachable(actor, Operation.REVERT, customer_id)
+        revert: Callable[[str, datetime, str], dict[str, Any]] | None = getattr(self.app, "revert_customer", None)
+        if revert is None:
+            raise NotAvailable("reverting a customer")
+        reverted = revert(customer_id, to, reason)
+        return self._viewed(actor, reverted, decision, operation="revert")
+
+    # -- interactions ------------------------------------------------------------------------
+
+    def interactions(self, actor: Actor, customer_id: str) -> dict[str, Any]:
+        record, decision = self._reachable(actor, Operation.INTERACTIONS_LIST, customer_id)
+        items = [self.policy.interaction_view(actor, i) for i in self.app.read_model.interactions(str(record["id"]))]
+        self.app.access_log.record(
+            kind="interactions", customer_ids=[str(record["id"])],
+            fields=sorted({k for item in items for k in item}) or ["interactions"],
+            details=decision.details(),
+        )
+        return {"id": str(record["id"]), "items": items}
+
+    def add_interaction(self, actor: Actor, customer_id: str, *, kind: str, channel: str,
+                        notes: str) -> dict[str, Any]:
+        record, decision = self._reachable(actor, Operation.INTERACTIONS_CREATE, customer_id)
+        created = self.app.record_interaction(str(record["id"]), kind, channel, notes)
+        item = self.policy.interaction_view(actor, created)
+        self.app.access_log.record(
+            kind="interactions", customer_ids=[str(record["id"])], fields=sorted(item),
+            details=decision.details(operation="create"),
+        )
+        return item
+
+    # -- many customers ------------------------------------------------------------------------
+
+    def search(
+        self, actor: Actor, *, field: str | None = None, value: str | None = None,
+        portfolio: str | None = None, status: str | None = None,
+        limit: int = DEFAULT_PAGE, cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Exact-match search by blind index, or a listing by portfolio and status, in
+        id order, `limit` at a time; `next_cursor` continues where this page ended.
+
+        Out-of-scope customers are simply not there (a search that matched one is
+        recorded as a denied attempt); an out-of-scope portfolio lists as empty.
+        """
+        op = str(Operation.SEARCH)
+        self.policy.require_operation(actor, Operation.SEARCH)
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationFailed({"limit": [f"must be from 1 to {MAX_PAGE}"]})
+        after = decode_cursor(cursor) if cursor else None
+        if field is not None:
+            if field not in SEARCH_FIELDS:
+                raise ValidationFailed({field: ["is not searchable"]})
+            page, more = self._matches(actor, field, value or "", portfolio, status, after, limit)
+            kind = "search"
+        else:
+            page, more = self._listing(actor, portfolio, status, after, limit)
+            kind = "list"
+        views, decisions = [], []
+        for record, decision in page:
+            views.append(self.policy.view(actor, _shape(record)))
+            decisions.append(decision)
+        breaking = any(d.break_glass for d in decisions)
+        details = {"operation": op, "count": str(len(views))}
+        if field is not None:
+            details["by"] = field
+        if breaking:
+            details["break_glass"] = "true"
+        self.app.access_log.record(
+            kind=kind, customer_ids=[v["id"] for v in views],
+            fields=sorted({f for v in views for f in self.policy.returned_fields(v)}), details=details,
+        )
+        next_cursor = encode_cursor(str(page[-1][0]["id"])) if more and page else None
+        return {"items": views, "next_cursor": next_cursor}
+
+    def _matches(self, actor: Actor, field: str, value: str, portfolio: str | None, status: str | None,
+                 after: str | None, limit: int) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
+        found, out_of_scope = [], []
+        for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4):
+            record = self.app.read_model.get(cid)
+            if record is None:
+                continue
+            decision = self.policy.reaches(actor, str(record["portfolio"]))
+            if decision is None:
+                out_of_scope.append(cid)
+                continue
+            if (portfolio is not None and record["portfolio"] != portfolio) or (
+                status is not None and record["status"] != status
+            ) or (after is not None and cid <= after):
+                continue
+            found.append((record, decision))
+        if out_of_scope:
+            # The caller sees no match; the audit trail sees that there was one.
+            self.app.access_log.record(
+                kind="denied", outcome="not_found", customer_ids=out_of_scope, fields=[field],
+                details={"operation": str(Operation.SEARCH), "reason": "out_of_scope"},
+            )
+        found.sort(key=lambda pair: str(pair[0]["id"]))
+        return found[:limit], len(found) > limit
+
+    def _listing(self, actor: Actor, portfolio: str | None, status: str | None, after: str | None,
+                 limit: int) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
+        scope = self.policy.portfolios_in_scope(actor)
+        portfolios: list[str | None]
+        if portfolio is not None:
+            if self.policy.reaches(actor, portfolio) is None:
+                self.app.access_log.record(
+                    kind="denied", outcome="not_found",
+                    details={"operation": str(Operation.SEARCH), "reason": "portfolio_out_of_scope"},
+                )
+                return [], False
+            portfolios = [portfolio]
+        elif scope is None:
+            portfolios = [None]
+        else:
+            portfolios = [*sorted(scope)]
+        # One ordered page per portfolio, merged: exact, and k small queries, not a scan.
+        streams = [
+            self.app.read_model.page(portfolio=p, status=status, after=after, limit=limit + 1) for p in portfolios
+        ]
+        ids = list(_take(heapq.merge(*streams), limit + 1))
+        page = []
+        for cid in ids[:limit]:
+            record = self.app.read_model.get(cid)
+            if record is None:
+                continue
+            decision = self.policy.reaches(actor, str(record["portfolio"]))
+            if decision is not None:
+                page.append((record, decision))
+        return page, len(ids) > limit
+
+
+def _take(items: Iterator[str], n: int) -> Iterator[str]:
+    for index, item in enumerate(items):
+        if index >= n:
+            return
+        yield item

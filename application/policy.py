@@ -1,0 +1,469 @@
+"""The authorisation policy for customer data (R2.5-R2.8, R2.10).
+
+One object decides, for the API, the command line and the workers alike:
+
+* **Permission.** Each customer operation needs one permission (`OPERATIONS`).
+  Lacking it answers 403 whatever the customer: the answer depends on nothing but
+  the caller, so it tells nothing about which customers exist.
+* **Training (R6.4).** A lapsed training removes `customers:reveal` and
+  `customers:export` until it is renewed (403 `training_lapsed`).
+* **Portfolio scope (R2.6).** Agents and supervisors reach only customers of their
+  portfolios, plus every portfolio while a break-glass window is live (R2.8). The
+  precise rule: any request naming an existing customer out of scope raises
+  `CustomerNotFound`, the very error an absent id raises, and leaves an access record
+  `kind="denied", outcome="not_found"`; the record's `details.reason` (`out_of_scope`
+  or `absent`) is visible only in the audit trail. A new customer proposed in a
+  portfolio out of scope (create, or moving one there) has nothing to hide and is
+  refused with 403 `portfolio_out_of_scope`.
+* **Fields (R2.7).** `FIELD_POLICY` is SPEC R2's default table as data: field ->
+  class -> per-role treatment. A field or role missing from the table is not returned
+  (fails closed). Masked values keep just enough to be useful; see `mask`.
+* **Reveal.** Needs `customers:reveal`, current training, the field revealable (R)
+  for one of the caller's roles, a stated purpose (1-200 characters) and a step-up
+  within the last `STEP_UP_WINDOW`.
+
+Every refusal is recorded before the error leaves (PCI DSS 10.2.1.2, R3.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from uuid import UUID
+
+from application.errors import ApplicationError, CustomerNotFound, ValidationFailed
+from application.security import ROLE_PERMISSIONS, Actor, Permission
+from domain.catalogue import Classification
+
+STEP_UP_WINDOW = timedelta(minutes=5)
+BREAK_GLASS_MAX = timedelta(minutes=60)
+PURPOSE_MAX_LENGTH = 200
+
+
+class Operation(StrEnum):
+    """The customer operations, each decided by one permission."""
+
+    CREATE = "create"
+    VIEW = "view"
+    VIEW_AS_OF = "view_as_of"
+    UPDATE = "update"
+    SEARCH = "search"
+    REVEAL = "reveal"
+    HISTORY = "history"
+    INTERACTIONS_LIST = "interactions_list"
+    INTERACTIONS_CREATE = "interactions_create"
+    REVERT = "revert"
+
+
+OPERATIONS: Mapping[Operation, Permission] = {
+    Operation.CREATE: Permission.CUSTOMERS_CREATE,
+    Operation.VIEW: Permission.CUSTOMERS_READ,
+    Operation.VIEW_AS_OF: Permission.CUSTOMERS_READ,
+    Operation.UPDATE: Permission.CUSTOMERS_UPDATE,
+    Operation.SEARCH: Permission.CUSTOMERS_READ,
+    Operation.REVEAL: Permission.CUSTOMERS_REVEAL,
+    Operation.HISTORY: Permission.CUSTOMERS_READ,
+    Operation.INTERACTIONS_LIST: Permission.INTERACTIONS_READ,
+    Operation.INTERACTIONS_CREATE: Permission.INTERACTIONS_CREATE,
+    Operation.REVERT: Permission.CUSTOMERS_REVERT,
+}
+
+# R6.4: these rights lapse with the training.
+TRAINING_BOUND = frozenset({Permission.CUSTOMERS_REVEAL, Permission.CUSTOMERS_EXPORT})
+
+
+# -- errors: each answers 403 with its own code ---------------------------------------------
+
+
+class AccessDenied(ApplicationError):
+    """The caller may not do this, whichever customer it names (403)."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str = "not allowed") -> None:
+        super().__init__(message)
+
+
+class TrainingLapsed(AccessDenied):
+    code = "training_lapsed"
+
+    def __init__(self) -> None:
+        super().__init__("security training has lapsed: reveal and export are unavailable until it is renewed")
+
+
+class StepUpRequired(AccessDenied):
+    code = "step_up_required"
+
+    def __init__(self) -> None:
+        super().__init__("enter a TOTP code at /api/v1/auth/step-up first (valid 5 minutes)")
+
+
+class FieldNotRevealable(AccessDenied):
+    code = "field_not_revealable"
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        self.fields = sorted(set(fields))
+        super().__init__("not revealable for your roles: " + ", ".join(self.fields))
+
+
+class PortfolioOutOfScope(AccessDenied):
+    code = "portfolio_out_of_scope"
+
+    def __init__(self) -> None:
+        super().__init__("that portfolio is not one of yours")
+
+
+# -- the field policy (SPEC R2, default table) ---------------------------------------------
+
+
+class Treatment(StrEnum):
+    SHOWN = "S"
+    REVEALABLE = "R"  # masked, revealable with step-up
+    MASKED = "M"
+    CARD_BIN_LAST4 = "BIN+last4"
+    CARD_LAST4 = "last4"
+    HIDDEN = "-"
+
+
+# Where a caller holds several roles, each field gets the most open of their treatments.
+_RANK = {
+    Treatment.HIDDEN: 0, Treatment.MASKED: 1, Treatment.REVEALABLE: 2, Treatment.SHOWN: 3,
+    Treatment.CARD_LAST4: 1, Treatment.CARD_BIN_LAST4: 2,
+}
+
+TABLE_ROLES = ("agent", "supervisor", "compliance_officer", "dpo", "auditor", "admin")
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    classification: Classification
+    by_role: Mapping[str, Treatment]
+
+    def for_role(self, role: str) -> Treatment:
+        return self.by_role.get(role, Treatment.HIDDEN)
+
+
+def _row(classification: Classification, *treatments: str) -> FieldRule:
+    return FieldRule(classification, dict(zip(TABLE_ROLES, map(Treatment, treatments), strict=True)))
+
+
+_INTERNAL = _row(Classification.INTERNAL, "S", "S", "S", "S", "S", "-")
+_CONTACT = _row(Classification.PERSONAL, "R", "R", "R", "R", "M", "-")
+
+FIELD_POLICY: Mapping[str, FieldRule] = {
+    # id, type, portfolio, status, kyc_status, risk_rating, segment, timestamps
+    **{name: _INTERNAL for name in (
+        "id", "type", "portfolio", "status", "kyc_status", "risk_rating", "segment",
+        "created_on", "modified_on", "closed_on", "version", "restricted",
+    )},
+    "full_name": _row(Classification.PERSONAL, "S", "S", "S", "S", "M", "-"),
+    "email": _CONTACT,
+    "phone": _CONTACT,
+    "address": _CONTACT,
+    "date_of_birth": _CONTACT,
+    "national_id": _row(Classification.RESTRICTED, "M", "R", "R", "R", "M", "-"),
+    "bank_accounts": _row(Classification.RESTRICTED, "M", "R", "R", "R", "M", "-"),
+    "cards": _row(Classification.CARD, "BIN+last4", "BIN+last4", "BIN+last4", "BIN+last4", "last4", "-"),
+    "notes": _row(Classification.PERSONAL, "S", "S", "S", "S", "M", "-"),
+}
+"""SPEC R2's default field policy. `security_officer` has no row: no customer data."""
+
+REVEALABLE_FIELDS = tuple(name for name, rule in FIELD_POLICY.items()
+                          if any(t is Treatment.REVEALABLE for t in rule.by_role.values()))
+
+
+def treatment(actor: Actor, field: str) -> Treatment:
+    """How `field` is shown to `actor` (the most open treatment among their roles)."""
+    rule = FIELD_POLICY.get(field)
+    if rule is None:
+        return Treatment.HIDDEN
+    best = Treatment.HIDDEN
+    for role in actor.roles:
+        candidate = rule.for_role(role)
+        if _RANK[candidate] > _RANK[best]:
+            best = candidate
+    return best
+
+
+# -- masking: keep just enough to be useful ----------------------------------------------------
+
+MASK = "•••"
+DATE_MASK = "****-**-**"
+
+
+def _last(value: str, keep: int) -> str:
+    """'•••• •••• 1234': the last `keep` characters, and only when at least twice as
+    many stay hidden (so a short id is not half given away)."""
+    compact = "".join(value.split())
+    if len(compact) < 2 * keep:
+        return "•••• ••••"
+    return f"•••• •••• {compact[-keep:]}"
+
+
+def mask_email(value: str) -> str:
+    """`z***@example.org`: enough to confirm "is it your work address?" with the caller."""
+    local, _, domain = value.rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else MASK
+
+
+def mask_phone(value: str) -> str:
+    """`•••• 0123`: the last four digits, as a customer is asked to confirm them."""
+    digits = "".join(ch for ch in value if ch.isdigit())
+    return f"•••• {digits[-4:]}" if len(digits) >= 8 else "••••"
+
+
+def mask_name(value: str) -> str:
+    """`A*** P***`: initials only."""
+    return " ".join(f"{word[:1]}***" for word in value.split()) or MASK
+
+
+def mask_address(value: Mapping[str, Any]) -> dict[str, Any]:
+    """City and country stay (they route a call and decide the jurisdiction; many
+    thousands share them); the street, the rest of the line and the postcode go."""
+    return {
+        "line1": MASK,
+        "line2": MASK if value.get("line2") else None,
+        "city": value.get("city"),
+        "postcode": MASK if value.get("postcode") else None,
+        "country": value.get("country"),
+    }
+
+
+def mask_card(card: Mapping[str, Any], *, with_bin: bool) -> dict[str, Any]:
+    """PAN as BIN + last four (R1.7); the auditor sees the last four only."""
+    shown = {"card_id": card.get("card_id"), "last4": card.get("last4"), "expiry_month": card.get("expiry_month")}
+    if with_bin:
+        shown["bin"] = card.get("bin")
+        shown["display"] = f"{card.get('bin')}••••••{card.get('last4')}"
+    else:
+        shown["display"] = f"•••• •••• •••• {card.get('last4')}"
+    return shown
+
+
+def mask(field: str, value: Any) -> Any:
+    """The masked form of one field's value (None stays None: nothing is on file)."""
+    if value is None:
+        return None
+    if field == "email":
+        return mask_email(str(value))
+    if field == "phone":
+        return mask_phone(str(value))
+    if field == "date_of_birth":
+        return DATE_MASK
+    if field == "address":
+        return mask_address(value)
+    if field == "full_name":
+        return mask_name(str(value))
+    if field == "national_id":
+        return _last(str(value), 4)
+    if field == "bank_accounts":
+        return [{"account_id": a.get("account_id"), "iban": _last(str(a.get("iban", "")), 4)} for a in value]
+    if field == "cards":
+        return [mask_card(card, with_bin=False) for card in value]
+    return MASK
+
+
+# -- the policy ---------------------------------------------------------------------------
+
+
+class AccessRecorder(Protocol):
+    def record(
+        self, *, kind: str, outcome: str = "allowed", customer_ids: Iterable[str] = (),
+        fields: Iterable[str] = (), details: Mapping[str, str] | None = None,
+    ) -> None:
+        """Commit one access record (application.audit.AccessLog)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An allowed access; `break_glass` when only a live break-glass window reached it."""
+
+    break_glass: bool = False
+
+    def details(self, **more: str) -> dict[str, str]:
+        found = dict(more)
+        if self.break_glass:
+            found["break_glass"] = "true"
+        return found
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ids(candidate: str | None) -> list[str]:
+    """A customer id for an access record, only when it is one: whatever a caller typed
+    in its place may be personal data, and access records outlive erasure."""
+    if not candidate:
+        return []
+    try:
+        return [str(UUID(str(candidate)))]
+    except ValueError:
+        return []
+
+
+class Policy:
+    """Decides every customer-data access; records every refusal."""
+
+    def __init__(self, access_log: AccessRecorder, clock: Callable[[], datetime] = _utc_now) -> None:
+        self.access_log = access_log
+        self.clock = clock
+
+    # -- scope ------------------------------------------------------------------------
+
+    def break_glass_live(self, actor: Actor) -> bool:
+        """A break-glass window is live until its end, and never longer than 60 minutes
+        from now: a stale or forged far-future end does not open every portfolio."""
+        until = actor.break_glass_until
+        if until is None:
+            return False
+        now = self.clock()
+        return now < until <= now + BREAK_GLASS_MAX
+
+    def reaches(self, actor: Actor, portfolio: str) -> Decision | None:
+        """How the actor reaches a portfolio, or None when it is out of scope."""
+        if not actor.is_portfolio_scoped or portfolio in actor.portfolios:
+            return Decision()
+        if self.break_glass_live(actor):
+            return Decision(break_glass=True)
+        return None
+
+    def portfolios_in_scope(self, actor: Actor) -> frozenset[str] | None:
+        """The portfolios a listing may cover; None means every portfolio."""
+        if not actor.is_portfolio_scoped or self.break_glass_live(actor):
+            return None
+        return actor.portfolios
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def require(self, actor: Actor, permission: Permission, customer: Mapping[str, Any] | None = None,
+                *, operation: str | None = None, about: str | None = None) -> Decision:
+        """Allow `permission` on `customer` (a record with at least `portfolio`, and `id`
+        once it exists) or raise: AccessDenied (403) or CustomerNotFound (404).
+
+        `about` names the customer a refusal concerns when the record is not loaded
+        yet (the permission is checked first, so a 403 says nothing about existence).
+        """
+        op = operation or str(permission)
+        if customer is not None and customer.get("id"):
+            customer_ids = [str(customer["id"])]
+        else:
+            customer_ids = _ids(about)
+        if not actor.has(permission):
+            self._refuse(op, "permission", customer_ids)
+            raise AccessDenied()
+        if permission in TRAINING_BOUND and not actor.training_current:
+            self._refuse(op, "training_lapsed", customer_ids)
+            raise TrainingLapsed()
+        if customer is None:
+            return Decision()
+        decision = self.reaches(actor, str(customer.get("portfolio")))
+        if decision is not None:
+            return decision
+        if customer_ids:
+            # R2.6: out of scope is answered exactly as absent, and recorded.
+            self.not_found(op, customer_ids[0], reason="out_of_scope")
+            raise CustomerNotFound(customer_ids[0])
+        self._refuse(op, "portfolio_out_of_scope", [])
+        raise PortfolioOutOfScope()
+
+    def require_operation(self, actor: Actor, operation: Operation,
+                          customer: Mapping[str, Any] | None = None, *, about: str | None = None) -> Decision:
+        return self.require(actor, OPERATIONS[operation], customer, operation=str(operation), about=about)
+
+    def require_reveal(self, actor: Actor, fields: Iterable[str], purpose: str | None,
+                       *, about: str | None = None) -> None:
+        """Everything a reveal needs that does not depend on the customer (so none of it
+        can tell whether a customer exists): permission, training, a purpose, fields
+        revealable for one of the caller's roles, and a fresh step-up."""
+        wanted = sorted(set(fields))
+        op = str(Operation.REVEAL)
+        self.require(actor, Permission.CUSTOMERS_REVEAL, operation=op, about=about)
+        ids = _ids(about)
+        stated = (purpose or "").strip()
+        if not stated or len(stated) > PURPOSE_MAX_LENGTH:
+            self._refuse(op, "purpose_missing", ids, wanted)
+            raise ValidationFailed({"purpose": [f"state why, in 1 to {PURPOSE_MAX_LENGTH} characters"]})
+        if not wanted:
+            raise ValidationFailed({"fields": ["name at least one field"]})
+        refused = [f for f in wanted if treatment(actor, f) is not Treatment.REVEALABLE]
+        if refused:
+            self._refuse(op, "field_not_revealable", ids, wanted)
+            raise FieldNotRevealable(refused)
+        stepped_up = actor.stepped_up_at
+        now = self.clock()
+        if stepped_up is None or not (now - STEP_UP_WINDOW <= stepped_up <= now + timedelta(seconds=5)):
+            self._refuse(op, "step_up_required", ids, wanted)
+            raise StepUpRequired()
+
+    # -- views ----------------------------------------------------------------------------
+
+    def revealable(self, actor: Actor) -> list[str]:
+        """Fields this actor could reveal (after a step-up), now."""
+        if not actor.has(Permission.CUSTOMERS_REVEAL) or not actor.training_current:
+            return []
+        return [f for f in REVEALABLE_FIELDS if treatment(actor, f) is Treatment.REVEALABLE]
+
+    def view(self, actor: Actor, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record as this actor may see it: each field shown, masked or left out.
+
+        Adds `masked` (fields masked here) and `revealable` (those the actor may reveal).
+        """
+        shown: dict[str, Any] = {}
+        masked: list[str] = []
+        for field, value in record.items():
+            how = treatment(actor, field)
+            if how is Treatment.HIDDEN:
+                continue
+            if how is Treatment.SHOWN:
+                shown[field] = value
+            elif how is Treatment.CARD_BIN_LAST4:
+                shown[field] = [mask_card(card, with_bin=True) for card in value or []]
+            else:
+                shown[field] = mask(field, value)
+                if value is not None and how is not Treatment.CARD_LAST4:
+                    masked.append(field)
+        revealable = set(self.revealable(actor))
+        shown["masked"] = sorted(masked)
+        shown["revealable"] = sorted(f for f in masked if f in revealable)
+        return shown
+
+    def interaction_view(self, actor: Actor, interaction: Mapping[str, Any]) -> dict[str, Any]:
+        how = treatment(actor, "notes")
+        item = {k: v for k, v in interaction.items() if k != "notes"}
+        if how is Treatment.SHOWN:
+            item["notes"] = interaction.get("notes")
+        elif how is not Treatment.HIDDEN:
+            item["notes"] = mask("notes", interaction.get("notes"))
+        return item
+
+    @staticmethod
+    def returned_fields(view: Mapping[str, Any]) -> list[str]:
+        """The customer-data field names a view carries (for the access record)."""
+        return sorted(k for k in view if k not in ("masked", "revealable"))
+
+    # -- recording refusals ------------------------------------------------------------------
+
+    def not_found(self, operation: str, customer_id: str, *, reason: str) -> None:
+        """Record a request for a customer the caller cannot reach (absent, out of scope,
+        erased); the caller sees the same 404 (or 410) either way."""
+        self.access_log.record(
+            kind="denied", outcome="not_found", customer_ids=_ids(customer_id),
+            details={"operation": operation, "reason": reason},
+        )
+
+    def _refuse(self, operation: str, reason: str, customer_ids: list[str],
+                fields: Iterable[str] = ()) -> None:
+        self.access_log.record(
+            kind="denied", outcome="denied", customer_ids=customer_ids, fields=list(fields),
+            details={"operation": operation, "reason": reason},
+        )
+
+
+def role_treatments() -> dict[str, dict[str, str]]:
+    """The field policy as {field: {role: treatment}} for every default role (reports, docs)."""
+    roles = tuple(ROLE_PERMISSIONS)
+    return {field: {role: str(rule.for_role(role)) for role in roles} for field, rule in FIELD_POLICY.items()}
