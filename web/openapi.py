@@ -8,6 +8,7 @@ the document cannot drift from what the API accepts. Each route is described in
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -85,6 +86,17 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                               "content": {"application/json": {"schema": {"type": "object"}}}}},
     }},
 }
+
+
+def register_schemas(schemas: Mapping[str, type[Schema]]) -> None:
+    """Add a blueprint's schemas to the document (its module calls this on import)."""
+    SCHEMAS.update(schemas)
+
+
+def register_operations(operations: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add a blueprint's operations, {path: {method: operation}}, to the document."""
+    for path, methods in operations.items():
+        OPERATIONS.setdefault(path, {}).update(methods)
 
 
 def package_version() -> str:
