@@ -8,8 +8,9 @@ One object decides, for the API, the command line and the workers alike:
 * **Training (R6.4).** A lapsed training removes `customers:reveal` and
   `customers:export` until it is renewed (403 `training_lapsed`).
 * **Portfolio scope (R2.6).** Agents and supervisors reach only customers of their
-  portfolios, plus every portfolio while a break-glass window is live (R2.8). The
-  precise rule: any request naming an existing customer out of scope raises
+  portfolios; authentication adds the portfolio of a live break-glass grant to them
+  (R2.8), and every access a scoped actor makes while such a window is live is
+  flagged `break_glass` in its access record, for review. The precise rule: any request naming an existing customer out of scope raises
   `CustomerNotFound`, the very error an absent id raises, and leaves an access record
   `kind="denied", outcome="not_found"`; the record's `details.reason` (`out_of_scope`
   or `absent`) is visible only in the audit trail. A new customer proposed in a
@@ -315,8 +316,7 @@ class Policy:
     # -- scope ------------------------------------------------------------------------
 
     def break_glass_live(self, actor: Actor) -> bool:
-        """A break-glass window is live until its end, and never longer than 60 minutes
-        from now: a stale or forged far-future end does not open every portfolio."""
+        """Whether a break-glass window is open now (it lasts at most 60 minutes)."""
         until = actor.break_glass_until
         if until is None:
             return False
@@ -324,18 +324,21 @@ class Policy:
         return now < until <= now + BREAK_GLASS_MAX
 
     def reaches(self, actor: Actor, portfolio: str) -> Decision | None:
-        """How the actor reaches a portfolio, or None when it is out of scope."""
-        if not actor.is_portfolio_scoped or portfolio in actor.portfolios:
+        """How the actor reaches a portfolio, or None when it is out of scope.
+
+        The break-glass portfolio is among `actor.portfolios` while its grant lasts
+        (authentication puts it there), so scope itself needs no second rule; what a
+        scoped actor does inside a live window is flagged for the break-glass review.
+        """
+        if not actor.is_portfolio_scoped:
             return Decision()
-        if self.break_glass_live(actor):
-            return Decision(break_glass=True)
+        if portfolio in actor.portfolios:
+            return Decision(break_glass=self.break_glass_live(actor))
         return None
 
     def portfolios_in_scope(self, actor: Actor) -> frozenset[str] | None:
         """The portfolios a listing may cover; None means every portfolio."""
-        if not actor.is_portfolio_scoped or self.break_glass_live(actor):
-            return None
-        return actor.portfolios
+        return actor.portfolios if actor.is_portfolio_scoped else None
 
     # -- deciding -----------------------------------------------------------------------
 

@@ -235,16 +235,21 @@ def test_a_new_customer_out_of_scope_is_refused_with_403_not_hidden(policy, reco
     assert recorder.records[-1]["details"]["reason"] == "portfolio_out_of_scope"
 
 
-def test_a_live_break_glass_window_reaches_every_portfolio_and_says_so(policy):
-    live = actor("supervisor", break_glass_until=NOW + timedelta(minutes=30))
+def test_a_break_glass_portfolio_is_reached_while_the_window_lasts_and_flagged(policy):
+    # Authentication adds the granted portfolio to the actor while the grant lasts.
+    live = actor("supervisor", portfolios=("retail", "corporate"), break_glass_until=NOW + timedelta(minutes=30))
     decision = policy.require_operation(live, Operation.VIEW, CORPORATE)
     assert decision.break_glass and decision.details() == {"break_glass": "true"}
-    assert not policy.require_operation(live, Operation.VIEW, RETAIL).break_glass  # in scope anyway
-    assert policy.portfolios_in_scope(live) is None
-    for until in (NOW - timedelta(seconds=1), NOW, NOW + timedelta(minutes=61)):
-        # Expired, or further off than break-glass may ever last (R2.8: at most 60 minutes).
-        with pytest.raises(CustomerNotFound):
-            policy.require_operation(actor("supervisor", break_glass_until=until), Operation.VIEW, CORPORATE)
+    assert policy.portfolios_in_scope(live) == {"retail", "corporate"}
+    # Only the granted portfolio: break-glass does not open every other one.
+    with pytest.raises(CustomerNotFound):
+        policy.require_operation(live, Operation.VIEW, {"id": str(uuid.uuid4()), "portfolio": "private"})
+    for until in (None, NOW - timedelta(seconds=1), NOW + timedelta(minutes=61)):
+        # No window, an expired one, or one longer than break-glass may ever last (R2.8).
+        quiet = actor("supervisor", portfolios=("retail", "corporate"), break_glass_until=until)
+        assert not policy.require_operation(quiet, Operation.VIEW, CORPORATE).break_glass
+    unscoped = actor("compliance_officer", break_glass_until=NOW + timedelta(minutes=30))
+    assert not policy.require_operation(unscoped, Operation.VIEW, CORPORATE).break_glass
 
 
 # -- reveal ------------------------------------------------------------------------------------------
