@@ -27,6 +27,14 @@ request_log = logging.getLogger(logs.REQUEST_LOGGER)
 
 
 class JsonRequest(Request):
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            # A body nested deeper than the parser's stack (1 MiB of "[" is enough) is
+            # malformed for us: a 400, not a crashed request.
+            raise errors.MalformedJson() from None
+
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if e is not None:
             # werkzeug's message quotes the decoder's complaint; ours says only what happened.
@@ -141,5 +149,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     timeout = health.readiness_timeout(built)
     closer.closers.append(health.install(app, built).stop)
     closer.closers.append(metrics.install(app, built, timeout).stop)
+    from web import customers  # describes itself in the OpenAPI document on import
+
+    customers.install(app)
     openapi.install(app)
     return app

@@ -17,6 +17,7 @@ from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from application.customer_api import NotAvailable
 from application.errors import (
     AnonymousWrite,
     CustomerNotFound,
@@ -24,6 +25,13 @@ from application.errors import (
     SubjectErased,
     ValidationFailed,
     VersionConflict,
+)
+from application.policy import (
+    AccessDenied,
+    FieldNotRevealable,
+    PortfolioOutOfScope,
+    StepUpRequired,
+    TrainingLapsed,
 )
 from domain.errors import DomainError
 from infrastructure.sql import DatabaseUnavailable
@@ -45,6 +53,13 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ValidationError: (422, "validation_failed", "the request is not valid"),
     StoreUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
     DatabaseUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
+    # The customer-data policy (application/policy.py): each refusal has its own code.
+    AccessDenied: (403, "forbidden", "not allowed"),
+    TrainingLapsed: (403, "training_lapsed", None),
+    StepUpRequired: (403, "step_up_required", None),
+    FieldNotRevealable: (403, "field_not_revealable", None),
+    PortfolioOutOfScope: (403, "portfolio_out_of_scope", None),
+    NotAvailable: (501, "not_implemented", None),
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some
@@ -101,6 +116,8 @@ def _field_errors(exc: Exception) -> dict[str, list[str]] | None:
         return flatten_errors(exc.messages)
     if isinstance(exc, DomainError):
         return {exc.field or "_schema": [exc.rule]}
+    if isinstance(exc, FieldNotRevealable):
+        return {name: ["not revealable for your roles"] for name in exc.fields}
     return None
 
 
