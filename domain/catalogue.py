@@ -87,6 +87,9 @@ FIELDS: tuple[FieldSpec, ...] = (
             "channel", "occurred_at", "expiry_month", "username", "roles", "portfolios",
             "must_change_password", "keys_destroyed", "restricted", "version",
             "grant", "revoke", "outcome", "customer_ids", "fields", "details", "purpose",
+            # Backups and restore drills (domain/operations.py): operational, no personal data.
+            "target", "backup_id", "position", "rpo_seconds", "rto_seconds", "failures",
+            "last_backups", "last_drill", "last_good_drill",
         )
     ),
 )

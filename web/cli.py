@@ -105,6 +105,7 @@ def init(ctx: click.Context, as_json: bool, expected_customers: int) -> None:
                     "environment": "development",
                     "key_provider": "local",
                     "blind_index_bits": bits_for(expected_customers),
+                    "backup_targets": [{"name": "local", "kind": "local", "path": "backups/local"}],
                     "created_at": datetime.now(UTC).isoformat(),
                 },
                 indent=2,
@@ -352,6 +353,7 @@ def _register_subcommands() -> None:
     main.add_command(compliance_group, "compliance")
     main.add_command(serve_command, "serve")
     main.add_command(bench_command, "bench")
+    import web.cli_backup  # noqa: F401 - registers backup, restore, customers revert
 
 
 _register_subcommands()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
+from domain.operations import RecoveryLog
 from domain.staff import StaffMember
 from tests.domain.examples import DE_IBAN, GB_IBAN, MASTERCARD_TEST_PAN, VISA_TEST_PAN, enrol_alice, register_ada
 
@@ -57,4 +58,13 @@ def an_erasures_whole_life() -> CustomerErasure:
     return erasure
 
 
-WHOLE_LIVES = [a_customers_whole_life, a_staff_members_whole_life, an_erasures_whole_life]
+def a_recovery_logs_whole_life() -> RecoveryLog:
+    log = RecoveryLog.open()
+    log.record_backup("local", "20260101T000000Z-0001", 42)
+    log.record_drill(target="local", backup_id="20260101T000000Z-0001", position=42, rpo_seconds=3.5,
+                     rto_seconds=1.25, outcome="succeeded", failures=[])
+    return log
+
+
+WHOLE_LIVES = [a_customers_whole_life, a_staff_members_whole_life, an_erasures_whole_life,
+               a_recovery_logs_whole_life]

@@ -1,0 +1,191 @@
+"""`backup create`: one consistent, incremental backup to one target (R4.1, R4.2).
+
+Incremental per target: the rows after the last position that target's last
+complete manifest covers, read from one database snapshot. Order of writing:
+event segments, then the key backup (read after the events, so every key an
+event in this backup needs is in it: keys are made before the events they seal),
+then the event manifest, last and atomically. Leftovers of an interrupted run
+(segments with no manifest) are removed first; the run then covers their rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
+from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
+from infrastructure.backup.manifest import (
+    EVENTS,
+    FORMAT,
+    KEYS,
+    MANIFEST_SUFFIX,
+    BackupCorrupt,
+    ManifestSigner,
+    canonical,
+    encode_segment,
+    manifest_path,
+    new_backup_id,
+    parse_manifest,
+    segment_path,
+    sha256,
+)
+from infrastructure.backup.targets import Target
+
+SEGMENT_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    target: str
+    backup_id: str
+    after_position: int
+    last_position: int
+    rows: int
+    segments: int
+    bytes: int
+    seconds: float
+
+
+def complete_manifests(target: Target, kind: str = EVENTS) -> list[tuple[str, bytes]]:
+    """(file, bytes) of every complete backup of `kind` on the target, oldest first."""
+    names = [n for n in target.list(kind) if n.endswith(MANIFEST_SUFFIX) and not n.startswith(".")]
+    return [(f"{kind}/{name}", target.read(f"{kind}/{name}")) for name in sorted(names)]
+
+
+def remove_interrupted(target: Target) -> list[str]:
+    """Delete segments and temporary files that no manifest vouches for."""
+    removed = []
+    for kind in (EVENTS, KEYS):
+        names = target.list(kind)
+        complete = {n[: -len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX)}
+        for name in names:
+            path = f"{kind}/{name}"
+            if name.startswith("."):
+                target.remove(path)  # a temporary file of an interrupted atomic write
+            elif not name.endswith(MANIFEST_SUFFIX) and name not in complete:
+                target.remove_tree(path)  # segments of a run that never wrote its manifest
+            else:
+                continue
+            removed.append(path)
+    return removed
+
+
+def _last_manifest(target: Target, signer: ManifestSigner) -> tuple[dict[str, Any], str] | None:
+    manifests = complete_manifests(target)
+    if not manifests:
+        return None
+    file, data = manifests[-1]
+    document = parse_manifest(file, data)
+    # Never build an increment on a base that this installation did not sign.
+    signer.check(file, document)
+    return document, sha256(data)
+
+
+def create_backup(
+    components: Any,
+    target: Target,
+    *,
+    signer: ManifestSigner | None = None,
+    segment_rows: int = SEGMENT_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> BackupResult:
+    started = time.perf_counter()
+    signer = signer or ManifestSigner(components.keyring)
+    last = _last_manifest(target, signer)
+    remove_interrupted(target)
+    previous = None if last is None else {"backup_id": last[0]["backup_id"], "manifest_sha256": last[1]}
+    after = 0 if last is None else int(last[0]["last_position"])
+    chain_head = None if last is None else (last[0].get("chain") or {}).get("head")
+    backup_id = new_backup_id()
+    app = components.app
+    table = EventTable(TableRef(components.settings.database_url, app.recorder.events_table_name))
+    segments: list[dict[str, Any]] = []
+    total_rows = total_bytes = 0
+    first_prev: Any = None
+    first_recorded = last_recorded = None
+    try:
+        columns = table.columns
+        at = {name: i for i, name in enumerate(columns)}
+        chained = table.has_chain
+
+        def flush(rows: list[list[Any]]) -> None:
+            nonlocal total_bytes
+            data = encode_segment(columns, rows)
+            name = f"{len(segments) + 1:06d}.seg"
+            target.write(segment_path(EVENTS, backup_id, name), data)
+            segments.append({
+                "file": segment_path(EVENTS, backup_id, name), "sha256": sha256(data), "bytes": len(data),
+                "rows": len(rows), "first_position": rows[0][0], "last_position": rows[-1][0],
+            })
+            total_bytes += len(data)
+            if progress is not None:
+                progress(len(rows))
+
+        for upto, rows in table.snapshot(after):
+            buffer: list[list[Any]] = []
+            for row in rows:
+                if first_recorded is None:
+                    first_recorded = row[at["recorded_at"]]
+                    if chained:
+                        first_prev = row[at[CHAIN_PREV]]
+                last_recorded = row[at["recorded_at"]]
+                if chained:
+                    chain_head = row[at[CHAIN_HEAD]]
+                buffer.append(row)
+                total_rows += 1
+                if len(buffer) >= segment_rows:
+                    flush(buffer)
+                    buffer = []
+            if buffer:
+                flush(buffer)
+            last_position = max(after, upto) if total_rows else after
+    finally:
+        table.close()
+
+    # Keys apart (R4.2), read after the events.
+    exported = export_keys(components.keyring.store)
+    keys_data = json.dumps(exported, separators=(",", ":")).encode()
+    keys_segment = segment_path(KEYS, backup_id, KEYS_SEGMENT)
+    target.write(keys_segment, keys_data)
+    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    keys_manifest = signer.sign({
+        "format": FORMAT, "kind": KEYS, "backup_id": backup_id, "created_at": now,
+        "kek_ids": sorted({k[3] for k in exported["data_keys"]}),
+        "data_keys": len(exported["data_keys"]), "destroyed_keys": len(exported["destroyed_keys"]),
+        "segments": [{"file": keys_segment, "sha256": sha256(keys_data), "bytes": len(keys_data)}],
+    })
+    keys_manifest_bytes = canonical(keys_manifest)
+    target.write(manifest_path(KEYS, backup_id), keys_manifest_bytes)
+
+    manifest = signer.sign({
+        "format": FORMAT, "kind": EVENTS, "backup_id": backup_id, "created_at": now,
+        "target": target.name, "table": app.recorder.events_table_name, "dialect": table.dialect,
+        "columns": columns, "previous": previous,
+        "after_position": after, "last_position": last_position, "rows": total_rows,
+        "first_recorded_at": _stamp_text(first_recorded), "last_recorded_at": _stamp_text(last_recorded),
+        "chain": {"columns": [CHAIN_PREV, CHAIN_HEAD], "first_prev": first_prev, "head": chain_head}
+        if chained else None,
+        "segments": segments,
+        "keys": {"file": manifest_path(KEYS, backup_id), "sha256": sha256(keys_manifest_bytes)},
+    })
+    # Last, atomically: only now does this backup exist.
+    target.write(manifest_path(EVENTS, backup_id), canonical(manifest))
+    return BackupResult(
+        target=target.name, backup_id=backup_id, after_position=after, last_position=last_position,
+        rows=total_rows, segments=len(segments), bytes=total_bytes + len(keys_data),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _stamp_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value["ts"] if isinstance(value, dict) else value)
+
+
+__all__ = ["BackupCorrupt", "BackupResult", "POSITION", "complete_manifests", "create_backup"]

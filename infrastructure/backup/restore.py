@@ -1,0 +1,261 @@
+"""`restore`: a new store holding exactly the events up to a point (R4.4, R4.6).
+
+1. Refuse anything that could touch the live store: the live database (or key
+   store) as the destination, or a destination that already holds events or keys.
+2. Verify the manifests (signatures, links) before reading a byte of data.
+3. Restore the key store from the newest key backup, minus every key the erasure
+   ledger lists (the backup's ledger and the live one): erasure is never undone.
+4. Build the schema on the destination with the same KEK (`build()`), then insert
+   the rows exactly as stored (positions, `recorded_at`, chain hashes), each
+   segment checked against its SHA-256 as it is read, up to the position or time.
+5. Rebuild the read models from the restored log, and check the hash chain.
+
+SQLite and PostgreSQL either way round: rows travel in a portable form
+(infrastructure/backup/eventrows.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
+from infrastructure.backup.keys import KeysRestored, import_keys
+from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest
+from infrastructure.backup.targets import Target
+from infrastructure.backup.verify import (
+    Problem,
+    VerifyReport,
+    manifest_chain,
+    read_segment,
+    restorable_segments,
+)
+from infrastructure.composition import KEYS_SCHEMA, Components, Settings, build
+from infrastructure.crypto.kek import KekProvider
+from infrastructure.crypto.keystore import KeyStore
+from infrastructure.sql import Database, is_postgres, sqlite_path
+
+INSERT_BATCH = 5000
+Progress = Callable[[str, int, int | None], None]
+
+
+class RestoreRefused(Exception):
+    """The restore would write where it must not, or cannot start (exit 2)."""
+
+
+@dataclass
+class RestoreResult:
+    into: str
+    keys_into: str
+    position: int
+    rows: int
+    last_recorded_at: str | None
+    keys: KeysRestored
+    read_model_events: int
+    seconds: float
+    chain: str
+    backup_id: str
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "into": _redacted(self.into), "keys_into": _redacted(self.keys_into), "position": self.position,
+            "rows": self.rows, "last_recorded_at": self.last_recorded_at,
+            "keys_restored": self.keys.restored, "keys_withheld_by_erasure_ledger": self.keys.withheld,
+            "read_model_events": self.read_model_events, "seconds": round(self.seconds, 3),
+            "chain": self.chain, "backup_id": self.backup_id, "problems": self.problems,
+        }
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def store_identity(url: str) -> tuple[str, ...]:
+    """What makes two URLs the same store, whatever their spelling."""
+    if is_postgres(url):
+        conninfo, schema = pg_conninfo(url)
+        parts = urlsplit(conninfo)
+        host = (parts.hostname or "").lower()
+        host = "127.0.0.1" if host in ("localhost", "::1") else host
+        return ("postgres", host, str(parts.port or 5432), parts.path.lstrip("/"), schema)
+    return ("sqlite", str(Path(sqlite_path(url)).resolve()))
+
+
+def default_keys_url(into_url: str) -> str:
+    """Beside the restored events: the same PostgreSQL database (its own schema), or
+    a sibling SQLite file."""
+    if is_postgres(into_url):
+        return into_url
+    path = Path(sqlite_path(into_url)).resolve()
+    return f"sqlite:///{path.with_name(path.stem + '.keys.sqlite')}"
+
+
+def _stamp(value: Any) -> datetime:
+    text = value["ts"] if isinstance(value, dict) else value
+    return datetime.fromisoformat(str(text)).astimezone(timezone.utc)
+
+
+def _existing_rows(url: str, table: str) -> int:
+    try:
+        existing = EventTable(TableRef(url, table))
+    except LookupError:
+        return 0
+    try:
+        return existing.max_position()
+    finally:
+        existing.close()
+
+
+def _check_destination(live: Components, into_url: str, keys_into_url: str) -> None:
+    live_stores = {store_identity(live.settings.database_url), store_identity(live.settings.keys_database_url)}
+    if store_identity(into_url) in live_stores:
+        raise RestoreRefused("refusing to restore into the live store: give a new, empty database")
+    if store_identity(keys_into_url) in live_stores:
+        raise RestoreRefused("refusing to restore keys into the live key store")
+    for table in ("stored_events", "strongroom_events"):
+        if _existing_rows(into_url, table):
+            raise RestoreRefused("the destination already holds events; restore builds a new store")
+
+
+def verified_chain(target: Target, signer: ManifestSigner) -> list[dict[str, Any]]:
+    report = VerifyReport(target=target.name)
+    chain = manifest_chain(target, signer, report)
+    if report.problems:
+        raise BackupCorrupt(report.problems[0].file, report.problems[0].problem)
+    if not chain:
+        raise RestoreRefused(f"target {target.name} holds no complete backup")
+    return chain
+
+
+def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, Any]) -> dict[str, Any]:
+    file = document["keys"]["file"]
+    try:
+        data = target.read(file)
+    except FileNotFoundError:
+        raise BackupCorrupt(file, "key backup manifest is missing") from None
+    keys_manifest = parse_manifest(file, data)
+    signer.check(file, keys_manifest)
+    (entry,) = keys_manifest["segments"]
+    try:
+        exported: dict[str, Any] = json.loads(read_segment(target, entry))
+    except ValueError:
+        raise BackupCorrupt(entry["file"], "key backup does not parse") from None
+    return exported
+
+
+def restore_backup(
+    *,
+    live: Components,
+    target: Target,
+    into_url: str,
+    keys_into_url: str | None = None,
+    position: int | None = None,
+    to_time: datetime | None = None,
+    kek: KekProvider | None = None,
+    signer: ManifestSigner | None = None,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Restore `target`'s backups up to `position` or `to_time` into a new store."""
+    started = time.perf_counter()
+    keys_into_url = keys_into_url or default_keys_url(into_url)
+    _check_destination(live, into_url, keys_into_url)
+    signer = signer or ManifestSigner(live.keyring)
+    chain = verified_chain(target, signer)
+    newest = chain[-1]
+    if position is not None and position > int(newest["last_position"]):
+        raise RestoreRefused(
+            f"the backups on {target.name} reach position {newest['last_position']}, not {position}"
+        )
+    if to_time is not None and to_time.tzinfo is None:
+        raise RestoreRefused("--to needs a timezone, e.g. 2026-11-29T12:00:00+00:00")
+
+    # Keys first: build() would otherwise make a fresh system key and blind-index root.
+    exported = load_key_backup(target, signer, newest)
+    keys_db = Database.connect(keys_into_url, schema=KEYS_SCHEMA if is_postgres(keys_into_url) else None)
+    try:
+        keys = import_keys(KeyStore(keys_db), exported, live.keyring.store.destroyed())
+    except ValueError as exc:
+        raise RestoreRefused(str(exc)) from None
+    finally:
+        keys_db.close()
+
+    settings: Settings = replace(
+        live.settings, database_url=into_url, keys_database_url=keys_into_url, projection="inline",
+    )
+    restored = build(settings, kek=kek or live.keyring.kek)
+    try:
+        table = EventTable(TableRef(into_url, restored.app.recorder.events_table_name))
+        try:
+            rows, last_position, last_stamp = _insert_rows(
+                table, target, chain, position, to_time, progress, int(newest["last_position"])
+            )
+            table.finish_restore()
+        finally:
+            table.close()
+        restored.keyring.forget_cached()
+        total = last_position
+        rebuilt = restored.projection.rebuild(
+            restored.app, progress=None if progress is None else (lambda n: progress("read models", n, total)),
+        )
+        chain_state, problems = check_chain(into_url, restored.app.recorder.events_table_name)
+    finally:
+        restored.close()
+    return RestoreResult(
+        into=into_url, keys_into=keys_into_url, position=last_position, rows=rows,
+        last_recorded_at=None if last_stamp is None else last_stamp.isoformat(), keys=keys,
+        read_model_events=rebuilt, seconds=time.perf_counter() - started, chain=chain_state,
+        backup_id=newest["backup_id"], problems=problems,
+    )
+
+
+def _insert_rows(
+    table: EventTable, target: Target, chain: list[dict[str, Any]], position: int | None,
+    to_time: datetime | None, progress: Progress | None, total: int,
+) -> tuple[int, int, datetime | None]:
+    count, last_position, last_stamp = 0, 0, None
+    for columns, rows in restorable_segments(target, chain):
+        at_recorded = columns.index("recorded_at")
+        keep = []
+        stop = False
+        for row in rows:
+            stamp = _stamp(row[at_recorded])
+            if (position is not None and row[0] > position) or (to_time is not None and stamp > to_time):
+                stop = True
+                break
+            keep.append(row)
+            last_position, last_stamp = row[0], stamp
+        for start in range(0, len(keep), INSERT_BATCH):
+            table.insert(columns, keep[start:start + INSERT_BATCH])
+        count += len(keep)
+        if progress is not None:
+            progress("events", len(keep), position or total)
+        if stop:
+            break
+    return count, last_position, last_stamp
+
+
+def check_chain(database_url: str, table_name: str) -> tuple[str, list[str]]:
+    """Chain continuity of a (restored) events table: each prev_hash is the row_hash before."""
+    table = EventTable(TableRef(database_url, table_name))
+    try:
+        if not table.has_chain:
+            return "no chain columns", []
+        at_prev, at_head = table.columns.index(CHAIN_PREV), table.columns.index(CHAIN_HEAD)
+        head: Any = None
+        for row in table.rows():
+            if head is not None and row[at_prev] != head:
+                return "broken", [str(Problem(table_name, f"hash chain broken at position {row[0]}"))]
+            head = row[at_head]
+        return "verified", []
+    finally:
+        table.close()

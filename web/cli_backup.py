@@ -1,0 +1,270 @@
+"""`strongroom backup`, `strongroom restore` and `strongroom customers revert` (R4.1-R4.6).
+
+Exit status as everywhere: 0 success, 1 a check failed (a backup that could not be
+written, a verify or drill that found a problem), 2 usage or configuration errors
+(an unknown target, a restore that would write into the live store).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from application.context import acting_as
+from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
+from application.restore import RecoveryRecords
+from domain.errors import DomainError
+from infrastructure.backup.create import create_backup
+from infrastructure.backup.drill import run_drill
+from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner
+from infrastructure.backup.restore import RestoreRefused, restore_backup
+from infrastructure.backup.targets import Target, TargetError, targets_from_config
+from infrastructure.backup.verify import list_backups, verify_target
+from infrastructure.composition import Components
+from infrastructure.sql import DatabaseUnavailable
+from web.cli import EXIT_CHECK_FAILED, _fail, components, customers, main, operator_context
+
+BACKUP_ERRORS = (TargetError, BackupCorrupt, OSError, DatabaseUnavailable, LookupError)
+
+
+def _time(text: str, option: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be an ISO-8601 time, e.g. 2026-11-29T12:00:00+00:00")
+        raise
+    # The command line's convention (as `projections rebuild`): no zone means UTC.
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@contextmanager
+def _targets(built: Components, name: str | None) -> Iterator[list[Target]]:
+    try:
+        targets = targets_from_config(built.settings.instance, built.settings.extra.get("backup_targets"))
+    except TargetError as exc:
+        _fail(str(exc))
+        raise
+    if name is not None:
+        targets = [t for t in targets if t.name == name]
+        if not targets:
+            _fail(f"no backup target named {name!r} in the instance configuration")
+    try:
+        yield targets
+    finally:
+        for target in targets:
+            target.close()
+
+
+def _emit(as_json: bool, document: Any, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(document, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@main.group()
+def backup() -> None:
+    """Backups of the event store and, apart, the key store (R4.1-R4.3)."""
+
+
+@backup.command("create")
+@click.option("--target", "target_name", help="Only this configured target.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup_create(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
+    """Write an incremental backup to every configured target (manifest last)."""
+    results, failed = [], False
+    with components(ctx) as built, acting_as(operator_context("backup")), _targets(built, target_name) as targets:
+        signer = ManifestSigner(built.keyring)
+        for target in targets:
+            try:
+                result = create_backup(built, target, signer=signer)
+            except BACKUP_ERRORS as exc:
+                failed = True
+                results.append({"target": target.name, "ok": False, "error": str(exc)})
+                continue
+            RecoveryRecords(built.app).record_backup(target.name, result.backup_id, result.last_position)
+            results.append({"ok": True, **vars(result)})
+    _emit(as_json, {"backups": results}, [
+        f"{r['target']}: backup {r['backup_id']} positions {r['after_position'] + 1}..{r['last_position']}"
+        f" ({r['rows']} rows, {r['segments']} segments, {r['seconds']:.2f}s)"
+        if r["ok"] else f"{r['target']}: FAILED: {r['error']}" for r in results
+    ])
+    if failed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@backup.command("list")
+@click.option("--target", "target_name", help="Only this configured target.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup_list(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
+    """Complete backups per target, and when the last backup and drill ran."""
+    with components(ctx) as built, _targets(built, target_name) as targets:
+        signer = ManifestSigner(built.keyring)
+        status = RecoveryRecords(built.app).status()
+        reports = []
+        for target in targets:
+            try:
+                reports.append({**list_backups(target, signer).as_json(), "where": target.describe()})
+            except BACKUP_ERRORS as exc:
+                reports.append({"target": target.name, "ok": False, "backups": [], "problems": [{"file": "", "problem": str(exc)}]})
+    lines = []
+    for report in reports:
+        lines.append(f"{report['target']} ({report.get('where', '')}):")
+        lines.extend(f"  {b['backup_id']}  positions {b['after_position'] + 1}..{b['last_position']}"
+                     f"  {b['rows']} rows  {b['segments']} segments" for b in report["backups"])
+        lines.extend(f"  problem: {p['file']}: {p['problem']}" for p in report["problems"])
+    good = status.get("last_good_drill")
+    lines.append(f"last good drill: {good['at'] if good else 'never'}")
+    _emit(as_json, {"targets": reports, "status": status}, lines)
+
+
+@backup.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup_status(ctx: click.Context, as_json: bool) -> None:
+    """When the last backup reached each target, and the last (good) drill."""
+    with components(ctx) as built:
+        status = RecoveryRecords(built.app).status()
+    lines = [f"last backup to {name}: {entry['at']} (position {entry['position']})"
+             for name, entry in status["last_backups"].items()] or ["no backup recorded"]
+    for key in ("last_drill", "last_good_drill"):
+        drill = status[key]
+        lines.append(f"{key.replace('_', ' ')}: " + (
+            f"{drill['at']} {drill['outcome']} (RPO {drill['rpo_seconds']}s, RTO {drill['rto_seconds']}s)"
+            if drill else "never"))
+    _emit(as_json, status, lines)
+
+
+@backup.command("verify")
+@click.option("--target", "target_name", help="Only this configured target.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup_verify(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
+    """Check every segment hash, the chain across increments and the signatures."""
+    with components(ctx) as built, _targets(built, target_name) as targets:
+        signer = ManifestSigner(built.keyring)
+        recorded = RecoveryRecords(built.app).status()["last_backups"]
+        reports = []
+        for target in targets:
+            last = recorded.get(target.name, {}).get("backup_id")
+            try:
+                reports.append(verify_target(target, signer, last_recorded=last).as_json())
+            except BACKUP_ERRORS as exc:
+                reports.append({"target": target.name, "ok": False, "backups": [],
+                                "problems": [{"file": target.describe(), "problem": str(exc)}]})
+    lines = []
+    for report in reports:
+        state = "ok" if report["ok"] else "FAILED"
+        lines.append(f"{report['target']}: {state} ({len(report['backups'])} backups)")
+        lines.extend(f"  {p['file']}: {p['problem']}" for p in report["problems"])
+    _emit(as_json, {"targets": reports}, lines)
+    if not all(r["ok"] for r in reports):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@backup.command("drill")
+@click.option("--target", "target_name", help="Drill this target (default: the first configured).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
+    """Restore the newest backup into a scratch store, compare, record RPO/RTO (R4.3)."""
+    with components(ctx) as built, acting_as(operator_context("restore drill")), \
+            _targets(built, target_name) as targets:
+        try:
+            result = run_drill(built, targets[0])
+        except BACKUP_ERRORS as exc:
+            _fail(f"drill could not run: {exc}", EXIT_CHECK_FAILED)
+            raise
+    _emit(as_json, result.as_json(), [
+        f"drill of {result.target}: {result.outcome}",
+        f"  backup {result.backup_id or '-'} up to position {result.position}",
+        f"  RPO {result.rpo_seconds:.1f}s (age of the newest backed-up event)",
+        f"  RTO {result.rto_seconds:.2f}s (to a verified, usable restored store)",
+        f"  compared with: {result.reference or '-'}",
+        *(f"  failure: {f}" for f in result.failures),
+    ])
+    if result.failures:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command("restore")
+@click.option("--from", "source", required=True, help="Configured backup target to restore from.")
+@click.option("--to", "to_time", help="Restore the events recorded up to this time (ISO-8601).")
+@click.option("--position", type=click.IntRange(min=0), help="Restore the events up to this log position.")
+@click.option("--into", "into_url", required=True, help="DATABASE_URL of a new, empty store.")
+@click.option("--keys-into", "keys_into_url",
+              help="Where the restored keys go (default: beside the restored events).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def restore(ctx: click.Context, source: str, to_time: str | None, position: int | None, into_url: str,
+            keys_into_url: str | None, as_json: bool) -> None:
+    """Build a new store holding exactly the events up to a point, with read models (R4.4)."""
+    from rich.progress import Progress
+
+    if (to_time is None) == (position is None):
+        _fail("give exactly one of --to TIME or --position N")
+    when = None if to_time is None else _time(to_time, "--to")
+    with components(ctx) as built, _targets(built, source) as targets, \
+            Progress(transient=True, disable=as_json) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, advance: int, total: int | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.advance(tasks[phase], advance)
+
+        try:
+            result = restore_backup(live=built, target=targets[0], into_url=into_url, keys_into_url=keys_into_url,
+                                    position=position, to_time=when, progress=progress)
+        except RestoreRefused as exc:
+            _fail(str(exc))
+            raise
+        except ValueError as exc:  # an unusable --into URL
+            _fail(str(exc))
+            raise
+        except BACKUP_ERRORS as exc:
+            _fail(f"restore failed: {exc}", EXIT_CHECK_FAILED)
+            raise
+    _emit(as_json, result.as_json(), [
+        f"restored {result.rows} events up to position {result.position}"
+        f" (recorded {result.last_recorded_at or '-'}) in {result.seconds:.2f}s",
+        f"  keys: {result.keys.restored} restored, {result.keys.withheld} kept destroyed by the erasure ledger",
+        f"  read models rebuilt from {result.read_model_events} events; hash chain: {result.chain}",
+        *(f"  problem: {p}" for p in result.problems),
+    ])
+    if result.problems:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@customers.command("revert")
+@click.argument("customer_id")
+@click.option("--to", "to_time", required=True, help="The past moment to bring the record back to (ISO-8601).")
+@click.option("--reason", required=True, help="Why (no personal data): kept in the audit trail.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def revert_customer(ctx: click.Context, customer_id: str, to_time: str, reason: str, as_json: bool) -> None:
+    """Append compensating events that bring a customer back to its state at --to (R4.5)."""
+    when = _time(to_time, "--to")
+    with components(ctx) as built, acting_as(operator_context(f"revert: {reason}")):
+        try:
+            record = built.app.revert_customer(customer_id, when, reason)
+        except CustomerErased:
+            _fail(f"customer {customer_id} has been erased; an erasure is never undone", EXIT_CHECK_FAILED)
+            raise
+        except CustomerNotFound as exc:
+            _fail(str(exc), EXIT_CHECK_FAILED)
+            raise
+        except (ValidationFailed, DomainError) as exc:
+            _fail(str(exc), EXIT_CHECK_FAILED)
+            raise
+    _emit(as_json, {"id": record["id"], "version": record["version"], "reverted_to": when.isoformat()},
+          [f"reverted {record['id']} to its state at {when.isoformat()} (now version {record['version']})"])
