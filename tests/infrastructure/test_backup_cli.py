@@ -1,0 +1,135 @@
+"""The operator's story from outside, on the embedded default: import, back up, verify,
+drill, restore to a position into a new SQLite store; then a flipped byte, an erasure
+after the backup, a restore aimed at the live store, and a revert."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from application.context import acting_as
+from infrastructure.composition import Settings, build
+from tests.application.conftest import OPERATOR
+from web.cli import main
+
+
+def run(instance: Path, *args: str):
+    return CliRunner().invoke(main, ["--instance", str(instance), *args], catch_exceptions=False)
+
+
+def customer_line(n: int) -> str:
+    return json.dumps({
+        "type": "individual", "full_name": f"Backup Plantedname {n}", "date_of_birth": "1980-02-03",
+        "email": f"backup.planted.{n}@example.org", "phone": f"+44 7700 9001{n:02d}",
+        "address": {"line1": f"{n} Planted Road", "city": "London", "postcode": "SW1A 1AA", "country": "GB"},
+        "risk_rating": "low",
+    })
+
+
+def _ids(instance: Path) -> list[str]:
+    built = build(Settings.load(instance))
+    try:
+        return [r["id"] for r in built.app.list_customers(limit=100)]
+    finally:
+        built.close()
+
+
+def test_backup_verify_drill_restore_and_what_an_operator_sees(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json").exit_code == 0
+    lines = tmp_path / "customers.jsonl"
+    lines.write_text("\n".join(customer_line(n) for n in range(4)) + "\n")
+    imported = run(instance, "customers", "import", str(lines), "--portfolio", "retail", "--json")
+    assert json.loads(imported.output)["imported"] == 4
+
+    created = run(instance, "backup", "create", "--json")
+    assert created.exit_code == 0, created.output
+    (backup,) = json.loads(created.output)["backups"]
+    assert backup["target"] == "local" and backup["rows"] >= 4
+    assert run(instance, "backup", "verify").exit_code == 0
+    drill = run(instance, "backup", "drill", "--json")
+    assert drill.exit_code == 0, drill.output
+    assert json.loads(drill.output)["outcome"] == "succeeded"
+    listed = json.loads(run(instance, "backup", "list", "--json").output)
+    assert listed["status"]["last_good_drill"]["backup_id"] == backup["backup_id"]
+    assert listed["targets"][0]["backups"][0]["backup_id"] == backup["backup_id"]
+    status = json.loads(run(instance, "backup", "status", "--json").output)
+    assert status["last_backups"]["local"]["backup_id"] == backup["backup_id"]
+
+    # Planted values never appear in the backup folder (R1.3).
+    for path in (instance / "backups").rglob("*"):
+        if path.is_file():
+            assert b"Plantedname" not in path.read_bytes() and b"backup.planted" not in path.read_bytes()
+
+    ids = _ids(instance)
+    erased = ids[0]
+    assert run(instance, "customers", "erase", erased, "--reason", "GDPR Art. 17 request").exit_code == 0
+
+    # Restore to a position into a new SQLite store: the erased customer stays erased.
+    into = tmp_path / "restored.sqlite"
+    last = str(backup["last_position"])
+    restored = run(instance, "restore", "--from", "local", "--position", last, "--into", f"sqlite:///{into}", "--json")
+    assert restored.exit_code == 0, restored.output
+    outcome = json.loads(restored.output)
+    assert outcome["position"] == backup["last_position"] == outcome["rows"]
+    assert outcome["keys_withheld_by_erasure_ledger"] == 2
+    settings = Settings.load(instance, {"database_url": f"sqlite:///{into}",
+                                        "keys_database_url": outcome["keys_into"]})
+    store = build(settings)
+    try:
+        with acting_as(OPERATOR):
+            assert store.app.recorder.max_notification_id() == backup["last_position"]
+            readable = {r["id"] for r in store.app.list_customers(limit=100)}
+            assert erased not in readable and readable == set(ids) - {erased}
+    finally:
+        store.close()
+
+    # Into the live store: refused, usage error.
+    live = run(instance, "restore", "--from", "local", "--position", "2", "--into",
+               f"sqlite:///{instance / 'strongroom.sqlite'}")
+    assert live.exit_code == 2 and "live store" in live.output
+    assert run(instance, "restore", "--from", "local", "--into", f"sqlite:///{tmp_path / 'n.sqlite'}").exit_code == 2
+    assert run(instance, "restore", "--from", "nowhere", "--position", "1",
+               "--into", f"sqlite:///{tmp_path / 'n.sqlite'}").exit_code == 2
+
+    # One flipped byte in a segment: verify fails and names the file.
+    segment = next((instance / "backups" / "local" / "events").rglob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[200] ^= 0x20
+    segment.write_bytes(bytes(data))
+    verified = run(instance, "backup", "verify")
+    assert verified.exit_code == 1
+    assert str(segment.relative_to(instance / "backups" / "local")) in verified.output
+    assert run(instance, "backup", "drill").exit_code == 1
+
+
+def test_customers_revert_from_the_command_line(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json").exit_code == 0
+    lines = tmp_path / "one.jsonl"
+    lines.write_text(customer_line(7) + "\n")
+    assert run(instance, "customers", "import", str(lines), "--portfolio", "retail").exit_code == 0
+    (customer_id,) = _ids(instance)
+    time.sleep(0.02)
+    good = datetime.now(UTC).isoformat()
+    time.sleep(0.02)
+    built = build(Settings.load(instance))
+    try:
+        with acting_as(OPERATOR):
+            built.app.update_customer(customer_id, {"email": "mistake@example.org"})
+    finally:
+        built.close()
+
+    reverted = run(instance, "customers", "revert", customer_id, "--to", good, "--reason", "wrong record", "--json")
+    assert reverted.exit_code == 0, reverted.output
+    assert json.loads(reverted.output)["version"] == 3
+    shown = json.loads(run(instance, "customers", "show", customer_id).output)
+    assert shown["email"] == "backup.planted.7@example.org"
+    assert run(instance, "customers", "revert", customer_id, "--to", "2000-01-01T00:00:00+00:00",
+               "--reason", "too early").exit_code == 1
+    assert run(instance, "customers", "revert", customer_id, "--to", "yesterday",
+               "--reason", "x").exit_code == 2
