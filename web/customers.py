@@ -17,11 +17,10 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from marshmallow import Schema
-from werkzeug.exceptions import PreconditionRequired
+from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 
 from application.context import RequestContext, acting_as, current_context
 from application.customer_api import SEARCH_FIELDS, CustomerService
-from application.errors import VersionConflict
 from application.security import Actor
 from web import openapi
 from web.schemas import CustomerCreateSchema
@@ -102,8 +101,9 @@ def expected_version() -> int:
         raise PreconditionRequired()
     match = _IF_MATCH.match(header)
     if match is None:
-        # `*`, a weak tag or a list: none names the version the caller read.
-        raise VersionConflict("customer", -1)
+        # `*`, a weak tag or a list: none names the version the caller read, so none
+        # can guard against overwriting someone else's change.
+        raise PreconditionFailed()
     return int(match[1])
 
 
