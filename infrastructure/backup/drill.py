@@ -34,7 +34,7 @@ from application.errors import SubjectErased
 from application.restore import RecoveryRecords
 from infrastructure.backup.eventrows import EventTable, TableRef
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner
-from infrastructure.backup.restore import RestoreRefused, restore_backup
+from infrastructure.backup.restore import RestoreRefused, check_chain, restore_backup
 from infrastructure.backup.targets import Target
 from infrastructure.backup.verify import verify_target
 from infrastructure.composition import Components, build
@@ -181,7 +181,10 @@ def _restore_and_compare(live: Components, target: Target, signer: ManifestSigne
         result.rpo_seconds = max(0.0, (datetime.now(timezone.utc) - newest).total_seconds())
     result.failures.extend(restored.problems)
     if restored.chain == "broken":
-        result.failures.append("hash chain of the restored store does not verify")
+        result.failures.append("hash chain of the restored rows does not verify")
+    # Read back from the restored store itself: what landed, not what was sent.
+    _, problems = check_chain(restored.into, restored.table)
+    result.failures.extend(problems)
     settings = replace(live.settings, database_url=restored.into, keys_database_url=restored.keys_into,
                        projection="inline")
     scratch_store = build(settings, kek=live.keyring.kek, create_schema=False)
