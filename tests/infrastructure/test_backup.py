@@ -352,3 +352,45 @@ def test_restore_from_postgresql_into_sqlite_and_back_keeps_every_row(tmp_path, 
             again.close()
     finally:
         source.close()
+
+
+def _chained_backup(target, signer, backup_id, rows, previous=None, after=0):
+    """A backup of a table with chain columns, written and signed as `create_backup` does."""
+    from infrastructure.backup.manifest import encode_segment, sha256
+
+    columns = ["position", "originator_id", "originator_version", "topic", "state", "recorded_at",
+               "prev_hash", "row_hash"]
+    data = encode_segment(columns, rows)
+    segment = f"events/{backup_id}/000001.seg"
+    target.write(segment, data)
+    keys = canonical(signer.sign({"format": "strongroom-backup/1", "kind": "keys", "backup_id": backup_id,
+                                  "segments": []}))
+    target.write(f"keys/{backup_id}.manifest.json", keys)
+    manifest = signer.sign({
+        "format": "strongroom-backup/1", "kind": "events", "backup_id": backup_id, "created_at": "2026-01-01",
+        "columns": columns, "previous": previous, "after_position": after, "last_position": rows[-1][0],
+        "rows": len(rows), "chain": {"columns": ["prev_hash", "row_hash"], "first_prev": rows[0][6],
+                                     "head": rows[-1][7]},
+        "segments": [{"file": segment, "sha256": sha256(data), "bytes": len(data), "rows": len(rows)}],
+        "keys": {"file": f"keys/{backup_id}.manifest.json", "sha256": sha256(keys)},
+    })
+    body = canonical(manifest)
+    target.write(f"events/{backup_id}.manifest.json", body)
+    return {"backup_id": backup_id, "manifest_sha256": sha256(body)}
+
+
+def _row(position, prev, head):
+    return [position, str(uuid.uuid4()), 1, "t", {"b64": "AA=="}, "2026-01-01T00:00:00.000000+00:00",
+            {"b64": prev}, {"b64": head}]
+
+
+def test_verify_follows_the_hash_chain_across_increments(live, target):
+    """A row deleted from the store before a backup, in a backup signed in good faith:
+    only the chain (prev_hash of each row = row_hash before it) can tell."""
+    signer = ManifestSigner(live.keyring)
+    first = _chained_backup(target, signer, "20260101T000000000000Z-aaaaaa",
+                            [_row(1, "Z0=", "QQ=="), _row(2, "QQ==", "Qg==")])
+    _chained_backup(target, signer, "20260101T000001000000Z-bbbbbb",
+                    [_row(3, "Qg==", "Qw=="), _row(5, "RA==", "RQ==")], previous=first, after=2)
+    problems = _problems(live, target)
+    assert problems == [("events/20260101T000001000000Z-bbbbbb/000001.seg", "hash chain broken at position 5")]
