@@ -57,8 +57,10 @@ class _Batch:
         self.interactions = [r for r in self.interactions if r.customer_id != customer_id]
         self.purges.append(customer_id)
 
-    def write(self, directory: CustomerDirectory, cur: Any, position: int) -> None:
-        directory.upsert(cur, list(self.records.values()), position)
+    def write(
+        self, directory: CustomerDirectory, cur: Any, position: int, fresh: frozenset[str] = frozenset()
+    ) -> None:
+        directory.upsert(cur, list(self.records.values()), position, fresh=fresh)
         directory.add_interactions(cur, self.interactions, position)
         for customer_id in self.purges:
             directory.purge(cur, customer_id)
@@ -107,9 +109,15 @@ class CustomerProjection:
         upto: int | None = None,
         progress: Callable[[int], None] | None = None,
         cache: dict[str, Customer] | None = None,
+        empty: bool = False,
     ) -> int:
-        """Project notifications after the tracked position (up to `upto`); returns the count."""
+        """Project notifications after the tracked position (up to `upto`); returns the count.
+
+        `empty` says the read model was just emptied (a rebuild): customers not yet
+        written in this run are inserted in bulk, without looking for an old row.
+        """
         cache = {} if cache is None else cache
+        written: set[str] = set()
         start = self.directory.position() + 1
         done = 0
         while True:
@@ -123,8 +131,10 @@ class CustomerProjection:
             for notification in notifications:
                 self._apply(app, notification, batch, cache)
             last = notifications[-1].id
+            fresh = frozenset(batch.records) - written if empty else frozenset()
             with self.db.transaction() as cur:
-                batch.write(self.directory, cur, last)
+                batch.write(self.directory, cur, last, fresh)
+            written.update(batch.records)
             done += len(notifications)
             if progress is not None:
                 progress(len(notifications))
@@ -160,7 +170,7 @@ class CustomerProjection:
         """Empty the read model and project the log again, up to `upto` if given."""
         with self.db.transaction() as cur:
             self.directory.clear(cur)
-        return self.catch_up(app, upto=upto, progress=progress)
+        return self.catch_up(app, upto=upto, progress=progress, empty=True)
 
     def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
         """The worker loop: follow the log until told to stop."""

@@ -161,34 +161,57 @@ class CustomerDirectory:
             digests.append(("pan", self.blind_index.digest("pan", values.normalise_pan(pan))))
         return sorted(set(digests))
 
-    def upsert(self, cur: Cursor, rows: Sequence[CustomerRow], position: int) -> None:
-        """Write each customer's current state; older versions never overwrite newer."""
+    _COLUMNS = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS, "position")
+    _UPSERT = (
+        f"INSERT INTO rm_customers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"  # nosec B608
+        f" ON CONFLICT (customer_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
+    )
+
+    def _row_values(self, row_in: CustomerRow, position: int) -> tuple[Any, ...]:
+        record, pans = row_in.record, row_in.pans
+        cid = str(record["id"])
+        clear = [
+            int(bool(record.get(c))) if c == "restricted" else (
+                _iso(record.get(c)) if c in ("created_on", "modified_on") else record.get(c)
+            )
+            for c in CLEAR_COLUMNS
+        ]
+        sealed = [
+            self.sealer.seal("rm_customers", c, cid, cid, self._public_value(c, record.get(c), pans))
+            for c in SEALED_COLUMNS
+        ]
+        return (cid, *clear, *sealed, position)
+
+    def upsert(
+        self, cur: Cursor, rows: Sequence[CustomerRow], position: int, *, fresh: frozenset[str] = frozenset()
+    ) -> None:
+        """Write each customer's current state; older versions never overwrite newer.
+
+        Ids in `fresh` are known to have no row yet (a rebuild into emptied tables):
+        they skip the version check and the index clean-up and go in as one batch.
+        """
+        fresh_rows = [r for r in rows if str(r.record["id"]) in fresh]
+        if fresh_rows:
+            cur.executemany(self._UPSERT, [self._row_values(r, position) for r in fresh_rows])
+            cur.executemany(
+                "INSERT INTO rm_customer_search (field, digest, customer_id) VALUES (?, ?, ?)",
+                [
+                    (field, digest, str(r.record["id"]))
+                    for r in fresh_rows
+                    for field, digest in self.search_digests(r.record, r.pans)
+                ],
+            )
         for row_in in rows:
             record, pans = row_in.record, row_in.pans
             cid = str(record["id"])
+            if cid in fresh:
+                continue
             cur.execute("SELECT version FROM rm_customers WHERE customer_id = ?", (cid,))
             row = cur.fetchone()
             stored_version = None if row is None else (row["version"] if isinstance(row, dict) else row[0])
             if stored_version is not None and stored_version >= record["version"]:
                 continue
-            clear = [
-                int(bool(record.get(c))) if c == "restricted" else (
-                    _iso(record.get(c)) if c in ("created_on", "modified_on") else record.get(c)
-                )
-                for c in CLEAR_COLUMNS
-            ]
-            sealed = [
-                self.sealer.seal("rm_customers", c, cid, cid, self._public_value(c, record.get(c), pans))
-                for c in SEALED_COLUMNS
-            ]
-            columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS, "position")
-            placeholders = ", ".join("?" for _ in columns)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-            cur.execute(
-                f"INSERT INTO rm_customers ({', '.join(columns)}) VALUES ({placeholders})"  # nosec B608
-                f" ON CONFLICT (customer_id) DO UPDATE SET {updates}",
-                (cid, *clear, *sealed, position),
-            )
+            cur.execute(self._UPSERT, self._row_values(row_in, position))
             cur.execute("DELETE FROM rm_customer_search WHERE customer_id = ?", (cid,))
             cur.executemany(
                 "INSERT INTO rm_customer_search (field, digest, customer_id) VALUES (?, ?, ?)",
