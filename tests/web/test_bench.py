@@ -1,0 +1,43 @@
+"""`strongroom bench` reports every figure beside a baseline from the same run, and
+leaves nothing behind: not in the operator's instance, not in the temporary folder."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+from click.testing import CliRunner
+
+from web.cli import main
+
+FIGURES = {
+    "secured_write", "rebuild",
+    "lookup_median", "lookup_p99", "absent_lookup_median", "absent_lookup_p99",
+}
+
+
+def test_bench_reports_each_figure_beside_its_baseline_and_cleans_up(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    instance = tmp_path / "instance"  # the operator's: the benchmark must not create or touch it
+
+    result = CliRunner().invoke(main, [
+        "--instance", str(instance), "bench", "--quick", "--json", "--store", "sqlite",
+        "--customers", "12", "--repeats", "1", "--lookup-rows", "300", "--lookups", "40", "--absent", "10",
+    ])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["sqlite"]) == FIGURES
+    for name, figure in report["sqlite"].items():
+        assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
+        assert figure["unit"], name
+    assert report["sqlite"]["secured_write"]["goal"] == "ratio >= 0.8"
+    assert report["sqlite"]["lookup_p99"]["goal"] == "< 5 ms"
+    assert report["setup"]["sqlite"]["lookup_rows"] == 300
+    assert report["setup"]["sqlite"]["events_rebuilt"] > 12  # updates and interactions too
+    assert report["machine"]["stores"]["sqlite"].startswith("SQLite ")
+    assert "postgres" not in report
+    assert not instance.exists()
+    assert list(scratch.iterdir()) == []
