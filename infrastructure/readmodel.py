@@ -307,6 +307,8 @@ class CustomerDirectory:
                 (field, digest),
             )
             candidates = cur.fetchall()
+        # One query for every candidate's key, instead of one per candidate.
+        self.sealer.keyring.prefetch([row[0] for row in candidates], key_for("cards" if field == "pan" else field))
         matches = []
         for cid, cards, email, phone, national_id in candidates:
             try:

@@ -107,6 +107,11 @@ class SubjectMapper(Mapper[UUID]):
             state["class_version"] = class_version
         parts = split_by_key(state, isinstance(domain_event, Snapshot))
         parts[KeyKind.SYSTEM][META] = context.as_metadata()
+        personal = [str(kind) for kind in parts if kind is not KeyKind.SYSTEM]
+        if version == 1 and personal:
+            # A new stream is a new subject: make all its keys in one transaction
+            # rather than probing for each and creating them one at a time.
+            self.keyring.create_subject(str(originator_id), sorted({*personal, "profile", "kyc"}))
         sealed = [MAGIC, bytes((FORMAT, len(parts)))]
         for kind, fields in parts.items():
             aead = self.keyring.aead(self._subject_for(kind, originator_id), kind, create=True)

@@ -47,6 +47,7 @@ class KeyRing:
         self.kek = kek
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], _Cached] = {}
+        self._sweep_at = 1024
         self._lock = threading.Lock()
 
     # -- start-up ---------------------------------------------------------------------
@@ -93,28 +94,58 @@ class KeyRing:
         stored = self.store.get(subject_id, kind)
         if stored is None:
             if create:
-                stored = self._create(subject_id, kind)
-            elif self.store.is_destroyed(subject_id, kind):
+                return self.create_subject(subject_id, [kind])[kind]
+            if self.store.is_destroyed(subject_id, kind):
                 raise SubjectErased(subject_id, kind)
-            else:
-                raise KeyError(f"no {kind} key for subject {subject_id}")
-        key = self.kek.unwrap(stored.wrapped, _context(subject_id, kind))
+            raise KeyError(f"no {kind} key for subject {subject_id}")
+        return self._remember(stored, now)
+
+    def _remember(self, stored: WrappedKey, now: float) -> _Cached:
+        key = self.kek.unwrap(stored.wrapped, _context(stored.subject_id, stored.kind))
         entry = _Cached(key, AESGCM(key), now + self.cache_seconds)
         with self._lock:
-            self._cache[cache_key] = entry
+            self._cache[(stored.subject_id, stored.kind)] = entry
+            if len(self._cache) > self._sweep_at:
+                # Expired keys are dropped in sweeps so that a long run (a rebuild,
+                # an import) does not keep every key it ever touched in memory.
+                self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
+                self._sweep_at = max(1024, 2 * len(self._cache))
         return entry
 
-    def _create(self, subject_id: str, kind: str) -> WrappedKey:
-        data_key = os.urandom(32)
-        wrapped = WrappedKey(
-            subject_id, kind, self.kek.wrap(data_key, _context(subject_id, kind)), self.kek.kek_id
-        )
-        stored = self.store.insert_if_absent(wrapped)
-        if stored is None:
-            # The ledger says this key was destroyed: writing under a fresh key would
-            # quietly resurrect an erased customer's stream.
-            raise SubjectErased(subject_id, kind)
-        return stored
+    def create_subject(
+        self, subject_id: str, kinds: list[str] | None = None
+    ) -> dict[str, _Cached]:
+        """Make a new subject's keys (profile and KYC by default) in one transaction.
+
+        Raises SubjectErased if the ledger says any of them was destroyed: writing
+        under a fresh key would quietly resurrect an erased customer's stream.
+        """
+        kinds = kinds or [str(KeyKind.PROFILE), str(KeyKind.KYC)]
+        wrapped = []
+        for kind in kinds:
+            data_key = os.urandom(32)
+            wrapped.append(
+                WrappedKey(subject_id, kind, self.kek.wrap(data_key, _context(subject_id, kind)), self.kek.kek_id)
+            )
+        stored = self.store.insert_all_if_absent(wrapped)
+        now = time.monotonic()
+        entries = {}
+        for kind in kinds:
+            key = stored[kind]
+            if key is None:
+                raise SubjectErased(subject_id, kind)
+            entries[kind] = self._remember(key, now)
+        return entries
+
+    def prefetch(self, subject_ids: list[str], kind: KeyKind | str) -> None:
+        """Unwrap several subjects' keys with one query (search candidates)."""
+        now = time.monotonic()
+        missing = [
+            sid for sid in subject_ids
+            if (c := self._cache.get((sid, str(kind)))) is None or c.expires <= now
+        ]
+        for stored in self.store.get_many(missing, str(kind)).values():
+            self._remember(stored, now)
 
     def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
         """Crypto-shred: delete the wrapped keys, enter them in the ledger, forget them."""

@@ -106,15 +106,38 @@ class KeyStore:
 
     def insert_if_absent(self, key: WrappedKey) -> WrappedKey | None:
         """Store `key` unless one exists; returns the stored key, or None if destroyed."""
+        return self.insert_all_if_absent([key])[key.kind]
+
+    def insert_all_if_absent(self, keys: list[WrappedKey]) -> dict[str, WrappedKey | None]:
+        """Store one subject's keys in one transaction (one durable commit, not one
+        per key); returns each kind's stored key, or None where the ledger says it
+        was destroyed."""
+        result: dict[str, WrappedKey | None] = {}
         with self.db.transaction() as cur:
-            if self._is_destroyed(cur, key.subject_id, key.kind):
-                return None
+            for key in keys:
+                if self._is_destroyed(cur, key.subject_id, key.kind):
+                    result[key.kind] = None
+                    continue
+                cur.execute(
+                    "INSERT INTO data_keys (subject_id, kind, wrapped, kek_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_id, kind) DO NOTHING",
+                    (key.subject_id, key.kind, key.wrapped, key.kek_id, _now()),
+                )
+                result[key.kind] = self._get(cur, key.subject_id, key.kind)
+        return result
+
+    def get_many(self, subject_ids: list[str], kind: str) -> dict[str, WrappedKey]:
+        """The `kind` keys of several subjects in one query (absent ones left out)."""
+        if not subject_ids:
+            return {}
+        marks = ", ".join("?" for _ in subject_ids)
+        with self.db.transaction(write=False) as cur:
             cur.execute(
-                "INSERT INTO data_keys (subject_id, kind, wrapped, kek_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_id, kind) DO NOTHING",
-                (key.subject_id, key.kind, key.wrapped, key.kek_id, _now()),
+                f"SELECT subject_id, wrapped, kek_id FROM data_keys WHERE kind = ? AND subject_id IN ({marks})",  # nosec B608
+                (kind, *subject_ids),
             )
-            return self._get(cur, key.subject_id, key.kind)
+            rows = cur.fetchall()
+        return {sid: WrappedKey(sid, kind, bytes(wrapped), kek_id) for sid, wrapped, kek_id in rows}
 
     def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
         """Delete the wrapped keys and enter them in the ledger, in one transaction."""
