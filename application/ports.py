@@ -7,6 +7,8 @@ simple fakes for logic-only tests, never as the proof that a feature works.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper
@@ -60,3 +62,173 @@ class Projection(Protocol):
 
 
 MapperFactory = Callable[[Any], Mapper[Any]]
+
+
+# -- staff identity (R2.1-R2.4, R2.8, R2.9) ------------------------------------------------
+#
+# Times cross these ports as aware UTC datetimes; tokens and challenges only as their
+# SHA-256 hex digests, so no store ever holds a credential that would open a session.
+
+
+class PasswordHasher(Protocol):
+    """A slow, salted password hash (argon2id in infrastructure/passwords.py)."""
+
+    def hash(self, password: str) -> str:
+        """A new hash of `password`."""
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """Whether `password` matches; False (never an exception) for a malformed hash."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A server-side session (R2.4); the token itself is never stored, only its hash."""
+
+    session_id: str
+    staff_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime  # the absolute limit
+    client_addr: str | None = None
+    stepped_up_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+
+class SessionStore(Protocol):
+    """Sessions in the shared database, so any API process serves any session (R7.4)."""
+
+    def create_session(self, session: SessionRecord, token_hash: str) -> None:
+        """Store a new session under the hash of its token."""
+
+    def session_by_token_hash(self, token_hash: str) -> SessionRecord | None:
+        """The session whose token hashes to `token_hash`, ended or not."""
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        """One session by id, ended or not."""
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        """Record activity (the idle timeout counts from the last touch)."""
+
+    def step_up_session(self, session_id: str, at: datetime) -> None:
+        """Record a fresh second-factor check on this session (R2.7)."""
+
+    def end_session(self, session_id: str, at: datetime, reason: str) -> bool:
+        """End a live session; False if it had already ended."""
+
+    def end_sessions_of(self, staff_id: str, at: datetime, reason: str, *, keep: str | None = None) -> int:
+        """End every live session of a staff member except `keep`; returns how many."""
+
+    def live_sessions_of(self, staff_id: str) -> list[SessionRecord]:
+        """The staff member's sessions not yet ended (expired ones included until swept)."""
+
+
+@dataclass(frozen=True)
+class LoginChallenge:
+    """What the password step hands to the second-factor step: single use, short-lived."""
+
+    staff_id: str
+    expires_at: datetime
+    enrolling: bool
+
+
+class ChallengeStore(Protocol):
+    def add_challenge(self, challenge_hash: str, challenge: LoginChallenge) -> None:
+        """Remember a challenge under its hash."""
+
+    def take_challenge(self, challenge_hash: str) -> LoginChallenge | None:
+        """Remove and return the challenge (single use: a second take finds nothing)."""
+
+
+class LoginThrottle(Protocol):
+    """Consecutive authentication failures per account, and the lockout they cause (R2.3)."""
+
+    def locked_until(self, staff_id: str, now: datetime) -> datetime | None:
+        """When the account's lock ends, if it is locked at `now`."""
+
+    def record_failure(self, staff_id: str, now: datetime, *, threshold: int, lock_for: timedelta) -> int:
+        """Count a failure; the `threshold`-th consecutive one locks the account for
+        `lock_for`. A lock that has run out starts a fresh count. Returns the count."""
+
+    def clear_failures(self, staff_id: str) -> None:
+        """A complete login succeeded: the count starts again from zero."""
+
+
+class TotpSteps(Protocol):
+    def claim_totp_step(self, staff_id: str, step: int) -> bool:
+        """Record `step` as the account's last used TOTP time-step if it is later than
+        the last one; False (a replay) otherwise. Atomic across processes."""
+
+
+class StaffDirectory(Protocol):
+    """Username to staff id: the log holds the accounts, this finds them by name."""
+
+    def reserve_username(self, username: str, staff_id: str, at: datetime) -> bool:
+        """Claim `username` for `staff_id`; False if it is taken."""
+
+    def release_username(self, username: str) -> None:
+        """Give up a reservation whose account could not be saved."""
+
+    def staff_id_for(self, username: str) -> str | None:
+        """The id of the account with this username, if any."""
+
+    def all_staff_ids(self) -> list[str]:
+        """Every account's id, in username order."""
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """A change held for a second, different approver (R2.9)."""
+
+    approval_id: str
+    kind: str  # "create_staff" or "change_roles"
+    requested_by: str
+    requested_at: datetime
+    subject_staff_id: str | None
+    summary: dict[str, Any]  # non-personal: username, roles, portfolios
+    payload: dict[str, Any]  # what is executed on approval (sealed at rest)
+    status: str = "pending"  # "pending", "approved", "executed"
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+class ApprovalStore(Protocol):
+    def add_approval(self, approval: ApprovalRecord) -> None:
+        """Store a pending request."""
+
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        """One request, any status."""
+
+    def approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
+        """Requests, oldest first, with the given status (or all)."""
+
+    def decide_approval(self, approval_id: str, decided_by: str, at: datetime, status: str) -> bool:
+        """Move a pending request to `status`; False if it was no longer pending
+        (two approvers racing: only one executes the change)."""
+
+    def set_approval_status(self, approval_id: str, status: str) -> None:
+        """Record how a decided request ended ("executed" or "failed")."""
+
+
+@dataclass(frozen=True)
+class BreakGlassGrant:
+    """Emergency access to a portfolio beyond one's scope, for a short time (R2.8)."""
+
+    grant_id: str
+    staff_id: str
+    session_id: str | None
+    portfolio: str
+    reason: str
+    started_at: datetime
+    expires_at: datetime
+
+
+class BreakGlassStore(Protocol):
+    def add_grant(self, grant: BreakGlassGrant) -> None:
+        """Store a grant."""
+
+    def active_grants(self, staff_id: str, now: datetime) -> list[BreakGlassGrant]:
+        """The staff member's grants still running at `now`."""
+
+    def grants(self, *, since: datetime | None = None) -> list[BreakGlassGrant]:
+        """Every grant (started since `since`), newest first, for review."""

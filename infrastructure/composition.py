@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from application.customers import Strongroom
+from application.identity import Identity
+from application.staff_admin import StaffAdministration
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
+from infrastructure.identity_store import IdentityStore, build_identity
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.projecting import projecting_environment
@@ -107,6 +110,9 @@ class Components:
     projection: CustomerProjection
     events_db: Database
     keys_db: Database
+    # Staff identity (R2.1-R2.4, R2.8, R2.9): set by build() once the app exists.
+    identity: Identity = field(init=False)
+    staff_admin: StaffAdministration = field(init=False)
 
     def close(self) -> None:
         self.app.close()
@@ -143,4 +149,9 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         read_model=directory,
         projection=projection,
     )
-    return Components(settings, app, keyring, directory, projection, events_db, keys_db)
+    built = Components(settings, app, keyring, directory, projection, events_db, keys_db)
+    identity_store = IdentityStore(events_db, keyring)
+    if create_schema:
+        identity_store.create_tables()
+    built.identity, built.staff_admin = build_identity(app, identity_store)
+    return built

@@ -149,6 +149,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     timeout = health.readiness_timeout(built)
     closer.closers.append(health.install(app, built).stop)
     closer.closers.append(metrics.install(app, built, timeout).stop)
+    from web import auth  # bearer tokens -> actors; identity, staff and approval endpoints
+
+    auth.install(app)
     from web import customers  # describes itself in the OpenAPI document on import
 
     customers.install(app)

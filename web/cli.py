@@ -119,11 +119,13 @@ def init(ctx: click.Context, as_json: bool, expected_customers: int) -> None:
         recovery_codes, recovery_hashes = new_recovery_codes()
         ctx.obj["instance"] = str(staging)
         with components(ctx) as built, acting_as(operator_context("initial setup")):
-            built.app.enrol_staff(
+            admin = built.app.enrol_staff(
                 username="admin", display_name="Administrator", roles=["admin"], portfolios=[],
                 password_hash=Argon2PasswordHasher().hash(password), totp_secret=totp_secret,
                 recovery_code_hashes=recovery_hashes,
             )
+            # Findable by name at login (the staff directory, infrastructure/identity_store.py).
+            built.identity.directory.reserve_username(admin.username, str(admin.id), datetime.now(UTC))
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
@@ -347,11 +349,13 @@ def _register_subcommands() -> None:
     # so `strongroom --help` does not load the web server or the benchmarks.
     from web.bench import bench_command
     from web.cli_ops import compliance_group, doctor_command
+    from web.cli_staff import staff_group
     from web.serve import serve_command
 
     main.add_command(doctor_command, "doctor")
     main.add_command(compliance_group, "compliance")
     main.add_command(serve_command, "serve")
+    main.add_command(staff_group, "staff")
     main.add_command(bench_command, "bench")
     import web.cli_backup  # noqa: F401 - registers backup, restore, customers revert
 

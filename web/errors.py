@@ -33,6 +33,22 @@ from application.policy import (
     StepUpRequired,
     TrainingLapsed,
 )
+from application.identity import (
+    InvalidCredentials,
+    NotAuthenticated,
+    PasswordChangeRequired,
+    SessionNotFound,
+    StepUpFailed,
+)
+from application.staff_admin import (
+    ApprovalAlreadyDecided,
+    ApprovalNotFound,
+    NotPermitted,
+    SelfApproval,
+    SelfRoleChange,
+    StaffNotFound,
+    UsernameTaken,
+)
 from domain.errors import DomainError
 from infrastructure.sql import DatabaseUnavailable
 from web.logs import ERROR_LOGGER
@@ -45,6 +61,20 @@ UNAVAILABLE_MESSAGE = "the database is unavailable; try again later"
 # class -> (status, code, fixed message or None to use the error's own safe message)
 ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     AnonymousWrite: (401, "unauthenticated", "authentication required"),
+    # Identity (R2.1-R2.4): one answer for every login failure, whatever its cause (R2.3).
+    InvalidCredentials: (401, "invalid_credentials", "invalid username, password or code"),
+    NotAuthenticated: (401, "unauthenticated", "authentication required"),
+    PasswordChangeRequired: (403, "password_change_required", None),
+    StepUpFailed: (403, "step_up_failed", None),
+    SessionNotFound: (404, "not_found", None),
+    # Staff administration and separation of duties (R2.9).
+    NotPermitted: (403, "forbidden", None),
+    SelfRoleChange: (403, "self_role_change", None),
+    SelfApproval: (403, "self_approval", None),
+    StaffNotFound: (404, "not_found", None),
+    ApprovalNotFound: (404, "not_found", None),
+    ApprovalAlreadyDecided: (409, "already_decided", None),
+    UsernameTaken: (409, "username_taken", None),
     CustomerNotFound: (404, "not_found", None),
     SubjectErased: (410, "erased", "this customer's data has been erased"),
     VersionConflict: (412, "version_conflict", None),

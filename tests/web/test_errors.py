@@ -19,6 +19,7 @@ from application.errors import (
 )
 from domain.errors import InvalidField
 from infrastructure.sql import DatabaseUnavailable
+from web import auth
 from web.app import MAX_BODY_BYTES
 
 PLANTED = "planted-secret-ada@example.org"
@@ -38,7 +39,11 @@ RAISERS = {
 
 
 @pytest.fixture
-def app(app_factory):
+def app(app_factory, monkeypatch):
+    # Routes made up for these tests: what they test is the error shape, not sign-in
+    # (every real /api/v1 route needs a session: tests/web/test_auth_api.py).
+    monkeypatch.setattr(auth, "PUBLIC_RULES", auth.PUBLIC_RULES | {
+        "/api/v1/echo", "/api/v1/boom", "/api/v1/raise/<name>", "/api/v1/teapot", "/api/v1/abort"})
     app = app_factory()
 
     @app.post("/api/v1/echo")

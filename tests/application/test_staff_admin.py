@@ -1,0 +1,249 @@
+"""Staff administration (R2.5, R2.8, R2.9), on SQLite and again on PostgreSQL.
+
+Accounts and roles change only through StaffMember events that say who and why;
+privileged grants wait for a second, different approver; nobody touches their own
+roles; break-glass is short, reasoned, recorded and listed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+
+from application.context import RequestContext, acting_as
+from application.errors import ValidationFailed
+from application.staff_admin import (
+    ApprovalAlreadyDecided,
+    NotPermitted,
+    PendingApproval,
+    SelfApproval,
+    SelfRoleChange,
+    StaffCreated,
+    UsernameTaken,
+)
+from domain.audit import AccessRecord
+from domain.errors import DomainError, UnknownRole
+from domain.staff import StaffMember
+from tests.web.helpers import MovableClock
+
+
+@pytest.fixture
+def clock(components):
+    moving = MovableClock(datetime(2026, 11, 30, 9, 0, 10, tzinfo=UTC))
+    components.identity.clock = moving
+    return moving
+
+
+@pytest.fixture
+def admin_service(components, clock):
+    return components.staff_admin
+
+
+def signed_in(components, clock, roles, portfolios=()):
+    """An actor as the API would build it: account, first login, session."""
+    identity = components.identity
+    created = components.staff_admin.add_staff_as_operator(
+        username=f"user-{uuid.uuid4().hex[:8]}", display_name="Test Person", roles=list(roles),
+        portfolios=list(portfolios),
+    )
+    started = identity.login(created.username, created.one_time_password)
+    totp = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret)
+    opened = identity.complete_mfa(started.challenge, totp.at(clock.now))
+    return identity.authenticate(opened.token).actor, opened.token
+
+
+def last_event(app):
+    notification = app.recorder.select_notifications(start=1, limit=100_000)[-1]
+    return app.mapper.to_domain_event(notification), app.mapper.metadata(notification)
+
+
+# -- accounts -----------------------------------------------------------------------------------------
+
+
+def test_an_admin_creates_an_agent_with_a_one_time_password(components, admin_service, clock, app):
+    admin, _ = signed_in(components, clock, ["admin"])
+    created = admin_service.create_staff(admin, username="Agent.Smith", display_name="Agent Smith",
+                                         roles=["agent"], portfolios=["retail"])
+    assert isinstance(created, StaffCreated) and created.username == "agent.smith"
+    assert len(created.one_time_password) >= 16
+    event, meta = last_event(app)
+    assert isinstance(event, StaffMember.Enrolled)
+    assert meta["actor_id"] == admin.staff_id and meta["session_id"] == admin.session_id
+    assert event.must_change_password is True
+    started = components.identity.login("agent.smith", created.one_time_password)
+    assert started.status == "mfa_enrollment_required"
+
+
+def test_a_username_is_taken_once(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    admin_service.create_staff(admin, username="dana", display_name="Dana", roles=["agent"])
+    with pytest.raises(UsernameTaken):
+        admin_service.create_staff(admin, username="DANA", display_name="Another Dana", roles=["agent"])
+
+
+def test_the_staff_list_carries_no_secrets(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    listed = admin_service.list_staff(admin)
+    assert [s["roles"] for s in listed] == [["admin"]]
+    assert not {"password_hash", "totp_secret", "recovery_codes"} & set(listed[0])
+    assert listed[0]["mfa_enrolled"] is True and listed[0]["locked_until"] is None
+
+
+def test_only_staff_managers_create_staff(components, admin_service, clock):
+    agent, _ = signed_in(components, clock, ["agent"], ["retail"])
+    with pytest.raises(NotPermitted):
+        admin_service.create_staff(agent, username="eve", display_name="Eve", roles=["agent"])
+    with pytest.raises(NotPermitted):
+        admin_service.list_staff(agent)
+
+
+def test_unknown_roles_and_bad_usernames_are_refused_before_anything_waits(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    with pytest.raises(UnknownRole):
+        admin_service.create_staff(admin, username="frank", display_name="Frank", roles=["superuser"])
+    with pytest.raises(DomainError):
+        admin_service.create_staff(admin, username="no spaces please", display_name="X", roles=["admin"])
+    assert admin_service.approvals.approvals() == []
+
+
+def test_the_operator_path_is_for_the_command_line_only(components, admin_service, clock):
+    with acting_as(RequestContext(actor_id="someone", via="api")), pytest.raises(NotPermitted):
+        admin_service.add_staff_as_operator(username="gina", display_name="Gina", roles=["admin"])
+
+
+# -- four eyes (R2.9) ----------------------------------------------------------------------------------------
+
+
+def test_a_privileged_account_waits_for_a_second_person(components, admin_service, clock, app):
+    first, _ = signed_in(components, clock, ["admin"])
+    second, _ = signed_in(components, clock, ["security_officer"])
+    pending = admin_service.create_staff(first, username="harry", display_name="Harry Privileged",
+                                         roles=["dpo"])
+    assert isinstance(pending, PendingApproval)
+    assert components.identity.directory.staff_id_for("harry") is None  # nothing made yet
+    [listed] = admin_service.pending_approvals(second)
+    assert listed["summary"] == {"username": "harry", "roles": ["dpo"], "portfolios": []}
+    assert listed["requested_by"] == first.staff_id
+    with pytest.raises(SelfApproval):
+        admin_service.approve(first, pending.approval_id)
+    done = admin_service.approve(second, pending.approval_id)
+    assert done["status"] == "executed" and done["result"]["username"] == "harry"
+    event, meta = last_event(app)
+    assert isinstance(event, StaffMember.Enrolled) and event.roles == ["dpo"]
+    assert meta["actor_id"] == second.staff_id
+    assert pending.approval_id in meta["purpose"] and first.staff_id in meta["purpose"]
+    assert components.identity.login("harry", done["result"]["one_time_password"]).challenge
+    assert admin_service.pending_approvals(second) == []
+    with pytest.raises(ApprovalAlreadyDecided):
+        admin_service.approve(second, pending.approval_id)
+
+
+def test_a_pending_display_name_is_sealed_at_rest(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    admin_service.create_staff(admin, username="iris", display_name="Iris Plantedname", roles=["auditor"])
+    with components.events_db.transaction(write=False) as cur:
+        cur.execute("SELECT summary, payload FROM auth_approvals")
+        summary, payload = cur.fetchone()
+    assert b"Plantedname" not in bytes(payload) and "Plantedname" not in summary
+
+
+def test_nobody_changes_their_own_roles(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    for grant in (["security_officer"], ["agent"]):
+        with pytest.raises(SelfRoleChange):
+            admin_service.change_roles(admin, admin.staff_id, grant=grant)
+    assert components.identity.staff(admin.staff_id).roles == ["admin"]
+
+
+def test_non_privileged_changes_apply_at_once_and_privileged_grants_wait(components, admin_service, clock, app):
+    admin, _ = signed_in(components, clock, ["admin"])
+    other_admin, _ = signed_in(components, clock, ["admin"])
+    agent, _ = signed_in(components, clock, ["agent"], ["retail"])
+    record = admin_service.change_roles(admin, agent.staff_id, grant=["supervisor"])
+    assert record["roles"] == ["agent", "supervisor"]
+    event, meta = last_event(app)
+    assert isinstance(event, StaffMember.RolesChanged) and meta["actor_id"] == admin.staff_id
+    pending = admin_service.change_roles(admin, agent.staff_id, grant=["compliance_officer"], revoke=["supervisor"])
+    assert isinstance(pending, PendingApproval)
+    assert components.identity.staff(agent.staff_id).roles == ["agent", "supervisor"]
+    admin_service.approve(other_admin, pending.approval_id)
+    assert components.identity.staff(agent.staff_id).roles == ["agent", "compliance_officer"]
+    # Revoking a privileged role is least privilege: no approval needed.
+    assert admin_service.change_roles(admin, agent.staff_id, revoke=["compliance_officer"])["roles"] == ["agent"]
+
+
+def test_the_subject_of_a_grant_cannot_approve_it(components, admin_service, clock):
+    requester, _ = signed_in(components, clock, ["admin"])
+    subject, _ = signed_in(components, clock, ["admin"])
+    pending = admin_service.change_roles(requester, subject.staff_id, grant=["security_officer"])
+    with pytest.raises(SelfRoleChange):
+        admin_service.approve(subject, pending.approval_id)
+
+
+def test_approving_needs_the_approvals_permission(components, admin_service, clock):
+    admin, _ = signed_in(components, clock, ["admin"])
+    supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
+    pending = admin_service.create_staff(admin, username="joan", display_name="Joan", roles=["admin"])
+    with pytest.raises(NotPermitted):
+        admin_service.approve(supervisor, pending.approval_id)
+    with pytest.raises(NotPermitted):
+        admin_service.pending_approvals(supervisor)
+
+
+# -- break-glass (R2.8) ----------------------------------------------------------------------------------------
+
+
+def test_break_glass_opens_one_portfolio_until_it_runs_out(components, admin_service, clock, app):
+    supervisor, token = signed_in(components, clock, ["supervisor"], ["retail"])
+    alerts = []
+    admin_service.break_glass_hooks.append(alerts.append)
+    grant = admin_service.start_break_glass(supervisor, portfolio="private-banking",
+                                            reason="INC-4411 card fraud in progress", minutes=30)
+    assert grant["expires_at"] == clock.now + timedelta(minutes=30) and grant["active"]
+    assert [a.grant_id for a in alerts] == [grant["id"]]  # the monitoring hook fired
+    actor = components.identity.authenticate(token).actor
+    assert actor.portfolios == {"retail", "private-banking"}
+    assert actor.break_glass_until == clock.now + timedelta(minutes=30)
+    event, meta = last_event(app)
+    assert isinstance(event, AccessRecord.Event) and event.kind == "break_glass"
+    assert event.details["portfolio"] == "private-banking" and event.details["minutes"] == "30"
+    assert meta["purpose"] == "break-glass: INC-4411 card fraud in progress"
+    for _ in range(3):  # busy (no idle timeout) until the grant runs out
+        assert components.identity.authenticate(token).actor.break_glass_until is not None
+        clock.advance(minutes=10)
+    actor = components.identity.authenticate(token).actor
+    assert actor.portfolios == {"retail"} and actor.break_glass_until is None
+
+
+def test_break_glass_needs_a_reason_at_most_sixty_minutes_and_the_permission(components, admin_service, clock):
+    supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
+    agent, _ = signed_in(components, clock, ["agent"], ["retail"])
+    with pytest.raises(ValidationFailed):
+        admin_service.start_break_glass(supervisor, portfolio="sme", reason="long", minutes=61)
+    with pytest.raises(ValidationFailed):
+        admin_service.start_break_glass(supervisor, portfolio="sme", reason="zero", minutes=0)
+    with pytest.raises(DomainError):
+        admin_service.start_break_glass(supervisor, portfolio="sme", reason="   ", minutes=5)
+    with pytest.raises(NotPermitted):
+        admin_service.start_break_glass(agent, portfolio="sme", reason="curious", minutes=5)
+    assert admin_service.break_glass.grants() == []
+
+
+def test_break_glass_grants_are_listed_for_review(components, admin_service, clock):
+    supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
+    officer, _ = signed_in(components, clock, ["security_officer"])
+    agent, _ = signed_in(components, clock, ["agent"], ["retail"])
+    admin_service.start_break_glass(supervisor, portfolio="sme", reason="INC-1", minutes=10)
+    clock.advance(minutes=11)
+    admin_service.start_break_glass(supervisor, portfolio="corporate", reason="INC-2", minutes=10)
+    listed = admin_service.break_glass_grants(officer)
+    assert [(g["portfolio"], g["reason"], g["active"]) for g in listed] == [
+        ("corporate", "INC-2", True), ("sme", "INC-1", False)]
+    with pytest.raises(NotPermitted):
+        admin_service.break_glass_grants(agent)
+    with components.events_db.transaction(write=False) as cur:
+        cur.execute("SELECT reason FROM auth_break_glass")
+        assert all(b"INC-" not in bytes(row[0]) for row in cur.fetchall())  # sealed at rest

@@ -1,0 +1,211 @@
+"""Schemas for the identity, staff and approval endpoints (STYLE 8).
+
+Requests are strict: an unknown field is refused with 422, so nobody can slip
+`"id"`, `"is_admin"` or `"must_change_password"` into a body (mass assignment).
+Lengths here only bound the input; the rules themselves (password policy, role
+names, portfolio codes) are applied by the use cases.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from typing import Any
+
+from web.schemas import StrictSchema
+
+_SECRET = validate.Length(1, 1024)  # bounded so a megabyte "password" costs nothing to refuse
+_ROLE = fields.String(validate=validate.Length(1, 64))
+_PORTFOLIO = fields.String(validate=validate.Length(1, 64))
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class LoginSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Length(1, 256))
+    password = fields.String(required=True, validate=_SECRET, metadata={"format": "password"})
+
+
+class MfaSchema(StrictSchema):
+    challenge = fields.String(required=True, validate=validate.Length(1, 256))
+    code = fields.String(required=True, validate=validate.Length(1, 64), metadata={
+        "description": "A 6-digit TOTP code, or one of the account's recovery codes."})
+
+
+class StepUpSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(1, 64),
+                         metadata={"description": "A fresh 6-digit TOTP code."})
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(required=True, validate=_SECRET, metadata={"format": "password"})
+    new_password = fields.String(required=True, validate=_SECRET, metadata={
+        "format": "password",
+        "description": "12 to 128 characters, not a common password; no composition rules."})
+
+
+class StaffCreateSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Length(1, 64))
+    display_name = fields.String(required=True, validate=validate.Length(1, 200))
+    roles = fields.List(_ROLE, required=True, validate=validate.Length(1, 7))
+    portfolios = fields.List(_PORTFOLIO, load_default=list, validate=validate.Length(0, 100))
+
+
+class RoleChangeSchema(StrictSchema):
+    grant = fields.List(_ROLE, load_default=list, validate=validate.Length(0, 7))
+    revoke = fields.List(_ROLE, load_default=list, validate=validate.Length(0, 7))
+
+    @validates_schema
+    def some_change(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("grant") and not data.get("revoke"):
+            raise ValidationError("grant or revoke at least one role", field_name="grant")
+
+
+class BreakGlassSchema(StrictSchema):
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
+    reason = fields.String(required=True, validate=validate.Length(1, 500),
+                           metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory."})
+    minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, 60))
+
+
+class SessionsQuerySchema(StrictSchema):
+    staff_id = fields.String(validate=validate.Length(1, 64), metadata={
+        "description": "Whose sessions (needs sessions:manage); the caller's own when absent."})
+
+
+# -- responses (dumped, and described in the OpenAPI document) ------------------------------------
+
+
+class LoginStartedSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["mfa_required", "mfa_enrollment_required"]})
+    challenge = fields.String(required=True, metadata={"description": "Opaque, single use, valid 5 minutes."})
+    expires_at = fields.DateTime(required=True)
+    totp_uri = fields.String(metadata={"description": "otpauth:// URI to enrol, at first login only."})
+
+
+class SessionOpenedSchema(Schema):
+    token = fields.String(required=True, metadata={"description": "Bearer token; send as `Authorization: Bearer`."})
+    session_id = fields.String(required=True)
+    expires_at = fields.DateTime(required=True, metadata={"description": "Absolute limit (12 hours)."})
+    idle_timeout_seconds = fields.Integer(required=True)
+    must_change_password = fields.Boolean(required=True)
+    recovery_codes = fields.List(fields.String(), metadata={
+        "description": "Ten one-time recovery codes, shown once, at enrolment only."})
+
+
+class StepUpResultSchema(Schema):
+    stepped_up_until = fields.DateTime(required=True)
+
+
+class PasswordChangedSchema(Schema):
+    password_changed = fields.Boolean(required=True)
+
+
+class SessionSchema(Schema):
+    id = fields.String(required=True)
+    staff_id = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    last_seen_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True, metadata={"description": "When it ends unless used again."})
+    client_addr = fields.String(allow_none=True)
+    current = fields.Boolean(required=True)
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class StaffSchema(Schema):
+    id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    created_on = fields.String(required=True)
+    modified_on = fields.String(required=True)
+    username = fields.String(required=True)
+    display_name = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    portfolios = fields.List(fields.String(), required=True)
+    status = fields.String(required=True)
+    must_change_password = fields.Boolean(required=True)
+    mfa_enrolled = fields.Boolean(required=True)
+    recovery_codes_left = fields.Integer(required=True)
+    locked_until = fields.DateTime(allow_none=True)
+
+
+class StaffListSchema(Schema):
+    staff = fields.List(fields.Nested(StaffSchema), required=True)
+
+
+class StaffCreatedSchema(Schema):
+    id = fields.String(required=True)
+    username = fields.String(required=True)
+    one_time_password = fields.String(required=True, metadata={
+        "description": "Shown once; must be changed at first login."})
+
+
+class ApprovalPendingSchema(Schema):
+    approval_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["pending"]})
+
+
+class ApprovalSchema(Schema):
+    id = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"enum": ["create_staff", "change_roles"]})
+    status = fields.String(required=True)
+    requested_by = fields.String(required=True)
+    requested_at = fields.DateTime(required=True)
+    subject_staff_id = fields.String(allow_none=True)
+    summary = fields.Dict(required=True)
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+
+
+class ApprovalListSchema(Schema):
+    approvals = fields.List(fields.Nested(ApprovalSchema), required=True)
+
+
+class ApprovalExecutedSchema(Schema):
+    approval_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["executed"]})
+    kind = fields.String(required=True)
+    result = fields.Dict(required=True, metadata={
+        "description": "The created account (with its one-time password) or the changed account."})
+
+
+class BreakGlassGrantSchema(Schema):
+    id = fields.String(required=True)
+    staff_id = fields.String(required=True)
+    portfolio = fields.String(required=True)
+    reason = fields.String(required=True)
+    started_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+    active = fields.Boolean(required=True)
+
+
+class BreakGlassListSchema(Schema):
+    grants = fields.List(fields.Nested(BreakGlassGrantSchema), required=True)
+
+
+SCHEMAS: dict[str, type[Schema]] = {
+    "Login": LoginSchema,
+    "Mfa": MfaSchema,
+    "StepUp": StepUpSchema,
+    "PasswordChange": PasswordChangeSchema,
+    "StaffCreate": StaffCreateSchema,
+    "RoleChange": RoleChangeSchema,
+    "BreakGlass": BreakGlassSchema,
+    "LoginStarted": LoginStartedSchema,
+    "SessionOpened": SessionOpenedSchema,
+    "StepUpResult": StepUpResultSchema,
+    "PasswordChanged": PasswordChangedSchema,
+    "Session": SessionSchema,
+    "SessionList": SessionListSchema,
+    "Staff": StaffSchema,
+    "StaffList": StaffListSchema,
+    "StaffCreated": StaffCreatedSchema,
+    "ApprovalPending": ApprovalPendingSchema,
+    "Approval": ApprovalSchema,
+    "ApprovalList": ApprovalListSchema,
+    "ApprovalExecuted": ApprovalExecutedSchema,
+    "BreakGlassGrant": BreakGlassGrantSchema,
+    "BreakGlassList": BreakGlassListSchema,
+}
