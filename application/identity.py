@@ -59,6 +59,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _text(value: str) -> str:
+    """`value`, or a stand-in if it cannot be UTF-8 (a lone surrogate from JSON): such
+    input can match no stored secret, and must cost the same and fail the same way
+    rather than break the hash function."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def token_digest(token: str) -> str:
     """SHA-256 of a bearer token or challenge: what the stores keep instead of it.
 
@@ -262,7 +273,7 @@ class Identity:
 
     def _matching_step(self, secret: str, code: str) -> int | None:
         """The time-step (now +/- the window) whose code equals `code`, if any."""
-        if not (len(code) == 6 and code.isdigit()):
+        if not (len(code) == 6 and code.isascii() and code.isdigit()):
             return None
         totp = pyotp.TOTP(secret, interval=self.rules.totp_interval)
         current = self._step(self.now())
@@ -290,6 +301,8 @@ class Identity:
     def check_password_rules(self, password: str, *, username: str | None = None) -> None:
         """R2.1: length 12-128, not a common password (case-insensitive), not the username.
         No composition rules (NIST SP 800-63B)."""
+        if _text(password) != password:
+            raise WeakPassword("must be valid Unicode text")
         if len(password) < self.rules.password_min:
             raise WeakPassword(f"must be at least {self.rules.password_min} characters")
         if len(password) > self.rules.password_max:
@@ -308,8 +321,9 @@ class Identity:
 
     def login(self, username: str, password: str) -> LoginStarted:
         """The password step. Raises InvalidCredentials, identically, for every failure."""
+        password = _text(password)
         try:
-            name: str | None = normalise_username(username)
+            name: str | None = normalise_username(_text(username))
         except DomainError:
             name = None
         staff_id = self.directory.staff_id_for(name) if name else None
@@ -343,6 +357,7 @@ class Identity:
     def complete_mfa(self, challenge: str, code: str) -> SessionOpened:
         """The second-factor step: a TOTP code (or a recovery code) turns the challenge
         into a session. The challenge is spent whatever the outcome."""
+        challenge, code = _text(challenge), _text(code)
         taken = self.challenges.take_challenge(token_digest(challenge))
         if taken is None or taken.expires_at <= self.now():
             raise self._fail("mfa_failed", "unknown_challenge", None, "mfa")
@@ -363,7 +378,7 @@ class Identity:
             with self.acting(staff_id, purpose="second factor enrolment"):
                 self.app._save(member)
             method = "totp_enrolment"
-        elif len(code) == 6 and code.isdigit():
+        elif len(code) == 6 and code.isascii() and code.isdigit():
             if member.totp_secret is None or not self._fresh_totp(staff_id, member.totp_secret, code):
                 raise self._fail("mfa_failed", "wrong_code", staff_id, "mfa")
             method = "totp"
@@ -428,7 +443,7 @@ class Identity:
         """
         if not token:
             raise NotAuthenticated()
-        session = self.sessions.session_by_token_hash(token_digest(token))
+        session = self.sessions.session_by_token_hash(token_digest(_text(token)))
         if session is None:
             raise NotAuthenticated()
         now = self.now()
@@ -512,7 +527,7 @@ class Identity:
         member = self.staff(actor.staff_id)
         locked = self.throttle.locked_until(actor.staff_id, self.now()) is not None
         if (member is None or member.totp_secret is None or locked
-                or not self._fresh_totp(actor.staff_id, member.totp_secret, code.strip())):
+                or not self._fresh_totp(actor.staff_id, member.totp_secret, _text(code).strip())):
             if not locked:
                 self.throttle.record_failure(actor.staff_id, self.now(), threshold=self.rules.lockout_threshold,
                                              lock_for=self.rules.lockout_duration)
@@ -531,7 +546,7 @@ class Identity:
         member = self.staff(actor.staff_id)
         if member is None:
             raise NotAuthenticated()
-        if not self.hasher.verify(member.password_hash, current_password):
+        if not self.hasher.verify(member.password_hash, _text(current_password)):
             # A stolen session must not become a free password-guessing oracle.
             self.throttle.record_failure(actor.staff_id, self.now(), threshold=self.rules.lockout_threshold,
                                          lock_for=self.rules.lockout_duration)
@@ -539,7 +554,7 @@ class Identity:
                          reason="wrong_password", stage="password_change")
             raise CurrentPasswordWrong()
         self.check_password_rules(new_password, username=member.username)
-        if hmac.compare_digest(current_password.encode(), new_password.encode()):
+        if hmac.compare_digest(_text(current_password).encode(), new_password.encode()):
             raise WeakPassword("must differ from the current password")
         member.change_password(self.hasher.hash(new_password), must_change_password=False)
         with self.acting(actor.staff_id, session_id=actor.session_id, purpose="password change"):

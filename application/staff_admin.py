@@ -24,7 +24,7 @@ from application.policy import AccessDenied
 from application.ports import ApprovalRecord, ApprovalStore, BreakGlassGrant, BreakGlassStore, StaffDirectory
 from application.security import Actor, Permission
 from domain.errors import InvalidField
-from domain.staff import PRIVILEGED_ROLES, StaffMember, normalise_username
+from domain.staff import PRIVILEGED_ROLES, StaffMember
 from domain.values import normalise_portfolio, normalise_required_text
 
 BREAK_GLASS_MAX_MINUTES = 60  # R2.8
@@ -96,6 +96,17 @@ class PendingApproval:
     approval_id: str
 
 
+# Stands in for a hash in a draft account: drafts are checked, never saved.
+_DRAFT_HASH = "-"
+
+
+def _draft(username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str]) -> StaffMember:
+    """The account as it would be enrolled, built (not saved) to apply every domain rule
+    now, before any approval waits."""
+    return StaffMember.enrol(username=username, display_name=display_name, roles=roles,
+                             portfolios=portfolios, password_hash=_DRAFT_HASH)
+
+
 def _require(actor: Actor, permission: Permission) -> None:
     if not actor.has(permission):
         raise NotPermitted(str(permission))
@@ -136,9 +147,7 @@ class StaffAdministration:
         """A new account with a one-time password; held for approval when any role is
         privileged (R2.9)."""
         _require(actor, Permission.STAFF_MANAGE)
-        # Built (not saved) to apply every domain rule now, before any approval waits.
-        draft = StaffMember.enrol(username=username, display_name=display_name, roles=roles,
-                                  portfolios=portfolios, password_hash="-")
+        draft = _draft(username, display_name, roles, portfolios)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         privileged = _privileged(draft.roles)
@@ -157,8 +166,7 @@ class StaffAdministration:
         context = current_context()
         if context is None or context.via != "cli":
             raise NotPermitted("operator access on the server")
-        draft = StaffMember.enrol(username=username, display_name=display_name, roles=roles,
-                                  portfolios=portfolios, password_hash="-")
+        draft = _draft(username, display_name, roles, portfolios)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         return self._enrol(draft.username, draft.display_name, draft.roles, draft.portfolios)

@@ -9,7 +9,6 @@ The one-time password is printed once and must be changed at first login.
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -48,11 +47,11 @@ def add_staff(ctx: click.Context, username: str, roles: tuple[str, ...], portfol
             # Names the field and rule (an unknown role, a malformed username), never the value.
             _fail(str(exc), EXIT_USAGE)
             raise
+        record = built.identity.staff(created.staff_id)
     result = {"id": created.staff_id, "username": created.username, "one_time_password": created.one_time_password,
-              "roles": sorted(set(roles)), "portfolios": sorted(set(portfolios))}
+              "roles": list(record.roles) if record else [], "portfolios": list(record.portfolios) if record else []}
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"created {created.username} ({created.staff_id})")
+        click.echo(f"created {created.username} ({created.staff_id}), roles: {', '.join(result['roles'])}")
         click.echo(f"  one-time password (shown once, change at first login): {created.one_time_password}")
-    sys.stdout.flush()
