@@ -158,7 +158,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "parameters": [{"name": "staff_id", "in": "query", "required": False, "schema": {"type": "string"}}],
         "responses": {"200": _json("SessionList", "Live sessions."),
                       "401": _ERRORS["401"], "403": _ERRORS["403"],
-                      "404": _json("Error", "Another's sessions without sessions:manage.")},
+                      "404": _json("Error", "Another's sessions without sessions:manage."),
+                      "422": _json("Error", "An unknown or malformed query parameter.")},
     }},
     "/api/v1/auth/sessions/{session_id}": {"delete": {
         "operationId": "endSession", "tags": ["auth"],
