@@ -17,6 +17,7 @@ from typing import Any
 from application.customers import Strongroom
 from application.identity import Identity
 from application.staff_admin import StaffAdministration
+from infrastructure.audit.trail import AuditTrail
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
@@ -110,11 +111,14 @@ class Components:
     projection: CustomerProjection
     events_db: Database
     keys_db: Database
+    # Chain checkpoints, verification and evidence (R3.3, R6.3): set by build().
+    audit: AuditTrail = field(init=False)
     # Staff identity (R2.1-R2.4, R2.8, R2.9): set by build() once the app exists.
     identity: Identity = field(init=False)
     staff_admin: StaffAdministration = field(init=False)
 
     def close(self) -> None:
+        self.audit.close()  # stops the checkpointer before the recorder closes
         self.app.close()
         self.events_db.close()
         self.keys_db.close()
@@ -123,6 +127,9 @@ class Components:
 def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: bool = True) -> Components:
     """Wire the application; a wrong or missing KEK stops here and changes nothing (R1.4)."""
     kek = kek or load_kek(settings)
+    # An application role that may not change the schema runs with create_schema
+    # false (STRONGROOM_CREATE_SCHEMA=false); the owner creates it (`strongroom db roles`).
+    create_schema = create_schema and str(settings.extra.get("create_schema", "true")).lower() not in ("false", "0", "no")
     keys_db = Database.connect(settings.keys_database_url, schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
     try:
         key_store = KeyStore(keys_db)
@@ -150,6 +157,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         projection=projection,
     )
     built = Components(settings, app, keyring, directory, projection, events_db, keys_db)
+    built.audit = AuditTrail.attach(settings, app, keyring, events_db, create_schema=create_schema)
     identity_store = IdentityStore(events_db, keyring)
     if create_schema:
         identity_store.create_tables()

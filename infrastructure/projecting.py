@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.utils import get_topic, retry
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from infrastructure.recorders import (
     TimedPostgresApplicationRecorder,
@@ -34,21 +34,16 @@ class ProjectingSQLiteRecorder(TimedSQLiteApplicationRecorder):
 
 
 class ProjectingPostgresRecorder(TimedPostgresApplicationRecorder):
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def _insert_events_by_function(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         hook = kwargs.get(HOOK)
-        uses_function = self.datastore.enable_db_functions and kwargs.get("tracking") is None
-        if hook is None or not uses_function or not stored_events:
-            # The statement path reaches the hook through _fetch_ids_after_insert_events.
-            return super().insert_events(stored_events, **kwargs)
-        pg_events = [
-            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for e in stored_events
-        ]
-        # The pool's connection context commits on a clean exit and rolls back on an
-        # exception, so the function's insert and the hook's writes are one unit.
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_invoke_pg_function_insert_events, (pg_events,), prepare=True)
+        if hook is None or not stored_events:
+            return super()._insert_events_by_function(stored_events)
+        # The library's connections are in autocommit mode, so without an explicit
+        # transaction the function's insert would commit on its own and a failing
+        # hook would leave events without their read-model rows. One transaction
+        # makes the events and the hook's writes one unit.
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(self.sql_invoke_pg_function_insert_events, (self._pg_events(stored_events),), prepare=True)
             ids = [row[self.pg_function_name_insert_events] for row in curs.fetchall()]
             hook(curs, ids)
             return ids

@@ -12,6 +12,13 @@ clock steps back. Every row of one transaction gets the same stamp, so a time ne
 falls inside an atomic `save()`: restoring "as of T" never restores half a unit of
 work.
 
+Every row also carries `prev_hash` and `row_hash`, the tamper-evident chain of
+R3.3 (`infrastructure/audit/chain.py` says what is hashed). The hash is computed in
+the same place as the stamp, after writers are serialised, so each row chains onto
+the row committed before it. Triggers refuse UPDATE and DELETE (and TRUNCATE on
+PostgreSQL) on the event tables, even to their owner (R3.4); `commit_listeners` are
+told the positions of each committed insert (the checkpointer uses them).
+
 These classes subclass the library's recorders and are chosen through its own
 environment keys (`APPLICATION_RECORDER_TOPIC`, `PROCESS_RECORDER_TOPIC`);
 `recorder_environment()` builds those keys from a database URL.
@@ -26,20 +33,22 @@ one probe, and the index is small (16 bytes a row) next to encrypted payloads.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from eventsourcing.persistence import (
     InterfaceError,
     Notification,
     OperationalError,
+    ProgrammingError,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -56,6 +65,16 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 from eventsourcing.utils import EnvType, Environment, get_topic, retry
+from infrastructure.audit.chain import (
+    CHAIN_TAG,
+    GENESIS,
+    HASH_BYTES,
+    ChainRow,
+    epoch_micros,
+    row_hash,
+    state_digest,
+    unreadable_row,
+)
 
 __all__ = [
     "TLSPostgresFactory",
@@ -71,6 +90,39 @@ __all__ = [
 # order; this is the width of datetime.isoformat(timespec="microseconds") in UTC.
 _SQLITE_STAMP_WIDTH = len("2000-01-01T00:00:00.000000+00:00")
 _SQLITE_NOW_FUNCTION = "strongroom_utc_now"
+_SQLITE_CHAIN_FUNCTION = "strongroom_chain_hash"
+_MAX_POSITION = 2**63 - 1
+APPEND_ONLY_MESSAGE = "strongroom: event rows are append-only"
+APPEND_ONLY_FUNCTION = "strongroom_refuse_change"
+
+log = logging.getLogger(__name__)
+
+CommitListener = Callable[[Sequence[int]], None]
+
+
+class _CommitListeners:
+    """Callbacks told the positions of every committed insert (the checkpointer).
+
+    A listener runs after the commit, so its failure cannot undo the write; it is
+    logged (by type only: messages could carry values) and the save succeeds, since
+    reporting failure for a committed write would invite a duplicate retry.
+    """
+
+    @property
+    def commit_listeners(self) -> list[CommitListener]:
+        listeners: list[CommitListener] | None = self.__dict__.get("_commit_listeners")
+        if listeners is None:
+            listeners = self.__dict__["_commit_listeners"] = []
+        return listeners
+
+    def _committed(self, ids: Sequence[int] | None) -> None:
+        if not ids:
+            return
+        for listener in list(self.commit_listeners):
+            try:
+                listener(ids)
+            except Exception as exc:  # noqa: BLE001 - the write has committed
+                log.error("commit listener failed: %s", type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -113,8 +165,18 @@ def _derived_identifier(table: str, suffix: str) -> str:
 # --------------------------------------------------------------------------- SQLite
 
 
-class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """SQLite application recorder whose rows carry a sortable `recorded_at`."""
+def _sqlite_chain_hash(
+    prev: bytes, position: int, stream_id: str, version: int, topic: str, stamp: str, state: bytes
+) -> bytes:
+    """The row hash, called by SQLite inside the INSERT (after the write lock)."""
+    return row_hash(
+        prev, position, stream_id, version, topic,
+        epoch_micros(datetime.fromisoformat(stamp)), state_digest(state),
+    )
+
+
+class TimedSQLiteApplicationRecorder(_CommitListeners, SQLiteApplicationRecorder):
+    """SQLite application recorder whose rows carry `recorded_at` and the chain hashes."""
 
     def __init__(
         self,
@@ -125,21 +187,34 @@ class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         # The B608 suppressions: table names come from the application's own
         # configuration, never from input; every value is a bound parameter.
         table = self.events_table_name
-        last_stamp = f"(SELECT recorded_at FROM {table} ORDER BY rowid DESC LIMIT 1)"  # nosec B608
+        # Each INSERT reads the last row (its position, stamp and hash) and writes
+        # the next one in the same statement. SQLite takes the write lock when the
+        # statement starts, so the last row read is the last row committed, even
+        # across processes; no second writer can chain onto the same predecessor.
+        # (Multi-arg max() is NULL if any argument is, hence the coalesce on an
+        # empty table.) The position is given explicitly, so the hash commits to
+        # the rowid the row really gets.
+        # MATERIALIZED (SQLite 3.35+) evaluates "now" once: a flattened subquery
+        # would call it once for the column and again for the hash.
         insert = (
-            f"INSERT INTO {table} "  # nosec B608
-            "(originator_id, originator_version, topic, state, recorded_at) "
-            "VALUES (?, ?, ?, ?, "
+            "WITH n AS MATERIALIZED ("  # nosec B608
+            "SELECT coalesce(l.pos0, 0) + 1 AS pos, {stamp} AS stamp, "
+            f"coalesce(l.row_hash, zeroblob({HASH_BYTES})) AS prev "
+            "FROM (SELECT 1) LEFT JOIN ("
+            f"SELECT rowid AS pos0, recorded_at, row_hash FROM {table} "
+            "ORDER BY rowid DESC LIMIT 1) AS l ON 1) "
+            f"INSERT INTO {table} "
+            "(rowid, originator_id, originator_version, topic, state, recorded_at, "
+            "prev_hash, row_hash) "
+            "SELECT n.pos, ?1, ?2, ?3, ?4, n.stamp, n.prev, "
+            f"{_SQLITE_CHAIN_FUNCTION}(n.prev, n.pos, ?5, ?2, ?3, n.stamp, ?4) FROM n"
         )
-        # The first row's stamp is computed by the INSERT itself: SQLite takes the
-        # write lock when the statement starts, so "now" and the last row's stamp
-        # are read after writers are serialised, even across processes. (Multi-arg
-        # max() is NULL if any argument is, hence the coalesce on an empty table.)
-        self.insert_first_event_statement = (
-            insert + f"max({_SQLITE_NOW_FUNCTION}(), coalesce({last_stamp}, '')))"
+        # The first row's stamp is max(now, last stamp); later rows of the same
+        # transaction copy the stamp of the row before, so one save has one stamp.
+        self.insert_first_event_statement = insert.format(
+            stamp=f"max({_SQLITE_NOW_FUNCTION}(), coalesce(l.recorded_at, ''))"
         )
-        # Later rows of the same transaction copy the stamp of the row before.
-        self.insert_next_event_statement = insert + f"{last_stamp})"
+        self.insert_next_event_statement = insert.format(stamp="l.recorded_at")
         self.position_at_statement = (
             f"SELECT rowid FROM {table} WHERE recorded_at <= ? "  # nosec B608
             "ORDER BY recorded_at DESC, rowid DESC LIMIT 1"
@@ -151,9 +226,18 @@ class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self.recorded_at_of_statement = (
             f"SELECT recorded_at FROM {table} WHERE rowid = ?"  # nosec B608
         )
+        self.chain_rows_statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state, "  # nosec B608
+            f"recorded_at, prev_hash, row_hash FROM {table} "
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        self.chain_head_statement = (
+            f"SELECT rowid, row_hash FROM {table} ORDER BY rowid DESC LIMIT 1"  # nosec B608
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
+        refuse = f"SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}')"
         return [
             f"CREATE TABLE IF NOT EXISTS {table} ("
             "originator_id TEXT, "
@@ -162,10 +246,20 @@ class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "state BLOB, "
             "recorded_at TEXT NOT NULL "
             f"CHECK (length(recorded_at) = {_SQLITE_STAMP_WIDTH}), "
+            f"prev_hash BLOB NOT NULL CHECK (length(prev_hash) = {HASH_BYTES}), "
+            f"row_hash BLOB NOT NULL CHECK (length(row_hash) = {HASH_BYTES}), "
             "PRIMARY KEY (originator_id, originator_version))",
             # The index's implicit trailing rowid serves ORDER BY recorded_at, rowid.
             f"CREATE INDEX IF NOT EXISTS {table}_recorded_at_idx "
             f"ON {table} (recorded_at)",
+            # Append-only (R3.4): the application never updates or deletes an event
+            # (crypto-shredding destroys keys, not rows), so any attempt is either a
+            # bug or an attack. An attacker with the file can drop these; the chain
+            # and the signed checkpoints are what catch that.
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN {refuse}; END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN {refuse}; END",
         ]
 
     def _insert_events(
@@ -177,28 +271,38 @@ class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         # Microseconds from Python, evaluated inside the statement (after the lock);
         # SQLite's own strftime('%f') only has milliseconds. Registering is cheap and
         # idempotent, and the library's pool gives us no hook at connect time.
-        c.sqlite_cursor.connection.create_function(
+        connection = c.sqlite_cursor.connection
+        connection.create_function(
             _SQLITE_NOW_FUNCTION, 0, _utc_now_stamp, deterministic=False
+        )
+        connection.create_function(
+            _SQLITE_CHAIN_FUNCTION, 7, _sqlite_chain_hash, deterministic=True
         )
         notification_ids: list[int] = []
         statement = self.insert_first_event_statement
         for s in stored_events:
+            stored_id = (
+                s.originator_id.hex
+                if isinstance(s.originator_id, UUID)
+                else s.originator_id
+            )
+            # The chain hashes the id as a reader will see it, so PostgreSQL and
+            # SQLite hash a row identically (backups restore either way round).
+            canonical_id = str(self.convert_originator_id(stored_id))
             c.execute(
                 statement,
-                (
-                    (
-                        s.originator_id.hex
-                        if isinstance(s.originator_id, UUID)
-                        else s.originator_id
-                    ),
-                    s.originator_version,
-                    s.topic,
-                    s.state,
-                ),
+                (stored_id, s.originator_version, s.topic, s.state, canonical_id),
             )
             notification_ids.append(c.lastrowid)
             statement = self.insert_next_event_statement
         return notification_ids
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)
+        self._committed(ids)
+        return ids
 
     def position_at(self, when: datetime) -> int:
         """The greatest notification id recorded at or before `when` (0 if none)."""
@@ -253,25 +357,71 @@ class TimedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         return None if row is None else datetime.fromisoformat(row[0])
 
+    # -- the chain --------------------------------------------------------------------
+
+    def select_chain_rows(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[ChainRow]:
+        """Rows from `start` to `stop` as the chain sees them (ciphertext digested here)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.chain_rows_statement, (start, _MAX_POSITION if stop is None else stop, limit))
+            rows = c.sqlite_cursor.fetchall()
+        convert = self.convert_originator_id
+        chain_rows = []
+        for row in rows:
+            try:
+                chain_rows.append(ChainRow(
+                    position=row[0],
+                    stream_id=str(convert(row[1])),
+                    version=int(row[2]),
+                    topic=str(row[3]),
+                    recorded_at_us=epoch_micros(datetime.fromisoformat(row[5])),
+                    digest=state_digest(row[4]),
+                    prev_hash=bytes(row[6]),
+                    row_hash=bytes(row[7]),
+                ))
+            except (ValueError, TypeError) as exc:
+                chain_rows.append(unreadable_row(row[0], row[6], row[7], exc))
+        return chain_rows
+
+    def chain_head(self) -> tuple[int, bytes] | None:
+        """(position, row hash) of the last row, or None on an empty log."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.chain_head_statement)
+            row = c.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
 
 class TimedSQLiteProcessRecorder(SQLiteProcessRecorder, TimedSQLiteApplicationRecorder):
-    """SQLite process recorder (events + tracking) with `recorded_at`.
+    """SQLite process recorder (events + tracking) with `recorded_at` and the chain.
 
     The method order puts the tracking recorder before the timed application
-    recorder, so `_insert_events` inserts stamped events and then the tracking row
-    in one transaction, as the library's process recorder does.
+    recorder, so `_insert_events` inserts stamped, chained events and then the
+    tracking row in one transaction, as the library's process recorder does.
     """
 
 
 # ----------------------------------------------------------------------- PostgreSQL
 
 
-class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """PostgreSQL application recorder whose rows carry `recorded_at timestamptz`.
+class TimedPostgresApplicationRecorder(_CommitListeners, PostgresApplicationRecorder):
+    """PostgreSQL application recorder whose rows carry `recorded_at timestamptz`
+    and the chain hashes.
 
-    Both insert paths stamp rows: the statement path (after the library's table
-    lock) and, with POSTGRES_ENABLE_DB_FUNCTIONS, a per-table stored function that
-    replaces the library's (see `_timed_insert_function`).
+    Every insert, on either path, goes through one per-table stored function that
+    locks the table, stamps, chains and inserts (see `_chained_insert_function`):
+    the DB-function path calls it alone (one round trip, autocommit); the statement
+    path calls it inside a transaction that also writes the tracking row or the
+    read model. The hash is computed in the database with `sha256()`, after the
+    lock: measured against computing it in Python inside the locked transaction
+    (which needs a round trip to learn the predecessor's hash before inserting),
+    the function was faster, see docs/audit.md.
+
+    The function is SECURITY DEFINER: it runs with its owner's rights, so the
+    application's role needs only SELECT on the table and EXECUTE on the function
+    (no INSERT, no UPDATE): it can append rows only through the function, which
+    always chains them correctly, and cannot write a row with a hash of its own
+    choosing (`strongroom db roles`, R3.4).
     """
 
     def __init__(
@@ -294,6 +444,8 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "state bytea, "
             "notification_id bigserial, "
             "recorded_at timestamptz NOT NULL, "
+            "prev_hash bytea NOT NULL CHECK (octet_length(prev_hash) = {bytes}), "
+            "row_hash bytea NOT NULL CHECK (octet_length(row_hash) = {bytes}), "
             "PRIMARY KEY "
             "(originator_id, originator_version)) "
             "WITH ("
@@ -307,6 +459,7 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
             schema=schema,
             table=table,
             originator_id_type=Identifier(self.datastore.originator_id_type),
+            bytes=Literal(HASH_BYTES),
         )
         self.sql_create_statements.append(
             SQL(
@@ -317,26 +470,6 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 schema=schema,
                 table=table,
             )
-        )
-        # Statement path: runs after the library's LOCK TABLE in the same
-        # transaction; under READ COMMITTED this statement's snapshot is taken after
-        # the lock, so it sees the last committed row. The MATERIALIZED CTE
-        # evaluates the stamp once, so the whole batch shares it.
-        self.insert_events_statement = SQL(
-            "WITH stamp AS MATERIALIZED ("
-            "  SELECT GREATEST(clock_timestamp(), ("
-            "    SELECT recorded_at FROM {schema}.{table}"
-            "    ORDER BY notification_id DESC LIMIT 1)) AS at) "
-            "INSERT INTO {schema}.{table} ("
-            "originator_id, originator_version, topic, state, recorded_at) "
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
-            "(SELECT at FROM stamp) "
-            "FROM unnest(%s::{schema}.{stored_event_type}[]) AS e "
-            "RETURNING notification_id"
-        ).format(
-            schema=schema,
-            table=table,
-            stored_event_type=Identifier(self.stored_event_type_name),
         )
         # DB-function path. The library names its function after the originator id
         # type only (es_insert_events_uuid), so two applications in one schema
@@ -352,10 +485,11 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
             schema=schema,
             function=Identifier(self.pg_function_name_insert_events),
         )
-        self.sql_create_pg_function_insert_events = self._timed_insert_function()
+        self.sql_create_pg_function_insert_events = self._chained_insert_function()
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
+        self.sql_create_statements.extend(self._append_only_statements())
         self.position_at_statement = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s "
             "ORDER BY recorded_at DESC, notification_id DESC LIMIT 1"
@@ -367,34 +501,78 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.recorded_at_of_statement = SQL(
             "SELECT recorded_at FROM {schema}.{table} WHERE notification_id = %s"
         ).format(schema=schema, table=table)
+        self.chain_rows_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state, "
+            "recorded_at, prev_hash, row_hash FROM {schema}.{table} "
+            "WHERE notification_id >= %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(schema=schema, table=table)
+        self.chain_head_statement = SQL(
+            "SELECT notification_id, row_hash FROM {schema}.{table} "
+            "ORDER BY notification_id DESC LIMIT 1"
+        ).format(schema=schema, table=table)
 
-    def _timed_insert_function(self) -> Composed:
-        """The stored function: lock, read the last stamp, insert, return ids.
+    def _chained_insert_function(self) -> Composed:
+        """The stored function: lock, read the last row, stamp, chain, insert.
 
         Inside a VOLATILE plpgsql function each statement takes a fresh READ
-        COMMITTED snapshot, so the SELECT after the LOCK sees the last committed row.
+        COMMITTED snapshot, so the SELECT after the LOCK sees the last committed
+        row, and no other writer can chain onto it until this transaction ends.
+        Positions are taken from the sequence one by one, so each row's hash
+        commits to the notification id it really gets. The bytes hashed are those
+        of `infrastructure.audit.chain.row_hash`.
         """
+        qualified = ".".join(
+            '"' + name.replace('"', '""') + '"'
+            for name in (self.datastore.schema, self.events_table_name)
+        )
         return SQL(
             "CREATE OR REPLACE FUNCTION "
             "{schema}.{function}(events {schema}.{event}[]) "
             "RETURNS SETOF bigint "
             "LANGUAGE plpgsql "
+            "SECURITY DEFINER "
+            "SET search_path = pg_catalog, pg_temp "
             "AS "
             "$BODY$ "
-            "DECLARE stamp timestamptz; "
+            "DECLARE "
+            "    stamp timestamptz; "
+            "    stamp_us bigint; "
+            "    prev bytea; "
+            "    pos bigint; "
+            "    h bytea; "
+            "    sid bytea; "
+            "    top bytea; "
+            "    seq regclass; "
+            "    e record; "
             "BEGIN "
             "    SET LOCAL lock_timeout = '{lock_timeout}s'; "
             "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
             "    NOTIFY {channel}; "
-            "    SELECT GREATEST(clock_timestamp(), ("
-            "        SELECT t.recorded_at FROM {schema}.{table} AS t "
-            "        ORDER BY t.notification_id DESC LIMIT 1)) INTO stamp; "
-            "    RETURN QUERY "
-            "    INSERT INTO {schema}.{table} AS t ("
-            "    originator_id, originator_version, topic, state, recorded_at) "
-            "    SELECT e.originator_id, e.originator_version, e.topic, e.state, stamp "
-            "    FROM unnest(events) AS e "
-            "    RETURNING t.notification_id; "
+            "    SELECT t.recorded_at, t.row_hash INTO stamp, prev "
+            "        FROM {schema}.{table} AS t "
+            "        ORDER BY t.notification_id DESC LIMIT 1; "
+            "    stamp := GREATEST(clock_timestamp(), stamp); "
+            "    stamp_us := (extract(epoch FROM stamp) * 1000000)::bigint; "
+            "    prev := coalesce(prev, {genesis}); "
+            "    seq := pg_get_serial_sequence({qualified}, 'notification_id')::regclass; "
+            "    FOR e IN SELECT u.originator_id, u.originator_version, u.topic, u.state "
+            "             FROM unnest(events) AS u LOOP "
+            "        pos := nextval(seq); "
+            "        sid := convert_to(e.originator_id::text, 'UTF8'); "
+            "        top := convert_to(e.topic, 'UTF8'); "
+            "        h := sha256({tag} || prev || int8send(pos) "
+            "            || int4send(octet_length(sid)) || sid "
+            "            || int8send(e.originator_version) "
+            "            || int4send(octet_length(top)) || top "
+            "            || int8send(stamp_us) || sha256(e.state)); "
+            "        INSERT INTO {schema}.{table} (notification_id, originator_id, "
+            "            originator_version, topic, state, recorded_at, prev_hash, row_hash) "
+            "        VALUES (pos, e.originator_id, e.originator_version, e.topic, e.state, "
+            "            stamp, prev, h); "
+            "        prev := h; "
+            "        RETURN NEXT pos; "
+            "    END LOOP; "
             "END; "
             "$BODY$"
         ).format(
@@ -404,10 +582,61 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             lock_timeout=self.datastore.lock_timeout,
             channel=Identifier(self.channel_name),
+            genesis=Literal(GENESIS),
+            tag=Literal(CHAIN_TAG),
+            qualified=Literal(qualified),
         )
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _append_only_statements(self) -> list[Composed]:
+        """Triggers refusing UPDATE, DELETE and TRUNCATE, even to the owner (R3.4).
+
+        Crypto-shredding destroys keys, never rows, so nothing legitimate is
+        refused. A superuser can still disable triggers; the chain and the signed
+        checkpoints are what catch what such a person changes.
+        """
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        refuse = Identifier(APPEND_ONLY_FUNCTION)
+        function_name = Identifier(self.pg_function_name_insert_events)
+        return [
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{refuse}() RETURNS trigger "
+                "LANGUAGE plpgsql AS $BODY$ BEGIN "
+                "RAISE EXCEPTION '%: % on %.% refused', {message}, TG_OP, "
+                "TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; "
+                "END; $BODY$"
+            ).format(schema=schema, refuse=refuse, message=Literal(APPEND_ONLY_MESSAGE)),
+            SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE "
+                "ON {schema}.{table} FOR EACH ROW EXECUTE FUNCTION {schema}.{refuse}()"
+            ).format(
+                trigger=Identifier(_derived_identifier(self.events_table_name, "_append_only")),
+                schema=schema, table=table, refuse=refuse,
+            ),
+            SQL(
+                "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE "
+                "ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{refuse}()"
+            ).format(
+                trigger=Identifier(_derived_identifier(self.events_table_name, "_no_truncate")),
+                schema=schema, table=table, refuse=refuse,
+            ),
+            # PostgreSQL lets PUBLIC execute new functions; only roles granted it by
+            # `strongroom db roles` (and the owner) may append events.
+            SQL("REVOKE ALL ON FUNCTION {schema}.{function}({schema}.{event}[]) FROM PUBLIC").format(
+                schema=schema, function=function_name,
+                event=Identifier(self.stored_event_type_name),
+            ),
+        ]
+
     def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = self._insert_with_retries(stored_events, **kwargs)
+        self._committed(ids)
+        return ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_with_retries(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         # The library's DB-function branch ignores **kwargs, so a process recorder
@@ -415,24 +644,26 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
         # carrying tracking therefore takes the statement path, where events and
         # tracking share one transaction.
         if self.datastore.enable_db_functions and kwargs.get("tracking") is None:
-            return self._insert_events_by_function(stored_events)
+            return self._insert_events_by_function(stored_events, **kwargs)
         return self._insert_events_by_statements(stored_events, **kwargs)
 
-    def _insert_events_by_function(
-        self, stored_events: Sequence[StoredEvent]
-    ) -> Sequence[int]:
-        if not stored_events:
-            return []  # Nothing to stamp: don't take the table lock for nothing.
-        pg_stored_events = [
+    def _pg_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        return [
             self.construct_pg_stored_event(
                 e.originator_id, e.originator_version, e.topic, e.state
             )
             for e in stored_events
         ]
+
+    def _insert_events_by_function(
+        self, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> Sequence[int]:
+        if not stored_events:
+            return []  # Nothing to stamp: don't take the table lock for nothing.
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 self.sql_invoke_pg_function_insert_events,
-                (pg_stored_events,),
+                (self._pg_events(stored_events),),
                 prepare=True,
             )
             return [r[self.pg_function_name_insert_events] for r in curs.fetchall()]
@@ -443,7 +674,7 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
         """The library's statement path (PostgresApplicationRecorder.insert_events).
 
         Repeated here because the library only reaches it when DB functions are
-        off; the SQL it runs is ours (`insert_events_statement`).
+        off; the events go in through our function (`_insert_stored_events`).
         """
         exc: Exception | None = None
         notification_ids: Sequence[int] | None = None
@@ -465,6 +696,25 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
             if exc:
                 raise exc
         return notification_ids
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
+        # The function locks, notifies, stamps and chains, as on the other path.
+        curs.execute(
+            self.sql_invoke_pg_function_insert_events,
+            (self._pg_events(stored_events),),
+            prepare=True,
+        )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> Sequence[int] | None:
+        ids = [row[self.pg_function_name_insert_events] for row in curs.fetchall()]
+        if len(ids) != len(stored_events):
+            msg = f"expected {len(stored_events)} notification ids, got {len(ids)}"
+            raise ProgrammingError(msg)
+        return ids
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def position_at(self, when: datetime) -> int:
@@ -522,6 +772,47 @@ class TimedPostgresApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             return curs.fetchone()
+
+    # -- the chain --------------------------------------------------------------------
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_chain_rows(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[ChainRow]:
+        """Rows from `start` to `stop` as the chain sees them.
+
+        The ciphertext is fetched and digested here, not by the server, so the
+        verifier checks the very bytes a reader would decrypt.
+        """
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(
+                self.chain_rows_statement,
+                (start, _MAX_POSITION if stop is None else stop, limit),
+                prepare=True,
+            )
+            rows = curs.fetchall()
+        chain_rows = []
+        for row in rows:
+            try:
+                chain_rows.append(ChainRow(
+                    position=row[0],
+                    stream_id=str(row[1]),
+                    version=row[2],
+                    topic=row[3],
+                    recorded_at_us=epoch_micros(row[5]),
+                    digest=state_digest(row[4]),
+                    prev_hash=bytes(row[6]),
+                    row_hash=bytes(row[7]),
+                ))
+            except (ValueError, TypeError) as exc:
+                chain_rows.append(unreadable_row(row[0], row[6], row[7], exc))
+        return chain_rows
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def chain_head(self) -> tuple[int, bytes] | None:
+        """(position, row hash) of the last committed row, or None on an empty log."""
+        row = self._fetchone(self.chain_head_statement, ())
+        return None if row is None else (int(row["notification_id"]), bytes(row["row_hash"]))
 
 
 class TimedPostgresProcessRecorder(

@@ -179,11 +179,14 @@ class PostgresDatabase(Database):
 
         def configure(conn: Any) -> None:
             if schema:
-                conn.execute(
-                    psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        psycopg.sql.Identifier(schema)
+                # Only when absent: CREATE SCHEMA checks its privilege even with IF NOT
+                # EXISTS, and the application role (R3.4) may not create schemas.
+                if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+                    conn.execute(
+                        psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                            psycopg.sql.Identifier(schema)
+                        )
                     )
-                )
                 conn.execute(
                     psycopg.sql.SQL("SET search_path TO {}, public").format(
                         psycopg.sql.Identifier(schema)

@@ -155,5 +155,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from web import customers  # describes itself in the OpenAPI document on import
 
     customers.install(app)
+    from web import audit_api  # GET /api/v1/audit/events and /audit/verify (R3.3, R3.5)
+
+    audit_api.install(app)
     openapi.install(app)
     return app

@@ -62,6 +62,7 @@ def components(ctx: click.Context) -> Iterator[Components]:
         raise  # unreachable, for type checkers
     try:
         yield built
+        built.audit.flush()  # sign a checkpoint over what this command wrote (R3.3)
     finally:
         built.close()
 
@@ -357,6 +358,10 @@ def _register_subcommands() -> None:
     main.add_command(serve_command, "serve")
     main.add_command(staff_group, "staff")
     main.add_command(bench_command, "bench")
+    from web.cli_audit import audit_group, db_group  # audit verify|replay|checkpoint|export; db roles
+
+    main.add_command(audit_group, "audit")
+    main.add_command(db_group, "db")
     import web.cli_backup  # noqa: F401 - registers backup, restore, customers revert
 
 

@@ -75,20 +75,31 @@ def _events(originator_id: uuid.UUID, *versions: int) -> list[StoredEvent]:
 
 
 def _set_recorded_at(recorder: TimedRecorder, position: int, when: datetime) -> None:
-    """Rewrite one row's stamp directly, as a clock that stepped back would see it."""
-    with recorder.datastore.transaction(commit=True) as c:
-        if isinstance(recorder, TimedSQLiteApplicationRecorder):
+    """Rewrite one row's stamp directly, as a clock that stepped back would see it.
+
+    The event tables are append-only (R3.4), so the triggers are lifted for the
+    rewrite and put back; the chain is not this story's concern.
+    """
+    table = recorder.events_table_name
+    if isinstance(recorder, TimedSQLiteApplicationRecorder):
+        with recorder.datastore.transaction(commit=True) as c:
+            c.execute(f"DROP TRIGGER {table}_no_update")
             c.execute(
-                f"UPDATE {recorder.events_table_name} SET recorded_at = ? WHERE rowid = ?",
+                f"UPDATE {table} SET recorded_at = ? WHERE rowid = ?",
                 (when.isoformat(timespec="microseconds"), position),
             )
-        else:
+        recorder.create_table()
+    else:
+        name = psycopg.sql.Identifier(table)
+        with recorder.datastore.transaction(commit=True) as c:
+            c.execute(psycopg.sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
             c.execute(
                 psycopg.sql.SQL(
                     "UPDATE {} SET recorded_at = %s WHERE notification_id = %s"
-                ).format(psycopg.sql.Identifier(recorder.events_table_name)),
+                ).format(name),
                 (when, position),
             )
+            c.execute(psycopg.sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(name))
 
 
 # ------------------------------------------------------------------ the scenarios

@@ -1,0 +1,340 @@
+"""Evidence bundles for external auditors (R6.3): export, and verify offline.
+
+A bundle is a folder:
+
+    manifest.json         what the bundle covers, and the SHA-256 and size of every file
+    manifest.sig          Ed25519 signature (hex) of manifest.json, by the audit key
+    audit-signing.pub     the public key (PEM); compare its fingerprint with the
+                          instance's published one, or pin it with --public-key
+    rows.jsonl            one row per line: position, stream id, version, topic,
+                          recorded_at, SHA-256 of the ciphertext, prev_hash, row_hash,
+                          whether it is inside the requested window, and its metadata
+                          (who, session, request, address, purpose; for access records
+                          what was seen: kinds, customer ids, field names)
+    checkpoints.jsonl     the signed checkpoints over the exported range
+    reports/verification.json   the live chain verification at export time
+    reports/activity.json       counts over the window: by actor, kind and event
+
+Why no ciphertext: a row hash commits to the SHA-256 of its ciphertext (see
+chain.py), so the digest is all a verifier needs; shipping ciphertext would hand
+encrypted personal data to a third party for nothing. No values are in the bundle,
+only names and ids.
+
+Anchoring: the exported range is widened to signed checkpoints at both ends (the
+latest checkpoint before the window, or the first row; a fresh checkpoint at the
+head is signed first), so every row in the window is pinned by signatures: the
+range's first row must carry the anchor's signed hash, and its last row a later
+checkpoint's. `verify_bundle` needs no database and no keys beyond the public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from infrastructure.audit.chain import ChainRow
+from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
+from infrastructure.audit.signer import (
+    PUBLIC_KEY_FILE,
+    PublicKeyError,
+    key_id_of,
+    load_public_key,
+    signature_valid,
+)
+from infrastructure.audit.trail import AuditTrail
+from infrastructure.audit.verify import ChainVerifier, Problem, Report
+
+FORMAT = "strongroom-evidence/v1"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+ROWS = "rows.jsonl"
+CHECKPOINTS = "checkpoints.jsonl"
+MANIFEST_TAG = b"strongroom/evidence-manifest/v1\x00"
+
+
+class BundleError(Exception):
+    """The bundle cannot be written (the output exists, the log is empty...)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    rows: int
+    window_rows: int
+    checkpoints: int
+    key_id: str
+    live_chain_intact: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "rows": self.rows, "window_rows": self.window_rows,
+            "checkpoints": self.checkpoints, "key_id": self.key_id,
+            "live_chain_intact": self.live_chain_intact,
+        }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _row_json(row: ChainRow, in_window: bool, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "position": row.position,
+        "stream_id": row.stream_id,
+        "version": row.version,
+        "topic": row.topic,
+        "recorded_at": row.recorded_at.isoformat(timespec="microseconds"),
+        "recorded_at_us": row.recorded_at_us,
+        "state_sha256": row.digest.hex(),
+        "prev_hash": row.prev_hash.hex(),
+        "row_hash": row.row_hash.hex(),
+        "in_window": in_window,
+        "metadata": metadata,
+    }
+
+
+def _row_from_json(data: dict[str, Any]) -> ChainRow:
+    for name in ("position", "version", "recorded_at_us"):
+        if type(data[name]) is not int:
+            raise ValueError(f"{name} must be an integer")
+    return ChainRow(
+        position=data["position"],
+        stream_id=str(data["stream_id"]),
+        version=data["version"],
+        topic=str(data["topic"]),
+        recorded_at_us=data["recorded_at_us"],
+        digest=bytes.fromhex(data["state_sha256"]),
+        prev_hash=bytes.fromhex(data["prev_hash"]),
+        row_hash=bytes.fromhex(data["row_hash"]),
+    )
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+class _Metadata:
+    """Who/when/why of a stored row, from its system part only (no values)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.mapper = app.mapper
+
+    def of(self, notification: Any) -> dict[str, Any]:
+        from domain.catalogue import KeyKind
+
+        try:
+            system = self.mapper.open_parts(notification, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
+        except Exception as exc:  # noqa: BLE001 - a row that does not open is itself evidence
+            return {"error": f"{type(exc).__name__}: the system part does not decrypt"}
+        meta = dict(system.get("_meta", {}))
+        found: dict[str, Any] = {"context": meta}
+        if notification.topic.startswith("domain.audit:AccessRecord."):
+            found["access"] = {
+                name: system.get(name) for name in ("kind", "outcome", "customer_ids", "fields", "details")
+            }
+        elif "customer_id" in system:
+            found["customer_id"] = system["customer_id"]
+        return found
+
+
+def export_bundle(
+    trail: AuditTrail,
+    app: Any,
+    out: Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    created_by: str | None = None,
+) -> ExportResult:
+    """Write a signed evidence bundle for the window [since, until] into `out`."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} already exists and is not an empty folder; nothing was written")
+    recorder = trail.recorder
+    try:
+        trail.checkpoint()  # pins the head, so the window's end is signed
+    except ChainBroken:
+        pass  # the live verification below says what is wrong; the bundle carries it
+    report = trail.verify()
+    head = recorder.chain_head()
+    if head is None:
+        raise BundleError("the event log is empty: there is nothing to export")
+    first = 1 if since is None else recorder.position_at(since - timedelta(microseconds=1)) + 1
+    last = head[0] if until is None else recorder.position_at(until)
+    checkpoints = sorted(
+        ChainVerifier(trail.store.in_database(), trail.public_keys()).trusted, key=lambda c: c.position
+    )
+    anchor = next((c for c in reversed(checkpoints) if c.position < first), None)
+    closing = next((c for c in checkpoints if c.position >= max(first, last)), None)
+    range_from = anchor.position if anchor is not None else 1
+    range_to = closing.position if closing is not None else head[0]
+    covered = [c for c in checkpoints if range_from <= c.position <= range_to]
+
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (out / "reports").mkdir(mode=0o700, exist_ok=True)
+    metadata = _Metadata(app)
+    activity: dict[str, Counter[str]] = {"by_actor": Counter(), "by_kind": Counter(), "by_event": Counter()}
+    rows_written = window_rows = 0
+    with open(out / ROWS, "w", encoding="utf-8") as handle:
+        for row, notification in _rows_with_notifications(recorder, range_from, range_to):
+            in_window = first <= row.position <= last
+            meta = metadata.of(notification) if notification is not None else None
+            if in_window:
+                window_rows += 1
+                _count(activity, row, meta)
+            handle.write(json.dumps(_row_json(row, in_window, meta), sort_keys=True) + "\n")
+            rows_written += 1
+    with open(out / CHECKPOINTS, "w", encoding="utf-8") as handle:
+        for checkpoint in covered:
+            handle.write(json.dumps(checkpoint.as_json(), sort_keys=True) + "\n")
+    (out / PUBLIC_KEY_FILE).write_bytes(trail.signer.public_pem())
+    (out / "reports" / "verification.json").write_text(json.dumps(report.as_json(), indent=2, sort_keys=True))
+    (out / "reports" / "activity.json").write_text(json.dumps(
+        {name: dict(sorted(counter.items())) for name, counter in activity.items()}, indent=2, sort_keys=True
+    ))
+    files = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        name = path.relative_to(out).as_posix()
+        files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    manifest = {
+        "format": FORMAT,
+        "created_at": datetime.now(UTC).isoformat(),
+        "created_by": created_by,
+        "key_id": trail.signer.key_id,
+        "window": {
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "first_position": first,
+            "last_position": last,
+            "rows": window_rows,
+        },
+        "range": {
+            "from_position": range_from,
+            "to_position": range_to,
+            "anchor_checkpoint": anchor.position if anchor is not None else None,
+            "closing_checkpoint": closing.position if closing is not None else None,
+            "rows": rows_written,
+        },
+        "live_chain_intact": report.intact,
+        "files": files,
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (out / MANIFEST).write_bytes(manifest_bytes)
+    (out / SIGNATURE).write_text(trail.signer.sign(MANIFEST_TAG + manifest_bytes).hex() + "\n")
+    for path in out.rglob("*"):
+        if path.is_file():
+            os.chmod(path, 0o600)
+    return ExportResult(out, rows_written, window_rows, len(covered), trail.signer.key_id, report.intact)
+
+
+def _rows_with_notifications(recorder: Any, start: int, stop: int, page: int = 1000) -> Iterator[tuple[ChainRow, Any]]:
+    """Chain rows with their notifications (for metadata), a page at a time."""
+    while start <= stop:
+        rows = recorder.select_chain_rows(start, page, stop)
+        if not rows:
+            return
+        notes = {n.id: n for n in recorder.select_notifications(start, page, stop=rows[-1].position)}
+        for row in rows:
+            yield row, notes.get(row.position)
+        start = rows[-1].position + 1
+
+
+def _count(activity: dict[str, Counter[str]], row: ChainRow, meta: dict[str, Any] | None) -> None:
+    context = (meta or {}).get("context") or {}
+    activity["by_actor"][str(context.get("actor_id"))] += 1
+    access = (meta or {}).get("access")
+    activity["by_kind"]["access" if access else "change"] += 1
+    event = f"access:{access.get('kind')}" if access else row.topic.partition(":")[2]
+    activity["by_event"][event] += 1
+
+
+# -- offline verification --------------------------------------------------------------------
+
+
+def verify_bundle(path: Path, *, public_key_pem: bytes | None = None) -> Report:
+    """Check a bundle with no database and no keys: signature, files, chain, checkpoints."""
+    report = Report(started_from="the bundle's anchor")
+
+    def fail(what: str, position: int = 0) -> Report:
+        report.problems.append(Problem(position, what))
+        return report
+
+    if not path.is_dir():
+        return fail(f"{path} is not a bundle folder")
+    for required in (MANIFEST, SIGNATURE, PUBLIC_KEY_FILE):
+        if not (path / required).is_file():
+            return fail(f"the bundle has no {required}")
+    try:
+        bundled_key = load_public_key((path / PUBLIC_KEY_FILE).read_bytes())
+        key = load_public_key(public_key_pem) if public_key_pem is not None else bundled_key
+    except PublicKeyError as exc:
+        return fail(f"the public key does not load ({exc})")
+    if key_id_of(key) != key_id_of(bundled_key):
+        return fail(
+            f"the bundle was signed for key {key_id_of(bundled_key)}, not the pinned key {key_id_of(key)}"
+        )
+    manifest_bytes = (path / MANIFEST).read_bytes()
+    try:
+        signature = bytes.fromhex((path / SIGNATURE).read_text().strip())
+    except ValueError:
+        return fail("manifest.sig is not a hex signature")
+    if not signature_valid(key, signature, MANIFEST_TAG + manifest_bytes):
+        return fail("the manifest's signature does not verify: the manifest was changed or not signed by this key")
+    try:
+        manifest = json.loads(manifest_bytes)
+        files: dict[str, dict[str, Any]] = manifest["files"]
+        window, extent = manifest["window"], manifest["range"]
+    except (ValueError, KeyError, TypeError):
+        return fail("the manifest does not parse")
+    if manifest.get("format") != FORMAT:
+        return fail(f"unknown bundle format {manifest.get('format')!r}")
+    report.notes.append(
+        f"signed by audit key {key_id_of(key)}"
+        + ("" if public_key_pem is not None else ": compare it with the instance's published key, or pin it with --public-key")
+    )
+    present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
+    for name in sorted(present - set(files)):
+        fail(f"{name} is not listed in the manifest: it was added")
+    for name, expected in sorted(files.items()):
+        file = path / name
+        if name not in present:
+            fail(f"{name}, listed in the manifest, is missing")
+        elif file.stat().st_size != expected.get("bytes") or _sha256(file) != expected.get("sha256"):
+            fail(f"{name} does not match its SHA-256 in the manifest: it was changed")
+    if report.problems:
+        return report
+    try:
+        rows = [_row_from_json(json.loads(line)) for line in (path / ROWS).read_text().splitlines() if line]
+        checkpoints = [
+            Checkpoint.from_json(json.loads(line)) for line in (path / CHECKPOINTS).read_text().splitlines() if line
+        ]
+    except (ValueError, KeyError, TypeError):
+        return fail("rows.jsonl or checkpoints.jsonl does not parse")
+    anchor_position = extent.get("anchor_checkpoint")
+    anchor = next((c for c in checkpoints if c.position == anchor_position), None)
+    if anchor_position is not None and anchor is None:
+        return fail(f"the anchor checkpoint at position {anchor_position} is not in the bundle")
+    verifier = ChainVerifier(checkpoints, {key_id_of(key): key}, start=anchor)
+    verifier.feed(rows)
+    result = verifier.finish()
+    result.notes.extend(report.notes)
+    if anchor is None and rows and rows[0].position != 1:
+        result.problems.append(Problem(rows[0].position, "the bundle starts neither at the first row nor at a checkpoint"))
+    if not rows or rows[-1].position != extent.get("to_position") or rows[0].position != extent.get("from_position"):
+        result.problems.append(Problem(0, "the rows do not cover the range the manifest names"))
+    elif not any(c.position == rows[-1].position for c in verifier.trusted):
+        result.problems.append(Problem(rows[-1].position, "the bundle's last row is not pinned by a signed checkpoint"))
+    in_window = [r for r in rows if window["first_position"] <= r.position <= window["last_position"]]
+    if len(in_window) != window.get("rows"):
+        result.problems.append(Problem(0, "the window's row count differs from the manifest"))
+    return result

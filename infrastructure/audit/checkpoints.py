@@ -1,0 +1,384 @@
+"""Signed checkpoints of the chain head, in the database and in a second place.
+
+A checkpoint is {position, head hash, time}, signed with the audit key. They are
+written every `checkpoint_rows` rows or `checkpoint_seconds` seconds (whichever
+comes first, by a background thread so no request waits for one), when a command
+that wrote finishes (`flush`), and on demand (`strongroom audit checkpoint`,
+`audit export`).
+
+Each one goes into the `audit_checkpoints` table (append-only like the events) and
+is copied as a JSON file into `checkpoint_dir` (default `<instance>/checkpoints/`;
+the backup targets copy it off-site). The copy is what makes a truncated tail
+visible even to someone who also deletes checkpoint rows: `audit verify` reads both
+and a checkpoint found in either place must match the log.
+
+Rows after the last checkpoint are protected by the append-only role and triggers
+only; the checkpoint interval bounds that window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from infrastructure.audit.chain import ChainRow, epoch_micros, from_epoch_micros
+from infrastructure.audit.signer import CheckpointSigner
+from infrastructure.sql import Database
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TAG = b"strongroom/checkpoint/v1\x00"
+TABLE = "audit_checkpoints"
+DEFAULT_EVERY_ROWS = 1000
+DEFAULT_EVERY_SECONDS = 30.0
+_RETRY_SECONDS = 5.0
+_INT64 = struct.Struct(">q")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    position: int
+    head_hash: bytes
+    signed_at_us: int
+    key_id: str
+    signature: bytes
+
+    @staticmethod
+    def message_for(position: int, head_hash: bytes, signed_at_us: int, key_id: str) -> bytes:
+        """The exact bytes signed: tag, position, head, time, key id."""
+        kid = key_id.encode()
+        return b"".join((
+            CHECKPOINT_TAG, _INT64.pack(position), head_hash, _INT64.pack(signed_at_us),
+            bytes((len(kid),)), kid,
+        ))
+
+    def message(self) -> bytes:
+        return self.message_for(self.position, self.head_hash, self.signed_at_us, self.key_id)
+
+    @property
+    def signed_at(self) -> datetime:
+        return from_epoch_micros(self.signed_at_us)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "head_hash": self.head_hash.hex(),
+            "signed_at": self.signed_at.isoformat(timespec="microseconds"),
+            "signed_at_us": self.signed_at_us,
+            "key_id": self.key_id,
+            "signature": self.signature.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        """Parse a checkpoint; raises ValueError (or KeyError/TypeError) when malformed."""
+        position, signed_at_us = data["position"], data["signed_at_us"]
+        if type(position) is not int or type(signed_at_us) is not int:
+            raise ValueError("position and signed_at_us must be integers")
+        return cls(
+            position=position,
+            head_hash=bytes.fromhex(data["head_hash"]),
+            signed_at_us=signed_at_us,
+            key_id=str(data["key_id"]),
+            signature=bytes.fromhex(data["signature"]),
+        )
+
+
+def sign_checkpoint(signer: CheckpointSigner, position: int, head_hash: bytes, when: datetime) -> Checkpoint:
+    signed_at_us = epoch_micros(when)
+    message = Checkpoint.message_for(position, head_hash, signed_at_us, signer.key_id)
+    return Checkpoint(position, head_hash, signed_at_us, signer.key_id, signer.sign(message))
+
+
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    return Checkpoint(int(row[0]), bytes(row[1]), int(row[2]), str(row[3]), bytes(row[4]))
+
+
+class ChainBroken(Exception):
+    """The rows since the latest checkpoint do not verify: nothing is signed."""
+
+
+class ChainHead(Protocol):
+    def chain_head(self) -> tuple[int, bytes] | None: ...
+
+    def select_chain_rows(self, start: int, limit: int, stop: int | None = None) -> list[ChainRow]: ...
+
+
+class CheckpointStore:
+    """The checkpoints table and its copy in a folder."""
+
+    def __init__(self, database: Database, folder: Path) -> None:
+        self.db = database
+        self.folder = folder
+
+    def create_table(self) -> None:
+        blob = "BYTEA" if self.db.dialect == "postgres" else "BLOB"
+        with self.db.transaction() as cur:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                " position BIGINT PRIMARY KEY,"
+                f" head_hash {blob} NOT NULL,"
+                " signed_at_us BIGINT NOT NULL,"
+                " key_id TEXT NOT NULL,"
+                f" signature {blob} NOT NULL)"
+            )
+            # Append-only, like the events (R3.4): a checkpoint that could be
+            # rewritten would pin nothing.
+            if self.db.dialect == "postgres":
+                cur.execute(
+                    "CREATE OR REPLACE FUNCTION strongroom_refuse_checkpoint_change() "
+                    "RETURNS trigger LANGUAGE plpgsql AS $BODY$ BEGIN "
+                    "RAISE EXCEPTION 'strongroom: checkpoints are append-only: % refused', TG_OP "
+                    "USING ERRCODE = 'insufficient_privilege'; END; $BODY$"
+                )
+                cur.execute(
+                    f"CREATE OR REPLACE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE "
+                    f"ON {TABLE} FOR EACH ROW EXECUTE FUNCTION strongroom_refuse_checkpoint_change()"
+                )
+                cur.execute(
+                    f"CREATE OR REPLACE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE "
+                    f"ON {TABLE} FOR EACH STATEMENT EXECUTE FUNCTION strongroom_refuse_checkpoint_change()"
+                )
+            else:
+                for action in ("UPDATE", "DELETE"):
+                    cur.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{action.lower()} "
+                        f"BEFORE {action} ON {TABLE} "
+                        "BEGIN SELECT RAISE(ABORT, 'strongroom: checkpoints are append-only'); END"
+                    )
+
+    # -- writing ----------------------------------------------------------------------
+
+    def add(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store the checkpoint, then copy what is stored to the folder.
+
+        Two processes may checkpoint the same position at once; the first row
+        wins, and the copy is made from the stored row, so the two places agree.
+        """
+        with self.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {TABLE} (position, head_hash, signed_at_us, key_id, signature)"  # nosec B608 - constant table name, bound values
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (position) DO NOTHING",
+                (checkpoint.position, checkpoint.head_hash, checkpoint.signed_at_us,
+                 checkpoint.key_id, checkpoint.signature),
+            )
+            cur.execute(
+                f"SELECT position, head_hash, signed_at_us, key_id, signature FROM {TABLE}"  # nosec B608
+                " WHERE position = ?",
+                (checkpoint.position,),
+            )
+            stored = _checkpoint(cur.fetchone())
+        self.copy_to_folder(stored)
+        return stored
+
+    def copy_to_folder(self, checkpoint: Checkpoint) -> Path:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.folder / f"checkpoint-{checkpoint.position:020d}.json"
+        if path.exists():
+            return path
+        temporary = path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(checkpoint.as_json(), handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        return path
+
+    # -- reading ----------------------------------------------------------------------
+
+    def in_database(self) -> list[Checkpoint]:
+        with self.db.transaction(write=False) as cur:
+            cur.execute(
+                f"SELECT position, head_hash, signed_at_us, key_id, signature FROM {TABLE}"  # nosec B608
+                " ORDER BY position"
+            )
+            rows = cur.fetchall()
+        return [_checkpoint(row) for row in rows]
+
+    def latest_in_database(self) -> Checkpoint | None:
+        with self.db.transaction(write=False) as cur:
+            cur.execute(
+                f"SELECT position, head_hash, signed_at_us, key_id, signature FROM {TABLE}"  # nosec B608
+                " ORDER BY position DESC LIMIT 1"
+            )
+            row = cur.fetchone()
+        return None if row is None else _checkpoint(row)
+
+    def in_folder(self) -> tuple[list[Checkpoint], list[str]]:
+        """Checkpoints copied to the folder, and the names of files that do not parse."""
+        found, unreadable = [], []
+        if not self.folder.is_dir():
+            return [], []
+        for path in sorted(self.folder.glob("checkpoint-*.json")):
+            try:
+                found.append(Checkpoint.from_json(json.loads(path.read_text(encoding="utf-8"))))
+            except (ValueError, KeyError, TypeError):
+                unreadable.append(path.name)
+        return found, unreadable
+
+
+class Checkpointer:
+    """Writes a signed checkpoint every N rows or T seconds after rows were committed.
+
+    `after_commit` is a recorder commit listener: it only notes the position and
+    wakes a background thread, so a request never waits for a signature or a file.
+    Several processes each checkpoint what they see; duplicates are harmless.
+    """
+
+    def __init__(
+        self,
+        recorder: ChainHead,
+        store: CheckpointStore,
+        signer: CheckpointSigner,
+        *,
+        every_rows: int = DEFAULT_EVERY_ROWS,
+        every_seconds: float = DEFAULT_EVERY_SECONDS,
+    ) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.signer = signer
+        self.every_rows = max(1, every_rows)
+        self.every_seconds = max(0.0, every_seconds)
+        self._cond = threading.Condition()
+        self._loaded = False
+        self._last_position = 0
+        self._last_time = 0.0  # wall clock (seconds) of the latest checkpoint known
+        self._committed_position = 0
+        self._retry_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- the commit listener ------------------------------------------------------------
+
+    def after_commit(self, positions: Sequence[int]) -> None:
+        with self._cond:
+            self._committed_position = max(self._committed_position, max(positions))
+            if self._stopping:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="strongroom-checkpointer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the current head unless the latest checkpoint already covers it.
+
+        The rows since the latest checkpoint are verified first: a checkpoint
+        attests that the chain from the one before is intact, so the signer never
+        vouches for rows someone changed behind its back (ChainBroken instead).
+        """
+        self._load_latest()
+        head = self.recorder.chain_head()
+        if head is None:
+            return None
+        position, head_hash = head
+        with self._cond:
+            if position <= self._last_position:
+                return None
+        self._verify_up_to(position)
+        checkpoint = self.store.add(sign_checkpoint(self.signer, position, head_hash, datetime.now(UTC)))
+        with self._cond:
+            if position > self._last_position:
+                self._last_position = position
+                self._last_time = time.time()
+        return checkpoint
+
+    def flush(self) -> None:
+        """Checkpoint what this process wrote since the last checkpoint, if anything.
+
+        A short-lived process (a command) calls this before it exits, so its rows
+        do not wait for another process to pin them. Errors are logged, not raised:
+        the rows are committed whatever happens here.
+        """
+        with self._cond:
+            pending = self._committed_position > self._last_position
+        if not pending:
+            return
+        try:
+            self.checkpoint()
+        except ChainBroken as exc:
+            log.error("chain verification failed; no checkpoint signed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.error("final checkpoint failed: %s", type(exc).__name__)
+
+    def close(self) -> None:
+        """Stop the thread (without a last checkpoint: the database may be gone)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=2)
+
+    def _verify_up_to(self, position: int) -> None:
+        from infrastructure.audit.verify import ChainVerifier, iter_rows
+
+        latest = self.store.latest_in_database()
+        keys = {self.signer.key_id: self.signer.public_key}
+        verifier = ChainVerifier([] if latest is None else [latest], keys, start=latest)
+        verifier.feed(iter_rows(self.recorder, start=1 if latest is None else latest.position, stop=position))
+        report = verifier.finish()
+        if not report.intact:
+            raise ChainBroken(report.summary())
+
+    # -- the background thread ------------------------------------------------------------
+
+    def _load_latest(self) -> None:
+        if self._loaded:
+            return
+        latest = self.store.latest_in_database()
+        with self._cond:
+            if latest is not None and latest.position > self._last_position:
+                self._last_position = latest.position
+                self._last_time = latest.signed_at_us / 1_000_000
+            self._loaded = True
+
+    def _seconds_until_due(self) -> float | None:
+        """None when nothing needs a checkpoint; else seconds to wait (0: now)."""
+        if self._committed_position <= self._last_position:
+            return None
+        now = time.time()
+        if now < self._retry_at:
+            return self._retry_at - now
+        if self._committed_position - self._last_position >= self.every_rows:
+            return 0.0
+        return max(0.0, self._last_time + self.every_seconds - now)
+
+    def _run(self) -> None:
+        try:
+            self._load_latest()
+        except Exception as exc:  # noqa: BLE001 - retried below
+            log.error("reading the latest checkpoint failed: %s", type(exc).__name__)
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    wait = self._seconds_until_due()
+                    if wait == 0.0:
+                        break
+                    self._cond.wait(wait)
+                if self._stopping:
+                    return
+            try:
+                self.checkpoint()
+            except ChainBroken as exc:
+                # The message names positions and what is wrong, never row contents.
+                log.error("chain verification failed; no checkpoint signed: %s", exc)
+                with self._cond:
+                    self._retry_at = time.time() + max(_RETRY_SECONDS, self.every_seconds)
+            except Exception as exc:  # noqa: BLE001 - a checkpoint failure must not kill the thread
+                log.error("checkpoint failed: %s", type(exc).__name__)
+                with self._cond:
+                    self._retry_at = time.time() + _RETRY_SECONDS

@@ -1,0 +1,177 @@
+"""One instance's audit machinery: the chain's checkpoints, verification, evidence.
+
+`AuditTrail.attach` is called by the composition root: it loads (or makes) the
+audit signing key, creates the checkpoints table, registers the checkpointer as a
+commit listener of the application's recorder and writes the public key beside the
+instance (`audit-signing.pub`).
+
+Settings (`strongroom.json` or `STRONGROOM_*`): `checkpoint_dir` (default
+`<instance>/checkpoints`), `checkpoint_rows` (default 1000) and `checkpoint_seconds`
+(default 30): a checkpoint follows at most that many rows or seconds after a write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.persistence import DatabaseError
+
+from infrastructure.audit.checkpoints import (
+    DEFAULT_EVERY_ROWS,
+    DEFAULT_EVERY_SECONDS,
+    Checkpoint,
+    Checkpointer,
+    CheckpointStore,
+)
+from infrastructure.audit.signer import (
+    PUBLIC_KEY_FILE,
+    CheckpointSigner,
+    PublicKeyError,
+    key_id_of,
+    load_public_key,
+)
+from infrastructure.audit.verify import ChainVerifier, Problem, Report, iter_rows, merge_checkpoints
+from infrastructure.crypto.keyring import KeyRing
+from infrastructure.sql import Database
+
+
+def _number(settings_extra: dict[str, Any], name: str, default: float) -> float:
+    value = settings_extra.get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive")
+    return number
+
+
+class AuditTrail:
+    """Checkpoints, verification and evidence for one event log."""
+
+    def __init__(
+        self,
+        recorder: Any,
+        store: CheckpointStore,
+        signer: CheckpointSigner,
+        checkpointer: Checkpointer,
+        instance: Path,
+    ) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.signer = signer
+        self.checkpointer = checkpointer
+        self.instance = instance
+
+    @classmethod
+    def attach(
+        cls, settings: Any, app: Any, keyring: KeyRing, events_db: Database, *, create_schema: bool = True
+    ) -> AuditTrail:
+        extra = dict(settings.extra)
+        folder = Path(extra.get("checkpoint_dir") or settings.instance / "checkpoints")
+        if not folder.is_absolute():
+            folder = settings.instance / folder
+        signer = CheckpointSigner.from_keyring(keyring)
+        store = CheckpointStore(events_db, folder)
+        if create_schema:
+            store.create_table()
+        checkpointer = Checkpointer(
+            app.recorder, store, signer,
+            every_rows=int(_number(extra, "checkpoint_rows", DEFAULT_EVERY_ROWS)),
+            every_seconds=_number(extra, "checkpoint_seconds", DEFAULT_EVERY_SECONDS),
+        )
+        app.recorder.commit_listeners.append(checkpointer.after_commit)
+        trail = cls(app.recorder, store, signer, checkpointer, Path(settings.instance))
+        trail.write_public_key()
+        return trail
+
+    # -- the public key ---------------------------------------------------------------------
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.instance / PUBLIC_KEY_FILE
+
+    def write_public_key(self) -> None:
+        """Write `audit-signing.pub` once; never overwrite (a mismatch is reported)."""
+        path = self.public_key_path
+        if path.exists() or not self.instance.is_dir():
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(self.signer.public_pem())
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        return {self.signer.key_id: self.signer.public_key}
+
+    def _public_key_file_problem(self) -> Problem | None:
+        path = self.public_key_path
+        if not path.exists():
+            return None
+        try:
+            published = load_public_key(path.read_bytes())
+        except PublicKeyError as exc:
+            return Problem(0, f"{PUBLIC_KEY_FILE} is not usable ({exc})")
+        if key_id_of(published) != self.signer.key_id:
+            return Problem(
+                0,
+                f"{PUBLIC_KEY_FILE} (key {key_id_of(published)}) is not the instance's audit "
+                f"signing key ({self.signer.key_id}): auditors would check against the wrong key",
+            )
+        return None
+
+    # -- use ----------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the current head now (None on an empty log); the latest if already covered."""
+        made = self.checkpointer.checkpoint()
+        return made if made is not None else self.store.latest_in_database()
+
+    def verify(self, *, from_checkpoint: bool = False) -> Report:
+        """Recompute the chain (from the first row, or the latest valid checkpoint)."""
+        in_folder, unreadable = self.store.in_folder()
+        checkpoints, problems, notes = merge_checkpoints(self.store.in_database(), in_folder)
+        keys = self.public_keys()
+        start = None
+        if from_checkpoint:
+            valid = ChainVerifier(checkpoints, keys).trusted
+            start = valid[-1] if valid else None
+        verifier = ChainVerifier(checkpoints, keys, start=start)
+        report = verifier.report
+        report.problems.extend(problems)
+        report.notes.extend(notes)
+        for name in unreadable:
+            digits = "".join(ch for ch in name if ch.isdigit())
+            report.problems.append(Problem(int(digits or 0), f"checkpoint copy {name} does not parse"))
+        key_problem = self._public_key_file_problem()
+        if key_problem is not None:
+            report.problems.append(key_problem)
+        try:
+            verifier.feed(iter_rows(self.recorder, start=start.position if start else 1))
+        except DatabaseError as exc:
+            # A store damaged below the rows (a mangled page) cannot be read past
+            # some point: that is a finding, not a configuration error.
+            after = report.head_position or 0
+            report.problems.append(Problem(
+                after + 1,
+                f"the event store cannot be read beyond position {after} ({type(exc).__name__}): "
+                "it was damaged",
+            ))
+            return report
+        return verifier.finish()
+
+    def flush(self) -> None:
+        """Checkpoint what this process wrote, before a command exits."""
+        self.checkpointer.flush()
+
+    def close(self) -> None:
+        try:
+            self.recorder.commit_listeners.remove(self.checkpointer.after_commit)
+        except ValueError:
+            pass
+        self.checkpointer.close()

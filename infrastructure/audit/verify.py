@@ -1,0 +1,292 @@
+"""Verifying the chain and its checkpoints (R3.3): no decryption key needed.
+
+Each row is checked two ways: its *link* (its `prev_hash` equals the stored hash of
+the row before it) and its *contents* (recomputing its hash from its clear columns
+and the digest of its ciphertext gives its stored `row_hash`). A changed byte or
+stamp breaks the contents of one row; a deleted, inserted or reordered row breaks a
+link; so each problem is named at the row where it is. Then every checkpoint (from
+the table and from the folder copy) must carry a valid signature and name a row
+that exists with exactly the signed hash: that catches a truncated tail and a
+history rewritten with every later hash recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from infrastructure.audit.chain import GENESIS, ChainRow
+from infrastructure.audit.checkpoints import Checkpoint
+from infrastructure.audit.signer import signature_valid
+
+PAGE = 2000
+MAX_PROBLEMS = 50
+
+
+class ChainRows(Protocol):
+    def select_chain_rows(self, start: int, limit: int, stop: int | None = None) -> list[ChainRow]: ...
+
+
+def iter_rows(recorder: ChainRows, start: int = 1, stop: int | None = None, page: int = PAGE) -> Iterator[ChainRow]:
+    """Every row from `start` to `stop` in position order, a page at a time."""
+    while True:
+        rows = recorder.select_chain_rows(start, page, stop)
+        yield from rows
+        if len(rows) < page:
+            return
+        start = rows[-1].position + 1
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    position: int
+    what: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"position": self.position, "what": self.what}
+
+
+@dataclass
+class Report:
+    """What a verification found; `intact` only when nothing is wrong."""
+
+    rows: int = 0
+    first_position: int | None = None
+    head_position: int | None = None
+    head_hash: bytes | None = None
+    checkpoints_verified: int = 0
+    latest_checkpoint: Checkpoint | None = None
+    started_from: str = "the first row"
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_problem(self) -> Problem | None:
+        return min(self.problems) if self.problems else None
+
+    def as_json(self) -> dict[str, Any]:
+        latest = self.latest_checkpoint
+        first = self.first_problem
+        return {
+            "intact": self.intact,
+            "rows_checked": self.rows,
+            "started_from": self.started_from,
+            "first_position": self.first_position,
+            "head": None if self.head_position is None else {
+                "position": self.head_position,
+                "hash": self.head_hash.hex() if self.head_hash else None,
+            },
+            "checkpoints_verified": self.checkpoints_verified,
+            "latest_checkpoint": None if latest is None else {
+                "position": latest.position,
+                "signed_at": latest.signed_at.isoformat(),
+                "key_id": latest.key_id,
+            },
+            "first_bad_position": None if first is None else first.position,
+            "problems": [p.as_json() for p in sorted(self.problems)],
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        if self.intact:
+            latest = self.latest_checkpoint
+            covered = (
+                f"; latest checkpoint at position {latest.position}, signed {latest.signed_at.isoformat()}"
+                if latest is not None else "; no checkpoint yet"
+            )
+            head = "empty log" if self.head_position is None else f"head at position {self.head_position}"
+            return (
+                f"chain intact: {self.rows} rows checked from {self.started_from}, {head}, "
+                f"{self.checkpoints_verified} checkpoints verified{covered}"
+            )
+        first = self.first_problem
+        assert first is not None  # noqa: S101 - not intact means a problem exists
+        more = len(self.problems) - 1
+        extra = f" ({more} more problem{'s' if more != 1 else ''} found)" if more else ""
+        return f"TAMPERING FOUND at position {first.position}: {first.what}{extra}"
+
+
+class ChainVerifier:
+    """Checks rows fed in position order, then the checkpoints against them."""
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        public_keys: Mapping[str, Ed25519PublicKey],
+        *,
+        start: Checkpoint | None = None,
+        first_prev: bytes = GENESIS,
+    ) -> None:
+        self.report = Report()
+        self.public_keys = public_keys
+        self.trusted: list[Checkpoint] = []
+        for checkpoint in sorted(checkpoints, key=lambda c: c.position):
+            if self._signature_ok(checkpoint):
+                self.trusted.append(checkpoint)
+        self.report.checkpoints_verified = len(self.trusted)
+        self.report.latest_checkpoint = self.trusted[-1] if self.trusted else None
+        self._wanted = {c.position for c in self.trusted}
+        self._hash_at: dict[int, bytes] = {}
+        self._start = start
+        self._expected_prev: bytes | None = first_prev
+        self._prev_position: int | None = None
+        if start is not None:
+            self.report.started_from = f"the checkpoint at position {start.position}"
+            self._expected_prev = None  # the start row's own hash is checked instead
+
+    def _problem(self, position: int, what: str) -> None:
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(Problem(position, what))
+
+    def _signature_ok(self, checkpoint: Checkpoint) -> bool:
+        key = self.public_keys.get(checkpoint.key_id)
+        when = checkpoint.signed_at.isoformat()
+        if key is None:
+            self._problem(
+                checkpoint.position,
+                f"the checkpoint signed {when} names key {checkpoint.key_id}, which is not this "
+                "instance's audit key",
+            )
+            return False
+        if not signature_valid(key, checkpoint.signature, checkpoint.message()):
+            self._problem(
+                checkpoint.position,
+                f"the checkpoint signed {when} does not verify: its signature, position, "
+                "head hash or time was changed",
+            )
+            return False
+        return True
+
+    def feed(self, rows: Iterable[ChainRow]) -> None:
+        report = self.report
+        for row in rows:
+            if report.first_position is None:
+                report.first_position = row.position
+                if self._start is not None:
+                    self._check_start_row(row)
+            if row.error is not None:
+                self._problem(row.position, f"the row cannot be read ({row.error}): it was corrupted")
+            elif self._expected_prev is not None and row.prev_hash != self._expected_prev:
+                if self._prev_position is None:
+                    self._problem(
+                        row.position,
+                        "the first row does not start the chain (its prev_hash is not the "
+                        "genesis value): rows before it were deleted",
+                    )
+                else:
+                    self._problem(row.position, self._broken_link(row.position))
+            if row.error is None and row.expected_hash() != row.row_hash:
+                self._problem(
+                    row.position,
+                    "the row's contents do not match its hash: its ciphertext, stream id, "
+                    "version, topic or recorded_at was changed, or it was moved here",
+                )
+            if row.position in self._wanted:
+                self._hash_at[row.position] = row.row_hash
+            report.rows += 1
+            report.head_position, report.head_hash = row.position, row.row_hash
+            self._prev_position = row.position
+            self._expected_prev = row.row_hash
+
+    def _check_start_row(self, row: ChainRow) -> None:
+        start = self._start
+        assert start is not None  # noqa: S101 - only called when starting at a checkpoint
+        if row.position != start.position:
+            self._problem(
+                start.position,
+                f"row {start.position}, named by the trusted checkpoint, is missing",
+            )
+        elif row.row_hash != start.head_hash:
+            self._problem(
+                row.position,
+                f"row {row.position}'s hash differs from the trusted checkpoint's head: "
+                "history at or before it was rewritten",
+            )
+
+    def _broken_link(self, position: int) -> str:
+        previous = self._prev_position
+        missing = ""
+        if previous is not None and position > previous + 1:
+            span = str(previous + 1) if position == previous + 2 else f"{previous + 1}-{position - 1}"
+            missing = f" (positions {span} are absent)"
+        return (
+            f"the row does not follow row {previous}: its prev_hash is not that row's hash, "
+            f"so a row was deleted, inserted or reordered here{missing}"
+        )
+
+    def finish(self) -> Report:
+        report = self.report
+        head = report.head_position
+        for checkpoint in self.trusted:
+            if self._start is not None and checkpoint.position < self._start.position:
+                continue  # before the trusted start: not re-read this time
+            when = checkpoint.signed_at.isoformat()
+            if head is None or checkpoint.position > head:
+                end = "the log is empty" if head is None else f"the log ends at position {head}"
+                first_missing = 1 if head is None else head + 1
+                self._problem(
+                    first_missing,
+                    f"{end} but the checkpoint signed {when} covers rows up to position "
+                    f"{checkpoint.position}: rows were removed from the tail",
+                )
+            elif checkpoint.position not in self._hash_at:
+                self._problem(
+                    checkpoint.position,
+                    f"row {checkpoint.position}, named by the checkpoint signed {when}, is missing",
+                )
+            elif self._hash_at[checkpoint.position] != checkpoint.head_hash:
+                self._problem(
+                    checkpoint.position,
+                    f"row {checkpoint.position}'s hash differs from the head signed in the "
+                    f"checkpoint of {when}: history at or before it was rewritten",
+                )
+        return report
+
+
+def merge_checkpoints(
+    in_database: Sequence[Checkpoint], in_folder: Sequence[Checkpoint]
+) -> tuple[list[Checkpoint], list[Problem], list[str]]:
+    """One list from both places; a checkpoint in one place only, or differing, is named.
+
+    Missing from the database while its copy exists is a problem (checkpoint rows
+    are append-only, so someone deleted it); missing from the folder is only a note
+    (a copy can be lost without anything in the log being wrong).
+    """
+    by_position: dict[int, Checkpoint] = {c.position: c for c in in_database}
+    problems: list[Problem] = []
+    notes: list[str] = []
+    merged = dict(by_position)
+    copies = {c.position: c for c in in_folder}
+    for position, copy in copies.items():
+        stored = by_position.get(position)
+        if stored is None:
+            problems.append(Problem(
+                position,
+                f"the checkpoint at position {position} is in the checkpoint folder but not in "
+                "the database: checkpoint rows were deleted",
+            ))
+            merged[position] = copy
+        elif stored != copy:
+            problems.append(Problem(
+                position,
+                f"the checkpoint at position {position} differs between the database and the "
+                "checkpoint folder",
+            ))
+            merged[position] = copy  # both are checked: keep the copy here...
+    missing = sorted(set(by_position) - set(copies))
+    if missing:
+        notes.append(
+            f"{len(missing)} checkpoints have no copy in the checkpoint folder "
+            f"(first at position {missing[0]})"
+        )
+    checkpoints = list(merged.values())
+    # ...and the stored one too, so a forged or changed one is caught either way.
+    checkpoints += [by_position[p] for p in copies if p in by_position and by_position[p] != copies[p]]
+    return checkpoints, problems, notes
