@@ -238,3 +238,30 @@ def test_the_whole_story_on_postgresql(pg_url, app_factory):  # app closes befor
     assert revealed.get_json()["fields"] == {"phone": "+447700900999"}
     outsider = quick_login(client, app, roles=["agent"], portfolios=["corporate"])
     assert client.get(f"/api/v1/customers/{cid}", headers=outsider).status_code == 404
+
+
+def test_break_glass_reaches_the_granted_portfolio_for_its_window_and_every_access_is_flagged(client, app):
+    from tests.web.helpers import MovableClock, use_clock
+
+    clock = MovableClock()
+    use_clock(app, clock)
+    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"])
+    theirs = plant_customer(app, portfolio="corporate")["id"]
+    private = plant_customer(app, portfolio="private")["id"]
+    assert client.get(f"/api/v1/customers/{theirs}", headers=supervisor).status_code == 404
+    granted = client.post("/api/v1/break-glass", headers=supervisor,
+                          json={"portfolio": "corporate", "minutes": 30, "reason": "fraud call, customer on the line"})
+    assert granted.status_code == 201, granted.get_json()
+    before = position(app)
+    response = client.get(f"/api/v1/customers/{theirs}", headers=supervisor)
+    assert response.status_code == 200 and response.get_json()["email"] == "a***@example.org"
+    (record,) = access_records_since(app, before)
+    assert record.kind == "view" and record.details.get("break_glass") == "true"
+    # Only the granted portfolio opens.
+    assert client.get(f"/api/v1/customers/{private}", headers=supervisor).status_code == 404
+    # When the window closes, the portfolio is out of scope again (the session stays alive).
+    for minutes in (14, 14, 3):
+        clock.advance(minutes=minutes)
+        last = client.get(f"/api/v1/customers/{theirs}", headers=supervisor)
+    assert last.status_code == 404
+    assert client.get("/api/v1/customers", headers=supervisor).status_code == 200
