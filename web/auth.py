@@ -13,6 +13,7 @@ event and access record the request causes says who, where and why (R3.1).
 from __future__ import annotations
 
 import re
+import uuid
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -76,7 +77,7 @@ def request_context(actor_id: str, session_id: str | None = None) -> RequestCont
     """The acting context for this request, on behalf of `actor_id`."""
     return RequestContext(
         actor_id=actor_id, via="api", session_id=session_id,
-        request_id=g.get("request_id") or RequestContext(actor_id=actor_id, via="api").request_id,
+        request_id=g.get("request_id") or uuid.uuid4().hex,
         client_addr=request.remote_addr, purpose=purpose_header(),
     )
 

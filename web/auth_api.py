@@ -94,57 +94,57 @@ def end_session(session_id: str) -> Response:
 # -- the OpenAPI description ------------------------------------------------------------------
 
 
-def _ref(name: str) -> dict[str, Any]:
+def doc_ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+def doc_response(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": doc_ref(schema)}}}
 
 
-def _body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+def doc_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": doc_ref(schema)}}}
 
 
 _ERRORS = {
-    "401": _json("Error", "No live session (code `unauthenticated`)."),
-    "403": _json("Error", "Not allowed, or `password_change_required` until the one-time password is changed."),
-    "422": _json("Error", "The body is not valid (unknown fields are refused)."),
+    "401": doc_response("Error", "No live session (code `unauthenticated`)."),
+    "403": doc_response("Error", "Not allowed, or `password_change_required` until the one-time password is changed."),
+    "422": doc_response("Error", "The body is not valid (unknown fields are refused)."),
 }
-_FAILED = _json("Error", "Code `invalid_credentials`: the same answer for an unknown user, a wrong "
+_FAILED = doc_response("Error", "Code `invalid_credentials`: the same answer for an unknown user, a wrong "
                          "password or code, and a locked account.")
 
 OPERATIONS: dict[str, dict[str, Any]] = {
     "/api/v1/auth/login": {"post": {
         "operationId": "login", "tags": ["auth"], "security": [],
         "summary": "Password step: returns a single-use challenge for /auth/mfa (and a TOTP URI at first login).",
-        "requestBody": _body("Login"),
-        "responses": {"200": _json("LoginStarted", "Password accepted; second factor needed."),
+        "requestBody": doc_body("Login"),
+        "responses": {"200": doc_response("LoginStarted", "Password accepted; second factor needed."),
                       "401": _FAILED, "422": _ERRORS["422"]},
     }},
     "/api/v1/auth/mfa": {"post": {
         "operationId": "mfa", "tags": ["auth"], "security": [],
         "summary": "Second factor: a TOTP code (each accepted once) or a recovery code opens a session.",
-        "requestBody": _body("Mfa"),
-        "responses": {"200": _json("SessionOpened", "A new session."),
+        "requestBody": doc_body("Mfa"),
+        "responses": {"200": doc_response("SessionOpened", "A new session."),
                       "401": _FAILED, "422": _ERRORS["422"]},
     }},
     "/api/v1/auth/step-up": {"post": {
         "operationId": "stepUp", "tags": ["auth"],
         "summary": "A fresh TOTP code allows reveals for 5 minutes.",
-        "requestBody": _body("StepUp"),
-        "responses": {"200": _json("StepUpResult", "Stepped up."),
+        "requestBody": doc_body("StepUp"),
+        "responses": {"200": doc_response("StepUpResult", "Stepped up."),
                       "401": _ERRORS["401"],
-                      "403": _json("Error", "Code `step_up_failed`, or `password_change_required`."),
+                      "403": doc_response("Error", "Code `step_up_failed`, or `password_change_required`."),
                       "422": _ERRORS["422"]},
     }},
     "/api/v1/auth/password": {"post": {
         "operationId": "changePassword", "tags": ["auth"],
         "summary": "Change one's password (required first of all after a one-time password).",
-        "requestBody": _body("PasswordChange"),
-        "responses": {"200": _json("PasswordChanged", "Changed; the caller's other sessions ended."),
+        "requestBody": doc_body("PasswordChange"),
+        "responses": {"200": doc_response("PasswordChanged", "Changed; the caller's other sessions ended."),
                       "401": _ERRORS["401"],
-                      "422": _json("Error", "Wrong current password, or the new one breaks the rules.")},
+                      "422": doc_response("Error", "Wrong current password, or the new one breaks the rules.")},
     }},
     "/api/v1/auth/logout": {"post": {
         "operationId": "logout", "tags": ["auth"],
@@ -156,10 +156,10 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "operationId": "listSessions", "tags": ["auth"],
         "summary": "One's live sessions (a security officer: anyone's, by staff_id). Never tokens.",
         "parameters": [{"name": "staff_id", "in": "query", "required": False, "schema": {"type": "string"}}],
-        "responses": {"200": _json("SessionList", "Live sessions."),
+        "responses": {"200": doc_response("SessionList", "Live sessions."),
                       "401": _ERRORS["401"], "403": _ERRORS["403"],
-                      "404": _json("Error", "Another's sessions without sessions:manage."),
-                      "422": _json("Error", "An unknown or malformed query parameter.")},
+                      "404": doc_response("Error", "Another's sessions without sessions:manage."),
+                      "422": doc_response("Error", "An unknown or malformed query parameter.")},
     }},
     "/api/v1/auth/sessions/{session_id}": {"delete": {
         "operationId": "endSession", "tags": ["auth"],
@@ -167,7 +167,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "parameters": [{"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"204": {"description": "Ended."},
                       "401": _ERRORS["401"], "403": _ERRORS["403"],
-                      "404": _json("Error", "No such live session that the caller may end.")},
+                      "404": doc_response("Error", "No such live session that the caller may end.")},
     }},
 }
 

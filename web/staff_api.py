@@ -14,7 +14,7 @@ from flask import Blueprint, Response
 from application.staff_admin import PendingApproval
 from web import openapi
 from web.auth import current_actor, staff_admin
-from web.auth_api import _body, _json, dump, load
+from web.auth_api import doc_body, doc_response, dump, load
 from web.schemas_auth import (
     ApprovalExecutedSchema,
     ApprovalListSchema,
@@ -83,12 +83,12 @@ def list_break_glass() -> Response:
 
 # -- the OpenAPI description ------------------------------------------------------------------
 
-_E401 = _json("Error", "No live session.")
-_E403 = _json("Error", "Not allowed (codes `forbidden`, `self_role_change`, `self_approval`, "
+_E401 = doc_response("Error", "No live session.")
+_E403 = doc_response("Error", "Not allowed (codes `forbidden`, `self_role_change`, `self_approval`, "
                        "`password_change_required`).")
-_E404 = _json("Error", "No such record.")
-_E422 = _json("Error", "The body is not valid (unknown fields are refused: no mass assignment).")
-_PENDING = _json("ApprovalPending", "Held for a second, different approver (R2.9).")
+_E404 = doc_response("Error", "No such record.")
+_E422 = doc_response("Error", "The body is not valid (unknown fields are refused: no mass assignment).")
+_PENDING = doc_response("ApprovalPending", "Held for a second, different approver (R2.9).")
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -100,49 +100,49 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "createStaff", "tags": ["staff"],
             "summary": "Create an account with a one-time password (staff:manage); privileged roles wait for approval.",
-            "requestBody": _body("StaffCreate"),
-            "responses": {"201": _json("StaffCreated", "Created."), "202": _PENDING, "401": _E401,
-                          "403": _E403, "409": _json("Error", "The username is taken."), "422": _E422},
+            "requestBody": doc_body("StaffCreate"),
+            "responses": {"201": doc_response("StaffCreated", "Created."), "202": _PENDING, "401": _E401,
+                          "403": _E403, "409": doc_response("Error", "The username is taken."), "422": _E422},
         },
         "get": {
             "operationId": "listStaff", "tags": ["staff"],
             "summary": "Every account, without secrets (staff:read).",
-            "responses": {"200": _json("StaffList", "Accounts."), "401": _E401, "403": _E403},
+            "responses": {"200": doc_response("StaffList", "Accounts."), "401": _E401, "403": _E403},
         },
     },
     "/api/v1/staff/{staff_id}/roles": {"post": {
         "operationId": "changeRoles", "tags": ["staff"],
         "summary": "Grant and revoke roles (staff:manage); never one's own; privileged grants wait for approval.",
         "parameters": [_path_param("staff_id")],
-        "requestBody": _body("RoleChange"),
-        "responses": {"200": _json("Staff", "Changed."), "202": _PENDING, "401": _E401, "403": _E403,
+        "requestBody": doc_body("RoleChange"),
+        "responses": {"200": doc_response("Staff", "Changed."), "202": _PENDING, "401": _E401, "403": _E403,
                       "404": _E404, "422": _E422},
     }},
     "/api/v1/approvals": {"get": {
         "operationId": "listApprovals", "tags": ["approvals"],
         "summary": "Pending requests (approvals:decide).",
-        "responses": {"200": _json("ApprovalList", "Pending requests."), "401": _E401, "403": _E403},
+        "responses": {"200": doc_response("ApprovalList", "Pending requests."), "401": _E401, "403": _E403},
     }},
     "/api/v1/approvals/{approval_id}/approve": {"post": {
         "operationId": "approve", "tags": ["approvals"],
         "summary": "Approve and carry out a request; the requester (or its subject) cannot.",
         "parameters": [_path_param("approval_id")],
-        "responses": {"200": _json("ApprovalExecuted", "Approved and carried out."), "401": _E401,
+        "responses": {"200": doc_response("ApprovalExecuted", "Approved and carried out."), "401": _E401,
                       "403": _E403, "404": _E404,
-                      "409": _json("Error", "Already decided, or the username was taken meanwhile.")},
+                      "409": doc_response("Error", "Already decided, or the username was taken meanwhile.")},
     }},
     "/api/v1/break-glass": {
         "post": {
             "operationId": "startBreakGlass", "tags": ["break-glass"],
             "summary": "Emergency access to a portfolio for at most 60 minutes, with a reason (break_glass:use).",
-            "requestBody": _body("BreakGlass"),
-            "responses": {"201": _json("BreakGlassGrant", "Granted and recorded."), "401": _E401,
+            "requestBody": doc_body("BreakGlass"),
+            "responses": {"201": doc_response("BreakGlassGrant", "Granted and recorded."), "401": _E401,
                           "403": _E403, "422": _E422},
         },
         "get": {
             "operationId": "listBreakGlass", "tags": ["break-glass"],
             "summary": "Every break-glass grant, newest first, for review.",
-            "responses": {"200": _json("BreakGlassList", "Grants."), "401": _E401, "403": _E403},
+            "responses": {"200": doc_response("BreakGlassList", "Grants."), "401": _E401, "403": _E403},
         },
     },
 }
