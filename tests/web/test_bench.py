@@ -8,6 +8,7 @@ import tempfile
 
 from click.testing import CliRunner
 
+from tests.conftest import PG_ADMIN_URL
 from web.cli import main
 
 FIGURES = {
@@ -39,5 +40,30 @@ def test_bench_reports_each_figure_beside_its_baseline_and_cleans_up(tmp_path, m
     assert report["setup"]["sqlite"]["events_rebuilt"] > 12  # updates and interactions too
     assert report["machine"]["stores"]["sqlite"].startswith("SQLite ")
     assert "postgres" not in report
+    assert not instance.exists()
+    assert list(scratch.iterdir()) == []
+
+
+def test_bench_recovery_suite_reports_its_figures_beside_their_baselines(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    instance = tmp_path / "instance"
+
+    result = CliRunner().invoke(main, [
+        "--instance", str(instance), "bench", "--quick", "--json", "--store", "postgres",
+        "--suite", "recovery", "--pg-url", PG_ADMIN_URL,
+        "--recovery-events", "200", "--recovery-increment", "20",
+    ])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "postgres" not in report and "api" not in report  # only the suite asked for ran
+    assert set(report["recovery"]["postgres"]) == {"restore", "incremental_backup", "drill_rto"}
+    for name, figure in report["recovery"]["postgres"].items():
+        assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
+        assert figure["unit"], name
+    assert report["recovery"]["postgres"]["restore"]["goal"] == "ratio >= 0.2"
+    assert report["sizes"]["recovery"] == {"events": 200, "increment": 20}
     assert not instance.exists()
     assert list(scratch.iterdir()) == []
