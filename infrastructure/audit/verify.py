@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from infrastructure.audit.chain import GENESIS, ChainRow
+from infrastructure.audit.chain import GENESIS, ChainRow, row_hash
 from infrastructure.audit.checkpoints import Checkpoint
 from infrastructure.audit.signer import signature_valid
 
@@ -165,35 +165,40 @@ class ChainVerifier:
         return True
 
     def feed(self, rows: Iterable[ChainRow]) -> None:
+        # The loop runs once per stored row: state lives in locals and is written
+        # back once, and the common case (a good row) takes two comparisons.
         report = self.report
-        for row in rows:
-            if report.first_position is None:
-                report.first_position = row.position
-                if self._start is not None:
-                    self._check_start_row(row)
-            if row.error is not None:
-                self._problem(row.position, f"the row cannot be read ({row.error}): it was corrupted")
-            elif self._expected_prev is not None and row.prev_hash != self._expected_prev:
-                if self._prev_position is None:
-                    self._problem(
-                        row.position,
-                        "the first row does not start the chain (its prev_hash is not the "
-                        "genesis value): rows before it were deleted",
-                    )
+        wanted, hash_at = self._wanted, self._hash_at
+        expected_prev, prev_position = self._expected_prev, self._prev_position
+        count = 0
+        row: ChainRow | None = None
+        try:
+            for row in rows:
+                if report.first_position is None:
+                    report.first_position = row.position
+                    if self._start is not None:
+                        self._check_start_row(row)
+                if row.error is not None:
+                    self._problem(row.position, f"the row cannot be read ({row.error}): it was corrupted")
                 else:
-                    self._problem(row.position, self._broken_link(row.position))
-            if row.error is None and row.expected_hash() != row.row_hash:
-                self._problem(
-                    row.position,
-                    "the row's contents do not match its hash: its ciphertext, stream id, "
-                    "version, topic or recorded_at was changed, or it was moved here",
-                )
-            if row.position in self._wanted:
-                self._hash_at[row.position] = row.row_hash
-            report.rows += 1
-            report.head_position, report.head_hash = row.position, row.row_hash
-            self._prev_position = row.position
-            self._expected_prev = row.row_hash
+                    if expected_prev is not None and row.prev_hash != expected_prev:
+                        self._broken_link(row.position, prev_position)
+                    if row_hash(row.prev_hash, row.position, row.stream_id, row.version, row.topic,
+                                row.recorded_at_us, row.digest) != row.row_hash:
+                        self._problem(
+                            row.position,
+                            "the row's contents do not match its hash: its ciphertext, stream id, "
+                            "version, topic or recorded_at was changed, or it was moved here",
+                        )
+                if row.position in wanted:
+                    hash_at[row.position] = row.row_hash
+                count += 1
+                prev_position, expected_prev = row.position, row.row_hash
+        finally:
+            report.rows += count
+            if row is not None:
+                report.head_position, report.head_hash = row.position, row.row_hash
+            self._expected_prev, self._prev_position = expected_prev, prev_position
 
     def _check_start_row(self, row: ChainRow) -> None:
         start = self._start
@@ -210,15 +215,22 @@ class ChainVerifier:
                 "history at or before it was rewritten",
             )
 
-    def _broken_link(self, position: int) -> str:
-        previous = self._prev_position
+    def _broken_link(self, position: int, previous: int | None) -> None:
+        if previous is None:
+            self._problem(
+                position,
+                "the first row does not start the chain (its prev_hash is not the "
+                "genesis value): rows before it were deleted",
+            )
+            return
         missing = ""
-        if previous is not None and position > previous + 1:
+        if position > previous + 1:
             span = str(previous + 1) if position == previous + 2 else f"{previous + 1}-{position - 1}"
             missing = f" (positions {span} are absent)"
-        return (
+        self._problem(
+            position,
             f"the row does not follow row {previous}: its prev_hash is not that row's hash, "
-            f"so a row was deleted, inserted or reordered here{missing}"
+            f"so a row was deleted, inserted or reordered here{missing}",
         )
 
     def finish(self) -> Report:
