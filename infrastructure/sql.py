@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ def is_postgres(database_url: str) -> bool:
     return urlsplit(database_url).scheme in ("postgres", "postgresql")
 
 
-class Database:
+class Database(ABC):
     """Transactions over SQLite or PostgreSQL with `?` placeholders."""
 
     dialect: str
@@ -51,18 +52,17 @@ class Database:
             return PostgresDatabase(database_url, schema=schema)
         return SQLiteDatabase(sqlite_path(database_url))
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:  # pragma: no cover
+    @abstractmethod
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[Cursor]:
         """A transaction; `write=False` promises only reads (SQLite takes no write lock)."""
-        raise NotImplementedError
-        yield
 
-    def reclaim(self, table: str) -> None:  # pragma: no cover - interface
+    @abstractmethod
+    def reclaim(self, table: str) -> None:
         """Physically remove deleted rows of `table` (used after destroying keys)."""
-        raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection."""
 
 
 class _SQLiteCursor:
