@@ -100,21 +100,19 @@ def permissive_server(cert: Path, key: Path) -> Iterator[int]:
         listener.close()
 
 
-@pytest.fixture(scope="module")
-def instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("e2e") / "instance"
+def initialise(folder: Path) -> dict:
+    """`strongroom init --json` into `folder`; returns the first admin it printed."""
     done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT, env=clean_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["admin"]["username"] == "admin"
-    assert (folder / "tls" / "cert.pem").is_file() and (folder / "tls" / "key.pem").is_file()
-    return folder
+    admin: dict = json.loads(done.stdout)["admin"]
+    return admin
 
 
-@pytest.fixture(scope="module")
-def server(instance: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+@contextlib.contextmanager
+def serving(instance: Path, log_path: Path) -> Iterator[dict]:
+    """`strongroom serve` on a free port, up once it completes a TLS handshake."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     log = log_path.open("w")
     process = subprocess.Popen(
         strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", "1"),
@@ -142,6 +140,20 @@ def server(instance: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("e2e") / "instance"
+    assert initialise(folder)["username"] == "admin"
+    assert (folder / "tls" / "cert.pem").is_file() and (folder / "tls" / "key.pem").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(instance: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with serving(instance, tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield running
 
 
 def https_get(server: dict, path: str) -> http.client.HTTPResponse:
