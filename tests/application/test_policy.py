@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -66,7 +65,18 @@ CORPORATE = {"id": str(uuid.uuid4()), "portfolio": "corporate"}
 
 # -- the SPEC's default field policy, as the test reads it ------------------------------------
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "SPEC.md"
+# SPEC R2's table, copied verbatim: the repository stands alone (R7.7), so the test
+# carries the text it checks against rather than reading the specification at run time.
+SPEC_TABLE = """\
+| field | class | agent | supervisor | compliance_officer | dpo | auditor | admin |
+|---|---|---|---|---|---|---|---|
+| id, type, portfolio, status, kyc_status, risk_rating, segment, timestamps | internal | S | S | S | S | S | — |
+| full_name | personal | S | S | S | S | M | — |
+| email, phone, address, date_of_birth | personal | R | R | R | R | M | — |
+| national_id, bank account (IBAN) | restricted | M | R | R | R | M | — |
+| PAN | card | BIN+last4 | BIN+last4 | BIN+last4 | BIN+last4 | last4 | — |
+| interaction notes | personal | S | S | S | S | M | — |
+"""
 TABLE_ROLES = ("agent", "supervisor", "compliance_officer", "dpo", "auditor", "admin")
 SPEC_ROWS = {
     # field names in the SPEC's first column -> the record fields they cover
@@ -86,7 +96,7 @@ EXPECTED = {
 
 
 def test_the_policy_table_is_the_one_in_the_spec():
-    rows = [line for line in SPEC.read_text().splitlines() if line.startswith("| ") and "|---" not in line]
+    rows = [line for line in SPEC_TABLE.splitlines() if line.startswith("| ") and "|---" not in line]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     assert header[2:] == list(TABLE_ROLES)
     seen = set()
