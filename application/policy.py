@@ -28,17 +28,20 @@ Every refusal is recorded before the error leaves (PCI DSS 10.2.1.2, R3.2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
+from application.clock import Clock, utc_now
 from application.errors import ApplicationError, CustomerNotFound, ValidationFailed
 from application.security import ROLE_PERMISSIONS, Actor, Permission
 from domain.catalogue import Classification
 
+# R2.7: a reveal needs a TOTP code entered this recently. The identity service
+# stamps and expires step-ups with this same window: one figure, one place.
 STEP_UP_WINDOW = timedelta(minutes=5)
 BREAK_GLASS_MAX = timedelta(minutes=60)
 PURPOSE_MAX_LENGTH = 200
@@ -291,10 +294,6 @@ class Decision:
         return found
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _ids(candidate: str | None) -> list[str]:
     """A customer id for an access record, only when it is one: whatever a caller typed
     in its place may be personal data, and access records outlive erasure."""
@@ -309,7 +308,7 @@ def _ids(candidate: str | None) -> list[str]:
 class Policy:
     """Decides every customer-data access; records every refusal."""
 
-    def __init__(self, access_log: AccessRecorder, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, access_log: AccessRecorder, clock: Clock = utc_now) -> None:
         self.access_log = access_log
         self.clock = clock
 

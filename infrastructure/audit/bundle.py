@@ -35,10 +35,11 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from application.clock import utc_now
 from infrastructure.audit.chain import ChainRow
 from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
 from infrastructure.audit.signer import (
@@ -208,7 +209,7 @@ def export_bundle(
         files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
     manifest = {
         "format": FORMAT,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": utc_now().isoformat(),
         "created_by": created_by,
         "key_id": trail.signer.key_id,
         "window": {
