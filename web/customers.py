@@ -1,7 +1,7 @@
 """The customer API under /api/v1/customers: thin resources over the customer use cases.
 
 Each view authenticates (`web.auth.current_actor`), parses with a strict schema, calls
-one use case of `application.customer_api.CustomerService` (which authorises, acts and
+one use case of `application.customer_service.CustomerService` (which authorises, acts and
 records the access) and dumps with a view schema. Authorisation is not decided here
 (R2.10). Every answer carries `Cache-Control: no-store` (web/headers.py).
 """
@@ -20,7 +20,7 @@ from marshmallow import Schema
 from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 
 from application.context import RequestContext, acting_as, current_context
-from application.customer_api import SEARCH_FIELDS, CustomerService
+from application.customer_service import SEARCH_FIELDS, CustomerService
 from application.security import Actor
 from web import openapi
 from web.schemas import CustomerCreateSchema

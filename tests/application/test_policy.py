@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from application.customer_api import CustomerService, decode_cursor, encode_cursor
+from application.customer_service import CustomerService, decode_cursor, encode_cursor
 from application.errors import CustomerNotFound, ValidationFailed, VersionConflict
 from application.policy import (
     FIELD_POLICY,
