@@ -34,7 +34,7 @@ from application.clock import Clock, utc_now
 from application.context import RequestContext, acting_as, current_context
 from application.customers import Strongroom
 from application.errors import ApplicationError, SubjectErased, ValidationFailed
-from application.policy import STEP_UP_WINDOW
+from application.policy import STEP_UP_WINDOW, Policy
 from application.ports import (
     BreakGlassStore,
     ChallengeStore,
@@ -198,6 +198,7 @@ class Identity:
         recovery_code_hash: Callable[[str], str],
         clock: Clock = utc_now,
         rules: IdentityRules | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.app = app
         self.sessions = sessions
@@ -212,6 +213,9 @@ class Identity:
         self._recovery_code_hash = recovery_code_hash
         self.clock = clock
         self.rules = rules or IdentityRules()
+        # Reading or ending someone else's sessions is an authorisation like any
+        # other: decided and, when refused, recorded by the one policy (R2.10).
+        self.policy = policy or Policy(app.access_log, clock=self.now)
         self._dummy_hash: str | None = None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -480,7 +484,9 @@ class Identity:
     def list_sessions(self, actor: Actor, staff_id: str | None = None) -> list[dict[str, Any]]:
         """The caller's live sessions, or (with sessions:manage) anyone's. Never a token."""
         target = staff_id or actor.staff_id
-        if target != actor.staff_id and not actor.has(Permission.SESSIONS_MANAGE):
+        if target != actor.staff_id and not self.policy.permits(
+            actor, Permission.SESSIONS_MANAGE, operation="sessions:list"
+        ):
             raise SessionNotFound(target)
         now = self.now()
         listed = []
@@ -502,9 +508,11 @@ class Identity:
         """End one session: one's own, or anyone's with sessions:manage (R2.4)."""
         session = self.sessions.session(str(session_id))
         if session is None or session.ended_at is not None or (
-            session.staff_id != actor.staff_id and not actor.has(Permission.SESSIONS_MANAGE)
+            session.staff_id != actor.staff_id
+            and not self.policy.permits(actor, Permission.SESSIONS_MANAGE, operation="sessions:end")
         ):
-            # Someone else's session looks exactly like one that does not exist.
+            # Someone else's session looks exactly like one that does not exist (the
+            # refusal is in the access log, where only the audit trail reads it).
             raise SessionNotFound(session_id)
         self.sessions.end_session(session.session_id, self.now(), "ended_by_staff")
         self._record(actor.staff_id, "session_ended", "succeeded", session_id=actor.session_id,

@@ -48,7 +48,7 @@ _IF_MATCH = re.compile(r'^\s*"?(\d{1,18})"?\s*$')
 
 
 def service() -> CustomerService:
-    customers: CustomerService = current_app.extensions["strongroom.customers"]
+    customers: CustomerService = current_app.extensions["strongroom"].customers
     return customers
 
 
@@ -358,12 +358,5 @@ openapi.register_operations(_operations())
 
 
 def install(app: Flask) -> None:
-    """Mount the customer API over the app's built application."""
-    built = app.extensions["strongroom"]
-    identity = getattr(built, "identity", None)
-    # Step-up times come from the identity's clock; the policy must read the same one.
-    clock = identity.now if identity is not None else None
-    app.extensions["strongroom.customers"] = (
-        CustomerService(built.app, clock=clock) if clock is not None else CustomerService(built.app)
-    )
+    """Mount the customer API over the service the composition root built."""
     app.register_blueprint(blueprint)
