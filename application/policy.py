@@ -1,4 +1,6 @@
-"""The authorisation policy for customer data (R2.5-R2.8, R2.10).
+"""The authorisation policy (R2.5-R2.8, R2.10): customer data, and through `require`
+and `permits` every other resource too (staff administration, sessions, the audit
+trail), so that every refusal anywhere is an access record.
 
 One object decides, for the API, the command line and the workers alike:
 
