@@ -15,29 +15,14 @@ responses, never records.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from application.context import require_context
+from application.ports import EventStore
 from domain.audit import AccessRecord
 
 MAX_GROUP = 512  # records per transaction: bounds one commit's size and latency
-
-
-class _Mapper(Protocol):
-    def to_stored_event(self, domain_event: Any) -> Any: ...
-
-
-class _Recorder(Protocol):
-    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None: ...
-
-
-class _EventStore(Protocol):
-    @property
-    def mapper(self) -> _Mapper: ...
-
-    @property
-    def recorder(self) -> _Recorder: ...
 
 
 class _Pending:
@@ -52,8 +37,8 @@ class _Pending:
 class AccessLog:
     """Durable access records in the event log, stamped with the acting context."""
 
-    def __init__(self, app: Any, *, max_group: int = MAX_GROUP) -> None:
-        self.app: _EventStore = app
+    def __init__(self, app: EventStore, *, max_group: int = MAX_GROUP) -> None:
+        self.app = app
         self.max_group = max_group
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []

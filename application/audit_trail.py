@@ -15,16 +15,17 @@ trail through the API is itself recorded (PCI DSS 10.2.1.3).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from application.errors import ApplicationError, SubjectErased, ValidationFailed
-from application.policy import AccessDenied
+from application.policy import AccessDenied, Policy
+from application.ports import AccessRecorder, ChainVerification, EventOpener, TimedLog, TimedNotification
 from application.security import Actor, Permission
 from domain.audit import AccessRecord
-from domain.catalogue import CATALOGUE, Classification, KeyKind
+from domain.catalogue import CATALOGUE, Classification
 
 # SPEC R3.5 and the interface contract name these two roles, and no one else. The
 # default role table also gives `audit:read` to security_officer (for alerts and
@@ -48,52 +49,18 @@ class AuditTrailDenied(AccessDenied):
         super().__init__("the audit trail is open to auditors and compliance officers only")
 
 
-class TimedNotification(Protocol):
-    id: int
-    originator_id: Any
-    originator_version: int
-    topic: str
-    state: bytes
-    recorded_at: datetime
-
-
-class TimedLog(Protocol):
-    """What the recorders answer about positions and time (infrastructure/recorders.py)."""
-
-    def position_at(self, when: datetime) -> int: ...
-
-    def max_notification_id(self) -> int | None: ...
-
-    def select_timed_notifications(
-        self, start: int, limit: int, stop: int | None = None
-    ) -> Sequence[TimedNotification]: ...
-
-
-class EventOpener(Protocol):
-    """The encrypting mapper: whole events, or only their system part."""
-
-    def to_domain_event(self, stored_event: Any) -> Any: ...
-
-    def metadata(self, stored: Any) -> dict[str, Any]: ...
-
-    def open_parts(self, stored: Any, only: KeyKind | None = None) -> dict[KeyKind, dict[str, Any]]: ...
-
-
-class ChainVerification(Protocol):
-    """Recomputes the chain (infrastructure/audit/trail.py)."""
-
-    def verify(self, *, from_checkpoint: bool = False) -> Any: ...
-
-
 class AuditedApplication(Protocol):
-    @property
-    def recorder(self) -> Any: ...
+    """The application whose log is read: its timed recorder, its mapper (as a reader)
+    and its access log."""
 
     @property
-    def mapper(self) -> Any: ...
+    def recorder(self) -> TimedLog: ...
 
     @property
-    def access_log(self) -> Any: ...
+    def mapper(self) -> EventOpener: ...
+
+    @property
+    def access_log(self) -> AccessRecorder: ...
 
 
 @dataclass(frozen=True)
@@ -219,23 +186,21 @@ def _attributes(state: Mapping[str, Any]) -> dict[str, Any]:
 class AuditTrail:
     """Queries over the log as an audit trail; see the module docstring."""
 
-    def __init__(self, app: AuditedApplication, verification: ChainVerification | None = None) -> None:
+    def __init__(self, app: AuditedApplication, verification: ChainVerification | None = None,
+                 *, policy: Policy | None = None) -> None:
         self.app = app
-        self.log: TimedLog = app.recorder
-        self.mapper: EventOpener = app.mapper
+        self.log = app.recorder
+        self.mapper = app.mapper
         self.verification = verification
+        self.policy = policy or Policy(app.access_log)
 
     # -- who may read it ----------------------------------------------------------------
 
     def authorise(self, actor: Actor, operation: str) -> None:
-        """Auditors and compliance officers only; a refusal is recorded like any other."""
-        if actor.has(Permission.AUDIT_READ) and actor.roles & AUDIT_TRAIL_ROLES:
-            return
-        self.app.access_log.record(
-            kind="denied", outcome="denied",
-            details={"operation": f"audit:{operation}", "reason": "role"},
-        )
-        raise AuditTrailDenied()
+        """Auditors and compliance officers only; the policy records a refusal like any
+        other, so someone probing the trail shows up in it."""
+        self.policy.require(actor, Permission.AUDIT_READ, operation=f"audit:{operation}",
+                            roles=AUDIT_TRAIL_ROLES, denied=AuditTrailDenied)
 
     # -- the API's reads -----------------------------------------------------------------
 
@@ -344,8 +309,7 @@ class AuditTrail:
             event = self.mapper.to_domain_event(notification)
             attributes = _attributes(vars(event))
         except SubjectErased:
-            system = self.mapper.open_parts(notification, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
-            attributes = _attributes(system)
+            attributes = _attributes(self.mapper.system_attributes(notification))
             entry.erased = True
         if is_access:
             self._describe_access(entry, attributes)

@@ -27,9 +27,9 @@ from application.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from application.ports import CustomerReadModel, Projection, SubjectKeys
-from application.restore import TimedLog, as_utc
-from application.retention import DestroyAllKeys, RetentionPolicy
+from application.ports import CustomerReadModel, Projection, RetentionPolicy, SubjectKeys, TimedLog
+from application.restore import as_utc
+from application.retention import DestroyAllKeys
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from domain.staff import StaffMember

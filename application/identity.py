@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -30,9 +30,11 @@ import pyotp
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from application.clock import Clock, utc_now
 from application.context import RequestContext, acting_as, current_context
 from application.customers import Strongroom
 from application.errors import ApplicationError, SubjectErased, ValidationFailed
+from application.policy import STEP_UP_WINDOW, Policy
 from application.ports import (
     BreakGlassStore,
     ChallengeStore,
@@ -48,15 +50,9 @@ from application.security import Actor, Permission
 from domain.errors import DomainError
 from domain.staff import StaffMember, normalise_username
 
-Clock = Callable[[], datetime]
-
 UNAUTHENTICATED = "unauthenticated"  # the actor of access records for failed logins
 ISSUER = "Strongroom"
 _ENROLMENT_KEY = b"strongroom/totp-enrolment/v1"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _text(value: str) -> str:
@@ -89,7 +85,6 @@ class IdentityRules:
     challenge_ttl: timedelta = timedelta(minutes=5)
     idle_timeout: timedelta = timedelta(minutes=15)  # PCI DSS 8.2.8
     absolute_timeout: timedelta = timedelta(hours=12)
-    step_up_ttl: timedelta = timedelta(minutes=5)  # R2.7
     lockout_threshold: int = 10  # PCI DSS 8.3.4
     lockout_duration: timedelta = timedelta(minutes=30)  # PCI DSS 8.3.4
     totp_interval: int = 30  # RFC 6238
@@ -203,6 +198,7 @@ class Identity:
         recovery_code_hash: Callable[[str], str],
         clock: Clock = utc_now,
         rules: IdentityRules | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.app = app
         self.sessions = sessions
@@ -217,6 +213,9 @@ class Identity:
         self._recovery_code_hash = recovery_code_hash
         self.clock = clock
         self.rules = rules or IdentityRules()
+        # Reading or ending someone else's sessions is an authorisation like any
+        # other: decided and, when refused, recorded by the one policy (R2.10).
+        self.policy = policy or Policy(app.access_log, clock=self.now)
         self._dummy_hash: str | None = None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -466,7 +465,7 @@ class Identity:
             portfolios.add(grant.portfolio)
             until = grant.expires_at if until is None else max(until, grant.expires_at)
         stepped = session.stepped_up_at
-        if stepped is not None and now - stepped > self.rules.step_up_ttl:
+        if stepped is not None and now - stepped > STEP_UP_WINDOW:
             stepped = None
         actor = Actor(
             staff_id=session.staff_id, username=member.username, roles=frozenset(member.roles),
@@ -485,7 +484,9 @@ class Identity:
     def list_sessions(self, actor: Actor, staff_id: str | None = None) -> list[dict[str, Any]]:
         """The caller's live sessions, or (with sessions:manage) anyone's. Never a token."""
         target = staff_id or actor.staff_id
-        if target != actor.staff_id and not actor.has(Permission.SESSIONS_MANAGE):
+        if target != actor.staff_id and not self.policy.permits(
+            actor, Permission.SESSIONS_MANAGE, operation="sessions:list"
+        ):
             raise SessionNotFound(target)
         now = self.now()
         listed = []
@@ -507,9 +508,11 @@ class Identity:
         """End one session: one's own, or anyone's with sessions:manage (R2.4)."""
         session = self.sessions.session(str(session_id))
         if session is None or session.ended_at is not None or (
-            session.staff_id != actor.staff_id and not actor.has(Permission.SESSIONS_MANAGE)
+            session.staff_id != actor.staff_id
+            and not self.policy.permits(actor, Permission.SESSIONS_MANAGE, operation="sessions:end")
         ):
-            # Someone else's session looks exactly like one that does not exist.
+            # Someone else's session looks exactly like one that does not exist (the
+            # refusal is in the access log, where only the audit trail reads it).
             raise SessionNotFound(session_id)
         self.sessions.end_session(session.session_id, self.now(), "ended_by_staff")
         self._record(actor.staff_id, "session_ended", "succeeded", session_id=actor.session_id,
@@ -539,7 +542,7 @@ class Identity:
             raise NotAuthenticated()
         self.sessions.step_up_session(actor.session_id, now)
         self._record(actor.staff_id, "step_up", "succeeded", session_id=actor.session_id)
-        return now + self.rules.step_up_ttl
+        return now + STEP_UP_WINDOW
 
     def change_password(self, actor: Actor, current_password: str, new_password: str) -> None:
         """Replace the password (the one-time one first of all); other sessions end."""

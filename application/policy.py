@@ -1,4 +1,6 @@
-"""The authorisation policy for customer data (R2.5-R2.8, R2.10).
+"""The authorisation policy (R2.5-R2.8, R2.10): customer data, and through `require`
+and `permits` every other resource too (staff administration, sessions, the audit
+trail), so that every refusal anywhere is an access record.
 
 One object decides, for the API, the command line and the workers alike:
 
@@ -28,17 +30,21 @@ Every refusal is recorded before the error leaves (PCI DSS 10.2.1.2, R3.2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
+from application.clock import Clock, utc_now
 from application.errors import ApplicationError, CustomerNotFound, ValidationFailed
+from application.ports import AccessRecorder
 from application.security import ROLE_PERMISSIONS, Actor, Permission
 from domain.catalogue import Classification
 
+# R2.7: a reveal needs a TOTP code entered this recently. The identity service
+# stamps and expires step-ups with this same window: one figure, one place.
 STEP_UP_WINDOW = timedelta(minutes=5)
 BREAK_GLASS_MAX = timedelta(minutes=60)
 PURPOSE_MAX_LENGTH = 200
@@ -86,6 +92,17 @@ class AccessDenied(ApplicationError):
 
     def __init__(self, message: str = "not allowed") -> None:
         super().__init__(message)
+
+
+class NotPermitted(AccessDenied):
+    """Outside customer data (staff, approvals, break-glass): the actor lacks the
+    permission this use case needs, and the answer names it (403)."""
+
+    code = "forbidden"
+
+    def __init__(self, permission: str) -> None:
+        super().__init__(f"not allowed: needs {permission}")
+        self.permission = permission
 
 
 class TrainingLapsed(AccessDenied):
@@ -270,14 +287,6 @@ def mask(field: str, value: Any) -> Any:
 # -- the policy ---------------------------------------------------------------------------
 
 
-class AccessRecorder(Protocol):
-    def record(
-        self, *, kind: str, outcome: str = "allowed", customer_ids: Iterable[str] = (),
-        fields: Iterable[str] = (), details: Mapping[str, str] | None = None,
-    ) -> None:
-        """Commit one access record (application.audit.AccessLog)."""
-
-
 @dataclass(frozen=True)
 class Decision:
     """An allowed access; `break_glass` when only a live break-glass window reached it."""
@@ -289,10 +298,6 @@ class Decision:
         if self.break_glass:
             found["break_glass"] = "true"
         return found
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _ids(candidate: str | None) -> list[str]:
@@ -307,9 +312,10 @@ def _ids(candidate: str | None) -> list[str]:
 
 
 class Policy:
-    """Decides every customer-data access; records every refusal."""
+    """Decides every access (customer data, staff administration, the audit trail);
+    records every refusal."""
 
-    def __init__(self, access_log: AccessRecorder, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, access_log: AccessRecorder, clock: Clock = utc_now) -> None:
         self.access_log = access_log
         self.clock = clock
 
@@ -342,24 +348,40 @@ class Policy:
 
     # -- deciding -----------------------------------------------------------------------
 
+    def permits(self, actor: Actor, permission: Permission, *, operation: str,
+                roles: Collection[str] | None = None, customer_ids: Sequence[str] = ()) -> bool:
+        """Whether `actor` holds `permission` (and, when `roles` is given, one of those
+        roles too). A no is recorded before it is returned: a caller that answers
+        "not found" rather than 403 (someone else's session) still leaves a trace."""
+        if not actor.has(permission):
+            self.refuse(operation, "permission", customer_ids)
+            return False
+        if roles is not None and not actor.roles & set(roles):
+            self.refuse(operation, "role", customer_ids)
+            return False
+        return True
+
     def require(self, actor: Actor, permission: Permission, customer: Mapping[str, Any] | None = None,
-                *, operation: str | None = None, about: str | None = None) -> Decision:
+                *, operation: str | None = None, about: str | None = None,
+                roles: Collection[str] | None = None,
+                denied: Callable[[], AccessDenied] = AccessDenied) -> Decision:
         """Allow `permission` on `customer` (a record with at least `portfolio`, and `id`
         once it exists) or raise: AccessDenied (403) or CustomerNotFound (404).
 
         `about` names the customer a refusal concerns when the record is not loaded
         yet (the permission is checked first, so a 403 says nothing about existence).
+        `roles` narrows the permission to holders of one of those roles; `denied`
+        makes the 403 a use case's own (it still says nothing about any record).
         """
         op = operation or str(permission)
         if customer is not None and customer.get("id"):
             customer_ids = [str(customer["id"])]
         else:
             customer_ids = _ids(about)
-        if not actor.has(permission):
-            self._refuse(op, "permission", customer_ids)
-            raise AccessDenied()
+        if not self.permits(actor, permission, operation=op, roles=roles, customer_ids=customer_ids):
+            raise denied()
         if permission in TRAINING_BOUND and not actor.training_current:
-            self._refuse(op, "training_lapsed", customer_ids)
+            self.refuse(op, "training_lapsed", customer_ids)
             raise TrainingLapsed()
         if customer is None:
             return Decision()
@@ -370,7 +392,7 @@ class Policy:
             # R2.6: out of scope is answered exactly as absent, and recorded.
             self.not_found(op, customer_ids[0], reason="out_of_scope")
             raise CustomerNotFound(customer_ids[0])
-        self._refuse(op, "portfolio_out_of_scope", [])
+        self.refuse(op, "portfolio_out_of_scope", [])
         raise PortfolioOutOfScope()
 
     def require_operation(self, actor: Actor, operation: Operation,
@@ -388,18 +410,18 @@ class Policy:
         ids = _ids(about)
         stated = (purpose or "").strip()
         if not stated or len(stated) > PURPOSE_MAX_LENGTH:
-            self._refuse(op, "purpose_missing", ids, wanted)
+            self.refuse(op, "purpose_missing", ids, wanted)
             raise ValidationFailed({"purpose": [f"state why, in 1 to {PURPOSE_MAX_LENGTH} characters"]})
         if not wanted:
             raise ValidationFailed({"fields": ["name at least one field"]})
         refused = [f for f in wanted if treatment(actor, f) is not Treatment.REVEALABLE]
         if refused:
-            self._refuse(op, "field_not_revealable", ids, wanted)
+            self.refuse(op, "field_not_revealable", ids, wanted)
             raise FieldNotRevealable(refused)
         stepped_up = actor.stepped_up_at
         now = self.clock()
         if stepped_up is None or not (now - STEP_UP_WINDOW <= stepped_up <= now + timedelta(seconds=5)):
-            self._refuse(op, "step_up_required", ids, wanted)
+            self.refuse(op, "step_up_required", ids, wanted)
             raise StepUpRequired()
 
     # -- views ----------------------------------------------------------------------------
@@ -458,10 +480,12 @@ class Policy:
             details={"operation": operation, "reason": reason},
         )
 
-    def _refuse(self, operation: str, reason: str, customer_ids: list[str],
-                fields: Iterable[str] = ()) -> None:
+    def refuse(self, operation: str, reason: str, customer_ids: Sequence[str] = (),
+               fields: Iterable[str] = ()) -> None:
+        """Record a refusal decided here or by a use case's own rule (separation of
+        duties, say); `reason` comes from a closed vocabulary, never free text."""
         self.access_log.record(
-            kind="denied", outcome="denied", customer_ids=customer_ids, fields=list(fields),
+            kind="denied", outcome="denied", customer_ids=list(customer_ids), fields=list(fields),
             details={"operation": operation, "reason": reason},
         )
 

@@ -11,8 +11,7 @@ through the ordinary repository (and its cipher), so a destroyed key still means
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Protocol, cast
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -20,15 +19,8 @@ from application.context import require_context
 from application.errors import ValidationFailed
 from domain.operations import RECOVERY_LOG_ID, RecoveryLog
 
-
-class TimedLog(Protocol):
-    """What the timed recorders answer about time (infrastructure/recorders.py)."""
-
-    def version_at(self, originator_id: UUID | str, when: datetime) -> int | None:
-        """The stream's greatest version recorded at or before `when`, if any."""
-
-    def position_at(self, when: datetime) -> int:
-        """The greatest log position recorded at or before `when` (0 if none)."""
+if TYPE_CHECKING:  # customers.py imports this module: the class is for annotations only
+    from application.customers import Strongroom
 
 
 def as_utc(when: datetime, field: str = "as_of") -> datetime:
@@ -47,7 +39,7 @@ class RecoveryRecords:
     saves outside a customer's unit of work: it is an operator's act of its own.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Strongroom) -> None:
         self.app = app
 
     def _log(self) -> RecoveryLog:

@@ -20,7 +20,8 @@ from typing import Any
 from application.context import RequestContext, current_context
 from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
-from application.policy import AccessDenied
+from application.policy import AccessDenied, NotPermitted, Policy
+from application.customers import Strongroom
 from application.ports import ApprovalRecord, ApprovalStore, BreakGlassGrant, BreakGlassStore, StaffDirectory
 from application.security import Actor, Permission
 from domain.errors import InvalidField
@@ -31,16 +32,6 @@ BREAK_GLASS_MAX_MINUTES = 60  # R2.8
 
 
 # -- errors -------------------------------------------------------------------------------------
-
-
-class NotPermitted(AccessDenied):
-    """The actor lacks the permission this use case needs (403)."""
-
-    code = "forbidden"
-
-    def __init__(self, permission: str) -> None:
-        super().__init__(f"not allowed: needs {permission}")
-        self.permission = permission
 
 
 class SelfRoleChange(AccessDenied):
@@ -107,11 +98,6 @@ def _draft(username: str, display_name: str, roles: Sequence[str], portfolios: S
                              portfolios=portfolios, password_hash=_DRAFT_HASH)
 
 
-def _require(actor: Actor, permission: Permission) -> None:
-    if not actor.has(permission):
-        raise NotPermitted(str(permission))
-
-
 def _privileged(roles: Iterable[str]) -> list[str]:
     return sorted(role for role in roles if role in PRIVILEGED_ROLES)
 
@@ -120,14 +106,21 @@ def _privileged(roles: Iterable[str]) -> list[str]:
 class StaffAdministration:
     """Create accounts, change roles, approve, and open break-glass access."""
 
-    app: Any  # the Strongroom application
+    app: Strongroom
     identity: Identity
     directory: StaffDirectory
     approvals: ApprovalStore
     break_glass: BreakGlassStore
+    # Decides and records every refusal here, as it does for customer data (R2.10,
+    # PCI DSS 10.2.1.2): an agent probing staff administration leaves a trace.
+    policy: Policy
     # Called with each new break-glass grant, after it is recorded: the monitoring
     # worker (R3.6) hangs its high-severity alert here.
     break_glass_hooks: list[Callable[[BreakGlassGrant], None]] = field(default_factory=list)
+
+    def _require(self, actor: Actor, permission: Permission, operation: str) -> None:
+        self.policy.require(actor, permission, operation=operation,
+                            denied=lambda: NotPermitted(str(permission)))
 
     def _acting(self, actor: Actor, purpose: str, *, fixed: bool = False) -> AbstractContextManager[RequestContext]:
         """Changes are recorded as the actor's, on their session, whoever called us. A
@@ -146,7 +139,7 @@ class StaffAdministration:
     ) -> StaffCreated | PendingApproval:
         """A new account with a one-time password; held for approval when any role is
         privileged (R2.9)."""
-        _require(actor, Permission.STAFF_MANAGE)
+        self._require(actor, Permission.STAFF_MANAGE, "staff:create")
         draft = _draft(username, display_name, roles, portfolios)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
@@ -165,6 +158,8 @@ class StaffAdministration:
         account, privileged or not, with no second approver. Only the command line may."""
         context = current_context()
         if context is None or context.via != "cli":
+            if context is not None:  # with no one in context there is no one to record
+                self.policy.refuse("staff:add_as_operator", "not_operator")
             raise NotPermitted("operator access on the server")
         draft = _draft(username, display_name, roles, portfolios)
         if self.directory.staff_id_for(draft.username) is not None:
@@ -189,7 +184,7 @@ class StaffAdministration:
 
     def list_staff(self, actor: Actor) -> list[dict[str, Any]]:
         """Every account without its secrets, with whether it is locked out now."""
-        _require(actor, Permission.STAFF_READ)
+        self._require(actor, Permission.STAFF_READ, "staff:list")
         listed = []
         now = self.identity.now()
         for staff_id in self.directory.all_staff_ids():
@@ -205,9 +200,11 @@ class StaffAdministration:
         self, actor: Actor, staff_id: str, *, grant: Sequence[str] = (), revoke: Sequence[str] = (),
     ) -> dict[str, Any] | PendingApproval:
         """Grant and revoke roles; a privileged grant waits for a second approver."""
-        _require(actor, Permission.STAFF_MANAGE)
+        self._require(actor, Permission.STAFF_MANAGE, "staff:change_roles")
         if str(staff_id) == actor.staff_id:
-            # Checked before anything else: self-escalation is refused, not queued.
+            # Checked before anything else: self-escalation is refused, not queued,
+            # and recorded, for the monitoring that looks for privilege grabs (R3.6).
+            self.policy.refuse("staff:change_roles", "self_role_change")
             raise SelfRoleChange()
         member = self.identity.staff(staff_id)
         if member is None:
@@ -241,7 +238,7 @@ class StaffAdministration:
         return PendingApproval(approval.approval_id)
 
     def pending_approvals(self, actor: Actor) -> list[dict[str, Any]]:
-        _require(actor, Permission.APPROVALS_DECIDE)
+        self._require(actor, Permission.APPROVALS_DECIDE, "approvals:list")
         return [self._view(a) for a in self.approvals.approvals(status="pending")]
 
     @staticmethod
@@ -256,13 +253,15 @@ class StaffAdministration:
     def approve(self, actor: Actor, approval_id: str) -> dict[str, Any]:
         """A second, different person approves; the held change is carried out now,
         recorded with the approver as actor and the request named in the purpose."""
-        _require(actor, Permission.APPROVALS_DECIDE)
+        self._require(actor, Permission.APPROVALS_DECIDE, "approvals:approve")
         approval = self.approvals.approval(str(approval_id))
         if approval is None:
             raise ApprovalNotFound(approval_id)
         if approval.requested_by == actor.staff_id:
+            self.policy.refuse("approvals:approve", "self_approval")
             raise SelfApproval()
         if approval.subject_staff_id == actor.staff_id:
+            self.policy.refuse("approvals:approve", "self_role_change")
             raise SelfRoleChange()
         if approval.status != "pending" or not self.approvals.decide_approval(
             approval.approval_id, actor.staff_id, self.identity.now(), "approved"
@@ -302,7 +301,7 @@ class StaffAdministration:
     def start_break_glass(self, actor: Actor, *, portfolio: str, reason: str, minutes: int) -> dict[str, Any]:
         """Emergency access to a portfolio beyond one's scope (R2.8): at most 60 minutes,
         a mandatory reason, recorded as an access record and listed for review."""
-        _require(actor, Permission.BREAK_GLASS)
+        self._require(actor, Permission.BREAK_GLASS, "break_glass:start")
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= BREAK_GLASS_MAX_MINUTES:
             raise ValidationFailed({"minutes": [f"must be a whole number from 1 to {BREAK_GLASS_MAX_MINUTES}"]})
         portfolio = normalise_portfolio(portfolio)
@@ -327,6 +326,7 @@ class StaffAdministration:
     def break_glass_grants(self, actor: Actor) -> list[dict[str, Any]]:
         """Every grant, newest first, for review by supervisors and security officers."""
         if not any(actor.has(p) for p in (Permission.BREAK_GLASS, Permission.ALERTS_READ, Permission.AUDIT_READ)):
+            self.policy.refuse("break_glass:list", "permission")
             raise NotPermitted(str(Permission.ALERTS_READ))
         now = self.identity.now()
         return [self._grant_view(g, now) for g in self.break_glass.grants()]

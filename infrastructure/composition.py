@@ -1,37 +1,55 @@
-"""The one composition root (STYLE 7): settings in, a wired application out.
+"""The one composition root (STYLE 7): settings in, every service wired once.
 
 Settings come from defaults, then the instance folder's `strongroom.json`, then
-`STRONGROOM_*` environment variables, then an explicit mapping. Nothing is built at
-import time; the web app factory and the command line both call `build()`.
+`STRONGROOM_*` environment variables, then an explicit mapping; each is typed and
+checked here, so a bad value stops start-up with a message that names it (the
+command line exits 2). Nothing is built at import time; the web app factory and the
+command line both call `build()` and take every service from the `Components` it
+returns: none of them wires a piece of its own.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from application.audit_trail import AuditTrail
+from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
+from application.policy import Policy
 from application.staff_admin import StaffAdministration
-from infrastructure.audit.trail import AuditTrail
+from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
+from infrastructure.audit.signer import CheckpointSigner
+from infrastructure.audit.tamper_evidence import TamperEvidence
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
-from infrastructure.identity_store import IdentityStore, build_identity
+from infrastructure.identity_store import IdentityStore, common_passwords
+from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes, recovery_code_hash
+from infrastructure.projecting import projecting_environment
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
-from infrastructure.projecting import projecting_environment
 from infrastructure.sql import Database, is_postgres
 
 CONFIG_FILE = "strongroom.json"
 KEK_FILE = "kek.key"
 KEYS_SCHEMA = "strongroom_keys"
+ENV_PREFIX = "STRONGROOM_"
+
+# Keys `strongroom.json` may hold that are not settings: `created_at` is written by
+# `strongroom init` as a note for people; `expected_customers` sizes the default
+# `blind_index_bits`. Any other unknown key is refused: a misspelt
+# `checkpoint_row` must not leave the default silently in force.
+_FILE_NOTES = frozenset({"created_at"})
+_INPUTS = frozenset({"expected_customers"})
 
 
 class ConfigurationError(Exception):
@@ -40,60 +58,169 @@ class ConfigurationError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, typed. Relative paths are taken from the instance folder."""
+
     instance: Path
     database_url: str
     keys_database_url: str
     key_provider: str = "local"
-    projection: str = "inline"
+    projection: str = "inline"  # or "worker": a separate process projects (PostgreSQL)
     blind_index_bits: int = 14
     key_cache_seconds: float = 60.0
     environment: str = "development"
-    extra: dict[str, Any] = field(default_factory=dict)
+    # TLS for `strongroom serve` and `doctor` (R1.6); made by `strongroom init`.
+    tls_cert: Path = Path("tls/cert.pem")
+    tls_key: Path = Path("tls/key.pem")
+    # /readyz waits this long on each store before it answers "not ready" (R7.6).
+    readiness_timeout: float = 2.0
+    # Signed checkpoints (R3.3): a second copy of each goes to `checkpoint_dir`; one
+    # follows at most `checkpoint_rows` rows or `checkpoint_seconds` after a write.
+    checkpoint_dir: Path = Path("checkpoints")
+    checkpoint_rows: int = DEFAULT_EVERY_ROWS
+    checkpoint_seconds: float = DEFAULT_EVERY_SECONDS
+    # False for an application role that may not change the schema; the owner makes it.
+    create_schema: bool = True
+    # Where backups go (infrastructure/backup/targets.py); None: `<instance>/backups/local`.
+    backup_targets: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        instance = Path(self.instance)
+        object.__setattr__(self, "instance", instance)
+        for name in ("tls_cert", "tls_key", "checkpoint_dir"):
+            path = Path(getattr(self, name))
+            object.__setattr__(self, name, path if path.is_absolute() else instance / path)
 
     @property
     def kek_path(self) -> Path:
         return self.instance / KEK_FILE
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Transitional, read-only: the typed settings by name, for the command-line
+        modules (web/cli_ops.py, web/serve.py, web/cli_backup.py) until they read the
+        fields themselves as they move to cli/ (issue 8). Remove with that move."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     @classmethod
     def load(cls, instance: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
-        env = {k[len("STRONGROOM_"):].lower(): v for k, v in os.environ.items() if k.startswith("STRONGROOM_")}
+        """Defaults < `<instance>/strongroom.json` < `STRONGROOM_<NAME>` < `overrides`.
+
+        Only `STRONGROOM_<NAME>` variables naming a setting are read: the prefix is
+        shared with tools that are not settings (`STRONGROOM_INSTANCE`,
+        `STRONGROOM_DEBUG`, the test and benchmark database URLs).
+        """
+        names = {f.name for f in fields(cls)} | _INPUTS
+        env_instance = os.environ.get(f"{ENV_PREFIX}INSTANCE")
+        folder = Path(instance or env_instance or "instance").resolve()
         merged: dict[str, Any] = {}
-        folder = Path(instance or env.get("instance") or "instance").resolve()
         config_file = folder / CONFIG_FILE
         if config_file.exists():
-            try:
-                merged.update(json.loads(config_file.read_text()))
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{config_file} is not valid JSON (line {exc.lineno})") from None
-        merged.update(env)
+            merged.update(_read_config(config_file, names))
+        for name in names - {"instance"}:
+            value = os.environ.get(f"{ENV_PREFIX}{name.upper()}")
+            if value is not None:
+                merged[name] = value
+        unknown = sorted(set(overrides or {}) - names)
+        if unknown:
+            raise ConfigurationError(f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
         merged.update(overrides or {})
-        database_url = merged.get("database_url") or f"sqlite:///{folder / 'strongroom.sqlite'}"
-        keys_url = merged.get("keys_database_url") or (
+        merged.pop("instance", None)
+        return cls._typed(folder, merged)
+
+    @classmethod
+    def _typed(cls, folder: Path, merged: dict[str, Any]) -> Settings:
+        database_url = str(merged.get("database_url") or f"sqlite:///{folder / 'strongroom.sqlite'}")
+        keys_url = str(merged.get("keys_database_url") or (
             database_url if is_postgres(database_url) else f"sqlite:///{folder / 'keys.sqlite'}"
-        )
-        projection = merged.get("projection", "inline")
+        ))
+        projection = str(merged.get("projection", "inline"))
         if projection not in ("inline", "worker"):
-            raise ConfigurationError("STRONGROOM_PROJECTION must be 'inline' or 'worker'")
+            raise ConfigurationError("projection (STRONGROOM_PROJECTION) must be 'inline' or 'worker'")
         if projection == "worker" and not is_postgres(database_url):
             raise ConfigurationError("a separate projection worker needs PostgreSQL")
-        try:
-            bits = int(merged.get("blind_index_bits", bits_for(int(merged.get("expected_customers", 100_000)))))
-            cache = float(merged.get("key_cache_seconds", 60.0))
-        except ValueError:
-            raise ConfigurationError("blind_index_bits and key_cache_seconds must be numbers") from None
-        known = {"instance", "database_url", "keys_database_url", "key_provider", "projection",
-                 "blind_index_bits", "key_cache_seconds", "environment", "expected_customers"}
+        if "blind_index_bits" in merged:
+            bits = _number(merged, "blind_index_bits", int, 14)
+        else:
+            bits = bits_for(_number(merged, "expected_customers", int, 100_000))
+        targets = merged.get("backup_targets")
+        if targets is not None and not (isinstance(targets, list) and all(isinstance(t, dict) for t in targets)):
+            raise ConfigurationError("backup_targets must be a list of objects (see infrastructure/backup/targets.py)")
         return cls(
             instance=folder,
             database_url=database_url,
             keys_database_url=keys_url,
-            key_provider=merged.get("key_provider", "local"),
+            key_provider=str(merged.get("key_provider", "local")),
             projection=projection,
             blind_index_bits=bits,
-            key_cache_seconds=cache,
-            environment=merged.get("environment", "development"),
-            extra={k: v for k, v in merged.items() if k not in known},
+            key_cache_seconds=_number(merged, "key_cache_seconds", float, 60.0, allow_zero=True),
+            environment=str(merged.get("environment", "development")),
+            tls_cert=_path(merged, "tls_cert", cls.tls_cert),
+            tls_key=_path(merged, "tls_key", cls.tls_key),
+            readiness_timeout=_number(merged, "readiness_timeout", float, cls.readiness_timeout),
+            checkpoint_dir=_path(merged, "checkpoint_dir", cls.checkpoint_dir),
+            checkpoint_rows=_number(merged, "checkpoint_rows", int, cls.checkpoint_rows),
+            checkpoint_seconds=_number(merged, "checkpoint_seconds", float, cls.checkpoint_seconds),
+            create_schema=_flag(merged, "create_schema", cls.create_schema),
+            backup_targets=targets,
         )
+
+
+def _read_config(config_file: Path, names: set[str]) -> dict[str, Any]:
+    try:
+        loaded = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{config_file} is not valid JSON (line {exc.lineno})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigurationError(f"{config_file} must hold a JSON object")
+    unknown = sorted(set(loaded) - names - _FILE_NOTES)
+    if unknown:
+        raise ConfigurationError(f"{config_file}: unknown setting{'s' if len(unknown) > 1 else ''}: "
+                                 f"{', '.join(unknown)}")
+    return {k: v for k, v in loaded.items() if k not in _FILE_NOTES}
+
+
+def _where(name: str) -> str:
+    return f"{name} ({ENV_PREFIX}{name.upper()} or {CONFIG_FILE})"
+
+
+def _number(merged: Mapping[str, Any], name: str, kind: Callable[[Any], Any], default: Any,
+            *, allow_zero: bool = False) -> Any:
+    """A finite number above zero (or zero, with `allow_zero`), an int or a float per
+    `kind`. The message never echoes the value: it could be anything pasted there."""
+    value = merged.get(name, default)
+    what = "a whole number" if kind is int else "a number"
+    try:
+        if isinstance(value, bool):
+            raise ValueError(name)
+        number = kind(value)
+        if not math.isfinite(number) or (kind is int and isinstance(value, float) and value != number):
+            raise ValueError(name)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{_where(name)} must be {what}") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ConfigurationError(f"{_where(name)} must be {'0 or more' if allow_zero else 'greater than 0'}")
+    return number
+
+
+def _path(merged: Mapping[str, Any], name: str, default: Path) -> Path:
+    value = merged.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, (str, Path)):
+        raise ConfigurationError(f"{_where(name)} must be a path")
+    return Path(value)
+
+
+def _flag(merged: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = merged.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"{_where(name)} must be true or false")
 
 
 def load_kek(settings: Settings) -> KekProvider:
@@ -104,6 +231,8 @@ def load_kek(settings: Settings) -> KekProvider:
 
 @dataclass
 class Components:
+    """Everything `build()` made, each once: the entrypoints take services from here."""
+
     settings: Settings
     app: Strongroom
     keyring: KeyRing
@@ -111,11 +240,17 @@ class Components:
     projection: CustomerProjection
     events_db: Database
     keys_db: Database
-    # Chain checkpoints, verification and evidence (R3.3, R6.3): set by build().
-    audit: AuditTrail = field(init=False)
-    # Staff identity (R2.1-R2.4, R2.8, R2.9): set by build() once the app exists.
-    identity: Identity = field(init=False)
-    staff_admin: StaffAdministration = field(init=False)
+    # Chain checkpoints, verification and the published key (R3.3, R6.3).
+    audit: TamperEvidence
+    # The one authorisation policy (R2.10); it reads the identity's clock.
+    policy: Policy
+    # Customer use cases on behalf of a staff member (R2.6-R2.8, R3.2).
+    customers: CustomerService
+    # Reading the audit trail (R3.5), and chain verification for auditors.
+    audit_trail: AuditTrail
+    # Staff identity (R2.1-R2.4) and staff administration (R2.5, R2.8, R2.9).
+    identity: Identity
+    staff_admin: StaffAdministration
 
     def close(self) -> None:
         self.audit.close()  # stops the checkpointer before the recorder closes
@@ -125,11 +260,14 @@ class Components:
 
 
 def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: bool = True) -> Components:
-    """Wire the application; a wrong or missing KEK stops here and changes nothing (R1.4)."""
+    """Wire the application; a wrong or missing KEK stops here and changes nothing (R1.4).
+
+    `create_schema=False` (or the `create_schema` setting false) is for an
+    application role that may not change the schema: the owner creates it
+    (`strongroom db roles`).
+    """
     kek = kek or load_kek(settings)
-    # An application role that may not change the schema runs with create_schema
-    # false (STRONGROOM_CREATE_SCHEMA=false); the owner creates it (`strongroom db roles`).
-    create_schema = create_schema and str(settings.extra.get("create_schema", "true")).lower() not in ("false", "0", "no")
+    create_schema = create_schema and settings.create_schema
     keys_db = Database.connect(settings.keys_database_url, schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
     try:
         key_store = KeyStore(keys_db)
@@ -156,10 +294,47 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         read_model=directory,
         projection=projection,
     )
-    built = Components(settings, app, keyring, directory, projection, events_db, keys_db)
-    built.audit = AuditTrail.attach(settings, app, keyring, events_db, create_schema=create_schema)
+    evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
+
     identity_store = IdentityStore(events_db, keyring)
     if create_schema:
         identity_store.create_tables()
-    built.identity, built.staff_admin = build_identity(app, identity_store)
-    return built
+    # Step-up times are stamped by the identity's clock, so the policy reads that same
+    # clock (tests move it); a closure, because each of the two needs the other.
+    identity: Identity
+    policy = Policy(app.access_log, clock=lambda: identity.now())
+    identity = Identity(
+        app, sessions=identity_store, challenges=identity_store, throttle=identity_store,
+        totp_steps=identity_store, directory=identity_store, break_glass=identity_store,
+        hasher=Argon2PasswordHasher(), common_passwords=common_passwords,
+        new_recovery_codes=new_recovery_codes, recovery_code_hash=recovery_code_hash, policy=policy,
+    )
+    staff_admin = StaffAdministration(
+        app=app, identity=identity, directory=identity_store, approvals=identity_store,
+        break_glass=identity_store, policy=policy,
+    )
+    return Components(
+        settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
+        events_db=events_db, keys_db=keys_db, audit=evidence, policy=policy,
+        customers=CustomerService(app, policy=policy),
+        audit_trail=AuditTrail(app, evidence, policy=policy),
+        identity=identity, staff_admin=staff_admin,
+    )
+
+
+def tamper_evidence(settings: Settings, app: Strongroom, keyring: KeyRing, events_db: Database,
+                    *, create_schema: bool = True) -> TamperEvidence:
+    """Signed checkpoints after each commit, their folder copy, and the public key (R3.3)."""
+    signer = CheckpointSigner.from_keyring(keyring)
+    store = CheckpointStore(events_db, settings.checkpoint_dir)
+    if create_schema:
+        store.create_table()
+    recorder: Any = app.recorder
+    checkpointer = Checkpointer(
+        recorder, store, signer,
+        every_rows=settings.checkpoint_rows, every_seconds=settings.checkpoint_seconds,
+    )
+    recorder.commit_listeners.append(checkpointer.after_commit)
+    evidence = TamperEvidence(recorder, store, signer, checkpointer, settings.instance)
+    evidence.write_public_key()
+    return evidence

@@ -20,17 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from application.customers import Strongroom
-from application.identity import Identity
 from application.ports import (
     ApprovalRecord,
     BreakGlassGrant,
     LoginChallenge,
     SessionRecord,
 )
-from application.staff_admin import StaffAdministration
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
-from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes, recovery_code_hash
 from infrastructure.readmodel import ColumnSealer
 from infrastructure.sql import Cursor, Database
 
@@ -421,16 +417,3 @@ def common_passwords() -> frozenset[str]:
     if _COMMON is None:
         _COMMON = load_common_passwords()
     return _COMMON
-
-
-def build_identity(app: Strongroom, store: IdentityStore) -> tuple[Identity, StaffAdministration]:
-    """The identity and staff-administration services over one store (composition root)."""
-    identity = Identity(
-        app, sessions=store, challenges=store, throttle=store, totp_steps=store, directory=store,
-        break_glass=store, hasher=Argon2PasswordHasher(), common_passwords=common_passwords,
-        new_recovery_codes=new_recovery_codes, recovery_code_hash=recovery_code_hash,
-    )
-    staff_admin = StaffAdministration(
-        app=app, identity=identity, directory=store, approvals=store, break_glass=store,
-    )
-    return identity, staff_admin

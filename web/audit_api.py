@@ -103,8 +103,8 @@ def current_actor() -> Actor:
 
 
 def trail() -> AuditTrail:
-    built = current_app.extensions["strongroom"]
-    return AuditTrail(built.app, built.audit)
+    trail: AuditTrail = current_app.extensions["strongroom"].audit_trail
+    return trail
 
 
 @blueprint.get("/events")

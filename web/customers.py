@@ -1,7 +1,7 @@
 """The customer API under /api/v1/customers: thin resources over the customer use cases.
 
 Each view authenticates (`web.auth.current_actor`), parses with a strict schema, calls
-one use case of `application.customer_api.CustomerService` (which authorises, acts and
+one use case of `application.customer_service.CustomerService` (which authorises, acts and
 records the access) and dumps with a view schema. Authorisation is not decided here
 (R2.10). Every answer carries `Cache-Control: no-store` (web/headers.py).
 """
@@ -20,7 +20,7 @@ from marshmallow import Schema
 from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 
 from application.context import RequestContext, acting_as, current_context
-from application.customer_api import SEARCH_FIELDS, CustomerService
+from application.customer_service import SEARCH_FIELDS, CustomerService
 from application.security import Actor
 from web import openapi
 from web.schemas import CustomerCreateSchema
@@ -48,7 +48,7 @@ _IF_MATCH = re.compile(r'^\s*"?(\d{1,18})"?\s*$')
 
 
 def service() -> CustomerService:
-    customers: CustomerService = current_app.extensions["strongroom.customers"]
+    customers: CustomerService = current_app.extensions["strongroom"].customers
     return customers
 
 
@@ -358,12 +358,5 @@ openapi.register_operations(_operations())
 
 
 def install(app: Flask) -> None:
-    """Mount the customer API over the app's built application."""
-    built = app.extensions["strongroom"]
-    identity = getattr(built, "identity", None)
-    # Step-up times come from the identity's clock; the policy must read the same one.
-    clock = identity.now if identity is not None else None
-    app.extensions["strongroom.customers"] = (
-        CustomerService(built.app, clock=clock) if clock is not None else CustomerService(built.app)
-    )
+    """Mount the customer API over the service the composition root built."""
     app.register_blueprint(blueprint)

@@ -17,7 +17,7 @@ from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from application.customer_api import NotAvailable
+from application.customer_service import NotAvailable
 from application.errors import (
     AnonymousWrite,
     CustomerNotFound,

@@ -71,7 +71,7 @@ class ReadinessProbe:
 
 def readiness_timeout(components: Any) -> float:
     try:
-        return float(components.settings.extra.get("readiness_timeout", DEFAULT_TIMEOUT_SECONDS))
+        return float(components.settings.readiness_timeout)
     except (TypeError, ValueError):
         return DEFAULT_TIMEOUT_SECONDS
 

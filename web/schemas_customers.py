@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from application.customer_api import DEFAULT_PAGE, MAX_PAGE, SEARCH_FIELDS
+from application.customer_service import DEFAULT_PAGE, MAX_PAGE, SEARCH_FIELDS
 from application.policy import PURPOSE_MAX_LENGTH, REVEALABLE_FIELDS
 from domain.customer import INTERACTION_KINDS, KYC_STATUSES, REASON_MAX_LENGTH, RISK_RATINGS, STATUSES
 from web.schemas import AddressSchema, StrictSchema

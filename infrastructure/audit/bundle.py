@@ -35,10 +35,11 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from application.clock import utc_now
 from infrastructure.audit.chain import ChainRow
 from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
 from infrastructure.audit.signer import (
@@ -48,7 +49,7 @@ from infrastructure.audit.signer import (
     load_public_key,
     signature_valid,
 )
-from infrastructure.audit.trail import AuditTrail
+from infrastructure.audit.tamper_evidence import TamperEvidence
 from infrastructure.audit.verify import ChainVerifier, Problem, Report
 
 FORMAT = "strongroom-evidence/v1"
@@ -149,7 +150,7 @@ class _Metadata:
 
 
 def export_bundle(
-    trail: AuditTrail,
+    evidence: TamperEvidence,
     app: Any,
     out: Path,
     *,
@@ -160,19 +161,19 @@ def export_bundle(
     """Write a signed evidence bundle for the window [since, until] into `out`."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} already exists and is not an empty folder; nothing was written")
-    recorder = trail.recorder
+    recorder = evidence.recorder
     try:
-        trail.checkpoint()  # pins the head, so the window's end is signed
+        evidence.checkpoint()  # pins the head, so the window's end is signed
     except ChainBroken:
         pass  # the live verification below says what is wrong; the bundle carries it
-    report = trail.verify()
+    report = evidence.verify()
     head = recorder.chain_head()
     if head is None:
         raise BundleError("the event log is empty: there is nothing to export")
     first = 1 if since is None else recorder.position_at(since - timedelta(microseconds=1)) + 1
     last = head[0] if until is None else recorder.position_at(until)
     checkpoints = sorted(
-        ChainVerifier(trail.store.in_database(), trail.public_keys()).trusted, key=lambda c: c.position
+        ChainVerifier(evidence.store.in_database(), evidence.public_keys()).trusted, key=lambda c: c.position
     )
     anchor = next((c for c in reversed(checkpoints) if c.position < first), None)
     closing = next((c for c in checkpoints if c.position >= max(first, last)), None)
@@ -197,7 +198,7 @@ def export_bundle(
     with open(out / CHECKPOINTS, "w", encoding="utf-8") as handle:
         for checkpoint in covered:
             handle.write(json.dumps(checkpoint.as_json(), sort_keys=True) + "\n")
-    (out / PUBLIC_KEY_FILE).write_bytes(trail.signer.public_pem())
+    (out / PUBLIC_KEY_FILE).write_bytes(evidence.signer.public_pem())
     (out / "reports" / "verification.json").write_text(json.dumps(report.as_json(), indent=2, sort_keys=True))
     (out / "reports" / "activity.json").write_text(json.dumps(
         {name: dict(sorted(counter.items())) for name, counter in activity.items()}, indent=2, sort_keys=True
@@ -208,9 +209,9 @@ def export_bundle(
         files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
     manifest = {
         "format": FORMAT,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": utc_now().isoformat(),
         "created_by": created_by,
-        "key_id": trail.signer.key_id,
+        "key_id": evidence.signer.key_id,
         "window": {
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
@@ -230,11 +231,11 @@ def export_bundle(
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
     (out / MANIFEST).write_bytes(manifest_bytes)
-    (out / SIGNATURE).write_text(trail.signer.sign(MANIFEST_TAG + manifest_bytes).hex() + "\n")
+    (out / SIGNATURE).write_text(evidence.signer.sign(MANIFEST_TAG + manifest_bytes).hex() + "\n")
     for path in out.rglob("*"):
         if path.is_file():
             os.chmod(path, 0o600)
-    return ExportResult(out, rows_written, window_rows, len(covered), trail.signer.key_id, report.intact)
+    return ExportResult(out, rows_written, window_rows, len(covered), evidence.signer.key_id, report.intact)
 
 
 def _rows_with_notifications(recorder: Any, start: int, stop: int, page: int = 1000) -> Iterator[tuple[ChainRow, Any]]:

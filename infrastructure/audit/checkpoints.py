@@ -26,10 +26,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from application.clock import utc_now
 from infrastructure.audit.chain import ChainRow, epoch_micros, from_epoch_micros
 from infrastructure.audit.signer import CheckpointSigner
 from infrastructure.sql import Database
@@ -289,7 +290,7 @@ class Checkpointer:
             if position <= self._last_position:
                 return None
         self._verify_up_to(position)
-        checkpoint = self.store.add(sign_checkpoint(self.signer, position, head_hash, datetime.now(UTC)))
+        checkpoint = self.store.add(sign_checkpoint(self.signer, position, head_hash, utc_now()))
         with self._cond:
             if position > self._last_position:
                 self._last_position = position

@@ -44,7 +44,7 @@ import psycopg
 import pyotp
 
 from application.context import RequestContext, acting_as
-from application.customer_api import CustomerService
+from application.customer_service import CustomerService
 from application.security import Actor
 from infrastructure.benchmarks.figures import Figure, median, percentile
 from infrastructure.composition import CONFIG_FILE, Settings, build

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from application.context import RequestContext, acting_as
-from application.customer_api import CustomerService
+from application.customer_service import CustomerService
 from application.security import Actor
 from infrastructure.benchmarks.figures import Figure, median, ratio_at_least
 from infrastructure.benchmarks.measures import BenchmarkError, Sizes

@@ -180,10 +180,18 @@ class SubjectMapper(Mapper[UUID]):
             opened[kind] = self.transcoder.decode(plaintext)
         return opened
 
+    # -- application.ports.EventMetadata: what survives erasure -------------------------
+
     def metadata(self, stored: StoredEvent) -> dict[str, Any]:
         """Who, when, where and why of a stored event, readable after erasure."""
         system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
         return cast(dict[str, Any], system.get(META, {}))
+
+    def system_attributes(self, stored: StoredEvent) -> dict[str, Any]:
+        """The attributes the catalogue seals under the system key (never destroyed),
+        without the acting context: what an erased subject's event still says."""
+        system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
+        return {name: value for name, value in system.items() if name != META}
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         cls = resolve_topic(stored_event.topic)

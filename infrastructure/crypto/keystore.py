@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
+from application.clock import utc_now
 from infrastructure.sql import Cursor, Database
 
 _BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
@@ -26,7 +25,7 @@ class WrappedKey:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return utc_now().isoformat(timespec="microseconds")
 
 
 class KeyStore:
@@ -103,10 +102,6 @@ class KeyStore:
             yield WrappedKey(subject_id, kind, bytes(wrapped), kek_id)
 
     # -- writes --------------------------------------------------------------------
-
-    def insert_if_absent(self, key: WrappedKey) -> WrappedKey | None:
-        """Store `key` unless one exists; returns the stored key, or None if destroyed."""
-        return self.insert_all_if_absent([key])[key.kind]
 
     def insert_all_if_absent(self, keys: list[WrappedKey]) -> dict[str, WrappedKey | None]:
         """Store one subject's keys in one transaction (one durable commit, not one

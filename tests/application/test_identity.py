@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pyotp
 import pytest
 
+from application.context import RequestContext, acting_as
 from application.identity import (
     UNAUTHENTICATED,
     CurrentPasswordWrong,
@@ -339,6 +340,27 @@ def test_staff_list_and_end_their_own_sessions_and_a_security_officer_anyones(co
     identity.end_session(officer_actor, b1.session_id)
     with pytest.raises(NotAuthenticated):
         identity.authenticate(b1.token)
+
+
+def test_reaching_for_someone_elses_sessions_looks_absent_but_is_recorded(components, identity, clock):
+    """Attack: session hijacking by enumeration. Alice lists or ends Bob's sessions
+    (to learn when he works, or to knock him out and act in his name). She sees
+    exactly what an absent session looks like; the access log, read only through
+    the audit trail, keeps each attempt under her name."""
+    alice, bob = new_account(components), new_account(components)
+    a1, _ = enrol(identity, alice, clock)
+    b1, _ = enrol(identity, bob, clock)
+    alice_actor = identity.authenticate(a1.token).actor
+    with acting_as(RequestContext(actor_id=alice_actor.staff_id, via="api", session_id=a1.session_id)):
+        with pytest.raises(SessionNotFound):
+            identity.list_sessions(alice_actor, bob.staff_id)
+        with pytest.raises(SessionNotFound):
+            identity.end_session(alice_actor, b1.session_id)
+    denied = [(e.details["operation"], e.details["reason"], meta["actor_id"])
+              for e, meta in access_records(components.app, "denied")]
+    assert denied == [("sessions:list", "permission", alice_actor.staff_id),
+                      ("sessions:end", "permission", alice_actor.staff_id)]
+    assert identity.authenticate(b1.token).actor.staff_id == bob.staff_id  # Bob's session lives on
 
 
 # -- step-up (R2.7) --------------------------------------------------------------------------------------

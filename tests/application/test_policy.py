@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from application.customer_api import CustomerService, decode_cursor, encode_cursor
+from application.customer_service import CustomerService, decode_cursor, encode_cursor
 from application.errors import CustomerNotFound, ValidationFailed, VersionConflict
 from application.policy import (
     FIELD_POLICY,

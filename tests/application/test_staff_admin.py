@@ -247,3 +247,65 @@ def test_break_glass_grants_are_listed_for_review(components, admin_service, clo
     with components.events_db.transaction(write=False) as cur:
         cur.execute("SELECT reason FROM auth_break_glass")
         assert all(b"INC-" not in bytes(row[0]) for row in cur.fetchall())  # sealed at rest
+
+
+# -- refusals are recorded (R3.2, PCI DSS 10.2.1.2) -----------------------------------------------------
+
+
+def refusals_since(app, position):
+    """The access records written after `position`, with who they were written for."""
+    found = []
+    for notification in app.recorder.select_notifications(start=position + 1, limit=100_000):
+        event = app.mapper.to_domain_event(notification)
+        if isinstance(event, AccessRecord.Event) and event.kind == "denied":
+            found.append((event.details["operation"], event.details["reason"],
+                          app.mapper.metadata(notification)["actor_id"]))
+    return found
+
+
+def as_api(actor):
+    return acting_as(RequestContext(actor_id=actor.staff_id, via="api", session_id=actor.session_id))
+
+
+def test_an_agent_minting_accounts_or_roles_is_refused_and_recorded(components, admin_service, clock, app):
+    """Attack: privilege escalation from a low-privilege seat (an insider, or a stolen
+    agent session) by creating an admin account or granting a role. Each attempt is
+    refused and leaves a denied access record naming the agent, so the monitoring
+    and the audit trail see the probe, not just its failure."""
+    agent, _ = signed_in(components, clock, ["agent"], ["retail"])
+    colleague, _ = signed_in(components, clock, ["agent"], ["retail"])
+    before = app.recorder.max_notification_id()
+    with as_api(agent):
+        with pytest.raises(NotPermitted):
+            admin_service.create_staff(agent, username="mallory", display_name="Mallory", roles=["admin"])
+        with pytest.raises(NotPermitted):
+            admin_service.change_roles(agent, colleague.staff_id, grant=["supervisor"])
+        with pytest.raises(NotPermitted):
+            admin_service.list_staff(agent)
+        with pytest.raises(NotPermitted):
+            admin_service.pending_approvals(agent)
+    assert refusals_since(app, before) == [
+        ("staff:create", "permission", agent.staff_id),
+        ("staff:change_roles", "permission", agent.staff_id),
+        ("staff:list", "permission", agent.staff_id),
+        ("approvals:list", "permission", agent.staff_id),
+    ]
+    assert components.identity.directory.staff_id_for("mallory") is None
+    assert admin_service.approvals.approvals() == []
+
+
+def test_self_escalation_and_self_approval_are_refused_and_recorded(components, admin_service, clock, app):
+    """Attack: one person granting themselves a role, or approving their own request,
+    to get around the four-eyes rule (R2.9). Refused and recorded under their name."""
+    admin, _ = signed_in(components, clock, ["admin"])
+    before = app.recorder.max_notification_id()
+    with as_api(admin):
+        with pytest.raises(SelfRoleChange):
+            admin_service.change_roles(admin, admin.staff_id, grant=["auditor"])
+        pending = admin_service.create_staff(admin, username="ivan", display_name="Ivan", roles=["dpo"])
+        with pytest.raises(SelfApproval):
+            admin_service.approve(admin, pending.approval_id)
+    assert refusals_since(app, before) == [
+        ("staff:change_roles", "self_role_change", admin.staff_id),
+        ("approvals:approve", "self_approval", admin.staff_id),
+    ]

@@ -1,71 +1,15 @@
-"""Ports: what the use cases need from the outside, as Protocols.
-
-`infrastructure/` implements them (keys, read models, projection); tests may pass
-simple fakes for logic-only tests, never as the proof that a feature works.
+"""Staff identity's ports (R2.1-R2.4, R2.8, R2.9): password hashing, sessions, login
+challenges, lockout counters, used TOTP steps, the username directory, four-eyes
+approvals and break-glass grants. `infrastructure/identity_store.py` implements the
+stores in the shared database; `infrastructure/passwords.py` the hasher.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Mapper
-
-
-class SubjectKeys(Protocol):
-    """A data subject's keys: the crypto-shredding primitive (R5.4)."""
-
-    def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
-        """Destroy these keys of the subject for good; returns the kinds destroyed."""
-
-    def status(self, subject_id: str) -> dict[str, str]:
-        """Each key kind of the subject: "active", "destroyed" or "absent"."""
-
-
-class CustomerReadModel(Protocol):
-    """Queries over the projected customer directory (R1.3)."""
-
-    def get(self, customer_id: str) -> dict[str, Any] | None:
-        """The projected record, decrypted, or None."""
-
-    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
-        """Ids of customers whose `field` equals `value` exactly (blind index)."""
-
-    def page(
-        self, *, portfolio: str | None = None, status: str | None = None,
-        after: str | None = None, limit: int = 50,
-    ) -> list[str]:
-        """Ids in id order, filtered on clear columns, for cursor paging."""
-
-    def interactions(self, customer_id: str) -> list[dict[str, Any]]:
-        """The customer's interactions, oldest first."""
-
-    def position(self) -> int:
-        """The log position the read model has reached."""
-
-
-InTransactionHook = Callable[[Any, Sequence[int]], None]
-
-
-class Projection(Protocol):
-    """Keeps read models in step with the log."""
-
-    def inline(self, aggregates: Sequence[Any]) -> InTransactionHook | None:
-        """A hook run inside the transaction that stores these aggregates' events,
-        so the read model commits with them (read-your-writes); None when a
-        separate worker projects instead."""
-
-    def wait_for(self, position: int, timeout: float = 5.0) -> None:
-        """Return once the read model has reached `position`."""
-
-
-MapperFactory = Callable[[Any], Mapper[Any]]
-
-
-# -- staff identity (R2.1-R2.4, R2.8, R2.9) ------------------------------------------------
-#
 # Times cross these ports as aware UTC datetimes; tokens and challenges only as their
 # SHA-256 hex digests, so no store ever holds a credential that would open a session.
 
@@ -133,6 +77,8 @@ class LoginChallenge:
 
 
 class ChallengeStore(Protocol):
+    """Login challenges between the password step and the second factor (R2.2)."""
+
     def add_challenge(self, challenge_hash: str, challenge: LoginChallenge) -> None:
         """Remember a challenge under its hash."""
 
@@ -155,6 +101,8 @@ class LoginThrottle(Protocol):
 
 
 class TotpSteps(Protocol):
+    """The last TOTP time-step each account used: a code is accepted once (R2.2)."""
+
     def claim_totp_step(self, staff_id: str, step: int) -> bool:
         """Record `step` as the account's last used TOTP time-step if it is later than
         the last one; False (a replay) otherwise. Atomic across processes."""
@@ -193,6 +141,8 @@ class ApprovalRecord:
 
 
 class ApprovalStore(Protocol):
+    """Changes held for a second approver, and how each was decided (R2.9)."""
+
     def add_approval(self, approval: ApprovalRecord) -> None:
         """Store a pending request."""
 
@@ -224,6 +174,8 @@ class BreakGlassGrant:
 
 
 class BreakGlassStore(Protocol):
+    """Break-glass grants: checked at each authentication, listed for review (R2.8)."""
+
     def add_grant(self, grant: BreakGlassGrant) -> None:
         """Store a grant."""
 

@@ -14,10 +14,11 @@ import binascii
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from application.clock import Clock, utc_now
 from application.context import acting_as, require_context
 from application.customers import Strongroom
 from application.errors import ApplicationError, CustomerErased, CustomerNotFound, ValidationFailed
@@ -64,14 +65,10 @@ def _shape(record: Mapping[str, Any]) -> dict[str, Any]:
     return {name: record.get(name) for name in VIEW_FIELDS}
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class CustomerService:
     """The actor-aware customer use cases over one `Strongroom` application."""
 
-    def __init__(self, app: Strongroom, *, clock: Callable[[], datetime] = _utc_now,
+    def __init__(self, app: Strongroom, *, clock: Clock = utc_now,
                  policy: Policy | None = None) -> None:
         self.app = app
         self.policy = policy or Policy(app.access_log, clock)

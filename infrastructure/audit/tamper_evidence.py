@@ -1,13 +1,13 @@
-"""One instance's audit machinery: the chain's checkpoints, verification, evidence.
+"""Tamper evidence for one event log (R3.3): signed checkpoints of the chain head (in
+the database and, as a second copy, in the checkpoint folder), verification of the
+chain against them, and the audit public key beside the instance
+(`audit-signing.pub`) for auditors.
 
-`AuditTrail.attach` is called by the composition root: it loads (or makes) the
-audit signing key, creates the checkpoints table, registers the checkpointer as a
-commit listener of the application's recorder and writes the public key beside the
-instance (`audit-signing.pub`).
-
-Settings (`strongroom.json` or `STRONGROOM_*`): `checkpoint_dir` (default
-`<instance>/checkpoints`), `checkpoint_rows` (default 1000) and `checkpoint_seconds`
-(default 30): a checkpoint follows at most that many rows or seconds after a write.
+The composition root (`infrastructure/composition.py:build`) wires it: it makes the
+signer from the key ring, the checkpoint store over the `checkpoint_dir` setting,
+and registers the checkpointer as a commit listener of the application's recorder,
+so a checkpoint follows at most `checkpoint_rows` rows or `checkpoint_seconds`
+seconds after a write.
 """
 
 from __future__ import annotations
@@ -19,13 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import DatabaseError
 
-from infrastructure.audit.checkpoints import (
-    DEFAULT_EVERY_ROWS,
-    DEFAULT_EVERY_SECONDS,
-    Checkpoint,
-    Checkpointer,
-    CheckpointStore,
-)
+from infrastructure.audit.checkpoints import Checkpoint, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
     CheckpointSigner,
@@ -34,23 +28,10 @@ from infrastructure.audit.signer import (
     load_public_key,
 )
 from infrastructure.audit.verify import ChainVerifier, Problem, Report, iter_rows, merge_checkpoints
-from infrastructure.crypto.keyring import KeyRing
-from infrastructure.sql import Database
 
 
-def _number(settings_extra: dict[str, Any], name: str, default: float) -> float:
-    value = settings_extra.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be positive")
-    return number
-
-
-class AuditTrail:
-    """Checkpoints, verification and evidence for one event log."""
+class TamperEvidence:
+    """Checkpoints, verification and the published key for one event log."""
 
     def __init__(
         self,
@@ -65,28 +46,6 @@ class AuditTrail:
         self.signer = signer
         self.checkpointer = checkpointer
         self.instance = instance
-
-    @classmethod
-    def attach(
-        cls, settings: Any, app: Any, keyring: KeyRing, events_db: Database, *, create_schema: bool = True
-    ) -> AuditTrail:
-        extra = dict(settings.extra)
-        folder = Path(extra.get("checkpoint_dir") or settings.instance / "checkpoints")
-        if not folder.is_absolute():
-            folder = settings.instance / folder
-        signer = CheckpointSigner.from_keyring(keyring)
-        store = CheckpointStore(events_db, folder)
-        if create_schema:
-            store.create_table()
-        checkpointer = Checkpointer(
-            app.recorder, store, signer,
-            every_rows=int(_number(extra, "checkpoint_rows", DEFAULT_EVERY_ROWS)),
-            every_seconds=_number(extra, "checkpoint_seconds", DEFAULT_EVERY_SECONDS),
-        )
-        app.recorder.commit_listeners.append(checkpointer.after_commit)
-        trail = cls(app.recorder, store, signer, checkpointer, Path(settings.instance))
-        trail.write_public_key()
-        return trail
 
     # -- the public key ---------------------------------------------------------------------
 

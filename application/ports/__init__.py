@@ -1,0 +1,58 @@
+"""Ports: what the use cases need from the outside, as Protocols, one module per concern.
+
+* `customers`: the subjects' keys, the customer read model, the projection and the
+  retention policy.
+* `event_log`: positions and times of the log, and what the mapper keeps readable
+  (the acting context) whatever keys were destroyed.
+* `audit`: access records and chain verification.
+* `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
+  approvals, break-glass.
+
+`infrastructure/` implements them and `infrastructure/composition.py` wires the
+implementations in; tests may pass simple fakes for logic-only tests, never as the
+proof that a feature works. Every port is importable from `application.ports`.
+"""
+
+from __future__ import annotations
+
+from application.ports.audit import AccessRecorder, ChainReport, ChainVerification
+from application.ports.customers import (
+    CustomerReadModel,
+    InTransactionHook,
+    Projection,
+    RetentionPolicy,
+    SubjectKeys,
+)
+from application.ports.event_log import (
+    EventAppender,
+    EventMetadata,
+    EventOpener,
+    EventSealer,
+    EventStore,
+    SealedEvent,
+    TimedLog,
+    TimedNotification,
+)
+from application.ports.identity import (
+    ApprovalRecord,
+    ApprovalStore,
+    BreakGlassGrant,
+    BreakGlassStore,
+    ChallengeStore,
+    LoginChallenge,
+    LoginThrottle,
+    PasswordHasher,
+    SessionRecord,
+    SessionStore,
+    StaffDirectory,
+    TotpSteps,
+)
+
+__all__ = [
+    "AccessRecorder", "ApprovalRecord", "ApprovalStore", "BreakGlassGrant", "BreakGlassStore",
+    "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel", "EventAppender",
+    "EventMetadata", "EventOpener", "EventSealer", "EventStore", "InTransactionHook",
+    "LoginChallenge", "LoginThrottle", "PasswordHasher", "Projection", "RetentionPolicy",
+    "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys",
+    "TimedLog", "TimedNotification", "TotpSteps",
+]

@@ -1,0 +1,70 @@
+"""The customer side's ports: the subjects' keys, the projected read model, and the
+projection that keeps it in step with the log (R1.3, R5.4).
+
+`infrastructure/crypto/keyring.py`, `infrastructure/readmodel.py` and
+`infrastructure/projection.py` implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from domain.customer import Customer
+
+
+class SubjectKeys(Protocol):
+    """A data subject's keys: the crypto-shredding primitive (R5.4)."""
+
+    def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
+        """Destroy these keys of the subject for good; returns the kinds destroyed."""
+
+    def status(self, subject_id: str) -> dict[str, str]:
+        """Each key kind of the subject: "active", "destroyed" or "absent"."""
+
+
+class CustomerReadModel(Protocol):
+    """Queries over the projected customer directory (R1.3)."""
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        """The projected record, decrypted, or None."""
+
+    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
+        """Ids of customers whose `field` equals `value` exactly (blind index)."""
+
+    def page(
+        self, *, portfolio: str | None = None, status: str | None = None,
+        after: str | None = None, limit: int = 50,
+    ) -> list[str]:
+        """Ids in id order, filtered on clear columns, for cursor paging."""
+
+    def interactions(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's interactions, oldest first."""
+
+    def position(self) -> int:
+        """The log position the read model has reached."""
+
+
+InTransactionHook = Callable[[Any, Sequence[int]], None]
+"""Called with the recorder's cursor and the new positions, inside the transaction
+that stores the events (the library's `in_transaction` hook)."""
+
+
+class Projection(Protocol):
+    """Keeps read models in step with the log."""
+
+    def inline(self, aggregates: Sequence[Any]) -> InTransactionHook | None:
+        """A hook run inside the transaction that stores these aggregates' events,
+        so the read model commits with them (read-your-writes); None when a
+        separate worker projects instead."""
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> None:
+        """Return once the read model has reached `position`."""
+
+
+class RetentionPolicy(Protocol):
+    """Which keys an erasure destroys now (R5.4): the hook for AML holds."""
+
+    def keys_to_destroy(self, customer: Customer | None) -> list[str]:
+        """Key kinds an erasure request destroys now for this customer (None when its
+        keys are already gone and only the record of the erasure is missing)."""
