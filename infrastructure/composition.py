@@ -16,6 +16,7 @@ from typing import Any
 
 from application.customers import Strongroom
 from application.identity import Identity
+from application.operations import Operations
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.trail import AuditTrail
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
@@ -48,6 +49,10 @@ class Settings:
     blind_index_bits: int = 14
     key_cache_seconds: float = 60.0
     environment: str = "development"
+    # The HTTPS certificate and key (`serve`, `doctor`): the instance's tls/ unless
+    # STRONGROOM_TLS_CERT / STRONGROOM_TLS_KEY (or the config) name others.
+    tls_cert: Path = Path("tls/cert.pem")
+    tls_key: Path = Path("tls/key.pem")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +87,8 @@ class Settings:
         except ValueError:
             raise ConfigurationError("blind_index_bits and key_cache_seconds must be numbers") from None
         known = {"instance", "database_url", "keys_database_url", "key_provider", "projection",
-                 "blind_index_bits", "key_cache_seconds", "environment", "expected_customers"}
+                 "blind_index_bits", "key_cache_seconds", "environment", "expected_customers",
+                 "tls_cert", "tls_key"}
         return cls(
             instance=folder,
             database_url=database_url,
@@ -92,6 +98,9 @@ class Settings:
             blind_index_bits=bits,
             key_cache_seconds=cache,
             environment=merged.get("environment", "development"),
+            # Relative paths are taken from the instance folder, like everything it holds.
+            tls_cert=folder / str(merged.get("tls_cert") or "tls/cert.pem"),
+            tls_key=folder / str(merged.get("tls_key") or "tls/key.pem"),
             extra={k: v for k, v in merged.items() if k not in known},
         )
 
@@ -116,6 +125,8 @@ class Components:
     # Staff identity (R2.1-R2.4, R2.8, R2.9): set by build() once the app exists.
     identity: Identity = field(init=False)
     staff_admin: StaffAdministration = field(init=False)
+    # Operator use cases over the log, read models and keys (the command line's).
+    operations: Operations = field(init=False)
 
     def close(self) -> None:
         self.audit.close()  # stops the checkpointer before the recorder closes
@@ -162,4 +173,5 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     if create_schema:
         identity_store.create_tables()
     built.identity, built.staff_admin = build_identity(app, identity_store)
+    built.operations = Operations(app, projection, directory, keyring)
     return built
