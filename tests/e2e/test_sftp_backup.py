@@ -33,7 +33,7 @@ from infrastructure.backup.restore import restore_backup
 from infrastructure.backup.targets import SftpSettings, SftpTarget, TargetError
 from infrastructure.backup.verify import verify_target
 from tests.application.conftest import OPERATOR, customer_fields, make_components
-from web.cli import main
+from cli.main import main
 
 SSHD = "/usr/sbin/sshd"
 

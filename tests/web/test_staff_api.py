@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from domain.audit import AccessRecord
 from domain.staff import StaffMember
 from tests.web.helpers import quick_login, sign_in
-from web.cli import main
+from cli.main import main
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import tempfile
 from click.testing import CliRunner
 
 from tests.conftest import PG_ADMIN_URL
-from web.cli import main
+from cli.main import main
 
 FIGURES = {
     "secured_write", "rebuild",

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from application.context import acting_as
 from infrastructure.composition import Settings, build
 from tests.application.conftest import OPERATOR
-from web.cli import main
+from cli.main import main
 
 
 def run(instance: Path, *args: str):

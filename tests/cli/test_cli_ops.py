@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from domain.catalogue import FIELDS
-from web.cli import main
+from cli.main import main
 
 
 def run(instance, *args):

@@ -25,7 +25,7 @@ from infrastructure.composition import Settings, build
 from infrastructure.crypto.kek import LocalKek
 from tests.application.conftest import OPERATOR, customer_fields
 from tests.conftest import PG_ADMIN_URL
-from web.cli import main
+from cli.main import main
 
 
 def _url(user: str, database: str) -> str:
