@@ -20,8 +20,9 @@ from typing import Any
 
 import click
 
-from cli.context import fail, instance_of
+from cli.context import fail, load_settings
 from infrastructure.composition import ConfigurationError, Settings
+
 # Mozilla server-side TLS, "intermediate" profile (v5.7), TLS 1.2 suites.
 INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -29,6 +30,7 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
+
 
 def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     """gunicorn's `ssl_context` hook: certificate and key from the config, our protocol floor."""
@@ -101,8 +103,8 @@ def _check_tls_files(settings: Settings) -> tuple[Path, Path]:
     for what, path in (("certificate", cert), ("private key", key)):
         if not path.is_file():
             fail(f"TLS {what} not found at {path}; run `strongroom init` or set "
-                  f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
-                  "(there is no plain-HTTP mode)")
+                 f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
+                 "(there is no plain-HTTP mode)")
     if key.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         message = f"TLS private key {key} can be read by other users; chmod 600 it"
         if settings.environment == "production":
@@ -128,10 +130,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
     """Serve the HTTPS JSON API (TLS 1.2+ only; no plain-HTTP mode)."""
     from web.app import build_components
 
-    try:
-        settings = Settings.load(instance_of(ctx))
-    except ConfigurationError as exc:
-        fail(str(exc))
+    settings = load_settings(ctx)
     cert, key = _check_tls_files(settings)
 
     master_pid = os.getpid()
