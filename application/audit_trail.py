@@ -253,6 +253,24 @@ class AuditTrail:
             if entry is not None:
                 yield entry
 
+    def operator_replay(self, filters: AuditFilter, *, with_values: bool = True) -> list[AuditEntry]:
+        """`strongroom audit replay`: every matching entry; reading the trail is itself
+        recorded (PCI DSS 10.2.1.3), before anything is shown."""
+        entries = list(self.replay(filters, with_values=with_values))
+        shown = sorted({c for e in entries if e.values not in (None, "erased") for c in e.customer_ids})
+        self.app.access_log.record(
+            kind="audit_read", customer_ids=shown,
+            details={"operation": "audit:replay", "entries": str(len(entries)),
+                     "values": str(with_values).lower(),
+                     **{k: v for k, v in (("customer", filters.customer), ("actor", filters.actor),
+                                          ("kind", filters.kind)) if v}},
+        )
+        return entries
+
+    def record_export(self, rows: int) -> None:
+        """An evidence bundle of `rows` rows was written: a read of the trail, recorded."""
+        self.app.access_log.record(kind="audit_read", details={"operation": "audit:export", "rows": str(rows)})
+
     # -- scanning -------------------------------------------------------------------------
 
     def _window(self, filters: AuditFilter) -> tuple[int, int]:

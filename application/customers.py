@@ -10,7 +10,7 @@ its subject's keys.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -285,18 +285,3 @@ class Strongroom(Application[UUID]):
             "keys_destroyed": list(erasure.keys_destroyed),
             "recorded_at": erasure.created_on.isoformat(),
         }
-
-    # -- staff -----------------------------------------------------------------------------
-
-    def enrol_staff(
-        self, *, username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str],
-        password_hash: str, totp_secret: str | None = None, recovery_code_hashes: Sequence[str] = (),
-    ) -> StaffMember:
-        staff = StaffMember.enrol(
-            username=username, display_name=display_name, roles=list(roles),
-            portfolios=list(portfolios), password_hash=password_hash,
-        )
-        if totp_secret is not None:
-            staff.enrol_totp(totp_secret, list(recovery_code_hashes))
-        self._save(staff)
-        return staff

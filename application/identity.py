@@ -316,6 +316,10 @@ class Identity:
         """A random password (24 URL-safe characters, 144 bits) to be changed at first use."""
         return secrets.token_urlsafe(18)
 
+    def new_recovery_codes(self) -> tuple[list[str], list[str]]:
+        """Fresh single-use recovery codes (shown once) and the hashes that are kept."""
+        return self._new_recovery_codes()
+
     # -- login ------------------------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> LoginStarted:

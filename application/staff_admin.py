@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pyotp
+
 from application.context import RequestContext, current_context
 from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
@@ -80,6 +82,19 @@ class StaffCreated:
     staff_id: str
     username: str
     one_time_password: str
+    roles: list[str] = field(default_factory=list)  # as normalised and recorded
+    portfolios: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    """`strongroom init`'s administrator, with the secrets shown to the operator once."""
+
+    staff_id: str
+    username: str
+    one_time_password: str
+    totp_uri: str
+    recovery_codes: list[str]
 
 
 @dataclass(frozen=True)
@@ -166,13 +181,26 @@ class StaffAdministration:
             raise UsernameTaken()
         return self._enrol(draft.username, draft.display_name, draft.roles, draft.portfolios)
 
-    def _enrol(self, username: str, display_name: str, roles: Sequence[str],
-               portfolios: Sequence[str]) -> StaffCreated:
+    def enrol_first_admin(self, username: str = "admin") -> FirstAdmin:
+        """`strongroom init`'s bootstrap: the first administrator, with TOTP set up and
+        recovery codes, reserved by name so it can log in. Only the command line may."""
+        context = current_context()
+        if context is None or context.via != "cli":
+            raise NotPermitted("operator access on the server")
         password = self.identity.new_one_time_password()
+        totp_secret = pyotp.random_base32()
+        recovery_codes, recovery_hashes = self.identity.new_recovery_codes()
         member = StaffMember.enrol(
-            username=username, display_name=display_name, roles=roles, portfolios=portfolios,
-            password_hash=self.identity.hasher.hash(password), must_change_password=True,
+            username=username, display_name="Administrator", roles=["admin"], portfolios=[],
+            password_hash=self.identity.hasher.hash(password),
         )
+        member.enrol_totp(totp_secret, recovery_hashes)
+        self._save_reserved(member)
+        totp_uri = pyotp.TOTP(totp_secret).provisioning_uri(name=member.username, issuer_name="Strongroom")
+        return FirstAdmin(str(member.id), member.username, password, totp_uri, recovery_codes)
+
+    def _save_reserved(self, member: StaffMember) -> None:
+        """Claim the username, then save; a save that fails gives the name back."""
         if not self.directory.reserve_username(member.username, str(member.id), self.identity.now()):
             raise UsernameTaken()
         try:
@@ -180,7 +208,16 @@ class StaffAdministration:
         except BaseException:
             self.directory.release_username(member.username)
             raise
-        return StaffCreated(str(member.id), member.username, password)
+
+    def _enrol(self, username: str, display_name: str, roles: Sequence[str],
+               portfolios: Sequence[str]) -> StaffCreated:
+        password = self.identity.new_one_time_password()
+        member = StaffMember.enrol(
+            username=username, display_name=display_name, roles=roles, portfolios=portfolios,
+            password_hash=self.identity.hasher.hash(password), must_change_password=True,
+        )
+        self._save_reserved(member)
+        return StaffCreated(str(member.id), member.username, password, list(member.roles), list(member.portfolios))
 
     def list_staff(self, actor: Actor) -> list[dict[str, Any]]:
         """Every account without its secrets, with whether it is locked out now."""

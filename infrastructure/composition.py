@@ -22,6 +22,7 @@ from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
+from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
@@ -93,13 +94,6 @@ class Settings:
     @property
     def kek_path(self) -> Path:
         return self.instance / KEK_FILE
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        """Transitional, read-only: the typed settings by name, for the command-line
-        modules (web/cli_ops.py, web/serve.py, web/cli_backup.py) until they read the
-        fields themselves as they move to cli/ (issue 8). Remove with that move."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def load(cls, instance: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -251,6 +245,8 @@ class Components:
     # Staff identity (R2.1-R2.4) and staff administration (R2.5, R2.8, R2.9).
     identity: Identity
     staff_admin: StaffAdministration
+    # Operator use cases over the log, read models and keys (the command line's).
+    operations: Operations
 
     def close(self) -> None:
         self.audit.close()  # stops the checkpointer before the recorder closes
@@ -319,6 +315,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         customers=CustomerService(app, policy=policy),
         audit_trail=AuditTrail(app, evidence, policy=policy),
         identity=identity, staff_admin=staff_admin,
+        operations=Operations(app, projection, directory, keyring),
     )
 
 

@@ -155,6 +155,14 @@ class KeyRing:
                 self._cache.pop((subject_id, kind), None)
         return destroyed
 
+    def kek_id(self) -> str:
+        """The id of the KEK that wraps every data key here."""
+        return self.kek.kek_id
+
+    def counts(self) -> dict[str, int]:
+        """Data keys by state (what `strongroom keys status` prints)."""
+        return self.store.counts()
+
     def status(self, subject_id: str) -> dict[str, str]:
         result = {}
         for kind in (KeyKind.PROFILE, KeyKind.KYC):

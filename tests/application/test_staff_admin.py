@@ -114,6 +114,26 @@ def test_the_operator_path_is_for_the_command_line_only(components, admin_servic
         admin_service.add_staff_as_operator(username="gina", display_name="Gina", roles=["admin"])
 
 
+def test_the_first_admin_signs_in_with_its_totp_and_must_change_its_password(components, admin_service, clock):
+    first = admin_service.enrol_first_admin()
+    assert components.staff_admin.directory.staff_id_for("admin") == first.staff_id  # findable at login
+    started = components.identity.login("admin", first.one_time_password)
+    assert started.status == "mfa_required"  # TOTP is already set up: no enrolment step
+    totp = pyotp.TOTP(pyotp.parse_uri(first.totp_uri).secret)
+    opened = components.identity.complete_mfa(started.challenge, totp.at(clock.now))
+    assert opened.must_change_password  # the one-time password is shown once, then replaced
+    assert components.identity.authenticate(opened.token).actor.roles == frozenset({"admin"})
+    assert len(first.recovery_codes) == 10
+    with pytest.raises(UsernameTaken):
+        admin_service.enrol_first_admin()
+
+
+def test_an_api_caller_cannot_bootstrap_an_admin(components, admin_service, clock):
+    with acting_as(RequestContext(actor_id="someone", via="api")), pytest.raises(NotPermitted):
+        admin_service.enrol_first_admin()
+    assert components.staff_admin.directory.staff_id_for("admin") is None
+
+
 # -- four eyes (R2.9) ----------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from web.serve import INTERMEDIATE_CIPHERS
+from cli.serve import INTERMEDIATE_CIPHERS
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED_EMAIL = "planted@example.org"
@@ -29,7 +29,7 @@ def strongroom(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("strongroom")
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-c", "from web.cli import run; run()", *args]
+    return [sys.executable, "-c", "from cli.main import run; run()", *args]
 
 
 def clean_env() -> dict[str, str]:

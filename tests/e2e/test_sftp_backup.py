@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from application.context import acting_as
+from cli.main import main
 from infrastructure.backup.create import create_backup
 from infrastructure.backup.manifest import ManifestSigner
 from infrastructure.backup.restore import restore_backup
 from infrastructure.backup.targets import SftpSettings, SftpTarget, TargetError
 from infrastructure.backup.verify import verify_target
 from tests.application.conftest import OPERATOR, customer_fields, make_components
-from web.cli import main
 
 SSHD = "/usr/sbin/sshd"
 

@@ -39,7 +39,7 @@ def test_importing_the_web_package_builds_nothing_and_leaves_the_metrics_mode_op
     # line has loaded: if loading it imported prometheus_client, every worker
     # would count alone and /metrics would show whichever worker was asked.
     code = (
-        "import sys, web, web.cli, web.serve\n"
+        "import sys, web, cli.main, cli.serve\n"
         "assert 'prometheus_client' not in sys.modules, 'prometheus_client loaded'\n"
         "print('ok')\n"
     )

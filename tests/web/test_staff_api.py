@@ -10,10 +10,10 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from domain.audit import AccessRecord
 from domain.staff import StaffMember
 from tests.web.helpers import quick_login, sign_in
-from web.cli import main
 
 
 @pytest.fixture

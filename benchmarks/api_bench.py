@@ -15,7 +15,8 @@ PostgreSQL database, enrols agents, starts the real server, and measures with
   3 passes over 64 MiB, 4 lanes, chosen so a guess costs an attacker the same memory
   while a login stays well under half a second), which dominates the login.
 
-Nothing here imports `web/`: the server and the CLI run as their own processes.
+The server and the command line run as their own processes (`python -m cli.main`,
+the code the `strongroom` console script runs).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pyotp
 
+import cli.main
 from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService
 from application.security import Actor
-from infrastructure.benchmarks.figures import Figure, median, percentile
+from benchmarks.figures import Figure, median, percentile
 from infrastructure.composition import CONFIG_FILE, Settings, build
 from infrastructure.passwords import Argon2PasswordHasher
 
@@ -61,10 +63,8 @@ class ApiBenchError(Exception):
 
 
 def _cli(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("strongroom")
-    if script.exists():
-        return [str(script), *args]
-    return [sys.executable, "-c", "from web.cli import run; run()", *args]
+    """`strongroom ARGS` as a process of this interpreter."""
+    return [sys.executable, "-m", cli.main.__name__, *args]
 
 
 def _env(instance: Path, database_url: str) -> dict[str, str]:

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
+from cli.main import main
 from domain.catalogue import FIELDS
-from web.cli import main
 
 
 def run(instance, *args):
@@ -51,3 +51,16 @@ def test_inventory_lists_every_catalogued_field_with_its_legal_basis(tmp_path):
     assert {r["field"] for r in rows} == {f.name for f in FIELDS}
     national_id = next(r for r in rows if r["field"] == "national_id")
     assert national_id["key"] == "kyc" and national_id["blind_index"] and "AML" in national_id["legal_basis"]
+
+
+def test_rebuild_to_a_time_reads_it_as_utc_and_refuses_what_is_not_a_time(tmp_path):
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    before_anything = run(instance, "projections", "rebuild", "--to", "2020-01-01T00:00:00")  # naive: UTC
+    assert before_anything.exit_code == 0, before_anything.output
+    assert "from 0 events (position 0)" in before_anything.output
+    assert "position 0" not in run(instance, "projections", "rebuild", "--to", "2999-01-01T00:00:00+02:00").output
+    not_a_time = run(instance, "projections", "rebuild", "--to", "yesterday")
+    assert not_a_time.exit_code == 2 and "ISO-8601" in not_a_time.output
+    both = run(instance, "projections", "rebuild", "--to", "2020-01-01", "--position", "1")
+    assert both.exit_code == 2 and "not both" in both.output

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from infrastructure.benchmarks.figures import (
+from benchmarks.figures import (
     Figure,
     median,
     percentile,
     ratio_at_least,
     value_below,
 )
-from infrastructure.benchmarks.scratch import Scratch
-from infrastructure.benchmarks.synthetic import Population
+from benchmarks.scratch import Scratch
+from benchmarks.synthetic import Population
 from infrastructure.composition import Components
 from infrastructure.crypto.blind_index import bits_for
 

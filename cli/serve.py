@@ -20,6 +20,9 @@ from typing import Any
 
 import click
 
+from cli.context import fail, load_settings
+from infrastructure.composition import ConfigurationError, Settings
+
 # Mozilla server-side TLS, "intermediate" profile (v5.7), TLS 1.2 suites.
 INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -27,8 +30,6 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
-
-EXIT_USAGE = 2
 
 
 def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -39,22 +40,6 @@ def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLCo
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME
     return context
-
-
-def tls_files(settings: Any) -> tuple[Path, Path]:
-    """The certificate and key: `tls_cert`/`tls_key` settings, else the instance's `tls/`.
-
-    Relative paths are taken from the instance folder, like everything else it holds.
-    """
-    instance = Path(settings.instance)
-    cert = instance / str(settings.extra.get("tls_cert") or "tls/cert.pem")
-    key = instance / str(settings.extra.get("tls_key") or "tls/key.pem")
-    return cert, key
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
 
 
 def _bind(host: str, port: int) -> str:
@@ -113,27 +98,27 @@ def gunicorn_logger_class() -> type:
     return JsonLogger
 
 
-def _check_tls_files(settings: Any) -> tuple[Path, Path]:
-    cert, key = tls_files(settings)
+def _check_tls_files(settings: Settings) -> tuple[Path, Path]:
+    cert, key = settings.tls_cert, settings.tls_key
     for what, path in (("certificate", cert), ("private key", key)):
         if not path.is_file():
-            _fail(f"TLS {what} not found at {path}; run `strongroom init` or set "
-                  f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
-                  "(there is no plain-HTTP mode)")
+            fail(f"TLS {what} not found at {path}; run `strongroom init` or set "
+                 f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
+                 "(there is no plain-HTTP mode)")
     if key.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         message = f"TLS private key {key} can be read by other users; chmod 600 it"
         if settings.environment == "production":
-            _fail(message)
+            fail(message)
         click.echo(f"warning: {message}", err=True)
     try:
         probe = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         probe.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (ssl.SSLError, OSError) as exc:
-        _fail(f"cannot load the TLS certificate and key ({type(exc).__name__}): {cert}, {key}")
+        fail(f"cannot load the TLS certificate and key ({type(exc).__name__}): {cert}, {key}")
     return cert, key
 
 
-@click.command()
+@click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
@@ -143,14 +128,9 @@ def _check_tls_files(settings: Any) -> tuple[Path, Path]:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTPS JSON API (TLS 1.2+ only; no plain-HTTP mode)."""
-    from infrastructure.composition import ConfigurationError, Settings
     from web.app import build_components
 
-    instance = (ctx.obj or {}).get("instance")
-    try:
-        settings = Settings.load(instance)
-    except ConfigurationError as exc:
-        _fail(str(exc))
+    settings = load_settings(ctx)
     cert, key = _check_tls_files(settings)
 
     master_pid = os.getpid()
@@ -171,7 +151,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         build_components(config).close()
     except ConfigurationError as exc:
         _remove_metrics_dir(own_metrics_dir)
-        _fail(str(exc))
+        fail(str(exc))
 
     options = {
         "bind": _bind(host, port),

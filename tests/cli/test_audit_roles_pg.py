@@ -21,11 +21,11 @@ import pytest
 from click.testing import CliRunner
 
 from application.context import acting_as
+from cli.main import main
 from infrastructure.composition import Settings, build
 from infrastructure.crypto.kek import LocalKek
 from tests.application.conftest import OPERATOR, customer_fields
 from tests.conftest import PG_ADMIN_URL
-from web.cli import main
 
 
 def _url(user: str, database: str) -> str:

@@ -8,8 +8,8 @@ import tempfile
 
 from click.testing import CliRunner
 
+from cli.main import main
 from tests.conftest import PG_ADMIN_URL
-from web.cli import main
 
 FIGURES = {
     "secured_write", "rebuild",

@@ -1,4 +1,5 @@
-"""`strongroom backup`, `strongroom restore` and `strongroom customers revert` (R4.1-R4.6).
+"""`strongroom backup create | list | status | verify | drill` and `strongroom restore`
+(R4.1-R4.4).
 
 Exit status as everywhere: 0 success, 1 a check failed (a backup that could not be
 written, a verify or drill that found a problem), 2 usage or configuration errors
@@ -11,15 +12,14 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 
 from application.context import acting_as
-from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
 from application.restore import RecoveryRecords
-from domain.errors import DomainError
+from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
 from infrastructure.backup.create import create_backup
 from infrastructure.backup.drill import run_drill
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner
@@ -28,32 +28,20 @@ from infrastructure.backup.targets import Target, TargetError, targets_from_conf
 from infrastructure.backup.verify import list_backups, verify_target
 from infrastructure.composition import Components
 from infrastructure.sql import DatabaseUnavailable
-from web.cli import EXIT_CHECK_FAILED, _fail, components, customers, main, operator_context
 
 BACKUP_ERRORS = (TargetError, BackupCorrupt, OSError, DatabaseUnavailable, LookupError)
-
-
-def _time(text: str, option: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        _fail(f"{option} must be an ISO-8601 time, e.g. 2026-11-29T12:00:00+00:00")
-        raise
-    # The command line's convention (as `projections rebuild`): no zone means UTC.
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @contextmanager
 def _targets(built: Components, name: str | None) -> Iterator[list[Target]]:
     try:
-        targets = targets_from_config(built.settings.instance, built.settings.extra.get("backup_targets"))
+        targets = targets_from_config(built.settings.instance, built.settings.backup_targets)
     except TargetError as exc:
-        _fail(str(exc))
-        raise
+        fail(str(exc))
     if name is not None:
         targets = [t for t in targets if t.name == name]
         if not targets:
-            _fail(f"no backup target named {name!r} in the instance configuration")
+            fail(f"no backup target named {name!r} in the instance configuration")
     try:
         yield targets
     finally:
@@ -69,12 +57,12 @@ def _emit(as_json: bool, document: Any, lines: list[str]) -> None:
             click.echo(line)
 
 
-@main.group()
-def backup() -> None:
+@click.group("backup")
+def backup_group() -> None:
     """Backups of the event store and, apart, the key store (R4.1-R4.3)."""
 
 
-@backup.command("create")
+@backup_group.command("create")
 @click.option("--target", "target_name", help="Only this configured target.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -101,7 +89,7 @@ def backup_create(ctx: click.Context, target_name: str | None, as_json: bool) ->
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@backup.command("list")
+@backup_group.command("list")
 @click.option("--target", "target_name", help="Only this configured target.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -127,7 +115,7 @@ def backup_list(ctx: click.Context, target_name: str | None, as_json: bool) -> N
     _emit(as_json, {"targets": reports, "status": status}, lines)
 
 
-@backup.command("status")
+@backup_group.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def backup_status(ctx: click.Context, as_json: bool) -> None:
@@ -144,7 +132,7 @@ def backup_status(ctx: click.Context, as_json: bool) -> None:
     _emit(as_json, status, lines)
 
 
-@backup.command("verify")
+@backup_group.command("verify")
 @click.option("--target", "target_name", help="Only this configured target.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -171,7 +159,7 @@ def backup_verify(ctx: click.Context, target_name: str | None, as_json: bool) ->
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@backup.command("drill")
+@backup_group.command("drill")
 @click.option("--target", "target_name", help="Drill this target (default: the first configured).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -182,8 +170,7 @@ def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> 
         try:
             result = run_drill(built, targets[0])
         except BACKUP_ERRORS as exc:
-            _fail(f"drill could not run: {exc}", EXIT_CHECK_FAILED)
-            raise
+            fail(f"drill could not run: {exc}", EXIT_CHECK_FAILED)
     _emit(as_json, result.as_json(), [
         f"drill of {result.target}: {result.outcome}",
         f"  backup {result.backup_id or '-'} up to position {result.position}",
@@ -196,23 +183,23 @@ def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> 
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@main.command("restore")
+@click.command("restore")
 @click.option("--from", "source", required=True, help="Configured backup target to restore from.")
-@click.option("--to", "to_time", help="Restore the events recorded up to this time (ISO-8601).")
+@click.option("--to", "when", type=ISO_TIME,
+              help="Restore the events recorded up to this time (ISO-8601; UTC if no zone).")
 @click.option("--position", type=click.IntRange(min=0), help="Restore the events up to this log position.")
 @click.option("--into", "into_url", required=True, help="DATABASE_URL of a new, empty store.")
 @click.option("--keys-into", "keys_into_url",
               help="Where the restored keys go (default: beside the restored events).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def restore(ctx: click.Context, source: str, to_time: str | None, position: int | None, into_url: str,
+def restore_command(ctx: click.Context, source: str, when: datetime | None, position: int | None, into_url: str,
             keys_into_url: str | None, as_json: bool) -> None:
     """Build a new store holding exactly the events up to a point, with read models (R4.4)."""
     from rich.progress import Progress
 
-    if (to_time is None) == (position is None):
-        _fail("give exactly one of --to TIME or --position N")
-    when = None if to_time is None else _time(to_time, "--to")
+    if (when is None) == (position is None):
+        fail("give exactly one of --to TIME or --position N")
     with components(ctx) as built, _targets(built, source) as targets, \
             Progress(transient=True, disable=as_json) as bar:
         tasks: dict[str, Any] = {}
@@ -226,14 +213,11 @@ def restore(ctx: click.Context, source: str, to_time: str | None, position: int 
             result = restore_backup(live=built, target=targets[0], into_url=into_url, keys_into_url=keys_into_url,
                                     position=position, to_time=when, progress=progress)
         except RestoreRefused as exc:
-            _fail(str(exc))
-            raise
+            fail(str(exc))
         except ValueError as exc:  # an unusable --into URL
-            _fail(str(exc))
-            raise
+            fail(str(exc))
         except BACKUP_ERRORS as exc:
-            _fail(f"restore failed: {exc}", EXIT_CHECK_FAILED)
-            raise
+            fail(f"restore failed: {exc}", EXIT_CHECK_FAILED)
     _emit(as_json, result.as_json(), [
         f"restored {result.rows} events up to position {result.position}"
         f" (recorded {result.last_recorded_at or '-'}) in {result.seconds:.2f}s",
@@ -243,28 +227,3 @@ def restore(ctx: click.Context, source: str, to_time: str | None, position: int 
     ])
     if result.problems:
         sys.exit(EXIT_CHECK_FAILED)
-
-
-@customers.command("revert")
-@click.argument("customer_id")
-@click.option("--to", "to_time", required=True, help="The past moment to bring the record back to (ISO-8601).")
-@click.option("--reason", required=True, help="Why (no personal data): kept in the audit trail.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def revert_customer(ctx: click.Context, customer_id: str, to_time: str, reason: str, as_json: bool) -> None:
-    """Append compensating events that bring a customer back to its state at --to (R4.5)."""
-    when = _time(to_time, "--to")
-    with components(ctx) as built, acting_as(operator_context(f"revert: {reason}")):
-        try:
-            record = built.app.revert_customer(customer_id, when, reason)
-        except CustomerErased:
-            _fail(f"customer {customer_id} has been erased; an erasure is never undone", EXIT_CHECK_FAILED)
-            raise
-        except CustomerNotFound as exc:
-            _fail(str(exc), EXIT_CHECK_FAILED)
-            raise
-        except (ValidationFailed, DomainError) as exc:
-            _fail(str(exc), EXIT_CHECK_FAILED)
-            raise
-    _emit(as_json, {"id": record["id"], "version": record["version"], "reverted_to": when.isoformat()},
-          [f"reverted {record['id']} to its state at {when.isoformat()} (now version {record['version']})"])

@@ -27,9 +27,9 @@ from infrastructure.backup.eventrows import EventTable, TableRef, decode_value, 
 from infrastructure.backup.restore import restore_backup
 from infrastructure.backup.targets import LocalTarget
 from infrastructure.backup.verify import VerifyReport, manifest_chain, restorable_segments
-from infrastructure.benchmarks.figures import Figure, ratio_at_least
-from infrastructure.benchmarks.scratch import Scratch
-from infrastructure.benchmarks.synthetic import Population
+from benchmarks.figures import Figure, ratio_at_least
+from benchmarks.scratch import Scratch
+from benchmarks.synthetic import Population
 from infrastructure.composition import Components
 
 Progress = Callable[[str], None]

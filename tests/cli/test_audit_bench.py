@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from application.context import RequestContext, acting_as
-from infrastructure.benchmarks.audit import AUDIT_FIGURE_NAMES, run_audit
-from infrastructure.benchmarks.measures import Sizes
-from infrastructure.benchmarks.scratch import Scratch
+from benchmarks.audit import AUDIT_FIGURE_NAMES, run_audit
+from benchmarks.measures import Sizes
+from benchmarks.scratch import Scratch
 from tests.conftest import PG_ADMIN_URL
 
 

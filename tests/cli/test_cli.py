@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from web.cli import main
+from cli.main import main
 
 PLANTED = {
     "full_name": "Quintessa Plantedname",

@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from application.context import RequestContext, acting_as
+from cli.main import main
 from infrastructure.composition import Settings, build
 from tests.application.conftest import customer_fields
 from tests.infrastructure.chain_attacks import RawStore
-from web.cli import main
 
 AGENT = RequestContext(actor_id="staff-agent-7", via="api", session_id="s-7", client_addr="10.0.0.7",
                        purpose="customer called about a refund")

@@ -29,10 +29,10 @@ from typing import Any
 from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService
 from application.security import Actor
-from infrastructure.benchmarks.figures import Figure, median, ratio_at_least
-from infrastructure.benchmarks.measures import BenchmarkError, Sizes
-from infrastructure.benchmarks.scratch import Scratch
-from infrastructure.benchmarks.synthetic import Population
+from benchmarks.figures import Figure, median, ratio_at_least
+from benchmarks.measures import BenchmarkError, Sizes
+from benchmarks.scratch import Scratch
+from benchmarks.synthetic import Population
 from infrastructure.composition import Components
 
 Progress = Callable[[str], None]

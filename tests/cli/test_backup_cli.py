@@ -12,9 +12,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from application.context import acting_as
+from cli.main import main
 from infrastructure.composition import Settings, build
 from tests.application.conftest import OPERATOR
-from web.cli import main
 
 
 def run(instance: Path, *args: str):

@@ -22,11 +22,10 @@ from eventsourcing.application import Application
 from psycopg.sql import SQL, Identifier
 
 from domain.customer import Customer
+from benchmarks import STORES
 from infrastructure.composition import Components, Settings, build
 from infrastructure.crypto.kek import LocalKek
 from infrastructure.recorders import recorder_environment
-
-STORES = ("sqlite", "postgres")
 
 
 class ScratchError(Exception):

@@ -14,6 +14,7 @@ import click
 
 from application.context import acting_as
 from application.staff_admin import UsernameTaken
+from cli.context import components, fail, operator_context
 from domain.errors import DomainError
 
 
@@ -32,8 +33,6 @@ def staff_group() -> None:
 def add_staff(ctx: click.Context, username: str, roles: tuple[str, ...], portfolios: tuple[str, ...],
               display_name: str | None, as_json: bool) -> None:
     """Create a staff account and print its one-time password (shown once)."""
-    from web.cli import EXIT_USAGE, _fail, components, operator_context
-
     with components(ctx) as built, acting_as(operator_context("staff account created by an operator")):
         try:
             created = built.staff_admin.add_staff_as_operator(
@@ -41,15 +40,12 @@ def add_staff(ctx: click.Context, username: str, roles: tuple[str, ...], portfol
                 portfolios=list(portfolios),
             )
         except UsernameTaken as exc:
-            _fail(str(exc), EXIT_USAGE)
-            raise  # unreachable
+            fail(str(exc))
         except DomainError as exc:
             # Names the field and rule (an unknown role, a malformed username), never the value.
-            _fail(str(exc), EXIT_USAGE)
-            raise
-        record = built.identity.staff(created.staff_id)
+            fail(str(exc))
     result = {"id": created.staff_id, "username": created.username, "one_time_password": created.one_time_password,
-              "roles": list(record.roles) if record else [], "portfolios": list(record.portfolios) if record else []}
+              "roles": created.roles, "portfolios": created.portfolios}
     if as_json:
         click.echo(json.dumps(result))
     else:

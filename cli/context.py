@@ -1,0 +1,94 @@
+"""The one operator context every command shares.
+
+A command builds the components for one run (`components`), acts as the operator who
+runs it (`operator_context`), fails with one line and an exit status (`fail`), and
+reads times with one parser (`ISO_TIME`). Exit status, as SPEC's interface contract
+fixes it: 0 success, 1 a check failed (tampering found, a rejected line, a drill that
+failed), 2 usage or configuration errors.
+
+Command modules import this module, never `cli.main`, so nothing imports in a circle.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import click
+
+from application.context import RequestContext
+from infrastructure.composition import Components, ConfigurationError, Settings, build
+from infrastructure.crypto.kek import KekError
+from infrastructure.sql import DatabaseUnavailable
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+
+# What stops a command before it does anything: the settings, the KEK or the database.
+SETUP_ERRORS = (ConfigurationError, KekError, DatabaseUnavailable)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """One line on stderr, then exit: errors name lines, fields and rules, never values."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def operator_context(purpose: str | None = None) -> RequestContext:
+    """The command line acts as the operator who runs it (R3.1)."""
+    return RequestContext(actor_id=f"operator:{getpass.getuser()}", via="cli", purpose=purpose)
+
+
+def instance_of(ctx: click.Context) -> str | None:
+    """The instance folder the root group was given (`--instance`, STRONGROOM_INSTANCE)."""
+    return (ctx.obj or {}).get("instance")
+
+
+def load_settings(ctx: click.Context) -> Settings:
+    """The instance's settings; a configuration problem exits 2."""
+    try:
+        return Settings.load(instance_of(ctx))
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def components(ctx: click.Context) -> Iterator[Components]:
+    """Build the application for one command; configuration problems exit 2."""
+    try:
+        built = build(Settings.load(instance_of(ctx)))
+    except (*SETUP_ERRORS, ValueError) as exc:
+        fail(str(exc))
+    try:
+        yield built
+        built.audit.flush()  # sign a checkpoint over what this command wrote (R3.3)
+    finally:
+        built.close()
+
+
+class IsoTime(click.ParamType):
+    """An ISO-8601 time; one without a zone is taken as UTC (the command line's rule)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            when = value
+        else:
+            try:
+                when = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail("must be an ISO-8601 time, e.g. 2026-11-29T12:00:00+00:00", param, ctx)
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+ISO_TIME = IsoTime()

@@ -1,0 +1,68 @@
+"""`strongroom doctor` (R7.1): is this instance fit to start, and in production?"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+
+import click
+
+from cli.context import EXIT_CHECK_FAILED, SETUP_ERRORS, load_settings
+from infrastructure.composition import Settings, build
+from infrastructure.sql import is_postgres
+
+
+def _owner_only(mode: int) -> bool:
+    return not mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def _check_instance(settings: Settings) -> list[tuple[str, bool, str]]:
+    """(check, passed, detail) for everything a production start depends on."""
+    checks: list[tuple[str, bool, str]] = []
+    production = settings.environment == "production"
+    kek = settings.kek_path
+    if settings.key_provider == "local":
+        if kek.exists():
+            mode = kek.stat().st_mode
+            checks.append(("KEK file readable by its owner only", _owner_only(mode), f"{kek} mode {oct(mode & 0o777)}"))
+        else:
+            checks.append(("KEK file present", False, f"no {kek}"))
+        # A local KEK file is a development key: production keeps the KEK in an HSM.
+        checks.append(("production does not use a development (local file) KEK", not production,
+                       f"key_provider={settings.key_provider}, environment={settings.environment}"))
+    cert, key = settings.tls_cert, settings.tls_key
+    checks.append(("TLS certificate and key present", cert.exists() and key.exists(), f"{cert}, {key}"))
+    if key.exists():
+        mode = key.stat().st_mode
+        checks.append(("TLS key readable by its owner only", _owner_only(mode), f"mode {oct(mode & 0o777)}"))
+    if production and is_postgres(settings.database_url):
+        verified = "sslmode=verify-full" in settings.database_url
+        checks.append(("PostgreSQL connection verifies the server (sslmode=verify-full)", verified, "R1.6"))
+    try:
+        built = build(settings, create_schema=False)
+        try:
+            kek_id = built.operations.key_status()["kek_id"]  # the key store answers a query too
+        finally:
+            built.close()
+    except (*SETUP_ERRORS, ValueError) as exc:
+        checks.append(("KEK unlocks the key store and the database answers", False, str(exc)))
+    else:
+        checks.append(("KEK unlocks the key store and the database answers", True, kek_id))
+    return checks
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor_command(ctx: click.Context, as_json: bool) -> None:
+    """Check the instance; refuses a production start with development keys,
+    without TLS, or with a key file others can read (exit 1)."""
+    checks = _check_instance(load_settings(ctx))
+    if as_json:
+        click.echo(json.dumps([{"check": c, "passed": ok, "detail": d} for c, ok, d in checks]))
+    else:
+        for check, ok, detail in checks:
+            click.echo(f"{'ok  ' if ok else 'FAIL'}  {check}  ({detail})")
+    if not all(ok for _, ok, _ in checks):
+        sys.exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,74 @@
+"""`strongroom init`: config, KEK, TLS certificate, schema and the first administrator."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+import click
+
+from application.context import acting_as
+from cli.context import components, fail, instance_of, operator_context, utc_now
+from infrastructure.composition import CONFIG_FILE
+from infrastructure.crypto.blind_index import bits_for
+from infrastructure.crypto.kek import LocalKek
+from infrastructure.tls import make_self_signed
+
+
+@click.command("init")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@click.option("--expected-customers", default=100_000, show_default=True,
+              help="Sizes the blind indexes (R1.3).")
+@click.pass_context
+def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> None:
+    """Create the instance: config, KEK, TLS certificate, schema, first admin."""
+    folder = Path(instance_of(ctx) or "instance").resolve()
+    if folder.exists() and any(folder.iterdir()):
+        fail(f"{folder} already exists and is not empty; nothing was changed")
+    # Everything is made in a staging folder and renamed into place at the end, so
+    # a failed init leaves nothing half-made behind.
+    staging = folder.with_name(f".{folder.name}.init-{secrets.token_hex(4)}")
+    staging.mkdir(mode=0o700, parents=True)
+    try:
+        (staging / CONFIG_FILE).write_text(
+            json.dumps(
+                {
+                    "environment": "development",
+                    "key_provider": "local",
+                    "blind_index_bits": bits_for(expected_customers),
+                    "backup_targets": [{"name": "local", "kind": "local", "path": "backups/local"}],
+                    "created_at": utc_now().isoformat(),
+                },
+                indent=2,
+            )
+        )
+        LocalKek.create(staging / "kek.key")
+        (staging / "tls").mkdir(mode=0o700)
+        make_self_signed(staging / "tls" / "cert.pem", staging / "tls" / "key.pem")
+        ctx.obj["instance"] = str(staging)
+        with components(ctx) as built, acting_as(operator_context("initial setup")):
+            admin = built.staff_admin.enrol_first_admin()
+        if folder.exists():
+            folder.rmdir()
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        ctx.obj["instance"] = str(folder)
+    result = {
+        "admin": {
+            "username": admin.username, "password": admin.one_time_password, "totp_uri": admin.totp_uri,
+            "recovery_codes": admin.recovery_codes,
+        }
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"Initialised {folder}")
+        click.echo("First administrator (shown once; the password must be changed at first login):")
+        click.echo(f"  username: {admin.username}\n  password: {admin.one_time_password}\n"
+                   f"  TOTP:     {admin.totp_uri}")
+        click.echo(f"  recovery codes: {' '.join(admin.recovery_codes)}")

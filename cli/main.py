@@ -1,0 +1,74 @@
+"""The `strongroom` root group and the console entry point.
+
+Output never carries personal data except where the operator asked for a customer by
+id; errors name lines, fields and rules, never values. Exit status: see cli.context.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from application.errors import ApplicationError
+from cli import (
+    audit,
+    backup,
+    bench,
+    compliance,
+    customers,
+    db,
+    doctor,
+    init,
+    keys,
+    projections,
+    serve,
+    staff,
+)
+from cli.context import EXIT_CHECK_FAILED, SETUP_ERRORS, fail
+from domain.errors import DomainError
+
+
+@click.group()
+@click.option("--instance", envvar="STRONGROOM_INSTANCE", default="instance",
+              help="Instance folder (config, KEK, TLS certificate, SQLite files).")
+@click.pass_context
+def main(ctx: click.Context, instance: str) -> None:
+    """Strongroom: encrypted, audited customer records for payment companies."""
+    ctx.ensure_object(dict)
+    ctx.obj["instance"] = instance
+
+
+main.add_command(init.init_command)
+main.add_command(serve.serve_command)
+main.add_command(projections.worker_command)
+main.add_command(staff.staff_group)
+main.add_command(customers.customers_group)
+main.add_command(projections.projections_group)
+main.add_command(keys.keys_group)
+main.add_command(audit.audit_group)
+main.add_command(db.db_group)
+main.add_command(backup.backup_group)
+main.add_command(backup.restore_command)
+main.add_command(compliance.compliance_group)
+main.add_command(doctor.doctor_command)
+main.add_command(bench.bench_command)
+
+
+def run() -> None:  # pragma: no cover - console entry
+    """Console entry: known errors become one line; unknown ones never dump a trace
+    (whose messages could carry values) unless STRONGROOM_DEBUG is set."""
+    try:
+        main()
+    except (ApplicationError, DomainError) as exc:
+        fail(str(exc), EXIT_CHECK_FAILED)
+    except SETUP_ERRORS as exc:
+        fail(str(exc))
+    except Exception as exc:
+        if os.environ.get("STRONGROOM_DEBUG"):
+            raise
+        fail(f"internal error ({type(exc).__name__}); rerun with STRONGROOM_DEBUG=1 for details", EXIT_CHECK_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m cli.main`, as the API benchmark starts it
+    run()
