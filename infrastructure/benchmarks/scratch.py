@@ -24,7 +24,7 @@ from psycopg.sql import SQL, Identifier
 from domain.customer import Customer
 from infrastructure.composition import Components, Settings, build
 from infrastructure.crypto.kek import LocalKek
-from infrastructure.recorders import recorder_environment
+from infrastructure.eventstore import recorder_environment
 
 STORES = ("sqlite", "postgres")
 
