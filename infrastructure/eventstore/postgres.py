@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
+from psycopg import Rollback
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
@@ -414,6 +415,13 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
                             self._run_hook(curs, notification_ids, kwargs)
                         except Exception as e:  # noqa: BLE001 - re-raised below
                             exc = e  # Raise after the pipeline has exited cleanly.
+                if exc:
+                    # Roll back rather than leave the block normally, which commits:
+                    # a hook that raised (a read-model bug, not a database error)
+                    # leaves a healthy transaction, and committing it would store
+                    # events without their read-model rows. Rollback ends the block
+                    # quietly, so the pipeline still exits cleanly.
+                    raise Rollback
             if exc:
                 raise exc
         return notification_ids

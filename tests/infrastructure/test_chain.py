@@ -197,3 +197,18 @@ def test_a_failing_read_model_hook_leaves_no_event_behind(database_url: str, fac
     recorder.insert_events(_events(1))
     _assert_chained(recorder, 2)
 
+
+
+def test_a_failing_read_model_hook_on_the_statement_path_leaves_no_event_behind(pg_url: str, factories: Any) -> None:
+    """The same story on PostgreSQL's statement path (DB functions off, or tracking)."""
+    env = recorder_environment(pg_url, fail_fast=True) | {"POSTGRES_ENABLE_DB_FUNCTIONS": "n"}
+    recorder = factories(env).application_recorder()
+    recorder.insert_events(_events(1))
+
+    def broken_hook(cursor: Any, positions: Any) -> None:
+        raise RuntimeError("the read model refused the row")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        recorder.insert_events(_events(2), **{HOOK: broken_hook})
+    recorder.insert_events(_events(1))
+    _assert_chained(recorder, 2)
