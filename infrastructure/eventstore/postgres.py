@@ -1,48 +1,34 @@
 """The PostgreSQL store: one recorder per role, rows stamped, chained and append-only.
 
-Stored layout (one table per application, `<schema>.<name>_events`; the library's
-columns first, unchanged, then ours):
+The stored layout (the table, its stored insert function and triggers) is stated
+in postgres_schema.py; this module is how rows get in and how they are read.
 
-    originator_id       uuid        PRIMARY KEY (originator_id, originator_version)
-    originator_version  bigint
-    topic               text
-    state               bytea       the ciphertext (infrastructure/crypto/envelope.py)
-    notification_id     bigserial   unique index (the library's)
-    recorded_at         timestamptz index on (recorded_at, notification_id)
-    prev_hash, row_hash bytea       32 bytes each: the chain (infrastructure/audit/chain.py)
+Why the inserts go the way they do:
 
-plus, per table, the stored function `<table>_insert_timed(events[])` through which
-every row is inserted, and triggers refusing UPDATE, DELETE and TRUNCATE.
-
-Why it is built this way:
-
-- One stored function does every insert, on both of the library's insert paths: it
-  takes `LOCK TABLE ... IN EXCLUSIVE MODE`, reads the last row, stamps
-  `max(clock_timestamp(), last stamp)` and chains onto the last row's hash. After the
-  lock no other writer can chain onto the same row, and the stamp never decreases
-  as the id grows. Every row of one `save()` shares one stamp.
+- Every insert, on both of the library's insert paths, goes through the one stored
+  function, which locks the table, stamps and chains; so no path can write an
+  unchained row, and the stamp never decreases as the id grows.
 - The DB-function path (POSTGRES_ENABLE_DB_FUNCTIONS, production's default) calls
   it alone, one round trip in autocommit; with an in-transaction hook (the inline
-  projection) it calls it and the hook in one explicit transaction. The statement
-  path calls it inside the library's pipelined transaction, after the tracking row.
-  Anything carrying tracking takes the statement path, because the library's
-  function path drops the tracking row.
-- The function is SECURITY DEFINER, so the application's role needs only SELECT and
-  EXECUTE: it cannot write a row with a hash of its own choosing (R3.4).
+  projection) it calls it and the hook in one explicit transaction, so a failing
+  hook leaves no event behind. The statement path calls it inside the library's
+  pipelined transaction, after the tracking row, then runs the hook. Anything
+  carrying tracking takes the statement path, because the library's function path
+  drops the tracking row.
 
 Library methods overridden (checked against eventsourcing 9.5.6): the public
-`insert_events(**kwargs)`, which chooses the path; `_insert_stored_events` and
-`_fetch_ids_after_insert_events`, the protected steps of the library's statement
-path, so that any path through them still goes through the chained function. The
-statement path itself is repeated in `_insert_events_by_statements`, because the
-library only reaches it when DB functions are off.
+`insert_events(**kwargs)`, which chooses the path and runs the hooks (shared.py);
+`_insert_stored_events` and `_fetch_ids_after_insert_events`, the protected steps of
+the library's statement path, so that any path through them still goes through the
+chained function. The statement path itself is repeated in
+`_insert_events_by_statements`, because the library only reaches it when DB
+functions are off.
 
 `TLSPostgresFactory` is the library's factory plus `sslmode` and `sslrootcert`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -50,7 +36,7 @@ from uuid import UUID
 
 from psycopg import Rollback
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier
 
 from eventsourcing.persistence import (
     InterfaceError,
@@ -63,19 +49,17 @@ from eventsourcing.postgres import (
     PostgresDatastore,
     PostgresFactory,
     PostgresProcessRecorder,
-    PostgresRecorder,
 )
 from eventsourcing.utils import EnvType, Environment, retry
-from infrastructure.audit.chain import (
-    CHAIN_TAG,
-    GENESIS,
-    HASH_BYTES,
-    ChainRow,
-    state_digest,
-    unreadable_row,
+from infrastructure.audit.chain import ChainRow, state_digest, unreadable_row
+from infrastructure.eventstore.postgres_schema import (
+    append_only_statements,
+    chained_insert_function,
+    derived_identifier,
+    events_table,
+    recorded_at_index,
 )
 from infrastructure.eventstore.shared import (
-    APPEND_ONLY_MESSAGE,
     HOOK,
     MAX_POSITION,
     InsertHooks,
@@ -89,35 +73,19 @@ __all__ = [
     "TimedPostgresProcessRecorder",
 ]
 
-APPEND_ONLY_FUNCTION = "strongroom_refuse_change"
-
-
-def _derived_identifier(table: str, suffix: str) -> str:
-    """`table + suffix`, shortened with a hash when PostgreSQL would truncate it.
-
-    PostgreSQL silently truncates identifiers past 63 bytes, which could make two
-    long table names share one index or function; the hash keeps them apart.
-    """
-    name = table + suffix
-    if len(name.encode()) <= PostgresRecorder.MAX_IDENTIFIER_LEN:
-        return name
-    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
-    keep = PostgresRecorder.MAX_IDENTIFIER_LEN - len(suffix) - len(digest) - 1
-    return f"{table[:keep]}_{digest}{suffix}"
-
-
 class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder):
     """PostgreSQL application recorder whose rows carry `recorded_at timestamptz`
     and the chain hashes, and which runs the caller's in-transaction hook.
 
     Every insert, on either path, goes through one per-table stored function that
-    locks the table, stamps, chains and inserts (see `_chained_insert_function`):
-    the DB-function path calls it alone (one round trip, autocommit), or with the
-    hook in one explicit transaction; the statement path calls it inside a
-    transaction that also writes the tracking row (and runs the hook). The hash is computed in the database with `sha256()`, after the
-    lock: measured against computing it in Python inside the locked transaction
-    (which needs a round trip to learn the predecessor's hash before inserting),
-    the function was faster, see docs/audit.md.
+    locks the table, stamps, chains and inserts (postgres_schema.py): the
+    DB-function path calls it alone (one round trip, autocommit), or with the hook
+    in one explicit transaction; the statement path calls it inside a transaction
+    that also writes the tracking row (and runs the hook). The hash is computed in
+    the database with `sha256()`, after the lock: measured against computing it in
+    Python inside the locked transaction (which needs a round trip to learn the
+    predecessor's hash before inserting), the function was faster, see
+    docs/audit.md.
 
     The function is SECURITY DEFINER: it runs with its owner's rights, so the
     application's role needs only SELECT on the table and EXECUTE on the function
@@ -135,42 +103,15 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
-        self.recorded_at_index_name = _derived_identifier(
+        self.recorded_at_index_name = derived_identifier(
             self.events_table_name, "_recorded_at_idx"
         )
-        self.sql_create_statements[self.create_table_statement_index] = SQL(
-            "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
-            "originator_id {originator_id_type} NOT NULL, "
-            "originator_version bigint NOT NULL, "
-            "topic text, "
-            "state bytea, "
-            "notification_id bigserial, "
-            "recorded_at timestamptz NOT NULL, "
-            "prev_hash bytea NOT NULL CHECK (octet_length(prev_hash) = {bytes}), "
-            "row_hash bytea NOT NULL CHECK (octet_length(row_hash) = {bytes}), "
-            "PRIMARY KEY "
-            "(originator_id, originator_version)) "
-            "WITH ("
-            "    autovacuum_enabled = true,"
-            "    autovacuum_vacuum_threshold = 100000000,"
-            "    autovacuum_vacuum_scale_factor = 0.5,"
-            "    autovacuum_analyze_threshold = 1000,"
-            "    autovacuum_analyze_scale_factor = 0.01"
-            ")"
-        ).format(
-            schema=schema,
-            table=table,
-            originator_id_type=Identifier(self.datastore.originator_id_type),
-            bytes=Literal(HASH_BYTES),
+        self.sql_create_statements[self.create_table_statement_index] = events_table(
+            self.datastore.schema, self.events_table_name, self.datastore.originator_id_type
         )
         self.sql_create_statements.append(
-            SQL(
-                "CREATE INDEX IF NOT EXISTS {index} "
-                "ON {schema}.{table} (recorded_at, notification_id)"
-            ).format(
-                index=Identifier(self.recorded_at_index_name),
-                schema=schema,
-                table=table,
+            recorded_at_index(
+                self.datastore.schema, self.events_table_name, self.recorded_at_index_name
             )
         )
         # DB-function path. The library names its function after the originator id
@@ -178,7 +119,7 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         # overwrite each other's function and the last one created receives both
         # applications' events; its function also takes no table lock. Ours is
         # named per table and locks.
-        self.pg_function_name_insert_events = _derived_identifier(
+        self.pg_function_name_insert_events = derived_identifier(
             self.events_table_name, "_insert_timed"
         )
         self.sql_invoke_pg_function_insert_events = SQL(
@@ -187,11 +128,25 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
             schema=schema,
             function=Identifier(self.pg_function_name_insert_events),
         )
-        self.sql_create_pg_function_insert_events = self._chained_insert_function()
+        self.sql_create_pg_function_insert_events = chained_insert_function(
+            schema=self.datastore.schema,
+            table=self.events_table_name,
+            function=self.pg_function_name_insert_events,
+            event_type=self.stored_event_type_name,
+            channel=self.channel_name,
+            lock_timeout=self.datastore.lock_timeout,
+        )
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
-        self.sql_create_statements.extend(self._append_only_statements())
+        self.sql_create_statements.extend(
+            append_only_statements(
+                schema=self.datastore.schema,
+                table=self.events_table_name,
+                function=self.pg_function_name_insert_events,
+                event_type=self.stored_event_type_name,
+            )
+        )
         self.position_at_statement = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s "
             "ORDER BY recorded_at DESC, notification_id DESC LIMIT 1"
@@ -217,122 +172,6 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
             "SELECT notification_id, row_hash FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
-
-    def _chained_insert_function(self) -> Composed:
-        """The stored function: lock, read the last row, stamp, chain, insert.
-
-        Inside a VOLATILE plpgsql function each statement takes a fresh READ
-        COMMITTED snapshot, so the SELECT after the LOCK sees the last committed
-        row, and no other writer can chain onto it until this transaction ends.
-        Positions are taken from the sequence one by one, so each row's hash
-        commits to the notification id it really gets. The bytes hashed are those
-        of `infrastructure.audit.chain.row_hash`.
-        """
-        qualified = ".".join(
-            '"' + name.replace('"', '""') + '"'
-            for name in (self.datastore.schema, self.events_table_name)
-        )
-        return SQL(
-            "CREATE OR REPLACE FUNCTION "
-            "{schema}.{function}(events {schema}.{event}[]) "
-            "RETURNS SETOF bigint "
-            "LANGUAGE plpgsql "
-            "SECURITY DEFINER "
-            "SET search_path = pg_catalog, pg_temp "
-            "AS "
-            "$BODY$ "
-            "DECLARE "
-            "    stamp timestamptz; "
-            "    stamp_us bigint; "
-            "    prev bytea; "
-            "    pos bigint; "
-            "    h bytea; "
-            "    sid bytea; "
-            "    top bytea; "
-            "    seq regclass; "
-            "    e record; "
-            "BEGIN "
-            "    SET LOCAL lock_timeout = '{lock_timeout}s'; "
-            "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-            "    NOTIFY {channel}; "
-            "    SELECT t.recorded_at, t.row_hash INTO stamp, prev "
-            "        FROM {schema}.{table} AS t "
-            "        ORDER BY t.notification_id DESC LIMIT 1; "
-            "    stamp := GREATEST(clock_timestamp(), stamp); "
-            "    stamp_us := (extract(epoch FROM stamp) * 1000000)::bigint; "
-            "    prev := coalesce(prev, {genesis}); "
-            "    seq := pg_get_serial_sequence({qualified}, 'notification_id')::regclass; "
-            "    FOR e IN SELECT u.originator_id, u.originator_version, u.topic, u.state "
-            "             FROM unnest(events) AS u LOOP "
-            "        pos := nextval(seq); "
-            "        sid := convert_to(e.originator_id::text, 'UTF8'); "
-            "        top := convert_to(e.topic, 'UTF8'); "
-            "        h := sha256({tag} || prev || int8send(pos) "
-            "            || int4send(octet_length(sid)) || sid "
-            "            || int8send(e.originator_version) "
-            "            || int4send(octet_length(top)) || top "
-            "            || int8send(stamp_us) || sha256(e.state)); "
-            "        INSERT INTO {schema}.{table} (notification_id, originator_id, "
-            "            originator_version, topic, state, recorded_at, prev_hash, row_hash) "
-            "        VALUES (pos, e.originator_id, e.originator_version, e.topic, e.state, "
-            "            stamp, prev, h); "
-            "        prev := h; "
-            "        RETURN NEXT pos; "
-            "    END LOOP; "
-            "END; "
-            "$BODY$"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            function=Identifier(self.pg_function_name_insert_events),
-            event=Identifier(self.stored_event_type_name),
-            table=Identifier(self.events_table_name),
-            lock_timeout=self.datastore.lock_timeout,
-            channel=Identifier(self.channel_name),
-            genesis=Literal(GENESIS),
-            tag=Literal(CHAIN_TAG),
-            qualified=Literal(qualified),
-        )
-
-    def _append_only_statements(self) -> list[Composed]:
-        """Triggers refusing UPDATE, DELETE and TRUNCATE, even to the owner (R3.4).
-
-        Crypto-shredding destroys keys, never rows, so nothing legitimate is
-        refused. A superuser can still disable triggers; the chain and the signed
-        checkpoints are what catch what such a person changes.
-        """
-        schema = Identifier(self.datastore.schema)
-        table = Identifier(self.events_table_name)
-        refuse = Identifier(APPEND_ONLY_FUNCTION)
-        function_name = Identifier(self.pg_function_name_insert_events)
-        return [
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{refuse}() RETURNS trigger "
-                "LANGUAGE plpgsql AS $BODY$ BEGIN "
-                "RAISE EXCEPTION '%: % on %.% refused', {message}, TG_OP, "
-                "TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; "
-                "END; $BODY$"
-            ).format(schema=schema, refuse=refuse, message=Literal(APPEND_ONLY_MESSAGE)),
-            SQL(
-                "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE "
-                "ON {schema}.{table} FOR EACH ROW EXECUTE FUNCTION {schema}.{refuse}()"
-            ).format(
-                trigger=Identifier(_derived_identifier(self.events_table_name, "_append_only")),
-                schema=schema, table=table, refuse=refuse,
-            ),
-            SQL(
-                "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE "
-                "ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{refuse}()"
-            ).format(
-                trigger=Identifier(_derived_identifier(self.events_table_name, "_no_truncate")),
-                schema=schema, table=table, refuse=refuse,
-            ),
-            # PostgreSQL lets PUBLIC execute new functions; only roles granted it by
-            # `strongroom db roles` (and the owner) may append events.
-            SQL("REVOKE ALL ON FUNCTION {schema}.{function}({schema}.{event}[]) FROM PUBLIC").format(
-                schema=schema, function=function_name,
-                event=Identifier(self.stored_event_type_name),
-            ),
-        ]
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
