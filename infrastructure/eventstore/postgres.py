@@ -73,6 +73,7 @@ __all__ = [
     "TimedPostgresProcessRecorder",
 ]
 
+
 class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder):
     """PostgreSQL application recorder whose rows carry `recorded_at timestamptz`
     and the chain hashes, and which runs the caller's in-transaction hook.

@@ -1,7 +1,7 @@
 """The SQLite store: one recorder per role, rows stamped, chained and append-only.
 
-Stored layout (one table per application, `<name>_events`; the library's columns
-first, unchanged, then ours):
+Stored layout (the library's SQLite factory names the table `stored_events`; the
+library's columns first, unchanged, then ours):
 
     rowid               INTEGER   the notification id (SQLite's implicit rowid)
     originator_id       TEXT      32 hex digits for a UUID stream
