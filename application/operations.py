@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 
 class LogPositions(Protocol):
-    """What the recorder answers about positions in the log (infrastructure/recorders.py)."""
+    """What the recorder answers about positions in the log (infrastructure/eventstore/)."""
 
     def position_at(self, when: datetime) -> int:
         """The greatest log position recorded at or before `when` (0 if none)."""
@@ -69,7 +69,7 @@ class Operations:
     log: LogPositions = field(init=False)
 
     def __post_init__(self) -> None:
-        self.log = self.app.recorder  # the timed recorders (infrastructure/recorders.py)
+        self.log = self.app.recorder  # the timed recorders (infrastructure/eventstore/)
 
     def position_at(self, when: datetime) -> int:
         """The log position at time `when`: what "rebuild to T" or "restore to T" means."""

@@ -25,7 +25,7 @@ from domain.customer import Customer
 from benchmarks import STORES
 from infrastructure.composition import Components, Settings, build
 from infrastructure.crypto.kek import LocalKek
-from infrastructure.recorders import recorder_environment
+from infrastructure.eventstore import recorder_environment
 
 
 class ScratchError(Exception):

@@ -33,9 +33,9 @@ from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
+from infrastructure.eventstore import recorder_environment
 from infrastructure.identity_store import IdentityStore, common_passwords
 from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes, recovery_code_hash
-from infrastructure.projecting import projecting_environment
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -281,7 +281,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
-    env = projecting_environment(settings.database_url)
+    env = recorder_environment(settings.database_url, fail_fast=True)
     env["CREATE_TABLE"] = "y" if create_schema else "n"
     app = Strongroom(
         env,

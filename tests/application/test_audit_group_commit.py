@@ -119,7 +119,7 @@ def test_record_returns_only_once_the_record_is_readable_from_the_store(app: Any
     from eventsourcing.persistence import InfrastructureFactory
     from eventsourcing.utils import Environment
 
-    from infrastructure.recorders import recorder_environment
+    from infrastructure.eventstore import recorder_environment
 
     factory = InfrastructureFactory.construct(
         Environment("strongroom", recorder_environment(components.settings.database_url) | {"CREATE_TABLE": "n"})

@@ -23,7 +23,7 @@ from eventsourcing.persistence import InfrastructureFactory, StoredEvent, Tracki
 from eventsourcing.utils import Environment
 from infrastructure.audit.chain import GENESIS, ChainRow, epoch_micros, row_hash, state_digest
 from infrastructure.audit.verify import ChainVerifier, iter_rows
-from infrastructure.recorders import TimedPostgresApplicationRecorder, recorder_environment
+from infrastructure.eventstore import HOOK, TimedPostgresApplicationRecorder, recorder_environment
 
 
 @pytest.fixture
@@ -186,9 +186,23 @@ def test_a_failing_read_model_hook_leaves_no_event_behind(database_url: str, fac
     """The inline projection's hook runs in the events' transaction (on PostgreSQL's
     function path too, whose connections are otherwise in autocommit): if it fails,
     neither the rows nor a link of the chain are left behind."""
-    from infrastructure.projecting import HOOK, projecting_environment
+    recorder = factories(recorder_environment(database_url, fail_fast=True)).application_recorder()
+    recorder.insert_events(_events(1))
 
-    recorder = factories(projecting_environment(database_url)).application_recorder()
+    def broken_hook(cursor: Any, positions: Any) -> None:
+        raise RuntimeError("the read model refused the row")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        recorder.insert_events(_events(2), **{HOOK: broken_hook})
+    recorder.insert_events(_events(1))
+    _assert_chained(recorder, 2)
+
+
+
+def test_a_failing_read_model_hook_on_the_statement_path_leaves_no_event_behind(pg_url: str, factories: Any) -> None:
+    """The same story on PostgreSQL's statement path (DB functions off, or tracking)."""
+    env = recorder_environment(pg_url, fail_fast=True) | {"POSTGRES_ENABLE_DB_FUNCTIONS": "n"}
+    recorder = factories(env).application_recorder()
     recorder.insert_events(_events(1))
 
     def broken_hook(cursor: Any, positions: Any) -> None:

@@ -23,9 +23,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent
 from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import Environment
-from infrastructure.recorders import (
-    TLSPostgresFactory,
-    TimedNotification,
+from infrastructure.eventstore import (
+    StampedNotification,
     TimedPostgresApplicationRecorder,
     TimedPostgresProcessRecorder,
     TimedSQLiteApplicationRecorder,
@@ -124,7 +123,7 @@ def story_position_at_lands_on_the_end_of_a_save(recorder: TimedRecorder) -> Non
 
     notes = recorder.select_timed_notifications(1, 10)
     assert [n.id for n in notes] == [1, 2, 3, 4]
-    assert all(isinstance(n, TimedNotification) for n in notes)
+    assert all(isinstance(n, StampedNotification) for n in notes)
     assert notes[0].state == b"ciphertext 1" and notes[2].originator_id == bob
     stamps = [n.recorded_at for n in notes]
     assert all(s.utcoffset() == timedelta(0) for s in stamps)
@@ -331,85 +330,3 @@ def test_two_applications_in_one_database_keep_their_own_events(pg_url: str) -> 
         audit.save(Entry(amount=2), Entry(amount=3))
         assert ledger.recorder.max_notification_id() == 1
         assert audit.recorder.max_notification_id() == 2
-
-
-# ------------------------------------------------------------ recorder_environment
-
-
-def test_sqlite_url_becomes_the_sqlite_environment(tmp_path: Any) -> None:
-    env = recorder_environment(f"sqlite:///{tmp_path}/strongroom.sqlite")
-    assert env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
-    assert env["SQLITE_DBNAME"] == f"{tmp_path}/strongroom.sqlite"
-    assert int(env["SQLITE_LOCK_TIMEOUT"]) > 0
-    assert env["APPLICATION_RECORDER_TOPIC"].endswith(":TimedSQLiteApplicationRecorder")
-    assert env["PROCESS_RECORDER_TOPIC"].endswith(":TimedSQLiteProcessRecorder")
-
-
-def test_postgres_url_becomes_the_postgres_environment() -> None:
-    env = recorder_environment(
-        "postgresql://strong%40room:p%3Ass@db.internal:6543/records"
-        "?sslmode=verify-full&sslrootcert=/etc/strongroom/ca.pem&schema=vault"
-    )
-    assert env["POSTGRES_DBNAME"] == "records"
-    assert env["POSTGRES_HOST"] == "db.internal"
-    assert env["POSTGRES_PORT"] == "6543"
-    assert env["POSTGRES_USER"] == "strong@room"
-    assert env["POSTGRES_PASSWORD"] == "p:ss"
-    assert env["POSTGRES_SCHEMA"] == "vault"
-    assert env["POSTGRES_SSLMODE"] == "verify-full"
-    assert env["POSTGRES_SSLROOTCERT"] == "/etc/strongroom/ca.pem"
-    assert env["POSTGRES_ENABLE_DB_FUNCTIONS"] == "y"
-    assert env["APPLICATION_RECORDER_TOPIC"].endswith(":TimedPostgresApplicationRecorder")
-    assert env["PROCESS_RECORDER_TOPIC"].endswith(":TimedPostgresProcessRecorder")
-
-    plain = recorder_environment("postgres://postgres@127.0.0.1/strongroom")
-    assert plain["POSTGRES_PORT"] == "5432"
-    assert plain["POSTGRES_PASSWORD"] == ""
-    assert "POSTGRES_SCHEMA" not in plain and "POSTGRES_SSLMODE" not in plain
-
-
-def test_sslmode_in_the_url_reaches_the_postgres_connection(pg_url: str) -> None:
-    # The attack: an operator asks for verify-full and silently gets libpq's
-    # default "prefer", which talks to an impostor server. The local test server
-    # has no certificate from this CA (nor the CA file at all), so a connection
-    # that really applies the setting must fail, and fail for the TLS reason.
-    factory = _factory(
-        recorder_environment(
-            f"{pg_url}?sslmode=verify-full&sslrootcert=/nonexistent/strongroom-ca.pem"
-        )
-    )
-    try:
-        assert isinstance(factory, TLSPostgresFactory)
-        kwargs = factory.datastore.pool.kwargs
-        assert isinstance(kwargs, dict)
-        assert kwargs["sslmode"] == "verify-full"
-        with pytest.raises(psycopg.OperationalError, match="SSL|root certificate"):
-            psycopg.connect(**kwargs, connect_timeout=5).close()
-    finally:
-        factory.close()
-    # And a URL that asks for no TLS still connects (the local server has none).
-    with Ledger(env=recorder_environment(f"{pg_url}?sslmode=disable")) as app:
-        app.save(Entry(amount=1))
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "",
-        "/var/lib/strongroom.sqlite",
-        "mysql://root@127.0.0.1/strongroom",
-        "sqlite://host/strongroom.sqlite",
-        "sqlite:///",
-        "sqlite:///x.sqlite?mode=memory",
-        "postgresql://127.0.0.1/strongroom",
-        "postgresql://postgres@127.0.0.1/",
-        "postgresql://postgres@/strongroom",
-        "postgresql://postgres@127.0.0.1:99999/strongroom",
-        "postgresql://postgres@127.0.0.1/strongroom?sslcompression=1",
-        "postgresql://postgres@127.0.0.1/strongroom?sslmode=",
-        "postgresql://postgres@127.0.0.1/strongroom?sslmode=require&sslmode=disable",
-    ],
-)
-def test_a_url_we_cannot_honour_is_refused(url: str) -> None:
-    with pytest.raises(ValueError):
-        recorder_environment(url)

@@ -1,0 +1,333 @@
+"""The SQLite store: one recorder per role, rows stamped, chained and append-only.
+
+Stored layout (the library's SQLite factory names the table `stored_events`; the
+library's columns first, unchanged, then ours):
+
+    rowid               INTEGER   the notification id (SQLite's implicit rowid)
+    originator_id       TEXT      32 hex digits for a UUID stream
+    originator_version  INTEGER   PRIMARY KEY (originator_id, originator_version)
+    topic               TEXT
+    state               BLOB      the ciphertext (infrastructure/crypto/envelope.py)
+    recorded_at         TEXT      ISO-8601 UTC, microseconds, fixed width (so text
+                                  order is time order); indexed
+    prev_hash, row_hash BLOB      32 bytes each: the chain (infrastructure/audit/chain.py)
+
+Why it is built this way:
+
+- The stamp is `max(now, last row's stamp)` and the hash chains onto the last row,
+  both read inside the INSERT itself, after SQLite has taken its write lock; so the
+  stamp never decreases as the id grows, even if the clock steps back, and no two
+  writers (even in two processes) chain onto the same predecessor. Every row of one
+  `save()` shares the first row's stamp, so "as of T" never splits a unit of work.
+- The hash is computed by a Python function registered on the connection, called by
+  SQLite inside the statement, so it commits to the rowid the row really gets.
+- Triggers refuse UPDATE and DELETE (R3.4): the application never changes an event
+  (crypto-shredding destroys keys, not rows), so any attempt is a bug or an attack.
+
+Extension points used (checked against eventsourcing 9.5.6): the public
+`insert_events(**kwargs)` (to run the in-transaction hook and the commit listeners,
+see shared.py) and the protected `_insert_events(cursor, ...)`, the step the library
+itself extends in `SQLiteProcessRecorder` to add the tracking row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteProcessRecorder,
+)
+from infrastructure.audit.chain import (
+    HASH_BYTES,
+    ChainRow,
+    canonical_uuid_hex,
+    epoch_micros,
+    row_hash,
+    state_digest,
+    unreadable_row,
+)
+from infrastructure.eventstore.shared import (
+    APPEND_ONLY_MESSAGE,
+    MAX_POSITION,
+    InsertHooks,
+    StampedNotification,
+    as_utc,
+)
+
+__all__ = ["TimedSQLiteApplicationRecorder", "TimedSQLiteProcessRecorder"]
+
+# SQLite keeps recorded_at as fixed-width ISO-8601 text so that text order is time
+# order; this is the width of datetime.isoformat(timespec="microseconds") in UTC.
+_STAMP_WIDTH = len("2000-01-01T00:00:00.000000+00:00")
+_NOW_FUNCTION = "strongroom_utc_now"
+_CHAIN_FUNCTION = "strongroom_chain_hash"
+
+
+def _stamp(when: datetime) -> str:
+    return as_utc(when).isoformat(timespec="microseconds")
+
+
+def _utc_now_stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _chain_hash(
+    prev: bytes, position: int, stream_id: str, version: int, topic: str, stamp: str, state: bytes
+) -> bytes:
+    """The row hash, called by SQLite inside the INSERT (after the write lock)."""
+    return row_hash(
+        prev, position, stream_id, version, topic,
+        epoch_micros(datetime.fromisoformat(stamp)), state_digest(state),
+    )
+
+
+class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
+    """SQLite application recorder whose rows carry `recorded_at` and the chain
+    hashes, and which runs the caller's in-transaction hook (shared.py)."""
+
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        events_table_name: str = "stored_events",
+    ) -> None:
+        super().__init__(datastore, events_table_name)
+        # The B608 suppressions: table names come from the application's own
+        # configuration, never from input; every value is a bound parameter.
+        table = self.events_table_name
+        # Each INSERT reads the last row (its position, stamp and hash) and writes
+        # the next one in the same statement. SQLite takes the write lock when the
+        # statement starts, so the last row read is the last row committed, even
+        # across processes; no second writer can chain onto the same predecessor.
+        # (Multi-arg max() is NULL if any argument is, hence the coalesce on an
+        # empty table.) The position is given explicitly, so the hash commits to
+        # the rowid the row really gets.
+        # MATERIALIZED (SQLite 3.35+) evaluates "now" once: a flattened subquery
+        # would call it once for the column and again for the hash.
+        insert = (
+            "WITH n AS MATERIALIZED ("  # nosec B608
+            "SELECT coalesce(l.pos0, 0) + 1 AS pos, {stamp} AS stamp, "
+            f"coalesce(l.row_hash, zeroblob({HASH_BYTES})) AS prev "
+            "FROM (SELECT 1) LEFT JOIN ("
+            f"SELECT rowid AS pos0, recorded_at, row_hash FROM {table} "
+            "ORDER BY rowid DESC LIMIT 1) AS l ON 1) "
+            f"INSERT INTO {table} "
+            "(rowid, originator_id, originator_version, topic, state, recorded_at, "
+            "prev_hash, row_hash) "
+            "SELECT n.pos, ?1, ?2, ?3, ?4, n.stamp, n.prev, "
+            f"{_CHAIN_FUNCTION}(n.prev, n.pos, ?5, ?2, ?3, n.stamp, ?4) FROM n"
+        )
+        # The first row's stamp is max(now, last stamp); later rows of the same
+        # transaction copy the stamp of the row before, so one save has one stamp.
+        self.insert_first_event_statement = insert.format(
+            stamp=f"max({_NOW_FUNCTION}(), coalesce(l.recorded_at, ''))"
+        )
+        self.insert_next_event_statement = insert.format(stamp="l.recorded_at")
+        self.position_at_statement = (
+            f"SELECT rowid FROM {table} WHERE recorded_at <= ? "  # nosec B608
+            "ORDER BY recorded_at DESC, rowid DESC LIMIT 1"
+        )
+        self.version_at_statement = (
+            f"SELECT max(originator_version) FROM {table} "  # nosec B608
+            "WHERE originator_id = ? AND recorded_at <= ?"
+        )
+        self.recorded_at_of_statement = (
+            f"SELECT recorded_at FROM {table} WHERE rowid = ?"  # nosec B608
+        )
+        self.chain_rows_statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state, "  # nosec B608
+            f"recorded_at, prev_hash, row_hash FROM {table} "
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        self.chain_head_statement = (
+            f"SELECT rowid, row_hash FROM {table} ORDER BY rowid DESC LIMIT 1"  # nosec B608
+        )
+
+    def construct_create_table_statements(self) -> list[str]:
+        table = self.events_table_name
+        refuse = f"SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}')"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "originator_id TEXT, "
+            "originator_version INTEGER, "
+            "topic TEXT, "
+            "state BLOB, "
+            "recorded_at TEXT NOT NULL "
+            f"CHECK (length(recorded_at) = {_STAMP_WIDTH}), "
+            f"prev_hash BLOB NOT NULL CHECK (length(prev_hash) = {HASH_BYTES}), "
+            f"row_hash BLOB NOT NULL CHECK (length(row_hash) = {HASH_BYTES}), "
+            "PRIMARY KEY (originator_id, originator_version))",
+            # The index's implicit trailing rowid serves ORDER BY recorded_at, rowid.
+            f"CREATE INDEX IF NOT EXISTS {table}_recorded_at_idx "
+            f"ON {table} (recorded_at)",
+            # Append-only (R3.4): the application never updates or deletes an event
+            # (crypto-shredding destroys keys, not rows), so any attempt is either a
+            # bug or an attack. An attacker with the file can drop these; the chain
+            # and the signed checkpoints are what catch that.
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN {refuse}; END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN {refuse}; END",
+        ]
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **_: Any,
+    ) -> Sequence[int] | None:
+        # Microseconds from Python, evaluated inside the statement (after the lock);
+        # SQLite's own strftime('%f') only has milliseconds. Registering is cheap and
+        # idempotent, and the library's pool gives us no hook at connect time.
+        connection = c.sqlite_cursor.connection
+        connection.create_function(
+            _NOW_FUNCTION, 0, _utc_now_stamp, deterministic=False
+        )
+        connection.create_function(
+            _CHAIN_FUNCTION, 7, _chain_hash, deterministic=True
+        )
+        notification_ids: list[int] = []
+        statement = self.insert_first_event_statement
+        for s in stored_events:
+            stored_id = (
+                s.originator_id.hex
+                if isinstance(s.originator_id, UUID)
+                else s.originator_id
+            )
+            # The chain hashes the id as a reader will see it, so PostgreSQL and
+            # SQLite hash a row identically (backups restore either way round).
+            canonical_id = str(self.convert_originator_id(stored_id))
+            c.execute(
+                statement,
+                (stored_id, s.originator_version, s.topic, s.state, canonical_id),
+            )
+            notification_ids.append(c.lastrowid)
+            statement = self.insert_next_event_statement
+        return notification_ids
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events (and a process recorder's tracking row), run the
+        caller's in-transaction hook, commit, then tell the commit listeners."""
+        # The library's own insert_events is this transaction around
+        # _insert_events; the hook is the one addition.
+        with self.datastore.transaction(commit=True) as c:
+            ids = self._insert_events(c, stored_events, **kwargs)
+            self._run_hook(c, ids, kwargs)
+        self._committed(ids)
+        return ids
+
+    def position_at(self, when: datetime) -> int:
+        """The greatest notification id recorded at or before `when` (0 if none)."""
+        stamp = _stamp(when)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.position_at_statement, (stamp,))
+            row = c.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def version_at(self, originator_id: UUID | str, when: datetime) -> int | None:
+        """The stream's greatest version recorded at or before `when`, if any."""
+        stamp = _stamp(when)
+        key = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.version_at_statement, (key, stamp))
+            row = c.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def select_timed_notifications(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[StampedNotification]:
+        """Notifications from `start` (inclusive) to `stop`, with their stamps."""
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state, "  # nosec B608
+            f"recorded_at FROM {self.events_table_name} WHERE rowid >= ? "
+        )
+        params: list[int] = [start]
+        if stop is not None:
+            statement += "AND rowid <= ? "
+            params.append(stop)
+        statement += "ORDER BY rowid LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            rows = c.fetchall()
+        return [
+            StampedNotification(
+                id=row["rowid"],
+                originator_id=self.convert_originator_id(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"],
+                recorded_at=datetime.fromisoformat(row["recorded_at"]),
+            )
+            for row in rows
+        ]
+
+    def recorded_at_of(self, position: int) -> datetime | None:
+        """When the row at `position` was recorded, or None if there is none."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.recorded_at_of_statement, (position,))
+            row = c.fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    # -- the chain --------------------------------------------------------------------
+
+    def select_chain_rows(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> list[ChainRow]:
+        """Rows from `start` to `stop` as the chain sees them (ciphertext digested here)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.sqlite_cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row
+            c.execute(self.chain_rows_statement, (start, MAX_POSITION if stop is None else stop, limit))
+            rows = c.sqlite_cursor.fetchall()
+        # Per-row work is most of a verification's time, so the loop is kept lean:
+        # the UUID text is formatted rather than parsed (the same string).
+        convert = self.convert_originator_id
+        uuids = self.datastore.originator_id_type == "uuid"
+        parse, micros, digest = datetime.fromisoformat, epoch_micros, state_digest
+        chain_rows: list[ChainRow] = []
+        append = chain_rows.append
+        last_stamp, last_micros = None, 0  # rows of one save share a stamp
+        for position, stored_id, version, topic, state, stamp, prev, head in rows:
+            try:
+                if stamp != last_stamp:
+                    last_stamp, last_micros = stamp, micros(parse(stamp))
+                append(ChainRow(
+                    position,
+                    canonical_uuid_hex(stored_id) if uuids and len(stored_id) == 32 else str(convert(stored_id)),
+                    int(version),
+                    str(topic),
+                    last_micros,
+                    digest(state),
+                    prev,
+                    head,
+                ))
+            except (ValueError, TypeError) as exc:
+                last_stamp = None
+                append(unreadable_row(position, prev, head, exc))
+        return chain_rows
+
+    def chain_head(self) -> tuple[int, bytes] | None:
+        """(position, row hash) of the last row, or None on an empty log."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.chain_head_statement)
+            row = c.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+class TimedSQLiteProcessRecorder(SQLiteProcessRecorder, TimedSQLiteApplicationRecorder):
+    """SQLite process recorder (events + tracking) with `recorded_at` and the chain.
+
+    The method order puts the tracking recorder before the timed application
+    recorder, so `_insert_events` inserts stamped, chained events and then the
+    tracking row in one transaction, as the library's process recorder does; a
+    hook, if given, runs after both, in the same transaction.
+    """
+
