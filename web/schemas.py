@@ -11,7 +11,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
-from domain.values import SENSITIVE_AUTHENTICATION_FIELDS
+from domain.customer import CUSTOMER_TYPES, KYC_STATUSES, RISK_RATINGS
+from domain.values import COUNTRY_CODES, SENSITIVE_AUTHENTICATION_FIELDS
 
 _SAD_MESSAGE = "sensitive authentication data is never accepted (PCI DSS 3.3)"
 
@@ -49,7 +50,8 @@ class AddressSchema(StrictSchema):
     line2 = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 200))
     city = fields.String(required=True, validate=validate.Length(1, 100))
     postcode = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 20))
-    country = fields.String(required=True, validate=validate.Length(2, 2))
+    country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRY_CODES)),
+                            metadata={"description": "ISO 3166-1 alpha-2, upper case."})
 
 
 class CardSchema(StrictSchema):
@@ -62,7 +64,7 @@ class BankAccountSchema(StrictSchema):
 
 
 class CustomerCreateSchema(StrictSchema):
-    type = fields.String(required=True, validate=validate.OneOf(["individual", "business"]))
+    type = fields.String(required=True, validate=validate.OneOf(CUSTOMER_TYPES))
     full_name = fields.String(required=True, validate=validate.Length(1, 200))
     date_of_birth = fields.Date(load_default=None, allow_none=True)
     national_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
@@ -70,14 +72,21 @@ class CustomerCreateSchema(StrictSchema):
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(6, 32))
     address = fields.Nested(AddressSchema, required=True)
     portfolio = fields.String(required=True, validate=validate.Length(1, 64))
-    risk_rating = fields.String(required=True, validate=validate.OneOf(["low", "medium", "high"]))
+    risk_rating = fields.String(required=True, validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(
         load_default="not_started",
-        validate=validate.OneOf(["not_started", "pending", "verified", "rejected", "expired"]),
+        validate=validate.OneOf(KYC_STATUSES),
     )
     segment = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     cards = fields.List(fields.Nested(CardSchema), load_default=list)
     bank_accounts = fields.List(fields.Nested(BankAccountSchema), load_default=list)
+
+
+class PageSchema(Schema):
+    """The one envelope of every collection: `items` (declared by each subclass) and the cursor."""
+
+    next_cursor = fields.String(required=True, allow_none=True,
+                                metadata={"description": "Pass as `cursor` for the next page; null at the end."})
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:

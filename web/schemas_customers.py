@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from application.customer_api import DEFAULT_PAGE, MAX_PAGE, SEARCH_FIELDS
 from application.policy import PURPOSE_MAX_LENGTH, REVEALABLE_FIELDS
-from domain.customer import INTERACTION_KINDS, KYC_STATUSES, REASON_MAX_LENGTH, RISK_RATINGS, STATUSES
-from web.schemas import AddressSchema, StrictSchema
+from domain.customer import (
+    CUSTOMER_TYPES,
+    INTERACTION_KINDS,
+    KYC_STATUSES,
+    REASON_MAX_LENGTH,
+    RISK_RATINGS,
+    STATUSES,
+)
+from web.schemas import AddressSchema, PageSchema, StrictSchema
 
 _NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
 
@@ -51,10 +58,20 @@ class RevealRequestSchema(StrictSchema):
         required=True, validate=validate.Length(1, len(REVEALABLE_FIELDS)), data_key="fields",
         metadata={"description": "Masked fields to reveal; each must be revealable (R) for one of your roles."},
     )
+    # Only the type is checked here: the policy decides whether a purpose is acceptable,
+    # and records the refusal when it is missing or blank (R3.1), which a 422 from this
+    # schema would pre-empt. The document still states the rule, for clients to follow.
     purpose = fields.String(
-        required=True, validate=[validate.Length(1, PURPOSE_MAX_LENGTH), _NOT_BLANK],
-        metadata={"description": "Why you need the plaintext; kept in the audit trail. No personal data."},
+        required=True,
+        metadata={"description": "Why you need the plaintext; kept in the audit trail. No personal data.",
+                  "minLength": 1, "maxLength": PURPOSE_MAX_LENGTH, "pattern": r"\S"},
     )
+
+    @pre_load
+    def missing_purpose_reaches_the_policy(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and "purpose" not in data:
+            return {**data, "purpose": ""}
+        return data
 
 
 class InteractionCreateSchema(StrictSchema):
@@ -123,12 +140,12 @@ class CustomerViewSchema(Schema):
 
     id = fields.UUID(required=True)
     version = fields.Integer(required=True, metadata={"description": "Also the ETag; send it as If-Match."})
-    type = fields.String(required=True)
-    status = fields.String(required=True)
+    type = fields.String(required=True, metadata={"enum": list(CUSTOMER_TYPES)})
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     restricted = fields.Boolean(required=True)
     portfolio = fields.String(required=True)
-    risk_rating = fields.String(required=True)
-    kyc_status = fields.String(required=True)
+    risk_rating = fields.String(required=True, metadata={"enum": list(RISK_RATINGS)})
+    kyc_status = fields.String(required=True, metadata={"enum": list(KYC_STATUSES)})
     segment = fields.String(allow_none=True)
     created_on = fields.String(allow_none=True)
     modified_on = fields.String(allow_none=True)
@@ -146,10 +163,8 @@ class CustomerViewSchema(Schema):
                              metadata={"description": "Masked fields you may reveal (after a step-up)."})
 
 
-class CustomerPageSchema(Schema):
+class CustomerPageSchema(PageSchema):
     items = fields.List(fields.Nested(CustomerViewSchema), required=True)
-    next_cursor = fields.String(required=True, allow_none=True,
-                                metadata={"description": "Pass as `cursor` for the next page; null at the end."})
 
 
 class RevealResultSchema(Schema):
@@ -182,24 +197,7 @@ class InteractionSchema(Schema):
     notes = fields.String(allow_none=True, metadata={"description": "Masked (`•••`) for the auditor."})
 
 
-class InteractionListSchema(Schema):
+class InteractionPageSchema(PageSchema):
     id = fields.UUID(required=True)
     items = fields.List(fields.Nested(InteractionSchema), required=True)
 
-
-SCHEMAS: dict[str, type[Schema]] = {
-    "CustomerPatch": CustomerPatchSchema,
-    "RevealRequest": RevealRequestSchema,
-    "InteractionCreate": InteractionCreateSchema,
-    "RevertRequest": RevertRequestSchema,
-    "AddressView": AddressViewSchema,
-    "CardView": CardViewSchema,
-    "BankAccountView": BankAccountViewSchema,
-    "CustomerView": CustomerViewSchema,
-    "CustomerPage": CustomerPageSchema,
-    "RevealResult": RevealResultSchema,
-    "HistoryEvent": HistoryEventSchema,
-    "History": HistorySchema,
-    "Interaction": InteractionSchema,
-    "InteractionList": InteractionListSchema,
-}
