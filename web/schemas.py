@@ -14,6 +14,14 @@ from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, valida
 from domain.customer import CUSTOMER_TYPES, KYC_STATUSES, RISK_RATINGS
 from domain.values import COUNTRY_CODES, SENSITIVE_AUTHENTICATION_FIELDS
 
+# domain.values' rule for a portfolio code, stated in the document; the domain applies it.
+PORTFOLIO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+# domain.values' rule for one line of text: something besides white space, and no control
+# character that white-space folding leaves behind. Stated in the document; the domain applies it.
+_CONTROL = r"\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+TEXT_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+
 _SAD_MESSAGE = "sensitive authentication data is never accepted (PCI DSS 3.3)"
 
 
@@ -29,6 +37,19 @@ def _find_sensitive(data: Any, path: str = "") -> list[str]:
         for index, item in enumerate(data):
             found.extend(_find_sensitive(item, f"{path}.{index}"))
     return found
+
+
+class WholeNumber(fields.Integer):
+    """A JSON number with no fraction: `30` or `30.0` (JSON Schema's `integer` is both),
+    never `"30"` or `30.5`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
 
 
 class StrictSchema(Schema):
@@ -71,7 +92,8 @@ class CustomerCreateSchema(StrictSchema):
     email = fields.String(load_default=None, allow_none=True, validate=validate.Length(3, 254))
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(6, 32))
     address = fields.Nested(AddressSchema, required=True)
-    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64),
+                              metadata={"pattern": PORTFOLIO_PATTERN})
     risk_rating = fields.String(required=True, validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(
         load_default="not_started",

@@ -14,12 +14,12 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from application.staff_admin import BREAK_GLASS_MAX_MINUTES
 from domain.staff import DEFAULT_ROLES, STAFF_STATUSES
-from web.schemas import PageSchema, StrictSchema
+from web.schemas import PORTFOLIO_PATTERN, TEXT_PATTERN, PageSchema, StrictSchema, WholeNumber
 
 _SECRET = validate.Length(1, 1024)  # bounded so a megabyte "password" costs nothing to refuse
 # The domain refuses an unknown role in its own words; the document states the list.
 _ROLE = fields.String(validate=validate.Length(1, 64), metadata={"enum": list(DEFAULT_ROLES)})
-_PORTFOLIO = fields.String(validate=validate.Length(1, 64))
+_PORTFOLIO = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -66,10 +66,11 @@ class RoleChangeSchema(StrictSchema):
 
 
 class BreakGlassSchema(StrictSchema):
-    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     reason = fields.String(required=True, validate=validate.Length(1, 500),
-                           metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory."})
-    minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, BREAK_GLASS_MAX_MINUTES))
+                           metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory.",
+                                     "pattern": TEXT_PATTERN})
+    minutes = WholeNumber(required=True, validate=validate.Range(1, BREAK_GLASS_MAX_MINUTES))
 
 
 class SessionsQuerySchema(StrictSchema):

@@ -23,7 +23,7 @@ from domain.customer import (
     RISK_RATINGS,
     STATUSES,
 )
-from web.schemas import AddressSchema, PageSchema, StrictSchema
+from web.schemas import PORTFOLIO_PATTERN, AddressSchema, PageSchema, StrictSchema
 
 _NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
 
@@ -40,7 +40,7 @@ class CustomerPatchSchema(StrictSchema):
     email = fields.String(allow_none=True, validate=validate.Length(3, 254))
     phone = fields.String(allow_none=True, validate=validate.Length(6, 32))
     address = fields.Nested(AddressSchema)
-    portfolio = fields.String(validate=validate.Length(1, 64))
+    portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     risk_rating = fields.String(validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(validate=validate.OneOf(KYC_STATUSES))
     segment = fields.String(allow_none=True, validate=validate.Length(1, 64))
@@ -78,7 +78,10 @@ class InteractionCreateSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(INTERACTION_KINDS))
     channel = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,32}$"),
                             metadata={"description": "A short code such as `phone`, `email`, `branch`."})
-    notes = fields.String(required=True, validate=validate.Length(0, 10_000))
+    # The domain's rule (no control characters but tab and new line, R1.6), stated for
+    # clients; the domain applies it and words the refusal.
+    notes = fields.String(required=True, validate=validate.Length(0, 10_000),
+                          metadata={"pattern": r"^(?:[^\x00-\x08\x0b-\x1f\x7f-\x9f]|\r\n)*$"})
 
 
 class RevertRequestSchema(StrictSchema):
@@ -94,7 +97,7 @@ class CustomerQuerySchema(StrictSchema):
     phone = fields.String(validate=validate.Length(1, 32))
     national_id = fields.String(validate=validate.Length(1, 64))
     pan = fields.String(validate=validate.Length(1, 23))
-    portfolio = fields.String(validate=validate.Length(1, 64))
+    portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(1, MAX_PAGE))
     cursor = fields.String(validate=validate.Length(1, 200),
