@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app
-from flask_smorest import Api
 from marshmallow import RAISE, Schema, fields, validate
 
 from application.audit_trail import KINDS, MAX_LIMIT, AuditFilter, AuditTrail
 from web.auth import current_actor
-from web.openapi import AUTHENTICATED, Blueprint
+from web.openapi import AUTHENTICATED, Api, Blueprint
 from web.schemas import PageSchema
 
 PREFIX = "/api/v1/audit"

@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Flask, Response, g, request
-from flask_smorest import Api
 
 from application.context import RequestContext, acting_as
 from application.errors import ValidationFailed
@@ -32,6 +31,7 @@ from application.ports import SessionRecord
 from application.security import Actor
 from application.staff_admin import StaffAdministration
 from web.app import components
+from web.openapi import Api
 
 API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.

@@ -17,14 +17,13 @@ from functools import wraps
 from typing import Any
 
 from flask import Flask, current_app, g, request
-from flask_smorest import Api
 from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 
 from application.context import RequestContext, acting_as, current_context
 from application.customer_api import SEARCH_FIELDS, CustomerService
 from application.security import Actor
 from web.auth import current_actor
-from web.openapi import AUTHENTICATED, WITH_BODY, Blueprint
+from web.openapi import AUTHENTICATED, WITH_BODY, Api, Blueprint
 from web.schemas import CustomerCreateSchema
 from web.schemas_customers import (
     AsOfQuerySchema,

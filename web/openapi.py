@@ -19,7 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
-import flask_smorest
+import flask_smorest  # type: ignore[import-untyped]
 from flask import Flask, Request, Response, current_app, jsonify
 from marshmallow import Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser
