@@ -39,6 +39,12 @@ def _find_sensitive(data: Any, path: str = "") -> list[str]:
     return found
 
 
+def _is_country_code(value: str) -> None:
+    # The document lists the codes in upper case; as the domain does, `gb` is taken as `GB`.
+    if value.strip().upper() not in COUNTRY_CODES:
+        raise ValidationError("must be an ISO 3166-1 alpha-2 country code")
+
+
 class WholeNumber(fields.Integer):
     """A JSON number with no fraction: `30` or `30.0` (JSON Schema's `integer` is both),
     never `"30"` or `30.5`."""
@@ -71,8 +77,8 @@ class AddressSchema(StrictSchema):
     line2 = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 200))
     city = fields.String(required=True, validate=validate.Length(1, 100))
     postcode = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 20))
-    country = fields.String(required=True, validate=validate.OneOf(sorted(COUNTRY_CODES)),
-                            metadata={"description": "ISO 3166-1 alpha-2, upper case."})
+    country = fields.String(required=True, validate=_is_country_code,
+                            metadata={"enum": sorted(COUNTRY_CODES), "description": "ISO 3166-1 alpha-2."})
 
 
 class CardSchema(StrictSchema):
