@@ -146,17 +146,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.after_request(_record_request)
 
     errors.register_error_handlers(app)
+    # Each blueprint declares its schemas and answers; the Api builds the document
+    # from them as they are registered (web/openapi.py).
+    api = openapi.make_api(app)
     timeout = health.readiness_timeout(built)
-    closer.closers.append(health.install(app, built).stop)
-    closer.closers.append(metrics.install(app, built, timeout).stop)
-    from web import auth  # bearer tokens -> actors; identity, staff and approval endpoints
+    closer.closers.append(health.install(app, api, built).stop)
+    closer.closers.append(metrics.install(app, api, built, timeout).stop)
+    from web import audit_api, auth, customers  # bearer tokens -> actors; the /api/v1 resources
 
-    auth.install(app)
-    from web import customers  # describes itself in the OpenAPI document on import
-
-    customers.install(app)
-    from web import audit_api  # GET /api/v1/audit/events and /audit/verify (R3.3, R3.5)
-
-    audit_api.install(app)
-    openapi.install(app)
+    auth.install(app, api)
+    customers.install(app, api)
+    audit_api.install(app, api)
+    api.register_blueprint(openapi.blueprint)
     return app

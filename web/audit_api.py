@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Flask, current_app
 from marshmallow import RAISE, Schema, fields, validate
 
 from application.audit_trail import KINDS, MAX_LIMIT, AuditFilter, AuditTrail
-from application.security import Actor
-from web import openapi
+from web.auth import current_actor
+from web.openapi import AUTHENTICATED, Api, Blueprint
+from web.schemas import PageSchema
 
 PREFIX = "/api/v1/audit"
-blueprint = Blueprint("audit", __name__, url_prefix=PREFIX)
+blueprint = Blueprint("audit", __name__, url_prefix=PREFIX,
+                      description="The audit trail: who did what, who saw what, and whether the chain holds.")
 
 
 class AuditEventsQuerySchema(Schema):
@@ -65,9 +67,8 @@ class AuditEventSchema(Schema):
     erased = fields.Boolean(required=True)
 
 
-class AuditEventPageSchema(Schema):
+class AuditEventPageSchema(PageSchema):
     items = fields.List(fields.Nested(AuditEventSchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
 
 
 class ChainProblemSchema(Schema):
@@ -88,80 +89,41 @@ class ChainReportSchema(Schema):
     notes = fields.List(fields.String(), required=True)
 
 
-SCHEMAS: dict[str, type[Schema]] = {
-    "AuditEvent": AuditEventSchema,
-    "AuditEventPage": AuditEventPageSchema,
-    "ChainReport": ChainReportSchema,
-}
-
-
-def current_actor() -> Actor:
-    """The authenticated caller (401 otherwise), from the identity module."""
-    from web.auth import current_actor as authenticated
-
-    return authenticated()
-
-
 def trail() -> AuditTrail:
+    """The audit trail use cases, built once by the composition root."""
     trail: AuditTrail = current_app.extensions["strongroom"].audit_trail
     return trail
 
 
 @blueprint.get("/events")
-def audit_events() -> Response:
-    actor = current_actor()
-    query: dict[str, Any] = AuditEventsQuerySchema().load(request.args.to_dict())
+@blueprint.arguments(AuditEventsQuerySchema, location="query")
+@blueprint.response(200, AuditEventPageSchema, description="A page of entries; follow next_cursor for more.")
+@blueprint.errors(*AUTHENTICATED, 400, e403="Not an auditor or compliance officer.",
+                  e422="A query parameter is not valid, or `since` is after `until`.")
+def audit_events(query: dict[str, Any]) -> dict[str, Any]:
+    """Who did what to which customer, when and why, and who saw what (R3.5).
+
+    Changes and access records in log order, with field names but no values. Auditors and
+    compliance officers only; each read is itself recorded."""
     filters = AuditFilter(
         customer=str(query["customer"]) if "customer" in query else None,
         actor=query.get("actor"), kind=query.get("kind"),
         since=query.get("since"), until=query.get("until"),
     )
-    page = trail().events(actor, filters, limit=query["limit"], cursor=query.get("cursor"))
-    body = {"items": [entry.as_json(with_values=False) for entry in page.items], "next_cursor": page.next_cursor}
-    return jsonify(AuditEventPageSchema().dump(body))
+    page = trail().events(current_actor(), filters, limit=query["limit"], cursor=query.get("cursor"))
+    return {"items": [entry.as_json(with_values=False) for entry in page.items], "next_cursor": page.next_cursor}
 
 
 @blueprint.get("/verify")
-def audit_verify() -> Response:
-    actor = current_actor()
-    query: dict[str, Any] = VerifyQuerySchema().load(request.args.to_dict())
-    report = trail().verify(actor, from_checkpoint=query["start"] == "checkpoint")
-    return jsonify(ChainReportSchema().dump(report))
+@blueprint.arguments(VerifyQuerySchema, location="query")
+@blueprint.response(200, ChainReportSchema, description="The verification report.")
+@blueprint.errors(*AUTHENTICATED, 400, 422, e403="Not an auditor or compliance officer.")
+def audit_verify(query: dict[str, Any]) -> Any:
+    """Recompute the tamper-evident hash chain and check every signed checkpoint (R3.3).
+
+    `intact: false` names the first bad position and what is wrong."""
+    return trail().verify(current_actor(), from_checkpoint=query["start"] == "checkpoint")
 
 
-def _operations() -> dict[str, dict[str, Any]]:
-    tags = ["audit"]
-    errors = {
-        status: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        for status, text in (("401", "Not authenticated."), ("403", "Not an auditor or compliance officer."),
-                             ("422", "A query parameter is not valid."), ("503", "The database is unavailable."))
-    }
-
-    def ok(schema: str, text: str) -> dict[str, Any]:
-        return {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
-
-    return {
-        f"{PREFIX}/events": {"get": {
-            "operationId": "auditEvents", "tags": tags,
-            "summary": "Who did what to which customer, when and why, and who saw what (R3.5): changes "
-                       "and access records in log order, with field names but no values. Auditors and "
-                       "compliance officers only; each read is itself recorded.",
-            "parameters": [{"in": "query", "schema": AuditEventsQuerySchema}],
-            "responses": {"200": ok("AuditEventPage", "A page of entries; follow next_cursor for more."), **errors},
-        }},
-        f"{PREFIX}/verify": {"get": {
-            "operationId": "auditVerify", "tags": tags,
-            "summary": "Recompute the tamper-evident hash chain and check every signed checkpoint (R3.3). "
-                       "`intact: false` names the first bad position and what is wrong.",
-            "parameters": [{"in": "query", "schema": VerifyQuerySchema}],
-            "responses": {"200": ok("ChainReport", "The verification report."), **errors},
-        }},
-    }
-
-
-openapi.register_schemas(SCHEMAS)
-openapi.register_operations(_operations())
-
-
-def install(app: Flask) -> None:
-    app.register_blueprint(blueprint)
+def install(app: Flask, api: Api) -> None:
+    api.register_blueprint(blueprint)

@@ -5,7 +5,7 @@ OpenAPI document. The token is read from the `Authorization: Bearer` header only
 never from a query string (URLs end up in logs, proxies and browser histories).
 Authorisation is not decided here: the use cases ask the policy (R2.10).
 
-Other blueprints call `current_actor()` in their views; the acting context (actor,
+Every view calls `current_actor()` (the one copy) in its body; the acting context (actor,
 session, request id, client address, `X-Purpose`) is already set for them, so every
 event and access record the request causes says who, where and why (R3.1).
 """
@@ -17,7 +17,7 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from application.context import RequestContext, acting_as
 from application.errors import ValidationFailed
@@ -30,7 +30,8 @@ from application.identity import (
 from application.ports import SessionRecord
 from application.security import Actor
 from application.staff_admin import StaffAdministration
-from infrastructure.composition import Components
+from web.app import components
+from web.openapi import Api
 
 API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.
@@ -39,11 +40,6 @@ PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/mfa", "/api/v1/ope
 BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/password", "/api/v1/auth/logout"})
 
 _PURPOSE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable: no new lines into logs or metadata
-
-
-def components() -> Components:
-    built: Components = current_app.extensions["strongroom"]
-    return built
 
 
 def identity() -> Identity:
@@ -135,12 +131,12 @@ def challenge_header(response: Response) -> Response:
     return response
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, api: Api) -> None:
     """Authenticate API requests and serve the identity and staff endpoints."""
     from web import auth_api, staff_api
 
     app.before_request(authenticate_request)
     app.teardown_request(release_context)
     app.after_request(challenge_header)
-    app.register_blueprint(auth_api.blueprint)
-    app.register_blueprint(staff_api.blueprint)
+    api.register_blueprint(auth_api.blueprint)
+    api.register_blueprint(staff_api.blueprint)

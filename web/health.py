@@ -13,20 +13,33 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, wait
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, current_app, g
+from marshmallow import Schema, fields
 
 from web.bounded import BoundedCall
 from web.errors import error_response
 from web.logs import ERROR_LOGGER
+from web.openapi import Api, Blueprint
 
 log = logging.getLogger(ERROR_LOGGER)
 
-blueprint = Blueprint("health", __name__)
+blueprint = Blueprint("operations", __name__, description="Probes for load balancers and orchestrators.")
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok"]})
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ready"]})
 
 
 @blueprint.get("/healthz")
-def healthz() -> Response:
-    return jsonify(status="ok")
+@blueprint.public
+@blueprint.response(200, HealthSchema, description="Alive.")
+def healthz() -> dict[str, str]:
+    """The process is alive (touches no database)."""
+    return {"status": "ok"}
 
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
@@ -77,7 +90,11 @@ def readiness_timeout(components: Any) -> float:
 
 
 @blueprint.get("/readyz")
-def readyz() -> Response:
+@blueprint.public
+@blueprint.response(200, ReadySchema, description="Ready for traffic.")
+@blueprint.errors(e503="A dependency does not answer (code `not_ready`).")
+def readyz() -> Response | dict[str, str]:
+    """The event store, read models and key store all answer."""
     probe: ReadinessProbe = current_app.extensions["strongroom.readiness"]
     failed = probe.failure()
     if failed is not None:
@@ -85,11 +102,11 @@ def readyz() -> Response:
         log.warning("not ready", extra={"fields": {
             "request_id": g.get("request_id"), "dependency": dependency, "exc_type": reason}})
         return error_response(503, "not_ready", f"{dependency} unavailable")
-    return jsonify(status="ready")
+    return {"status": "ready"}
 
 
-def install(app: Flask, components: Any) -> ReadinessProbe:
+def install(app: Flask, api: Api, components: Any) -> ReadinessProbe:
     probe = ReadinessProbe(readiness_checks(components), readiness_timeout(components))
     app.extensions["strongroom.readiness"] = probe
-    app.register_blueprint(blueprint)
+    api.register_blueprint(blueprint)
     return probe

@@ -17,18 +17,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from web.bounded import BoundedCall
+from web.openapi import Api, Blueprint
 
 UNMATCHED = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-blueprint = Blueprint("metrics", __name__)
+blueprint = Blueprint("metrics", __name__, description="Prometheus metrics.")
 
 
 def multiprocess_dir() -> str | None:
@@ -132,14 +133,18 @@ def elapsed_seconds() -> float:
 
 
 @blueprint.get("/metrics")
+@blueprint.public
+@blueprint.response(200, {"type": "string"}, content_type="text/plain",
+                    description="Prometheus text exposition format (or OpenMetrics, by Accept).")
 def metrics() -> Response:
+    """Prometheus metrics; labels carry URL rules, never paths, queries or personal data."""
     recorder: RequestMetrics = current_app.extensions["strongroom.metrics"]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(recorder.exposition_registry()), content_type=content_type)
 
 
-def install(app: Flask, components: Any, timeout: float) -> RequestMetrics:
+def install(app: Flask, api: Api, components: Any, timeout: float) -> RequestMetrics:
     recorder = RequestMetrics(components, timeout)
     app.extensions["strongroom.metrics"] = recorder
-    app.register_blueprint(blueprint)
+    api.register_blueprint(blueprint)
     return recorder

@@ -11,7 +11,16 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
-from domain.values import SENSITIVE_AUTHENTICATION_FIELDS
+from domain.customer import CUSTOMER_TYPES, KYC_STATUSES, RISK_RATINGS
+from domain.values import COUNTRY_CODES, SENSITIVE_AUTHENTICATION_FIELDS
+
+# domain.values' rule for a portfolio code, stated in the document; the domain applies it.
+PORTFOLIO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+
+# domain.values' rule for one line of text: something besides white space, and no control
+# character that white-space folding leaves behind. Stated in the document; the domain applies it.
+_CONTROL = r"\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+TEXT_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
 
 _SAD_MESSAGE = "sensitive authentication data is never accepted (PCI DSS 3.3)"
 
@@ -28,6 +37,25 @@ def _find_sensitive(data: Any, path: str = "") -> list[str]:
         for index, item in enumerate(data):
             found.extend(_find_sensitive(item, f"{path}.{index}"))
     return found
+
+
+def _is_country_code(value: str) -> None:
+    # The document lists the codes in upper case; as the domain does, `gb` is taken as `GB`.
+    if value.strip().upper() not in COUNTRY_CODES:
+        raise ValidationError("must be an ISO 3166-1 alpha-2 country code")
+
+
+class WholeNumber(fields.Integer):
+    """A JSON number with no fraction: `30` or `30.0` (JSON Schema's `integer` is both),
+    never `"30"` or `30.5`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
 
 
 class StrictSchema(Schema):
@@ -49,7 +77,8 @@ class AddressSchema(StrictSchema):
     line2 = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 200))
     city = fields.String(required=True, validate=validate.Length(1, 100))
     postcode = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 20))
-    country = fields.String(required=True, validate=validate.Length(2, 2))
+    country = fields.String(required=True, validate=_is_country_code,
+                            metadata={"enum": sorted(COUNTRY_CODES), "description": "ISO 3166-1 alpha-2."})
 
 
 class CardSchema(StrictSchema):
@@ -62,22 +91,30 @@ class BankAccountSchema(StrictSchema):
 
 
 class CustomerCreateSchema(StrictSchema):
-    type = fields.String(required=True, validate=validate.OneOf(["individual", "business"]))
+    type = fields.String(required=True, validate=validate.OneOf(CUSTOMER_TYPES))
     full_name = fields.String(required=True, validate=validate.Length(1, 200))
     date_of_birth = fields.Date(load_default=None, allow_none=True)
     national_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     email = fields.String(load_default=None, allow_none=True, validate=validate.Length(3, 254))
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(6, 32))
     address = fields.Nested(AddressSchema, required=True)
-    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
-    risk_rating = fields.String(required=True, validate=validate.OneOf(["low", "medium", "high"]))
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64),
+                              metadata={"pattern": PORTFOLIO_PATTERN})
+    risk_rating = fields.String(required=True, validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(
         load_default="not_started",
-        validate=validate.OneOf(["not_started", "pending", "verified", "rejected", "expired"]),
+        validate=validate.OneOf(KYC_STATUSES),
     )
     segment = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     cards = fields.List(fields.Nested(CardSchema), load_default=list)
     bank_accounts = fields.List(fields.Nested(BankAccountSchema), load_default=list)
+
+
+class PageSchema(Schema):
+    """The one envelope of every collection: `items` (declared by each subclass) and the cursor."""
+
+    next_cursor = fields.String(required=True, allow_none=True,
+                                metadata={"description": "Pass as `cursor` for the next page; null at the end."})
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:

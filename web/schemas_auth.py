@@ -8,14 +8,18 @@ names, portfolio codes) are applied by the use cases.
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from typing import Any
 
-from web.schemas import StrictSchema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from application.staff_admin import BREAK_GLASS_MAX_MINUTES
+from domain.staff import DEFAULT_ROLES, STAFF_STATUSES
+from web.schemas import PORTFOLIO_PATTERN, TEXT_PATTERN, PageSchema, StrictSchema, WholeNumber
 
 _SECRET = validate.Length(1, 1024)  # bounded so a megabyte "password" costs nothing to refuse
-_ROLE = fields.String(validate=validate.Length(1, 64))
-_PORTFOLIO = fields.String(validate=validate.Length(1, 64))
+# The domain refuses an unknown role in its own words; the document states the list.
+_ROLE = fields.String(validate=validate.Length(1, 64), metadata={"enum": list(DEFAULT_ROLES)})
+_PORTFOLIO = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -47,13 +51,13 @@ class PasswordChangeSchema(StrictSchema):
 class StaffCreateSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     display_name = fields.String(required=True, validate=validate.Length(1, 200))
-    roles = fields.List(_ROLE, required=True, validate=validate.Length(1, 7))
+    roles = fields.List(_ROLE, required=True, validate=validate.Length(1, len(DEFAULT_ROLES)))
     portfolios = fields.List(_PORTFOLIO, load_default=list, validate=validate.Length(0, 100))
 
 
 class RoleChangeSchema(StrictSchema):
-    grant = fields.List(_ROLE, load_default=list, validate=validate.Length(0, 7))
-    revoke = fields.List(_ROLE, load_default=list, validate=validate.Length(0, 7))
+    grant = fields.List(_ROLE, load_default=list, validate=validate.Length(0, len(DEFAULT_ROLES)))
+    revoke = fields.List(_ROLE, load_default=list, validate=validate.Length(0, len(DEFAULT_ROLES)))
 
     @validates_schema
     def some_change(self, data: dict[str, Any], **_: Any) -> None:
@@ -62,10 +66,11 @@ class RoleChangeSchema(StrictSchema):
 
 
 class BreakGlassSchema(StrictSchema):
-    portfolio = fields.String(required=True, validate=validate.Length(1, 64))
+    portfolio = fields.String(required=True, validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     reason = fields.String(required=True, validate=validate.Length(1, 500),
-                           metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory."})
-    minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, 60))
+                           metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory.",
+                                     "pattern": TEXT_PATTERN})
+    minutes = WholeNumber(required=True, validate=validate.Range(1, BREAK_GLASS_MAX_MINUTES))
 
 
 class SessionsQuerySchema(StrictSchema):
@@ -111,8 +116,8 @@ class SessionSchema(Schema):
     current = fields.Boolean(required=True)
 
 
-class SessionListSchema(Schema):
-    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+class SessionPageSchema(PageSchema):
+    items = fields.List(fields.Nested(SessionSchema), required=True)
 
 
 class StaffSchema(Schema):
@@ -124,15 +129,15 @@ class StaffSchema(Schema):
     display_name = fields.String(required=True)
     roles = fields.List(fields.String(), required=True)
     portfolios = fields.List(fields.String(), required=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(STAFF_STATUSES)})
     must_change_password = fields.Boolean(required=True)
     mfa_enrolled = fields.Boolean(required=True)
     recovery_codes_left = fields.Integer(required=True)
     locked_until = fields.DateTime(allow_none=True)
 
 
-class StaffListSchema(Schema):
-    staff = fields.List(fields.Nested(StaffSchema), required=True)
+class StaffPageSchema(PageSchema):
+    items = fields.List(fields.Nested(StaffSchema), required=True)
 
 
 class StaffCreatedSchema(Schema):
@@ -159,8 +164,8 @@ class ApprovalSchema(Schema):
     decided_at = fields.DateTime(allow_none=True)
 
 
-class ApprovalListSchema(Schema):
-    approvals = fields.List(fields.Nested(ApprovalSchema), required=True)
+class ApprovalPageSchema(PageSchema):
+    items = fields.List(fields.Nested(ApprovalSchema), required=True)
 
 
 class ApprovalExecutedSchema(Schema):
@@ -181,31 +186,6 @@ class BreakGlassGrantSchema(Schema):
     active = fields.Boolean(required=True)
 
 
-class BreakGlassListSchema(Schema):
-    grants = fields.List(fields.Nested(BreakGlassGrantSchema), required=True)
+class BreakGlassPageSchema(PageSchema):
+    items = fields.List(fields.Nested(BreakGlassGrantSchema), required=True)
 
-
-SCHEMAS: dict[str, type[Schema]] = {
-    "Login": LoginSchema,
-    "Mfa": MfaSchema,
-    "StepUp": StepUpSchema,
-    "PasswordChange": PasswordChangeSchema,
-    "StaffCreate": StaffCreateSchema,
-    "RoleChange": RoleChangeSchema,
-    "BreakGlass": BreakGlassSchema,
-    "LoginStarted": LoginStartedSchema,
-    "SessionOpened": SessionOpenedSchema,
-    "StepUpResult": StepUpResultSchema,
-    "PasswordChanged": PasswordChangedSchema,
-    "Session": SessionSchema,
-    "SessionList": SessionListSchema,
-    "Staff": StaffSchema,
-    "StaffList": StaffListSchema,
-    "StaffCreated": StaffCreatedSchema,
-    "ApprovalPending": ApprovalPendingSchema,
-    "Approval": ApprovalSchema,
-    "ApprovalList": ApprovalListSchema,
-    "ApprovalExecuted": ApprovalExecutedSchema,
-    "BreakGlassGrant": BreakGlassGrantSchema,
-    "BreakGlassList": BreakGlassListSchema,
-}

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from application.customer_service import DEFAULT_PAGE, MAX_PAGE, SEARCH_FIELDS
 from application.policy import PURPOSE_MAX_LENGTH, REVEALABLE_FIELDS
-from domain.customer import INTERACTION_KINDS, KYC_STATUSES, REASON_MAX_LENGTH, RISK_RATINGS, STATUSES
-from web.schemas import AddressSchema, StrictSchema
+from domain.customer import (
+    CUSTOMER_TYPES,
+    INTERACTION_KINDS,
+    KYC_STATUSES,
+    REASON_MAX_LENGTH,
+    RISK_RATINGS,
+    STATUSES,
+)
+from web.schemas import PORTFOLIO_PATTERN, AddressSchema, PageSchema, StrictSchema
 
 _NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
 
@@ -33,7 +40,7 @@ class CustomerPatchSchema(StrictSchema):
     email = fields.String(allow_none=True, validate=validate.Length(3, 254))
     phone = fields.String(allow_none=True, validate=validate.Length(6, 32))
     address = fields.Nested(AddressSchema)
-    portfolio = fields.String(validate=validate.Length(1, 64))
+    portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     risk_rating = fields.String(validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(validate=validate.OneOf(KYC_STATUSES))
     segment = fields.String(allow_none=True, validate=validate.Length(1, 64))
@@ -51,17 +58,30 @@ class RevealRequestSchema(StrictSchema):
         required=True, validate=validate.Length(1, len(REVEALABLE_FIELDS)), data_key="fields",
         metadata={"description": "Masked fields to reveal; each must be revealable (R) for one of your roles."},
     )
+    # Only the type is checked here: the policy decides whether a purpose is acceptable,
+    # and records the refusal when it is missing or blank (R3.1), which a 422 from this
+    # schema would pre-empt. The document still states the rule, for clients to follow.
     purpose = fields.String(
-        required=True, validate=[validate.Length(1, PURPOSE_MAX_LENGTH), _NOT_BLANK],
-        metadata={"description": "Why you need the plaintext; kept in the audit trail. No personal data."},
+        required=True,
+        metadata={"description": "Why you need the plaintext; kept in the audit trail. No personal data.",
+                  "minLength": 1, "maxLength": PURPOSE_MAX_LENGTH, "pattern": r"\S"},
     )
+
+    @pre_load
+    def missing_purpose_reaches_the_policy(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and "purpose" not in data:
+            return {**data, "purpose": ""}
+        return data
 
 
 class InteractionCreateSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(INTERACTION_KINDS))
     channel = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,32}$"),
                             metadata={"description": "A short code such as `phone`, `email`, `branch`."})
-    notes = fields.String(required=True, validate=validate.Length(0, 10_000))
+    # The domain's rule (no control characters but tab and new line, R1.6), stated for
+    # clients; the domain applies it and words the refusal.
+    notes = fields.String(required=True, validate=validate.Length(0, 10_000),
+                          metadata={"pattern": r"^(?:[^\x00-\x08\x0b-\x1f\x7f-\x9f]|\r\n)*$"})
 
 
 class RevertRequestSchema(StrictSchema):
@@ -77,7 +97,7 @@ class CustomerQuerySchema(StrictSchema):
     phone = fields.String(validate=validate.Length(1, 32))
     national_id = fields.String(validate=validate.Length(1, 64))
     pan = fields.String(validate=validate.Length(1, 23))
-    portfolio = fields.String(validate=validate.Length(1, 64))
+    portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(1, MAX_PAGE))
     cursor = fields.String(validate=validate.Length(1, 200),
@@ -123,12 +143,12 @@ class CustomerViewSchema(Schema):
 
     id = fields.UUID(required=True)
     version = fields.Integer(required=True, metadata={"description": "Also the ETag; send it as If-Match."})
-    type = fields.String(required=True)
-    status = fields.String(required=True)
+    type = fields.String(required=True, metadata={"enum": list(CUSTOMER_TYPES)})
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     restricted = fields.Boolean(required=True)
     portfolio = fields.String(required=True)
-    risk_rating = fields.String(required=True)
-    kyc_status = fields.String(required=True)
+    risk_rating = fields.String(required=True, metadata={"enum": list(RISK_RATINGS)})
+    kyc_status = fields.String(required=True, metadata={"enum": list(KYC_STATUSES)})
     segment = fields.String(allow_none=True)
     created_on = fields.String(allow_none=True)
     modified_on = fields.String(allow_none=True)
@@ -146,10 +166,8 @@ class CustomerViewSchema(Schema):
                              metadata={"description": "Masked fields you may reveal (after a step-up)."})
 
 
-class CustomerPageSchema(Schema):
+class CustomerPageSchema(PageSchema):
     items = fields.List(fields.Nested(CustomerViewSchema), required=True)
-    next_cursor = fields.String(required=True, allow_none=True,
-                                metadata={"description": "Pass as `cursor` for the next page; null at the end."})
 
 
 class RevealResultSchema(Schema):
@@ -182,24 +200,7 @@ class InteractionSchema(Schema):
     notes = fields.String(allow_none=True, metadata={"description": "Masked (`•••`) for the auditor."})
 
 
-class InteractionListSchema(Schema):
+class InteractionPageSchema(PageSchema):
     id = fields.UUID(required=True)
     items = fields.List(fields.Nested(InteractionSchema), required=True)
 
-
-SCHEMAS: dict[str, type[Schema]] = {
-    "CustomerPatch": CustomerPatchSchema,
-    "RevealRequest": RevealRequestSchema,
-    "InteractionCreate": InteractionCreateSchema,
-    "RevertRequest": RevertRequestSchema,
-    "AddressView": AddressViewSchema,
-    "CardView": CardViewSchema,
-    "BankAccountView": BankAccountViewSchema,
-    "CustomerView": CustomerViewSchema,
-    "CustomerPage": CustomerPageSchema,
-    "RevealResult": RevealResultSchema,
-    "HistoryEvent": HistoryEventSchema,
-    "History": HistorySchema,
-    "Interaction": InteractionSchema,
-    "InteractionList": InteractionListSchema,
-}

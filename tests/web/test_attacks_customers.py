@@ -254,6 +254,22 @@ def test_reveal_without_a_stated_purpose_is_refused(client, app, agent, body):
     assert "ada.planted" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("body", [
+    {"fields": ["email"]}, {"fields": ["email"], "purpose": "   "}, {"fields": ["email"], "purpose": "x" * 201},
+])
+def test_a_reveal_without_an_acceptable_purpose_is_a_recorded_refusal(client, app, agent, body):
+    # The schema checks only the purpose's type, so the policy sees every attempt to
+    # reveal without saying why, and records it (a bare 422 would leave no trace).
+    cid = plant_customer(app)["id"]
+    step_up(client, agent)
+    before = position(app)
+    response = client.post(f"/api/v1/customers/{cid}/reveal", json=body, headers=agent)
+    assert response.status_code == 422 and "purpose" in response.get_json()["errors"]
+    (record,) = access_records_since(app, before)
+    assert (record.kind, record.outcome) == ("denied", "denied")
+    assert record.details["reason"] == "purpose_missing"
+
+
 def test_an_agent_may_not_reveal_a_restricted_field(client, app, agent):
     cid = plant_customer(app)["id"]
     step_up(client, agent)

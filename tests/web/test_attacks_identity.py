@@ -195,9 +195,9 @@ def test_privilege_escalation_by_self_grant(app, client):
     for grant in (["security_officer"], ["dpo", "auditor"], ["agent"]):
         response = client.post(f"/api/v1/staff/{admin.staff_id}/roles", headers=admin, json={"grant": grant})
         assert response.status_code == 403 and response.get_json()["code"] == "self_role_change"
-    staff = client.get("/api/v1/staff", headers=admin).get_json()["staff"]
+    staff = client.get("/api/v1/staff", headers=admin).get_json()["items"]
     assert [s["roles"] for s in staff if s["id"] == admin.staff_id] == [["admin"]]
-    assert client.get("/api/v1/approvals", headers=admin).get_json()["approvals"] == []
+    assert client.get("/api/v1/approvals", headers=admin).get_json()["items"] == []
 
 
 def test_privilege_escalation_by_a_friendly_second_account(app, client):
@@ -227,7 +227,7 @@ def test_privilege_escalation_by_mass_assignment_when_creating_staff(app, client
     assert response.status_code == 422 and response.get_json()["code"] == "validation_failed"
     extra = (set(body) - {"username", "display_name", "roles"}).pop()
     assert extra in response.get_json()["errors"]
-    names = [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["staff"]]
+    names = [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]]
     assert "mallory" not in names
 
 
@@ -249,7 +249,7 @@ def test_mass_assignment_of_roles_through_the_role_endpoint(app, client):
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
                            json={"grant": ["supervisor"], "roles": ["admin"], "portfolios": ["*"]})
     assert response.status_code == 422
-    staff = {s["id"]: s for s in client.get("/api/v1/staff", headers=admin).get_json()["staff"]}
+    staff = {s["id"]: s for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
     assert staff[agent.staff_id]["roles"] == ["agent"]
 
 
@@ -260,9 +260,9 @@ def test_approving_ones_own_request(app, client):
     approval_id = response.get_json()["approval_id"]
     response = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=admin)
     assert response.status_code == 403 and response.get_json()["code"] == "self_approval"
-    pending = client.get("/api/v1/approvals", headers=admin).get_json()["approvals"]
+    pending = client.get("/api/v1/approvals", headers=admin).get_json()["items"]
     assert [a["id"] for a in pending] == [approval_id]
-    assert "trent" not in [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["staff"]]
+    assert "trent" not in [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]]
 
 
 # -- one-time and weak passwords (R2.1) ----------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_sessions_are_listed_without_tokens(app, client):
     headers.last_step = step
     response = client.get("/api/v1/auth/sessions", headers=headers)
     assert response.status_code == 200
-    sessions = response.get_json()["sessions"]
+    sessions = response.get_json()["items"]
     assert [s["id"] for s in sessions] == [headers.session_id, opened["session_id"]]
     for session in sessions:
         assert set(session) == {"id", "staff_id", "created_at", "last_seen_at", "expires_at", "client_addr", "current"}
@@ -117,7 +117,7 @@ def test_a_security_officer_lists_and_ends_anyones_sessions(app, client):
     bob = quick_login(client, app)
     officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
     response = client.get(f"/api/v1/auth/sessions?staff_id={bob.staff_id}", headers=officer)
-    assert [s["id"] for s in response.get_json()["sessions"]] == [bob.session_id]
+    assert [s["id"] for s in response.get_json()["items"]] == [bob.session_id]
     assert client.delete(f"/api/v1/auth/sessions/{bob.session_id}", headers=officer).status_code == 204
     assert client.get("/api/v1/auth/sessions", headers=bob).status_code == 401
 

@@ -189,3 +189,41 @@ def test_validation_errors_name_fields_and_rules(client):
 def test_not_found_names_only_the_id_that_was_asked_for(client):
     body = client.get("/api/v1/raise/not_found").get_json()
     assert body["message"] == f"customer {CUSTOMER_ID} not found"
+
+
+# -- the real routes: flask-smorest parses, the one error table answers ------------------
+
+
+def test_a_declared_body_that_is_not_json_is_a_415_from_a_real_route(client):
+    response = client.post("/api/v1/auth/login", data="username=ada", content_type="text/plain")
+    assert_error_shape(response, 415, "unsupported_media_type")
+
+
+def test_broken_json_to_a_real_route_is_a_400_that_does_not_quote_it(client):
+    response = client.post("/api/v1/auth/login", data='{"username": "' + PLANTED + '",',
+                           content_type="application/json")
+    assert_error_shape(response, 400, "malformed_json")
+    assert PLANTED not in response.get_data(as_text=True)
+
+
+def test_a_field_nobody_asked_for_is_refused_in_our_shape_without_its_value(client):
+    # Mass assignment: an attacker adds `is_admin` to a login body.
+    response = client.post("/api/v1/auth/login", json={"username": "ada", "password": "x", "is_admin": PLANTED})
+    body = assert_error_shape(response, 422, "validation_failed")
+    assert body["errors"] == {"is_admin": ["Unknown field."]}
+    assert PLANTED not in response.get_data(as_text=True)
+
+
+def test_the_document_lists_the_error_answers_of_every_json_operation(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":  # the path's own, shared by its operations
+                continue
+            responses = operation["responses"]
+            assert "default" not in responses, f"{method} {path}: every status is named, none is a catch-all"
+            if "requestBody" in operation:
+                assert {"400", "415", "422"} <= set(responses), f"{method} {path}"
+            for status, answer in responses.items():
+                if int(status) >= 400:
+                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

@@ -44,7 +44,7 @@ def test_the_staff_list_shows_accounts_without_secrets(app, client):
         "username": "lee", "display_name": "Lee", "roles": ["agent"], "portfolios": ["retail"]}).get_json()
     response = client.get("/api/v1/staff", headers=admin)
     assert response.status_code == 200
-    staff = {s["username"]: s for s in response.get_json()["staff"]}
+    staff = {s["username"]: s for s in response.get_json()["items"]}
     assert staff["lee"]["roles"] == ["agent"] and staff["lee"]["must_change_password"] is True
     assert staff["lee"]["mfa_enrolled"] is False and staff[admin.username]["mfa_enrolled"] is True
     text = response.get_data(as_text=True)
@@ -60,7 +60,7 @@ def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admi
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
     assert response.get_json()["status"] == "pending"
-    listed = client.get("/api/v1/approvals", headers=second).get_json()["approvals"]
+    listed = client.get("/api/v1/approvals", headers=second).get_json()["items"]
     assert [(a["id"], a["kind"], a["summary"]["roles"]) for a in listed] == [
         (approval_id, "create_staff", ["security_officer"])]
     response = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=second)
@@ -69,7 +69,7 @@ def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admi
     assert done["status"] == "executed" and done["result"]["username"] == "morgan"
     opened, _totp, _step = sign_in(client, app, "morgan", done["result"]["one_time_password"])
     assert opened["token"]
-    assert client.get("/api/v1/approvals", headers=second).get_json()["approvals"] == []
+    assert client.get("/api/v1/approvals", headers=second).get_json()["items"] == []
     again = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=second)
     assert again.status_code == 409 and again.get_json()["code"] == "already_decided"
 
@@ -85,7 +85,7 @@ def test_roles_are_granted_and_revoked_and_privileged_grants_wait(app, client):
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
     assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other).status_code == 200
-    roles = {s["id"]: s["roles"] for s in client.get("/api/v1/staff", headers=admin).get_json()["staff"]}
+    roles = {s["id"]: s["roles"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
     assert roles[agent.staff_id] == ["agent", "auditor"]
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["auditor"]})
     assert response.status_code == 200 and response.get_json()["roles"] == ["agent"]
@@ -142,7 +142,7 @@ def test_a_supervisor_breaks_the_glass_and_it_is_recorded_and_listed(app, client
     assert response.status_code == 201
     grant = response.get_json()
     assert grant["portfolio"] == "private" and grant["active"] is True and grant["staff_id"] == supervisor.staff_id
-    listed = client.get("/api/v1/break-glass", headers=officer).get_json()["grants"]
+    listed = client.get("/api/v1/break-glass", headers=officer).get_json()["items"]
     assert [(g["id"], g["reason"]) for g in listed] == [(grant["id"], "INC-7 account takeover")]
     records = [(e, m) for e, m in events(app) if isinstance(e, AccessRecord.Event) and e.kind == "break_glass"]
     [(record, meta)] = records
