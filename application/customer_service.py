@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from uuid import UUID
 from application.clock import Clock, utc_now
 from application.context import acting_as, require_context
 from application.customers import Strongroom
-from application.errors import ApplicationError, CustomerErased, CustomerNotFound, ValidationFailed
+from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
 from application.policy import Decision, Operation, Policy
 from application.security import Actor
 
@@ -39,13 +39,6 @@ UPDATABLE_FIELDS = (
     "email", "phone", "address", "full_name", "date_of_birth", "national_id",
     "risk_rating", "segment", "kyc_status", "portfolio",
 )
-
-
-class NotAvailable(ApplicationError):
-    """The use case exists in the contract but not yet in this build (501)."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is not available in this build")
 
 
 def encode_cursor(customer_id: str) -> str:
@@ -115,10 +108,7 @@ class CustomerService:
     def read_as_of(self, actor: Actor, customer_id: str, when: datetime) -> dict[str, Any]:
         """The masked view as it was at `when` (R4.5); scope is decided on the customer now."""
         _, decision = self._reachable(actor, Operation.VIEW_AS_OF, customer_id)
-        as_of: Callable[[str, datetime], dict[str, Any]] | None = getattr(self.app, "customer_as_of", None)
-        if as_of is None:
-            raise NotAvailable("reading a customer as of a past time")
-        past = as_of(customer_id, when)
+        past = self.app.customer_as_of(customer_id, when)
         return self._viewed(actor, past, decision, kind="as_of", as_of=when.isoformat())
 
     def update(self, actor: Actor, customer_id: str, changes: Mapping[str, Any],
@@ -173,10 +163,7 @@ class CustomerService:
     def revert(self, actor: Actor, customer_id: str, to: datetime, reason: str) -> dict[str, Any]:
         """Bring the customer back to its state at `to` with a compensating event (R4.5)."""
         _, decision = self._reachable(actor, Operation.REVERT, customer_id)
-        revert: Callable[[str, datetime, str], dict[str, Any]] | None = getattr(self.app, "revert_customer", None)
-        if revert is None:
-            raise NotAvailable("reverting a customer")
-        reverted = revert(customer_id, to, reason)
+        reverted = self.app.revert_customer(customer_id, to, reason)
         return self._viewed(actor, reverted, decision, operation="revert")
 
     # -- interactions ------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from application.customer_service import NotAvailable
 from application.errors import (
     AnonymousWrite,
     CustomerNotFound,
@@ -89,7 +88,6 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     StepUpRequired: (403, "step_up_required", None),
     FieldNotRevealable: (403, "field_not_revealable", None),
     PortfolioOutOfScope: (403, "portfolio_out_of_scope", None),
-    NotAvailable: (501, "not_implemented", None),
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some
