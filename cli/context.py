@@ -39,10 +39,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def operator_context(purpose: str | None = None) -> RequestContext:
     """The command line acts as the operator who runs it (R3.1)."""
     return RequestContext(actor_id=f"operator:{getpass.getuser()}", via="cli", purpose=purpose)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from application.clock import utc_now
 from application.context import acting_as
-from cli.context import components, fail, instance_of, operator_context, utc_now
+from cli.context import components, fail, instance_of, operator_context
 from infrastructure.composition import CONFIG_FILE
 from infrastructure.crypto.blind_index import bits_for
 from infrastructure.crypto.kek import LocalKek

@@ -14,9 +14,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from application.clock import utc_now
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
 from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
 from infrastructure.backup.manifest import (
@@ -152,7 +152,7 @@ def create_backup(
     keys_data = json.dumps(exported, separators=(",", ":")).encode()
     keys_segment = segment_path(KEYS, backup_id, KEYS_SEGMENT)
     target.write(keys_segment, keys_data)
-    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    now = utc_now().isoformat(timespec="microseconds")
     keys_manifest = signer.sign({
         "format": FORMAT, "kind": KEYS, "backup_id": backup_id, "created_at": now,
         "kek_ids": sorted({k[3] for k in exported["data_keys"]}),

@@ -26,10 +26,11 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from application.clock import utc_now
 from application.errors import SubjectErased
 from application.restore import RecoveryRecords
 from infrastructure.backup.eventrows import EventTable, TableRef
@@ -178,7 +179,7 @@ def _restore_and_compare(live: Components, target: Target, signer: ManifestSigne
     result.backup_id, result.position = restored.backup_id, restored.position
     if restored.last_recorded_at is not None:
         newest = datetime.fromisoformat(restored.last_recorded_at)
-        result.rpo_seconds = max(0.0, (datetime.now(timezone.utc) - newest).total_seconds())
+        result.rpo_seconds = max(0.0, (utc_now() - newest).total_seconds())
     result.failures.extend(restored.problems)
     if restored.chain == "broken":
         result.failures.append("hash chain of the restored rows does not verify")

@@ -23,13 +23,14 @@ import base64
 import hashlib
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from application.clock import utc_now
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 
 FORMAT = "strongroom-backup/1"
@@ -54,7 +55,7 @@ def sha256(data: bytes) -> str:
 
 def new_backup_id(now: datetime | None = None) -> str:
     """Sortable by time, unique across concurrent runs."""
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
 
 
