@@ -15,8 +15,8 @@ PostgreSQL database, enrols agents, starts the real server, and measures with
   3 passes over 64 MiB, 4 lanes, chosen so a guess costs an attacker the same memory
   while a login stays well under half a second), which dominates the login.
 
-The server and the command line run as their own processes (`python -m cli.main`,
-the code the `strongroom` console script runs).
+The server and the command line run as their own processes, started as an operator
+starts them: the `strongroom` console script beside this interpreter.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pyotp
 
-import cli.main
 from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService
 from application.security import Actor
@@ -63,8 +62,8 @@ class ApiBenchError(Exception):
 
 
 def _cli(*args: str) -> list[str]:
-    """`strongroom ARGS` as a process of this interpreter."""
-    return [sys.executable, "-m", cli.main.__name__, *args]
+    """`strongroom ARGS` as its own process: the console script this environment installed."""
+    return [str(Path(sys.executable).with_name("strongroom")), *args]
 
 
 def _env(instance: Path, database_url: str) -> dict[str, str]:

@@ -79,7 +79,7 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 bench.suites.setdefault("recovery", {})[kind] = dict(
                     zip(RECOVERY_FIGURE_NAMES, figures, strict=True))
         if "api" in bench.chosen:
-            # Only here: it starts the real server through the command line (cli.main).
+            # Only here: it starts the real server through the `strongroom` command.
             from benchmarks.api_bench import ApiBenchError, measure_api
 
             kind = "postgres"

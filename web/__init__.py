@@ -1,5 +1,5 @@
-"""The HTTP side: the app factory, blueprints, schemas, the one error table, and the
-`strongroom` command line beside them."""
+"""The HTTP side: the app factory, the flask-smorest blueprints and their schemas,
+authentication and the one error table. The command line is its sibling, `cli/`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Strongroom API (see `web.app.create_app`).
 
-    Imported late so that loading `web` (as the command line does) loads neither
+    Imported late so that loading `web` (as `strongroom serve` does) loads neither
     Flask nor the metrics client: `strongroom serve` must set the metrics mode
     before prometheus_client is first imported, and `strongroom --help` stays quick.
     """
