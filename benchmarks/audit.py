@@ -115,7 +115,7 @@ def _fill(built: Components, customers: int, access_records: int, progress: Prog
 
 def measure_verify(built: Components, sizes: Sizes, progress: Progress) -> Figure:
     """Rows/second of a full `audit verify` against raw paging of the same rows."""
-    built.audit.checkpoint()
+    built.tamper_evidence.checkpoint()
     verify_rates: list[float] = []
     raw_rates: list[float] = []
     for repeat in range(sizes.repeats):
@@ -138,7 +138,7 @@ def measure_verify(built: Components, sizes: Sizes, progress: Progress) -> Figur
 
 
 def _verified_rows(built: Components) -> int:
-    report = built.audit.verify()
+    report = built.tamper_evidence.verify()
     if not report.intact:
         raise BenchmarkError(f"the benchmark's own chain does not verify: {report.summary()}")
     return report.rows

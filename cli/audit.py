@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from application.audit_trail import AuditEntry, AuditFilter, AuditTrail
+from application.audit_trail import AuditEntry, AuditFilter
 from application.context import acting_as
 from application.errors import ValidationFailed
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
@@ -70,7 +70,7 @@ def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | N
     if public_key is not None:
         fail("--public-key goes with --bundle")
     with components(ctx) as built:
-        report = built.audit.verify(from_checkpoint=from_checkpoint)
+        report = built.tamper_evidence.verify(from_checkpoint=from_checkpoint)
     _print_report(report, as_json)
 
 
@@ -81,10 +81,10 @@ def checkpoint_command(ctx: click.Context, as_json: bool) -> None:
     """Sign a checkpoint of the chain head now (after verifying what follows the last one)."""
     with components(ctx) as built:
         try:
-            checkpoint = built.audit.checkpoint()
+            checkpoint = built.tamper_evidence.checkpoint()
         except ChainBroken as exc:
             fail(f"no checkpoint signed: {exc}", EXIT_CHECK_FAILED)
-        folder = built.audit.store.folder
+        folder = built.tamper_evidence.store.folder
     if checkpoint is None:
         result: dict[str, Any] = {"checkpoint": None}
         text = "the event log is empty: nothing to checkpoint"
@@ -125,7 +125,7 @@ def replay_command(ctx: click.Context, customer: str | None, actor: str | None, 
     except ValidationFailed as exc:
         fail(str(exc))
     with components(ctx) as built, acting_as(operator_context("audit replay")):
-        entries = AuditTrail(built.app, built.audit).operator_replay(filters, with_values=values)
+        entries = built.audit_trail.operator_replay(filters, with_values=values)
     if as_json or output == "jsonl":
         for entry in entries:
             click.echo(json.dumps(entry.as_json(with_values=values), default=str))
@@ -150,11 +150,11 @@ def export_command(ctx: click.Context, out: Path, since: datetime | None, until:
     context = operator_context("audit export")
     with components(ctx) as built, acting_as(context):
         try:
-            result = export_bundle(built.audit, built.app, out, since=since, until=until,
+            result = export_bundle(built.tamper_evidence, built.app, out, since=since, until=until,
                                    created_by=context.actor_id)
         except BundleError as exc:
             fail(str(exc))
-        AuditTrail(built.app, built.audit).record_export(result.window_rows)
+        built.audit_trail.record_export(result.window_rows)
     if as_json:
         click.echo(json.dumps(result.as_json()))
     else:

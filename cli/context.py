@@ -66,7 +66,7 @@ def components(ctx: click.Context) -> Iterator[Components]:
         fail(str(exc))
     try:
         yield built
-        built.audit.flush()  # sign a checkpoint over what this command wrote (R3.3)
+        built.tamper_evidence.flush()  # sign a checkpoint over what this command wrote (R3.3)
     finally:
         built.close()
 

@@ -235,7 +235,7 @@ class Components:
     events_db: Database
     keys_db: Database
     # Chain checkpoints, verification and the published key (R3.3, R6.3).
-    audit: TamperEvidence
+    tamper_evidence: TamperEvidence
     # The one authorisation policy (R2.10); it reads the identity's clock.
     policy: Policy
     # Customer use cases on behalf of a staff member (R2.6-R2.8, R3.2).
@@ -249,7 +249,7 @@ class Components:
     operations: Operations
 
     def close(self) -> None:
-        self.audit.close()  # stops the checkpointer before the recorder closes
+        self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
         self.app.close()
         self.events_db.close()
         self.keys_db.close()
@@ -311,7 +311,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     )
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
-        events_db=events_db, keys_db=keys_db, audit=evidence, policy=policy,
+        events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
         customers=CustomerService(app, policy=policy),
         audit_trail=AuditTrail(app, evidence, policy=policy),
         identity=identity, staff_admin=staff_admin,

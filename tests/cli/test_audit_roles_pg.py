@@ -83,8 +83,8 @@ def test_the_app_role_appends_but_never_rewrites(tmp_path: Path, owned_database:
             built.app.access_log.record(kind="view", customer_ids=[customer["id"]], fields=["email"])
             built.app.update_customer(customer["id"], {"segment": "premium"})
         assert built.app.get_customer(customer["id"])["segment"] == "premium"
-        assert built.audit.checkpoint() is not None
-        assert built.audit.verify().intact
+        assert built.tamper_evidence.checkpoint() is not None
+        assert built.tamper_evidence.verify().intact
     finally:
         built.close()
 

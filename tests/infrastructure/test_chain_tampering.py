@@ -37,7 +37,7 @@ def _fill(built: Components, customers: int = 3) -> list[str]:
 def instance(tmp_path: Any, database_url: str) -> Iterator[tuple[Components, RawStore]]:
     built = make_components(tmp_path, database_url, checkpoint_seconds=3600)
     _fill(built)
-    assert built.audit.checkpoint() is not None
+    assert built.tamper_evidence.checkpoint() is not None
     yield built, RawStore(database_url)
     built.close()
 
@@ -49,7 +49,7 @@ def _head(built: Components) -> int:
 
 
 def _first_problem(built: Components) -> tuple[int, str]:
-    report = built.audit.verify()
+    report = built.tamper_evidence.verify()
     assert not report.intact, "tampering went unnoticed"
     first = report.first_problem
     assert first is not None
@@ -59,14 +59,14 @@ def _first_problem(built: Components) -> tuple[int, str]:
 
 def test_an_untouched_store_verifies(instance: tuple[Components, RawStore]) -> None:
     built, _ = instance
-    report = built.audit.verify()
+    report = built.tamper_evidence.verify()
     assert report.intact, report.summary()
     assert report.rows == _head(built) >= 7
     assert report.checkpoints_verified >= 1
     assert report.latest_checkpoint is not None and report.latest_checkpoint.position == _head(built)
     assert report.summary().startswith("chain intact:")
     # From the latest checkpoint: only what follows it is re-read.
-    assert built.audit.verify(from_checkpoint=True).intact
+    assert built.tamper_evidence.verify(from_checkpoint=True).intact
 
 
 def test_one_flipped_ciphertext_byte_is_named(instance: tuple[Components, RawStore]) -> None:
@@ -108,7 +108,7 @@ def test_two_swapped_rows_are_named(instance: tuple[Components, RawStore]) -> No
     raw.swap(2, 3)
     position, _ = _first_problem(built)
     assert position == 2
-    problems = {p.position for p in built.audit.verify().problems}
+    problems = {p.position for p in built.tamper_evidence.verify().problems}
     assert {2, 3} <= problems
 
 
@@ -130,7 +130,7 @@ def test_a_tail_truncated_with_its_checkpoint_rows_is_caught_by_the_copy(
     head = _head(built)
     raw.truncate_after(head - 2)
     raw.delete_checkpoints()
-    report = built.audit.verify()
+    report = built.tamper_evidence.verify()
     assert not report.intact
     whats = " | ".join(p.what for p in report.problems)
     assert "in the checkpoint folder but not in the database" in whats
@@ -142,11 +142,11 @@ def test_a_checkpoint_that_does_not_verify_is_named(
     instance: tuple[Components, RawStore], column: str
 ) -> None:
     built, raw = instance
-    checkpoint = built.audit.store.latest_in_database()
+    checkpoint = built.tamper_evidence.store.latest_in_database()
     assert checkpoint is not None
     raw.tamper_checkpoint(checkpoint.position, column)
     # ...and its copy, so that both places tell the same lie.
-    copy = built.audit.store.folder / f"checkpoint-{checkpoint.position:020d}.json"
+    copy = built.tamper_evidence.store.folder / f"checkpoint-{checkpoint.position:020d}.json"
     data = json.loads(copy.read_text())
     data[column] = ("%02x" % (int(data[column][:2], 16) ^ 1)) + data[column][2:]
     copy.write_text(json.dumps(data))
@@ -161,7 +161,7 @@ def test_history_rewritten_with_every_hash_recomputed_is_caught_by_a_checkpoint(
     built, raw = instance
     head = _head(built)
     raw.rewrite_and_rechain(3)
-    report = built.audit.verify()
+    report = built.tamper_evidence.verify()
     assert not report.intact
     # Every row links and recomputes; the signed head is what no longer matches.
     assert [p.position for p in report.problems] == [head]
@@ -175,8 +175,8 @@ def test_a_checkpoint_is_never_signed_over_a_tampered_chain(instance: tuple[Comp
     head = _head(built)
     raw.flip_byte(head)  # after the latest checkpoint: what the next one would vouch for
     with pytest.raises(ChainBroken, match=f"at position {head}"):
-        built.audit.checkpoint()
-    assert built.audit.store.latest_in_database().position == head - 1
+        built.tamper_evidence.checkpoint()
+    assert built.tamper_evidence.store.latest_in_database().position == head - 1
 
 
 def test_verification_survives_crypto_shredding(tmp_path: Any, database_url: str) -> None:
@@ -185,9 +185,9 @@ def test_verification_survives_crypto_shredding(tmp_path: Any, database_url: str
         ids = _fill(built)
         with acting_as(OPERATOR):
             built.app.erase_customer(ids[1], reason="GDPR Art. 17 request")
-        built.audit.checkpoint()
+        built.tamper_evidence.checkpoint()
         built.keyring.forget_cached()
-        report = built.audit.verify()
+        report = built.tamper_evidence.verify()
         assert report.intact, report.summary()
     finally:
         built.close()
@@ -200,24 +200,24 @@ def test_checkpoints_follow_every_n_rows_and_a_finishing_writer(tmp_path: Any, d
         head = _head(built)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            latest = built.audit.store.latest_in_database()
+            latest = built.tamper_evidence.store.latest_in_database()
             if latest is not None and latest.position >= head - 3:
                 break
             time.sleep(0.05)
-        stored = built.audit.store.in_database()
+        stored = built.tamper_evidence.store.in_database()
         assert stored and stored[-1].position >= head - 3
         with acting_as(OPERATOR):
             built.app.access_log.record(kind="view", customer_ids=[], fields=[])
-        built.audit.flush()  # what a command does before it exits
+        built.tamper_evidence.flush()  # what a command does before it exits
     finally:
         built.close()
     # The process that wrote has finished: its last row is checkpointed, in both places.
     reopened = make_components(tmp_path, database_url)
     try:
-        latest = reopened.audit.store.latest_in_database()
+        latest = reopened.tamper_evidence.store.latest_in_database()
         assert latest is not None and latest.position == head + 1
-        copies, unreadable = reopened.audit.store.in_folder()
+        copies, unreadable = reopened.tamper_evidence.store.in_folder()
         assert latest in copies and unreadable == []
-        assert reopened.audit.verify().intact
+        assert reopened.tamper_evidence.verify().intact
     finally:
         reopened.close()
