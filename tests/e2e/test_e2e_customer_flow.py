@@ -4,11 +4,7 @@ reveals (R1.6, R2.2, R2.7, R3.2)."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from tests.e2e.test_serve_tls import ROOT, clean_env, free_port, handshake, strongroom, trusting
+from tests.e2e.server import call, initialise, serving, staff_add
 
 PLANTED_EMAIL = "e2e.planted@example.org"
 PLANTED_NAME = "Grace Plantedname"
@@ -27,21 +23,13 @@ NEW_PASSWORD = "quiet-harbour lanterns at noon"
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("e2e-customers") / "instance"
-    done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT, env=clean_env(),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    initialise(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def agent_account(instance: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        strongroom("--instance", str(instance), "staff", "add", "e2e.agent", "--role", "agent",
-                   "--portfolio", "retail", "--json"),
-        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    created = json.loads(done.stdout)
+    created = staff_add(instance, "e2e.agent", "agent", "retail")
     assert created["username"] == "e2e.agent" and created["roles"] == ["agent"]
     return created
 
@@ -49,48 +37,8 @@ def agent_account(instance: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(instance: Path, agent_account: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve-customers") / "serve.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", "2"),
-        cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    cert = instance / "tls" / "cert.pem"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"strongroom serve exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                handshake(trusting(cert), port)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"strongroom serve did not answer within 60 s:\n{log_path.read_text()}")
-                time.sleep(0.2)
-        yield {"port": port, "cert": cert, "log": log_path}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
-def call(server: dict[str, Any], method: str, path: str, body: Any = None, token: str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    connection = http.client.HTTPSConnection("localhost", server["port"], context=trusting(server["cert"]), timeout=30)
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    connection.request(method, path, body=None if body is None else json.dumps(body), headers=sent)
-    response = connection.getresponse()
-    raw = response.read()
-    connection.close()
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
+    with serving(instance, tmp_path_factory.mktemp("serve-customers") / "serve.log", workers=2) as running:
+        yield running
 
 
 def test_an_agent_signs_in_creates_reads_masked_steps_up_and_reveals(server, agent_account):

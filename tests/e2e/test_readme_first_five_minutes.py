@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_serve_tls import ROOT, clean_env, initialise, serving
+from tests.e2e.server import ROOT, clean_env, initialise, serving
 
 pytestmark = pytest.mark.slow
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -20,34 +17,9 @@ from pathlib import Path
 import pytest
 
 from cli.serve import INTERMEDIATE_CIPHERS
+from tests.e2e.server import ROOT, clean_env, free_port, handshake, initialise, serving, strongroom, trusting
 
-ROOT = Path(__file__).resolve().parents[2]
 PLANTED_EMAIL = "planted@example.org"
-
-
-def strongroom(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("strongroom")
-    if script.exists():
-        return [str(script), *args]
-    return [sys.executable, "-c", "from cli.main import run; run()", *args]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("STRONGROOM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def trusting(cert: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = True
-    return context
 
 
 def legacy_client(max_version: ssl.TLSVersion, ciphers: str = "DEFAULT:@SECLEVEL=0") -> ssl.SSLContext:
@@ -61,12 +33,6 @@ def legacy_client(max_version: ssl.TLSVersion, ciphers: str = "DEFAULT:@SECLEVEL
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def handshake(context: ssl.SSLContext, port: int) -> tuple[str | None, tuple | None]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            return tls.version(), tls.cipher()
 
 
 @contextlib.contextmanager
@@ -98,48 +64,6 @@ def permissive_server(cert: Path, key: Path) -> Iterator[int]:
         yield int(listener.getsockname()[1])
     finally:
         listener.close()
-
-
-def initialise(folder: Path) -> dict:
-    """`strongroom init --json` into `folder`; returns the first admin it printed."""
-    done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT, env=clean_env(),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    admin: dict = json.loads(done.stdout)["admin"]
-    return admin
-
-
-@contextlib.contextmanager
-def serving(instance: Path, log_path: Path) -> Iterator[dict]:
-    """`strongroom serve` on a free port, up once it completes a TLS handshake."""
-    port = free_port()
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", "1"),
-        cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    cert = instance / "tls" / "cert.pem"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"strongroom serve exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                handshake(trusting(cert), port)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"strongroom serve did not answer within 60 s:\n{log_path.read_text()}")
-                time.sleep(0.2)
-        yield {"port": port, "cert": cert, "key": instance / "tls" / "key.pem", "log": log_path, "process": process}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
