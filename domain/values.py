@@ -336,7 +336,9 @@ def check_date_of_birth(date_of_birth: str, today: date) -> None:
         raise InvalidField("date_of_birth", "must be in 1900 or later")
 
 
-_PORTFOLIO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+# A portfolio code; stated as is in the API's document (web/schemas.py), applied here.
+PORTFOLIO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+_PORTFOLIO = re.compile(PORTFOLIO_PATTERN)
 
 
 def normalise_portfolio(value: object) -> str:

@@ -50,9 +50,11 @@ _IF_MATCH = re.compile(r'^\s*"?(\d{1,18})"?\s*$')
 _ETAG = {"ETag": {"description": "The customer's version, quoted; send it back as If-Match.",
                   "required": True, "schema": {"type": "string"}}}
 _LOCATION = {"Location": {"description": "The new customer's URL.", "required": True, "schema": {"type": "string"}}}
-IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
-            "description": "The ETag you read, e.g. `\"3\"`. Missing: 428; `*`, a weak tag, a list or "
-                           "another version: 412."}
+# An empty If-Match names nothing: the server treats it as missing (428), so the
+# document does not call it valid.
+IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+            "description": "The ETag you read, e.g. `\"3\"`. Missing or empty: 428; `*`, a weak tag, a list "
+                           "or another version: 412."}
 _FORBIDDEN = ("Not allowed: `forbidden`, `training_lapsed`, `step_up_required`, `field_not_revealable`, "
               "`portfolio_out_of_scope` or `password_change_required`.")
 # What every operation on one customer can answer, besides its own.

@@ -12,10 +12,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from domain.customer import CUSTOMER_TYPES, KYC_STATUSES, RISK_RATINGS
-from domain.values import COUNTRY_CODES, SENSITIVE_AUTHENTICATION_FIELDS
-
-# domain.values' rule for a portfolio code, stated in the document; the domain applies it.
-PORTFOLIO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+from domain.values import COUNTRY_CODES, PORTFOLIO_PATTERN, SENSITIVE_AUTHENTICATION_FIELDS
 
 # domain.values' rule for one line of text: something besides white space, and no control
 # character that white-space folding leaves behind. Stated in the document; the domain applies it.

@@ -97,7 +97,10 @@ class CustomerQuerySchema(StrictSchema):
     phone = fields.String(validate=validate.Length(1, 32))
     national_id = fields.String(validate=validate.Length(1, 64))
     pan = fields.String(validate=validate.Length(1, 23))
-    portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
+    # A filter, not a value the domain sees: the schema applies the domain's rule itself,
+    # so a code no customer can have is refused (422) as the document says.
+    portfolio = fields.String(validate=[validate.Length(1, 64), validate.Regexp(PORTFOLIO_PATTERN)],
+                              metadata={"pattern": PORTFOLIO_PATTERN})
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=DEFAULT_PAGE, validate=validate.Range(1, MAX_PAGE))
     cursor = fields.String(validate=validate.Length(1, 200),

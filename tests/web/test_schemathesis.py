@@ -38,6 +38,7 @@ from schemathesis.config import SchemathesisConfig
 
 from infrastructure.crypto.kek import LocalKek
 from tests.web.customers_support import plant_customer
+from tests.web.schemathesis_config import config
 from tests.web.helpers import quick_login, step_up
 from web import create_app
 from web.app import close_app
@@ -48,52 +49,6 @@ METHODS = ("get", "put", "post", "patch", "delete")
 
 # Operations whose examples may end the session they run under: each example signs in anew.
 SESSION_ENDING = {"/api/v1/auth/logout", "/api/v1/auth/password", "/api/v1/auth/sessions/{session_id}"}
-
-# The rules JSON Schema cannot state, per operation: the status that states them may
-# answer a request the schema calls valid. Each is documented on the operation.
-_VALID_BUT_REFUSED = {
-    # Luhn (PAN), mod-97 (IBAN), e-mail and phone syntax, national id shape, a portfolio
-    # the caller holds: checked by the domain and the policy on the values.
-    "POST /api/v1/customers": ["422"],
-    # A KYC transition the domain forbids, the same value rules as above; If-Match naming
-    # a version other than the one on file is a state conflict (412), like a 409.
-    "PATCH /api/v1/customers/{customer_id}": ["412", "422"],
-    # More than one of email/phone/national_id/pan (OpenAPI parameters cannot say "at
-    # most one of"), or a cursor this API never gave.
-    "GET /api/v1/customers": ["422"],
-    # `to` before the customer existed.
-    "POST /api/v1/customers/{customer_id}/revert": ["422"],
-    # `since` after `until`, or a cursor this API never gave.
-    "GET /api/v1/audit/events": ["422"],
-    # The current password, and the password rules (not a common password, not the username).
-    "POST /api/v1/auth/password": ["422"],
-    # Neither a role to grant nor one to revoke (both lists may be absent or empty, not both).
-    "POST /api/v1/staff/{staff_id}/roles": ["422"],
-    # Step-up with a code that is not the current TOTP code: 403 step_up_failed.
-    # (403 is already among the accepted answers.)
-}
-_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "410", "429", "5xx"]
-
-
-def _config() -> SchemathesisConfig:
-    operations = [
-        {"include-name": name,
-         "checks": {"positive_data_acceptance": {"expected-statuses": [*_POSITIVE, *extra]}}}
-        for name, extra in _VALID_BUT_REFUSED.items()
-    ]
-    return SchemathesisConfig.from_dict({
-        # An erased customer (410) is a state, like a missing one (404).
-        "checks": {"positive_data_acceptance": {"expected-statuses": _POSITIVE},
-                   # A change without If-Match is refused with 428 Precondition Required (RFC 6585).
-                   "missing_required_header": {"expected-statuses": ["400", "401", "403", "406", "415", "422",
-                                                                     "428"]},
-                   # A malformed If-Match fails the precondition (412), as RFC 9110 13.1.1 asks.
-                   "negative_data_rejection": {"expected-statuses": [
-                       "400", "401", "403", "404", "405", "406", "409", "412", "415", "422", "428", "429",
-                       "5xx"]}},
-        "operations": operations,
-    })
-
 
 def _app(folder: Path) -> Any:
     instance = folder / "instance"
@@ -148,7 +103,7 @@ def supervisor(api: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def api_schema(api: Any) -> Any:
-    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", api, config=_config())
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", api, config=SchemathesisConfig.from_dict(config()))
 
 
 def all_checks() -> list[Any]:
