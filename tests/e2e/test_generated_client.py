@@ -1,61 +1,53 @@
 """A client generated from the served OpenAPI document by `openapi-python-client` works.
 
-The document is fetched from the app as a client would fetch it, the client is
-generated into a temporary folder and imported, and a new member of staff drives the
-API with it alone: sign in (password, then TOTP enrolment), change the one-time
-password, list staff, register a customer, read it masked, step up, reveal, read its
+The document is fetched from a running `strongroom serve` over TLS, as a client's
+developer would fetch it; the client is generated into a temporary folder, imported,
+and used alone against that server: the first administrator signs in (password, then
+the TOTP enrolled at init) and lists staff; a new supervisor signs in (password, then
+TOTP enrolment), changes the one-time password, registers a customer, reads it
+masked, is refused a reveal before stepping up, steps up, reveals and reads the
 history. The generated code parses every answer with the document's models, so a
 document that misstates a path, a parameter, a body or an answer fails here.
-
-The client speaks to the app in-process (httpx's WSGI transport): what is under test
-is the document, not the TLS server (tests/e2e/test_serve_tls.py covers that).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from datetime import date
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyotp
 import pytest
 
-from infrastructure.crypto.kek import LocalKek
-from tests.web.helpers import MovableClock, create_staff, current_step, use_clock
-from web import create_app
-from web.app import close_app
+from tests.e2e.server import call, initialise, serving, staff_add, trusting
 
 PACKAGE = "strongroom_client"
 NEW_PASSWORD = "seven amber kites over the quay"
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("generated-client")
-    instance = folder / "instance"
-    instance.mkdir()
-    LocalKek.create(instance / "kek.key")
-    made = create_app({"instance": str(instance), "database_url": f"sqlite:///{folder / 'x.sqlite'}",
-                       "blind_index_bits": 8})
-    use_clock(made, MovableClock())
-    yield made
-    close_app(made)
+    admin = initialise(folder / "instance")
+    supervisor = staff_add(folder / "instance", "generated.client", "supervisor", "retail")
+    with serving(folder / "instance", folder / "serve.log") as running:
+        yield {**running, "admin": admin, "supervisor": supervisor}
 
 
 @pytest.fixture(scope="module")
-def generated(app: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def generated(server: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The package openapi-python-client writes from the served document, imported."""
     folder = tmp_path_factory.mktemp("client")
-    response = app.test_client().get("/api/v1/openapi.json")
-    assert response.status_code == 200
+    status, _, served = call(server, "GET", "/api/v1/openapi.json")
+    assert status == 200
     document = folder / "openapi.json"
-    document.write_text(json.dumps(response.get_json()))
+    document.write_text(json.dumps(served))
     config = folder / "config.json"
     config.write_text(json.dumps({"post_hooks": []}))  # no formatter run on the generated code
     generator = Path(sys.executable).with_name("openapi-python-client")
@@ -84,37 +76,49 @@ def models() -> Any:
     return importlib.import_module(f"{PACKAGE}.models")
 
 
-def wsgi(app: Any) -> dict[str, Any]:
-    return {"transport": httpx.WSGITransport(app=app)}
+def over_tls(server: dict[str, Any]) -> dict[str, Any]:
+    """How the generated client reaches the server: HTTPS, trusting the instance's certificate."""
+    return {"base_url": f"https://localhost:{server['port']}", "raise_on_unexpected_status": True,
+            "verify_ssl": trusting(server["cert"])}
 
 
-def test_a_generated_client_signs_in_registers_reads_steps_up_and_reveals(app: Any, generated: Any) -> None:
+def test_a_generated_client_signs_in_registers_reads_steps_up_and_reveals(server: dict[str, Any],
+                                                                          generated: Any) -> None:
     m = models()
-    _, username, one_time = create_staff(app, "generated.client", roles=("supervisor", "admin"),
-                                         portfolios=("retail",))
-    anonymous = generated.Client(base_url="http://strongroom.test", httpx_args=wsgi(app), raise_on_unexpected_status=True)
+    anonymous = generated.Client(**over_tls(server))
 
-    # Password, then TOTP enrolment with the URI the first login shows.
+    # The first administrator: password, then the TOTP enrolled at init; lists staff.
+    admin = server["admin"]
+    started = api("auth.login").sync(client=anonymous, body=m.Login(username="admin", password=admin["password"]))
+    assert isinstance(started, m.LoginStarted) and started.status.value == "mfa_required", started
+    admin_totp = pyotp.parse_uri(admin["totp_uri"])
+    opened = api("auth.mfa").sync(client=anonymous, body=m.Mfa(challenge=started.challenge, code=admin_totp.now()))
+    assert isinstance(opened, m.SessionOpened), opened
+    as_admin = generated.AuthenticatedClient(token=opened.token, **over_tls(server))
+    changed = api("auth.change_password").sync(
+        client=as_admin, body=m.PasswordChange(current_password=admin["password"], new_password=NEW_PASSWORD))
+    assert isinstance(changed, m.PasswordChanged) and changed.password_changed
+    staff = api("staff.list_staff").sync(client=as_admin)
+    assert isinstance(staff, m.StaffPage), staff
+    assert {"admin", "generated.client"} <= {member.username for member in staff.items}
+    assert staff.next_cursor is None
+
+    # A supervisor: password, then TOTP enrolment with the URI the first login shows.
+    username, one_time = "generated.client", server["supervisor"]["one_time_password"]
     started = api("auth.login").sync(client=anonymous, body=m.Login(username=username, password=one_time))
     assert isinstance(started, m.LoginStarted), started
     assert started.status.value == "mfa_enrollment_required"
     totp = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret)
-    step = current_step(app)
+    step = int(time.time()) // 30
     opened = api("auth.mfa").sync(client=anonymous, body=m.Mfa(challenge=started.challenge,
-                                                                   code=totp.generate_otp(step)))
+                                                               code=totp.generate_otp(step)))
     assert isinstance(opened, m.SessionOpened), opened
     assert opened.must_change_password is True
-    client = generated.AuthenticatedClient(base_url="http://strongroom.test", token=opened.token,
-                                           httpx_args=wsgi(app), raise_on_unexpected_status=True)
+    client = generated.AuthenticatedClient(token=opened.token, **over_tls(server))
 
     changed = api("auth.change_password").sync(
         client=client, body=m.PasswordChange(current_password=one_time, new_password=NEW_PASSWORD))
     assert isinstance(changed, m.PasswordChanged) and changed.password_changed
-
-    staff = api("staff.list_staff").sync(client=client)
-    assert isinstance(staff, m.StaffPage), staff
-    assert username in [member.username for member in staff.items] and staff.next_cursor is None
-
     body = m.CustomerCreate(
         type_=m.CustomerCreateType.INDIVIDUAL, full_name="Ada Generated", date_of_birth=date(1980, 2, 3), email="ada.generated@example.org",
         phone="+44 7700 900456", portfolio="retail", risk_rating=m.CustomerCreateRiskRating.LOW,
@@ -138,7 +142,7 @@ def test_a_generated_client_signs_in_registers_reads_steps_up_and_reveals(app: A
                                                          purpose="customer called about a refund"))
     assert isinstance(refused, m.Error) and refused.code == "step_up_required"
 
-    app.extensions["strongroom"].identity.clock.advance(seconds=30)  # a fresh TOTP time-step
+    # Each code counts once; the next time-step's code is accepted (±1 step, R2.2).
     stepped = api("auth.step_up").sync(client=client, body=m.StepUp(code=totp.generate_otp(step + 1)))
     assert isinstance(stepped, m.StepUpResult), stepped
 
