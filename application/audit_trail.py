@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from application.errors import ApplicationError, SubjectErased, ValidationFailed
 from application.policy import AccessDenied, Policy
-from application.ports import AccessRecorder, ChainVerification, EventOpener, TimedLog, TimedNotification
+from application.ports import AuditedApplication, ChainVerification, TimedNotification
 from application.security import Actor, Permission
 from domain.audit import AccessRecord
 from domain.catalogue import CATALOGUE, Classification
@@ -47,20 +47,6 @@ class AuditTrailDenied(AccessDenied):
 
     def __init__(self) -> None:
         super().__init__("the audit trail is open to auditors and compliance officers only")
-
-
-class AuditedApplication(Protocol):
-    """The application whose log is read: its timed recorder, its mapper (as a reader)
-    and its access log."""
-
-    @property
-    def recorder(self) -> TimedLog: ...
-
-    @property
-    def mapper(self) -> EventOpener: ...
-
-    @property
-    def access_log(self) -> AccessRecorder: ...
 
 
 @dataclass(frozen=True)

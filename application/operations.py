@@ -3,7 +3,7 @@ where the log stands, rebuilding and following the read models, and key status.
 
 The command line is a client of the application like the API (STYLE: the house):
 it reaches the recorder, the projection and the key store only through these
-methods, whose ports are declared here and implemented in `infrastructure/`.
+methods, whose ports are in `application/ports/operations.py`.
 """
 
 from __future__ import annotations
@@ -11,45 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-
-class LogPositions(Protocol):
-    """What the recorder answers about positions in the log (infrastructure/eventstore/)."""
-
-    def position_at(self, when: datetime) -> int:
-        """The greatest log position recorded at or before `when` (0 if none)."""
-
-    def max_notification_id(self) -> int | None:
-        """The last position in the log, or None when it is empty."""
-
-
-class ReadModelProjection(Protocol):
-    """Projects the log into the read models (infrastructure/projection.py)."""
-
-    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Empty the read models and project the log again; returns the events projected."""
-
-    def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
-        """Follow the log until `stop()` says so."""
-
-
-class ReadModelPosition(Protocol):
-    def position(self) -> int:
-        """The log position the read model has reached."""
-
-
-class KeyInventory(Protocol):
-    """The key ring seen from outside: which KEK, how many data keys (R1.4, R5.4)."""
-
-    def kek_id(self) -> str:
-        """The id of the KEK that wraps the data keys."""
-
-    def counts(self) -> dict[str, int]:
-        """Data keys by state (active, destroyed)."""
-
-    def status(self, subject_id: str) -> dict[str, str]:
-        """Each key kind of the subject: "active", "destroyed" or "absent"."""
+from application.ports import KeyInventory, LogPositions, ReadModelPosition, ReadModelProjection
 
 
 @dataclass(frozen=True)

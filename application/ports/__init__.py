@@ -4,7 +4,9 @@
   retention policy.
 * `event_log`: positions and times of the log, and what the mapper keeps readable
   (the acting context) whatever keys were destroyed.
-* `audit`: access records and chain verification.
+* `audit`: access records, chain verification, and the application the audit trail reads.
+* `operations`: what the operator's use cases read: log positions, the projection,
+  the key ring's inventory.
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
 
@@ -15,7 +17,7 @@ proof that a feature works. Every port is importable from `application.ports`.
 
 from __future__ import annotations
 
-from application.ports.audit import AccessRecorder, ChainReport, ChainVerification
+from application.ports.audit import AccessRecorder, AuditedApplication, ChainReport, ChainVerification
 from application.ports.customers import (
     CustomerReadModel,
     InTransactionHook,
@@ -47,12 +49,14 @@ from application.ports.identity import (
     StaffDirectory,
     TotpSteps,
 )
+from application.ports.operations import KeyInventory, LogPositions, ReadModelPosition, ReadModelProjection
 
 __all__ = [
-    "AccessRecorder", "ApprovalRecord", "ApprovalStore", "BreakGlassGrant", "BreakGlassStore",
-    "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel", "EventAppender",
-    "EventMetadata", "EventOpener", "EventSealer", "EventStore", "InTransactionHook",
-    "LoginChallenge", "LoginThrottle", "PasswordHasher", "Projection", "RetentionPolicy",
-    "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys",
-    "TimedLog", "TimedNotification", "TotpSteps",
+    "AccessRecorder", "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
+    "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
+    "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore",
+    "InTransactionHook", "KeyInventory", "LogPositions", "LoginChallenge", "LoginThrottle",
+    "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
+    "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
+    "TimedNotification", "TotpSteps",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from application.ports.event_log import EventOpener, TimedLog
+
 
 class AccessRecorder(Protocol):
     """Commits access records (who saw which customers' which fields, and every
@@ -33,3 +35,17 @@ class ChainVerification(Protocol):
 
     def verify(self, *, from_checkpoint: bool = False) -> ChainReport:
         """Verify from the first row, or from the latest valid checkpoint."""
+
+
+class AuditedApplication(Protocol):
+    """The application whose log is read: its timed recorder, its mapper (as a reader)
+    and its access log."""
+
+    @property
+    def recorder(self) -> TimedLog: ...
+
+    @property
+    def mapper(self) -> EventOpener: ...
+
+    @property
+    def access_log(self) -> AccessRecorder: ...
