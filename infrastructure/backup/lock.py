@@ -34,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from infrastructure.backup.targets import Target, TargetError
 
@@ -195,10 +196,11 @@ class TargetLock:
         try:
             if _token(self.target.read(LOCK_FILE)) == self.token:
                 self.target.remove(LOCK_FILE)
-        except Exception:  # noqa: BLE001  # nosec B110 - a lost link on the way out must not hide the run's outcome
+        # A lost link on the way out must not hide the run's own outcome.
+        except Exception:  # noqa: BLE001, S110  # nosec B110
             pass
 
-    def __enter__(self) -> TargetLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

@@ -290,7 +290,7 @@ def test_two_overlapping_runs_on_the_sftp_target_one_refuses_and_the_target_stay
 
 def test_a_lock_left_on_the_sftp_host_by_a_dead_run_is_broken_and_the_next_run_completes(sshd, live):
     """Fault: a run killed mid-upload to the off-site host left its lock (and segments) behind."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603 - a pid that has surely ended
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that has surely ended
     dead.wait()
     (sshd.root / "events" / "interrupted").mkdir(parents=True)
     (sshd.root / "events" / "interrupted" / "000001.seg").write_bytes(b"half")

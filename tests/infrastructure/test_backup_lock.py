@@ -152,7 +152,7 @@ KILLED_RUN = textwrap.dedent("""
 def test_a_run_killed_mid_upload_leaves_a_stale_lock_that_the_next_run_breaks(live, tmp_path, database_url):
     """Fault: `backup create` killed with SIGKILL mid-upload (OOM killer, reboot): no `finally` runs."""
     root, ready = tmp_path / "backups", tmp_path / "ready"
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+    process = subprocess.Popen(
         [sys.executable, "-c", KILLED_RUN, str(tmp_path), database_url, str(ready)], cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
@@ -207,7 +207,7 @@ def test_a_lock_from_another_host_holds_until_its_heartbeat_is_older_than_the_li
 
 def test_a_lock_naming_a_dead_pid_on_this_host_is_broken_at_once(live, tmp_path):
     """Fault: a lock left by a run whose process has ended, however fresh its heartbeat."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     root = tmp_path / "backups"
     _plant_lock(root, host=socket.gethostname(), pid=dead.pid, age=0)
