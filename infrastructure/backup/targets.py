@@ -17,6 +17,8 @@ Targets come from the instance configuration (`strongroom.json`):
 
 A relative local path is relative to the instance folder. With no
 `backup_targets` at all, the instance's `backups/local` folder is the one target.
+Any target may set `lock_stale_after` (seconds without a heartbeat before a run's
+lock on it counts as stale; default 3600): see lock.py.
 """
 
 from __future__ import annotations
