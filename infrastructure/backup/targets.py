@@ -28,6 +28,7 @@ import os
 import posixpath
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -295,7 +296,18 @@ class SftpTarget:
                 sftp.remove(child)
         sftp.rmdir(remote)
 
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        import paramiko
+
+        try:
+            return call()
+        except (paramiko.SSHException, EOFError, ConnectionError, TimeoutError) as exc:
+            raise self._lost(exc) from None
+
     def create_exclusive(self, path: str, data: bytes) -> None:
+        self._guarded(lambda: self._create_exclusive(path, data))
+
+    def _create_exclusive(self, path: str, data: bytes) -> None:
         sftp = self._connect()
         final = self._remote(path)
         self._makedirs(sftp, posixpath.dirname(final))
@@ -315,16 +327,16 @@ class SftpTarget:
         sftp.chmod(final, 0o600)
 
     def modified_at(self, path: str) -> float:
-        return float(self._connect().stat(self._remote(path)).st_mtime or 0)
+        return float(self._guarded(lambda: self._connect().stat(self._remote(path)).st_mtime) or 0)
 
     def touch(self, path: str) -> None:
         import time
 
         now = time.time()
-        self._connect().utime(self._remote(path), (now, now))
+        self._guarded(lambda: self._connect().utime(self._remote(path), (now, now)))
 
     def rename(self, path: str, new_path: str) -> None:
-        self._connect().posix_rename(self._remote(path), self._remote(new_path))
+        self._guarded(lambda: self._connect().posix_rename(self._remote(path), self._remote(new_path)))
 
     def describe(self) -> str:
         s = self.settings

@@ -238,3 +238,33 @@ def test_a_run_whose_lock_was_broken_stops_before_its_manifest(live, tmp_path):
     assert isinstance(outcome.get("error"), LockLost)
     assert _manifests(root) == []
     assert json.loads((root / LOCK_FILE).read_text())["pid"] == 7  # the other run's lock is left alone
+
+
+def test_the_holder_beats_the_heartbeat_so_a_long_run_is_not_taken_for_stale(tmp_path):
+    """Fault: a run longer than `lock_stale_after` broken while it still works (it beats as it writes)."""
+    now = [time.time()]
+    target = LocalTarget("local", tmp_path / "backups", lock_stale_after=40)
+    with TargetLock(target, purpose="backup create", clock=lambda: now[0]) as lock:
+        os.utime(target.root / LOCK_FILE, (now[0] - 35, now[0] - 35))
+        now[0] += 5  # less than a heartbeat interval (10 s here): no touch yet
+        lock.confirm()
+        assert time.time() - (target.root / LOCK_FILE).stat().st_mtime > 30
+        now[0] += 6
+        lock.confirm()  # a segment written a beat later: the heartbeat is fresh again
+        assert time.time() - (target.root / LOCK_FILE).stat().st_mtime < 5
+        with pytest.raises(LockHeld):
+            TargetLock(target, purpose="backup create").acquire()
+    assert not (target.root / LOCK_FILE).exists()
+
+
+def test_lock_stale_after_is_configured_per_target(tmp_path):
+    from infrastructure.backup.targets import TargetError, targets_from_config
+
+    (short, default) = targets_from_config(tmp_path, [
+        {"name": "a", "kind": "local", "path": "a", "lock_stale_after": 120},
+        {"name": "b", "kind": "local", "path": "b"},
+    ])
+    assert (short.lock_stale_after, default.lock_stale_after) == (120.0, 3600.0)
+    for bad in ("soon", 0, -5):
+        with pytest.raises(TargetError, match="lock_stale_after"):
+            targets_from_config(tmp_path, [{"name": "a", "kind": "local", "path": "a", "lock_stale_after": bad}])
