@@ -64,27 +64,33 @@ def backup_group() -> None:
 
 @backup_group.command("create")
 @click.option("--target", "target_name", help="Only this configured target.")
+@click.option("--wait", "wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for another run's lock on a target before giving up on it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def backup_create(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
-    """Write an incremental backup to every configured target (manifest last)."""
+def backup_create(ctx: click.Context, target_name: str | None, wait: float, as_json: bool) -> None:
+    """Write an incremental backup to every configured target (manifest last), one run per target at a time."""
     results, failed = [], False
     with components(ctx) as built, acting_as(operator_context("backup")), _targets(built, target_name) as targets:
         signer = ManifestSigner(built.keyring)
         for target in targets:
             try:
-                result = create_backup(built, target, signer=signer)
+                result = create_backup(built, target, signer=signer, wait=wait)
             except BACKUP_ERRORS as exc:
                 failed = True
                 results.append({"target": target.name, "ok": False, "error": str(exc)})
                 continue
             RecoveryRecords(built.app).record_backup(target.name, result.backup_id, result.last_position)
             results.append({"ok": True, **vars(result)})
-    _emit(as_json, {"backups": results}, [
-        f"{r['target']}: backup {r['backup_id']} positions {r['after_position'] + 1}..{r['last_position']}"
-        f" ({r['rows']} rows, {r['segments']} segments, {r['seconds']:.2f}s)"
-        if r["ok"] else f"{r['target']}: FAILED: {r['error']}" for r in results
-    ])
+    lines = []
+    for r in results:
+        if not r["ok"]:
+            lines.append(f"{r['target']}: FAILED: {r['error']}")
+            continue
+        lines.extend(f"{r['target']}: {note}" for note in r["stale_locks_broken"])
+        lines.append(f"{r['target']}: backup {r['backup_id']} positions {r['after_position'] + 1}..{r['last_position']}"
+                     f" ({r['rows']} rows, {r['segments']} segments, {r['seconds']:.2f}s)")
+    _emit(as_json, {"backups": results}, lines)
     if failed:
         sys.exit(EXIT_CHECK_FAILED)
 

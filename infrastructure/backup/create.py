@@ -6,6 +6,11 @@ event segments, then the key backup (read after the events, so every key an
 event in this backup needs is in it: keys are made before the events they seal),
 then the event manifest, last and atomically. Leftovers of an interrupted run
 (segments with no manifest) are removed first; the run then covers their rows.
+
+The whole run holds the target's lock (lock.py): without it a second run would
+take the first one's segments for leftovers, remove them, and build on the same
+base. The lock is confirmed (and its heartbeat beaten) before every write and
+before the clean-up, so a run whose lock was broken stops before its manifest.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from application.clock import utc_now
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
 from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
+from infrastructure.backup.lock import TargetLock
 from infrastructure.backup.manifest import (
     EVENTS,
     FORMAT,
@@ -49,6 +55,7 @@ class BackupResult:
     segments: int
     bytes: int
     seconds: float
+    stale_locks_broken: list[str] = field(default_factory=list)
 
 
 def complete_manifests(target: Target, kind: str = EVENTS) -> list[tuple[str, bytes]]:
@@ -57,8 +64,13 @@ def complete_manifests(target: Target, kind: str = EVENTS) -> list[tuple[str, by
     return [(f"{kind}/{name}", target.read(f"{kind}/{name}")) for name in sorted(names)]
 
 
-def remove_interrupted(target: Target) -> list[str]:
-    """Delete segments and temporary files that no manifest vouches for."""
+def remove_interrupted(target: Target, lock: TargetLock) -> list[str]:
+    """Delete segments and temporary files that no manifest vouches for.
+
+    Only while holding the target's lock: otherwise "no manifest yet" may mean
+    "another run is writing them", and removing them corrupts that run's backup.
+    """
+    lock.confirm()
     removed = []
     for kind in (EVENTS, KEYS):
         names = target.list(kind)
@@ -93,11 +105,32 @@ def create_backup(
     signer: ManifestSigner | None = None,
     segment_rows: int = SEGMENT_ROWS,
     progress: Callable[[int], None] | None = None,
+    wait: float = 0.0,
+) -> BackupResult:
+    """Write one incremental backup to `target`, holding its lock for the whole run.
+
+    Raises LockHeld (a TargetError) when another live run holds the lock for
+    longer than `wait` seconds.
+    """
+    with TargetLock(target, purpose="backup create", wait=wait) as lock:
+        result = _create_locked(components, target, lock, signer=signer, segment_rows=segment_rows,
+                                progress=progress)
+    return replace(result, stale_locks_broken=lock.broken)
+
+
+def _create_locked(
+    components: Any,
+    target: Target,
+    lock: TargetLock,
+    *,
+    signer: ManifestSigner | None,
+    segment_rows: int,
+    progress: Callable[[int], None] | None,
 ) -> BackupResult:
     started = time.perf_counter()
     signer = signer or ManifestSigner(components.keyring)
     last = _last_manifest(target, signer)
-    remove_interrupted(target)
+    remove_interrupted(target, lock)
     previous = None if last is None else {"backup_id": last[0]["backup_id"], "manifest_sha256": last[1]}
     after = 0 if last is None else int(last[0]["last_position"])
     chain_head = None if last is None else (last[0].get("chain") or {}).get("head")
@@ -117,6 +150,7 @@ def create_backup(
             nonlocal total_bytes
             data = encode_segment(columns, rows)
             name = f"{len(segments) + 1:06d}.seg"
+            lock.confirm()
             target.write(segment_path(EVENTS, backup_id, name), data)
             segments.append({
                 "file": segment_path(EVENTS, backup_id, name), "sha256": sha256(data), "bytes": len(data),
@@ -151,6 +185,7 @@ def create_backup(
     exported = export_keys(components.keyring.store)
     keys_data = json.dumps(exported, separators=(",", ":")).encode()
     keys_segment = segment_path(KEYS, backup_id, KEYS_SEGMENT)
+    lock.confirm()
     target.write(keys_segment, keys_data)
     now = utc_now().isoformat(timespec="microseconds")
     keys_manifest = signer.sign({
@@ -160,6 +195,7 @@ def create_backup(
         "segments": [{"file": keys_segment, "sha256": sha256(keys_data), "bytes": len(keys_data)}],
     })
     keys_manifest_bytes = canonical(keys_manifest)
+    lock.confirm()
     target.write(manifest_path(KEYS, backup_id), keys_manifest_bytes)
 
     manifest = signer.sign({
@@ -173,7 +209,8 @@ def create_backup(
         "segments": segments,
         "keys": {"file": manifest_path(KEYS, backup_id), "sha256": sha256(keys_manifest_bytes)},
     })
-    # Last, atomically: only now does this backup exist.
+    # Last, atomically: only now does this backup exist, and only if this run still holds the lock.
+    lock.confirm()
     target.write(manifest_path(EVENTS, backup_id), canonical(manifest))
     return BackupResult(
         target=target.name, backup_id=backup_id, after_position=after, last_position=last_position,

@@ -17,6 +17,8 @@ Targets come from the instance configuration (`strongroom.json`):
 
 A relative local path is relative to the instance folder. With no
 `backup_targets` at all, the instance's `backups/local` folder is the one target.
+Any target may set `lock_stale_after` (seconds without a heartbeat before a run's
+lock on it counts as stale; default 3600): see lock.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import posixpath
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +40,8 @@ class TargetError(Exception):
 
 class Target(Protocol):
     name: str
+    lock_stale_after: float  # seconds without a heartbeat before a run's lock counts as stale
+
 
     def write(self, path: str, data: bytes) -> None:
         """Store `data` at `path`, atomically."""
@@ -53,18 +58,34 @@ class Target(Protocol):
     def remove_tree(self, folder: str) -> None:
         """Remove `folder` and everything in it (absent is fine)."""
 
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        """Create `path` holding `data`; FileExistsError if it exists (atomic test-and-create)."""
+
+    def modified_at(self, path: str) -> float:
+        """When `path` was last modified (seconds since the epoch); FileNotFoundError when absent."""
+
+    def touch(self, path: str) -> None:
+        """Set the modification time of `path` to now (a lock's heartbeat)."""
+
+    def rename(self, path: str, new_path: str) -> None:
+        """Move `path` to the unused name `new_path`; FileNotFoundError if `path` is gone."""
+
     def describe(self) -> str:
         """Where this target is, for operators (no secrets)."""
 
     def close(self) -> None: ...
 
 
+DEFAULT_LOCK_STALE_AFTER = 3600.0
+
+
 class LocalTarget:
     """A folder on this host (or a mounted volume), owner-only permissions."""
 
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: Path, lock_stale_after: float = DEFAULT_LOCK_STALE_AFTER) -> None:
         self.name = name
         self.root = root
+        self.lock_stale_after = lock_stale_after
 
     def _path(self, path: str) -> Path:
         full = (self.root / path).resolve()
@@ -110,6 +131,25 @@ class LocalTarget:
 
         shutil.rmtree(self._path(folder), ignore_errors=True)
 
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        final = self._path(path)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # O_EXCL: of two runs creating at once, exactly one succeeds.
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def modified_at(self, path: str) -> float:
+        return self._path(path).stat().st_mtime
+
+    def touch(self, path: str) -> None:
+        os.utime(self._path(path))
+
+    def rename(self, path: str, new_path: str) -> None:
+        os.rename(self._path(path), self._path(new_path))
+
     def describe(self) -> str:
         return f"local folder {self.root}"
 
@@ -136,9 +176,11 @@ class SftpTarget:
     otherwise receive every backup.
     """
 
-    def __init__(self, name: str, settings: SftpSettings) -> None:
+    def __init__(self, name: str, settings: SftpSettings,
+                 lock_stale_after: float = DEFAULT_LOCK_STALE_AFTER) -> None:
         self.name = name
         self.settings = settings
+        self.lock_stale_after = lock_stale_after
         self._client: Any = None
         self._sftp: Any = None
 
@@ -254,6 +296,48 @@ class SftpTarget:
                 sftp.remove(child)
         sftp.rmdir(remote)
 
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        import paramiko
+
+        try:
+            return call()
+        except (paramiko.SSHException, EOFError, ConnectionError, TimeoutError) as exc:
+            raise self._lost(exc) from None
+
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        self._guarded(lambda: self._create_exclusive(path, data))
+
+    def _create_exclusive(self, path: str, data: bytes) -> None:
+        sftp = self._connect()
+        final = self._remote(path)
+        self._makedirs(sftp, posixpath.dirname(final))
+        try:
+            # SSH_FXF_EXCL: the server creates with O_EXCL, so one of two runs wins.
+            with sftp.open(final, "wx") as handle:
+                handle.write(data)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            # SFTP v3 reports "exists" as a bare failure: tell it apart by looking.
+            try:
+                sftp.stat(final)
+            except FileNotFoundError:
+                raise TargetError(f"target {self.name}: cannot create {path}") from None
+            raise FileExistsError(path) from None
+        sftp.chmod(final, 0o600)
+
+    def modified_at(self, path: str) -> float:
+        return float(self._guarded(lambda: self._connect().stat(self._remote(path)).st_mtime) or 0)
+
+    def touch(self, path: str) -> None:
+        import time
+
+        now = time.time()
+        self._guarded(lambda: self._connect().utime(self._remote(path), (now, now)))
+
+    def rename(self, path: str, new_path: str) -> None:
+        self._guarded(lambda: self._connect().posix_rename(self._remote(path), self._remote(new_path)))
+
     def describe(self) -> str:
         s = self.settings
         return f"sftp://{s.username}@{s.host}:{s.port}{s.path}"
@@ -283,7 +367,8 @@ def targets_from_config(instance: Path, config: Any) -> list[Target]:
             if not entry.get("path"):
                 raise TargetError(f"backup target {name!r} needs a path")
             root = Path(entry["path"])
-            targets.append(LocalTarget(name, root if root.is_absolute() else instance / root))
+            targets.append(LocalTarget(name, root if root.is_absolute() else instance / root,
+                                       _stale_after(name, entry)))
             continue
         missing = [k for k in ("host", "username", "key_file", "known_hosts", "path") if not entry.get(k)]
         if missing:
@@ -296,5 +381,15 @@ def targets_from_config(instance: Path, config: Any) -> list[Target]:
             host=str(entry["host"]), port=port, username=str(entry["username"]),
             key_file=str(entry["key_file"]), known_hosts=str(entry["known_hosts"]),
             path=str(entry["path"]), timeout=float(entry.get("timeout", 15.0)),
-        )))
+        ), _stale_after(name, entry)))
     return targets
+
+
+def _stale_after(name: str, entry: dict[str, Any]) -> float:
+    try:
+        value = float(entry.get("lock_stale_after", DEFAULT_LOCK_STALE_AFTER))
+    except (TypeError, ValueError):
+        raise TargetError(f"backup target {name!r}: lock_stale_after must be a number of seconds") from None
+    if value <= 0:
+        raise TargetError(f"backup target {name!r}: lock_stale_after must be positive")
+    return value

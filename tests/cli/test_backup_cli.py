@@ -133,3 +133,52 @@ def test_customers_revert_from_the_command_line(tmp_path):
                "--reason", "too early").exit_code == 1
     assert run(instance, "customers", "revert", customer_id, "--to", "yesterday",
                "--reason", "x").exit_code == 2
+
+
+def test_a_second_backup_create_while_one_runs_exits_1_naming_the_owner(tmp_path):
+    """Fault: the cron job's `backup create` still uploading when an operator starts another."""
+    import threading
+
+    from infrastructure.backup.create import create_backup
+    from infrastructure.backup.targets import LocalTarget
+
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json").exit_code == 0
+    lines = tmp_path / "customers.jsonl"
+    lines.write_text("\n".join(customer_line(n) for n in range(6)) + "\n")
+    assert run(instance, "customers", "import", str(lines), "--portfolio", "retail").exit_code == 0
+
+    reached, go = threading.Event(), threading.Event()
+
+    class Paused(LocalTarget):
+        def write(self, path, data):
+            super().write(path, data)
+            reached.set()
+            assert go.wait(60)
+
+    first_run = build(Settings.load(instance))
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=create_backup(
+        first_run, Paused("local", instance / "backups" / "local"), segment_rows=2)))
+    thread.start()
+    try:
+        assert reached.wait(60)
+        second = run(instance, "backup", "create", "--json")
+        assert second.exit_code == 1, second.output
+        (refused,) = json.loads(second.output)["backups"]
+        assert refused["ok"] is False and "locked by another run" in refused["error"]
+        assert "backup create by" in refused["error"] and "--wait" in refused["error"]
+        text = run(instance, "backup", "create")
+        assert text.exit_code == 1 and "local: FAILED: target local is locked by another run" in text.output
+    finally:
+        go.set()
+        thread.join(60)
+        first_run.close()
+    assert outcome["result"].rows >= 6
+
+    after = run(instance, "backup", "create", "--json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output)["backups"][0]["after_position"] == outcome["result"].last_position
+    assert run(instance, "backup", "verify").exit_code == 0
+    drill = run(instance, "backup", "drill")
+    assert drill.exit_code == 0, drill.output

@@ -6,8 +6,10 @@ the transport. `.ci/run` installs openssh-server when sshd is missing; a missing
 sshd fails these tests rather than skipping them.
 
 Attacks tried: a connection killed in the middle of an upload (the partial backup
-must never look complete), and a server whose host key is not the pinned one (a
-man in the middle must receive nothing).
+must never look complete), a server whose host key is not the pinned one (a
+man in the middle must receive nothing), two overlapping runs on the off-site
+target (the second must refuse, not prune the first one's segments), and a lock
+left on the server by a run that died (the next run must break it, and only it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from application.context import acting_as
 from cli.main import main
 from infrastructure.backup.create import create_backup
+from infrastructure.backup.drill import run_drill
+from infrastructure.backup.lock import LOCK_FILE, LockHeld
 from infrastructure.backup.manifest import ManifestSigner
 from infrastructure.backup.restore import restore_backup
 from infrastructure.backup.targets import SftpSettings, SftpTarget, TargetError
@@ -235,3 +241,83 @@ def test_the_command_line_backs_up_to_both_places(sshd, tmp_path):
     assert again.exit_code == 1, again.output
     outcome = {b["target"]: b["ok"] for b in json.loads(again.output)["backups"]}
     assert outcome == {"local": True, "offsite": False}
+
+
+def test_two_overlapping_runs_on_the_sftp_target_one_refuses_and_the_target_stays_whole(sshd, live, tmp_path):
+    """Fault: a second `backup create` to the off-site host while the first is between segments."""
+    reached, go = threading.Event(), threading.Event()
+
+    class PausedAfterTwoSegments(SftpTarget):
+        writes = 0
+
+        def write(self, path, data):
+            super().write(path, data)
+            self.writes += 1
+            if self.writes == 2:
+                reached.set()
+                assert go.wait(60)
+
+    paused = PausedAfterTwoSegments("offsite", sshd.settings())
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=create_backup(live, paused, segment_rows=7)))
+    thread.start()
+    second = SftpTarget("offsite", sshd.settings())
+    try:
+        assert reached.wait(60)
+        owner = json.loads((sshd.root / LOCK_FILE).read_text())
+        assert owner["pid"] == os.getpid() and owner["purpose"] == "backup create"
+        with pytest.raises(LockHeld, match="locked by another run"):
+            create_backup(live, second, segment_rows=7)
+        assert len(list((sshd.root / "events").rglob("*.seg"))) == 2  # the first run's segments stay
+    finally:
+        go.set()
+        thread.join(60)
+        paused.close()
+    try:
+        first = outcome["result"]
+        assert first.rows == 30 and not (sshd.root / LOCK_FILE).exists()
+        live.app.register_customer(customer_fields(email="later@example.org"))
+        again = create_backup(live, second)
+        assert again.after_position == first.last_position and again.rows == 1
+        assert verify_target(second, ManifestSigner(live.keyring)).ok
+        assert run_drill(live, second).failures == []
+        restored = restore_backup(live=live, target=second, into_url=f"sqlite:///{tmp_path / 'r.sqlite'}",
+                                  position=again.last_position)
+        assert restored.rows == again.last_position
+    finally:
+        second.close()
+
+
+def test_a_lock_left_on_the_sftp_host_by_a_dead_run_is_broken_and_the_next_run_completes(sshd, live):
+    """Fault: a run killed mid-upload to the off-site host left its lock (and segments) behind."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that has surely ended
+    dead.wait()
+    (sshd.root / "events" / "interrupted").mkdir(parents=True)
+    (sshd.root / "events" / "interrupted" / "000001.seg").write_bytes(b"half")
+    (sshd.root / LOCK_FILE).write_text(json.dumps({
+        "purpose": "backup create", "host": socket.gethostname(), "pid": dead.pid, "pid_started": None,
+        "user": "cron", "token": "d" * 32, "started_at": "2026-12-04T03:00:00+00:00"}))
+    target = SftpTarget("offsite", sshd.settings())
+    try:
+        done = create_backup(live, target, segment_rows=7)
+        assert len(done.stale_locks_broken) == 1 and f"pid {dead.pid}" in done.stale_locks_broken[0]
+        assert done.after_position == 0 and done.rows == 30
+        assert [p.name for p in (sshd.root / "events").iterdir() if p.is_dir()] == [done.backup_id]
+        assert sorted(p.name for p in sshd.root.iterdir()) == ["events", "keys"]  # no lock, nothing aside
+        assert verify_target(target, ManifestSigner(live.keyring)).ok
+    finally:
+        target.close()
+
+
+def test_the_sftp_lock_is_created_exclusively_on_the_server(sshd):
+    """Fault: two runs creating the lock at the same instant: the server's O_EXCL lets one through."""
+    one, two = SftpTarget("offsite", sshd.settings()), SftpTarget("offsite", sshd.settings())
+    try:
+        one.create_exclusive(LOCK_FILE, b"one")
+        with pytest.raises(FileExistsError):
+            two.create_exclusive(LOCK_FILE, b"two")
+        assert (sshd.root / LOCK_FILE).read_bytes() == b"one"
+        assert oct((sshd.root / LOCK_FILE).stat().st_mode)[-3:] == "600"
+    finally:
+        one.close()
+        two.close()
