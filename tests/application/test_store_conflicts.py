@@ -143,3 +143,23 @@ def test_an_erasure_recorded_first_by_another_request_is_finished_not_refused(ap
     ours = app.erase_customer(cid, "our request")
     assert ours == theirs
     assert app.is_erased(cid)
+
+
+def test_the_tries_again_are_bounded_and_end_in_a_version_conflict(app, rival):
+    """Fault: a rival appends to the record between every load and save, for ever."""
+    from application.customers import UNCONDITIONAL_ATTEMPTS
+
+    cid = app.register_customer(customer_fields())["id"]
+    load = app._customer
+
+    def load_then_let_the_rival_in(customer_id: Any) -> Any:
+        customer = load(customer_id)
+        rival.record_interaction(cid, "call", "phone", "rival")
+        return customer
+
+    app._customer = load_then_let_the_rival_in
+    with pytest.raises(VersionConflict):
+        app.record_interaction(cid, "call", "phone", "ours")
+    del app._customer
+    assert _stored_versions(app, cid) == list(range(1, UNCONDITIONAL_ATTEMPTS + 2))
+    assert {i["notes"] for i in app.interactions(cid)} == {"rival"}
