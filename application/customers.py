@@ -10,13 +10,13 @@ its subject's keys.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, Transcoder
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 
 from application.audit import AccessLog
 from application.context import require_context
@@ -59,6 +59,15 @@ _FIELD_GROUPS = {
 }
 
 
+# How many times a command that names no expected version is tried when another
+# writer appends to the same record first. Each try reloads the record, so the
+# command applies to what is really there; with N writers at once every round lets
+# at least one through, so this bounds the time spent, not who succeeds in practice.
+UNCONDITIONAL_ATTEMPTS = 10
+
+T = TypeVar("T")
+
+
 def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
@@ -94,15 +103,50 @@ class Strongroom(Application[UUID]):
     # -- the unit of work ----------------------------------------------------------------
 
     def _save(self, *aggregates: Any) -> int:
-        """Save aggregates and their projection atomically; return the last position."""
+        """Save aggregates and their projection atomically; return the last position.
+
+        Raises VersionConflict when another writer appended to one of the records
+        since it was loaded: the store refuses the second event at the same version
+        (its unique key), the whole transaction rolls back (events, read-model rows
+        and tracking alike), and the caller hears what a stale If-Match hears.
+        """
         require_context()  # fail before doing any work, not half-way through it
+        # The version each record was at when loaded, taken before save() collects
+        # the pending events.
+        loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         hook = self.projection.inline(aggregates)
         kwargs = {"in_transaction": hook} if hook is not None else {}
-        recordings = self.save(*aggregates, **kwargs)
+        try:
+            recordings = self.save(*aggregates, **kwargs)
+        except IntegrityError:
+            conflict = self._conflict(loaded)
+            if conflict is None:
+                raise  # not a record moving on under us: not ours to rename
+            raise conflict from None
         position = max((r.notification.id for r in recordings), default=0)
         if hook is None and position:
             self.projection.wait_for(position)
         return position
+
+    def _conflict(self, loaded: Sequence[tuple[UUID, int]]) -> VersionConflict | None:
+        """The first record whose stored version is no longer the one it was loaded at."""
+        for originator_id, version in loaded:
+            head = self.recorder.select_events(originator_id, desc=True, limit=1)
+            stored = head[0].originator_version if head else 0
+            if stored != version:
+                return VersionConflict(originator_id, stored)
+        return None
+
+    @staticmethod
+    def _unconditionally(command: Callable[[], T]) -> T:
+        """Run a command that names no expected version, again on a fresh load if
+        another writer got to the record first (a bounded number of times)."""
+        for _ in range(UNCONDITIONAL_ATTEMPTS - 1):
+            try:
+                return command()
+            except VersionConflict:
+                continue
+        return command()
 
     def _customer(self, customer_id: UUID | str) -> Customer:
         try:
@@ -134,43 +178,57 @@ class Strongroom(Application[UUID]):
     def update_customer(
         self, customer_id: UUID | str, changes: dict[str, Any], *, expected_version: int | None = None
     ) -> dict[str, Any]:
-        """Apply field changes through the domain's rules, all or nothing."""
-        customer = self._customer(customer_id)
-        if expected_version is not None and customer.version != expected_version:
-            raise VersionConflict(customer_id, customer.version)
-        groups: dict[str, dict[str, Any]] = {}
-        for name, value in changes.items():
-            groups.setdefault(_FIELD_GROUPS[name], {})[name] = value
-        for group, values in groups.items():
-            _CHANGES[group](customer, values)
-        self._save(customer)
-        return customer.to_record()
+        """Apply field changes through the domain's rules, all or nothing.
+
+        With `expected_version`, a record at any other version, or one another writer
+        changes first, raises VersionConflict; without it the change is tried again
+        on the record as it now is.
+        """
+
+        def update() -> dict[str, Any]:
+            customer = self._customer(customer_id)
+            if expected_version is not None and customer.version != expected_version:
+                raise VersionConflict(customer_id, customer.version)
+            groups: dict[str, dict[str, Any]] = {}
+            for name, value in changes.items():
+                groups.setdefault(_FIELD_GROUPS[name], {})[name] = value
+            for group, values in groups.items():
+                _CHANGES[group](customer, values)
+            self._save(customer)
+            return customer.to_record()
+
+        return update() if expected_version is not None else self._unconditionally(update)
 
     def record_interaction(
         self, customer_id: UUID | str, kind: str, channel: str, notes: str
     ) -> dict[str, Any]:
-        customer = self._customer(customer_id)
-        interaction_id = customer.record_interaction(kind=kind, channel=channel, notes=notes)
-        self._save(customer)
-        return next(i for i in customer.interactions if i["interaction_id"] == interaction_id)
+        def record() -> dict[str, Any]:
+            customer = self._customer(customer_id)
+            interaction_id = customer.record_interaction(kind=kind, channel=channel, notes=notes)
+            self._save(customer)
+            return next(i for i in customer.interactions if i["interaction_id"] == interaction_id)
+
+        return self._unconditionally(record)
 
     def close_relationship(self, customer_id: UUID | str, reason: str) -> dict[str, Any]:
-        customer = self._customer(customer_id)
-        customer.close_relationship(reason)
-        self._save(customer)
-        return customer.to_record()
+        return self._change(customer_id, lambda customer: customer.close_relationship(reason))
 
     def add_card(self, customer_id: UUID | str, card: dict[str, Any]) -> dict[str, Any]:
-        customer = self._customer(customer_id)
-        customer.add_card(card)
-        self._save(customer)
-        return customer.to_record()
+        return self._change(customer_id, lambda customer: customer.add_card(card))
 
     def add_bank_account(self, customer_id: UUID | str, iban: str) -> dict[str, Any]:
-        customer = self._customer(customer_id)
-        customer.add_bank_account({"iban": iban})
-        self._save(customer)
-        return customer.to_record()
+        return self._change(customer_id, lambda customer: customer.add_bank_account({"iban": iban}))
+
+    def _change(self, customer_id: UUID | str, act: Callable[[Customer], Any]) -> dict[str, Any]:
+        """Load, act, save, answer the record; again on a fresh load after a conflict."""
+
+        def change() -> dict[str, Any]:
+            customer = self._customer(customer_id)
+            act(customer)
+            self._save(customer)
+            return customer.to_record()
+
+        return self._unconditionally(change)
 
     # -- one customer in time (R4.5) --------------------------------------------------------
 
@@ -203,14 +261,18 @@ class Strongroom(Application[UUID]):
         """Bring the customer's data back to its state at `to` by appending one
         compensating `Reverted` event; history is never rewritten (R4.5)."""
         require_context()
-        customer = self._customer(customer_id)
-        try:
-            past = self._customer_at(customer_id, to)
-        except CustomerNotFound:
-            raise ValidationFailed({"to": ["is before the customer existed"]}) from None
-        customer.revert_to(past, reason)
-        self._save(customer)
-        return customer.to_record()
+
+        def revert() -> dict[str, Any]:
+            customer = self._customer(customer_id)
+            try:
+                past = self._customer_at(customer_id, to)
+            except CustomerNotFound:
+                raise ValidationFailed({"to": ["is before the customer existed"]}) from None
+            customer.revert_to(past, reason)
+            self._save(customer)
+            return customer.to_record()
+
+        return self._unconditionally(revert)
 
     # -- queries over the read model ----------------------------------------------------
 
@@ -277,7 +339,11 @@ class Strongroom(Application[UUID]):
             erasure = CustomerErasure.record(
                 id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds
             )
-            self._save(erasure)
+            try:
+                self._save(erasure)
+            except VersionConflict:
+                # Another request recorded this erasure first: finish the job with its record.
+                erasure = self.repository.get(erasure_id(customer_id))
         self.keys.destroy(str(customer_id), list(erasure.keys_destroyed))
         return {
             "customer_id": str(customer_id),

@@ -28,12 +28,11 @@ from uuid import UUID
 
 import pyotp
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
 from application.clock import Clock, utc_now
 from application.context import RequestContext, acting_as, current_context
 from application.customers import Strongroom
-from application.errors import ApplicationError, SubjectErased, ValidationFailed
+from application.errors import ApplicationError, SubjectErased, ValidationFailed, VersionConflict
 from application.policy import STEP_UP_WINDOW, Policy
 from application.ports import (
     BreakGlassStore,
@@ -404,8 +403,8 @@ class Identity:
             member.use_recovery_code(digest)
             with self.acting(str(member.id), purpose="recovery code used"):
                 self.app._save(member)
-        except (DomainError, IntegrityError):
-            # IntegrityError: another request spent a code on this account at the same
+        except (DomainError, VersionConflict):
+            # VersionConflict: another request spent a code on this account at the same
             # moment (optimistic concurrency); the code is not accepted twice.
             return False
         return True
