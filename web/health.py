@@ -4,6 +4,13 @@ A load balancer sends traffic only to ready workers, and an orchestrator restart
 only unhealthy ones: so /healthz touches nothing outside the process (a database
 outage must not get every API process killed), and /readyz asks each store one
 trivial question, within a deadline (`STRONGROOM_READINESS_TIMEOUT`, seconds).
+
+Some faults are worth an operator's attention but no reason to stop traffic: those
+are `warnings` in a ready answer (still 200). A checkpoint with no second copy past
+its grace period is one: the rows and the checkpoint row are stored and requests are
+served correctly; taking every API process out of the load balancer over a full
+backup disk would turn a fault in the evidence trail into an outage of the service.
+`audit verify` fails on it, and the warning is logged when it appears and clears.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ class HealthSchema(Schema):
 
 class ReadySchema(Schema):
     status = fields.String(required=True, metadata={"enum": ["ready"]})
+    warnings = fields.List(fields.String(), metadata={
+        "description": "Present only when something needs an operator but traffic is still safe, "
+                       "e.g. signed checkpoints with no second copy past the grace period."})
 
 
 @blueprint.get("/healthz")
@@ -58,12 +68,23 @@ def readiness_checks(components: Any) -> dict[str, Callable[[], object]]:
     }
 
 
+def readiness_warnings(components: Any) -> dict[str, Callable[[], str | None]]:
+    """Questions whose answer (a sentence, or None) is reported without stopping traffic."""
+    return {
+        # Signed checkpoints whose second copy is missing past the grace period (R3.3).
+        "checkpoint copies": components.tamper_evidence.copy_warning,
+    }
+
+
 class ReadinessProbe:
     """Asks every dependency at once; the first to fail or overrun the deadline decides."""
 
-    def __init__(self, checks: dict[str, Callable[[], object]], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(self, checks: dict[str, Callable[[], object]], timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 warnings: dict[str, Callable[[], str | None]] | None = None) -> None:
         self.calls = [BoundedCall(name, check) for name, check in checks.items()]
+        self.warning_calls = [BoundedCall(name, check) for name, check in (warnings or {}).items()]
         self.timeout = timeout
+        self._warned: dict[str, str] = {}
 
     def failure(self) -> tuple[str, str] | None:
         """(dependency, reason type) of the first failure, or None when all answered."""
@@ -77,8 +98,27 @@ class ReadinessProbe:
                 return name, "TimeoutError"
         return None
 
+    def warnings(self) -> list[str]:
+        """`name: sentence` for each warning check that has one, within the deadline.
+
+        A warning check that fails or overruns says nothing: the dependency checks
+        above already report a store that does not answer.
+        """
+        futures = {call.submit(): call.name for call in self.warning_calls}
+        done, _ = wait(futures, timeout=self.timeout)
+        found: dict[str, str] = {}
+        for future, name in futures.items():
+            if future in done and future.exception() is None and future.result():
+                found[name] = str(future.result())
+        for name in sorted(set(found) | set(self._warned)):
+            if found.get(name) != self._warned.get(name):  # logged when it appears, changes or clears
+                log.warning("readiness warning" if name in found else "readiness warning cleared",
+                            extra={"fields": {"check": name, "warning": found.get(name)}})
+        self._warned = found
+        return [f"{name}: {sentence}" for name, sentence in sorted(found.items())]
+
     def stop(self) -> None:
-        for call in self.calls:
+        for call in (*self.calls, *self.warning_calls):
             call.stop()
 
 
@@ -93,8 +133,8 @@ def readiness_timeout(components: Any) -> float:
 @blueprint.public
 @blueprint.response(200, ReadySchema, description="Ready for traffic.")
 @blueprint.errors(e503="A dependency does not answer (code `not_ready`).")
-def readyz() -> Response | dict[str, str]:
-    """The event store, read models and key store all answer."""
+def readyz() -> Response | dict[str, Any]:
+    """The event store, read models and key store all answer (with warnings, if any)."""
     probe: ReadinessProbe = current_app.extensions["strongroom.readiness"]
     failed = probe.failure()
     if failed is not None:
@@ -102,11 +142,13 @@ def readyz() -> Response | dict[str, str]:
         log.warning("not ready", extra={"fields": {
             "request_id": g.get("request_id"), "dependency": dependency, "exc_type": reason}})
         return error_response(503, "not_ready", f"{dependency} unavailable")
-    return {"status": "ready"}
+    warnings = probe.warnings()
+    return {"status": "ready", "warnings": warnings} if warnings else {"status": "ready"}
 
 
 def install(app: Flask, api: Api, components: Any) -> ReadinessProbe:
-    probe = ReadinessProbe(readiness_checks(components), readiness_timeout(components))
+    probe = ReadinessProbe(readiness_checks(components), readiness_timeout(components),
+                           readiness_warnings(components))
     app.extensions["strongroom.readiness"] = probe
     api.register_blueprint(blueprint)
     return probe
