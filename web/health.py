@@ -16,6 +16,7 @@ backup disk would turn a fault in the evidence trail into an outage of the servi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, wait
 from typing import Any
@@ -98,17 +99,20 @@ class ReadinessProbe:
                 return name, "TimeoutError"
         return None
 
-    def warnings(self) -> list[str]:
-        """`name: sentence` for each warning check that has one, within the deadline.
+    def warnings(self, timeout: float | None = None) -> list[str]:
+        """`name: sentence` for each warning check that has one, within `timeout`.
 
-        A warning check that fails or overruns says nothing: the dependency checks
-        above already report a store that does not answer.
+        A check that fails or overruns repeats its last answer (a slow one answers a
+        later probe); the dependency checks report a store that does not answer.
         """
         futures = {call.submit(): call.name for call in self.warning_calls}
-        done, _ = wait(futures, timeout=self.timeout)
+        done, _ = wait(futures, timeout=self.timeout if timeout is None else timeout)
         found: dict[str, str] = {}
         for future, name in futures.items():
-            if future in done and future.exception() is None and future.result():
+            if future not in done or future.exception() is not None:
+                if name in self._warned:
+                    found[name] = self._warned[name]
+            elif future.result():
                 found[name] = str(future.result())
         for name in sorted(set(found) | set(self._warned)):
             if found.get(name) != self._warned.get(name):  # logged when it appears, changes or clears
@@ -136,13 +140,15 @@ def readiness_timeout(components: Any) -> float:
 def readyz() -> Response | dict[str, Any]:
     """The event store, read models and key store all answer (with warnings, if any)."""
     probe: ReadinessProbe = current_app.extensions["strongroom.readiness"]
+    started = time.monotonic()
     failed = probe.failure()
     if failed is not None:
         dependency, reason = failed
         log.warning("not ready", extra={"fields": {
             "request_id": g.get("request_id"), "dependency": dependency, "exc_type": reason}})
         return error_response(503, "not_ready", f"{dependency} unavailable")
-    warnings = probe.warnings()
+    # The warnings share the one deadline: a probe never waits twice.
+    warnings = probe.warnings(timeout=max(0.0, probe.timeout - (time.monotonic() - started)))
     return {"status": "ready", "warnings": warnings} if warnings else {"status": "ready"}
 
 

@@ -57,3 +57,29 @@ def test_readiness_does_not_warn_within_the_grace_period(app_factory, tmp_path):
     app = app_factory(checkpoint_dir=str(blocker / "checkpoints"), checkpoint_copy_grace_seconds=3600)
     _checkpoint_a_new_row(app)
     assert app.test_client().get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_a_slow_warning_check_keeps_its_last_answer_and_the_probe_its_deadline():
+    """Fault: the copy check hangs (a folder on a stalled network mount)."""
+    import threading
+    import time
+
+    from web.health import ReadinessProbe
+
+    release = threading.Event()
+
+    def copies() -> str:
+        release.wait()
+        return "2 signed checkpoints ... have no copy"
+
+    probe = ReadinessProbe({"event store": lambda: 1}, timeout=0.2, warnings={"checkpoint copies": copies})
+    try:
+        release.set()
+        assert probe.warnings() == ["checkpoint copies: 2 signed checkpoints ... have no copy"]
+        release.clear()
+        started = time.monotonic()
+        assert probe.warnings() == ["checkpoint copies: 2 signed checkpoints ... have no copy"]
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+        probe.stop()
