@@ -121,7 +121,8 @@ def checkpoint_command(ctx: click.Context, as_json: bool) -> None:
         fail(f"the copy to {copies.folder} FAILED ({copies.error}) after {COPY_ATTEMPTS} attempts: "
              f"{len(copies.failed)} checkpoint{'s' if len(copies.failed) != 1 else ''} "
              f"(position{'s' if len(copies.failed) != 1 else ''} {_positions(copies.failed)}) "
-             "have no second copy; run this command again once the folder is writable", EXIT_CHECK_FAILED)
+             f"{'have' if len(copies.failed) != 1 else 'has'} no second copy; run this command again once "
+             "the folder is writable", EXIT_CHECK_FAILED)
     if not run.copied:
         fail(f"the copy of position {checkpoint.position} in {copies.folder} differs from the database: "
              "run `strongroom audit verify`", EXIT_CHECK_FAILED)

@@ -441,7 +441,7 @@ class Checkpointer:
                 self._copy_retry_at = time.time() + _RETRY_SECONDS
         if not outcome.complete:
             log.error(
-                "checkpoint copy to %s failed (%s) after %d attempts; %d checkpoints have no copy "
+                "checkpoint copy to %s failed (%s) after %d attempts; checkpoints with no copy: %d "
                 "(first at position %d); the rows are stored and the copy will be retried",
                 outcome.folder, outcome.error, COPY_ATTEMPTS, len(outcome.failed), outcome.failed[0],
             )
