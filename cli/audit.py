@@ -21,7 +21,7 @@ from application.context import acting_as
 from application.errors import ValidationFailed
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
 from infrastructure.audit.bundle import BundleError, export_bundle, verify_bundle
-from infrastructure.audit.checkpoints import ChainBroken
+from infrastructure.audit.checkpoints import COPY_ATTEMPTS, ChainBroken, copy_name
 from infrastructure.audit.verify import Report
 
 SHOWN_PROBLEMS = 10
@@ -39,7 +39,10 @@ def _print_report(report: Report, as_json: bool) -> None:
             click.echo(f"  ... {len(report.problems) - SHOWN_PROBLEMS} more")
         for note in report.notes:
             click.echo(f"  note: {note}")
-    if not report.intact:
+        missing = report.copies_missing_sentence()
+        if missing is not None and not report.intact:  # else the summary says it
+            click.echo(f"  also: {missing}")
+    if not report.passed:
         sys.exit(EXIT_CHECK_FAILED)
 
 
@@ -78,21 +81,56 @@ def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | N
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def checkpoint_command(ctx: click.Context, as_json: bool) -> None:
-    """Sign a checkpoint of the chain head now (after verifying what follows the last one)."""
+    """Sign a checkpoint of the chain head now (after verifying what follows the last one),
+    and copy it, and any checkpoint whose copy is still missing, to the checkpoint folder.
+
+    Exit 1 when no checkpoint could be signed, or when a copy could not be made: the
+    row stays written, and the next run (or any process's next checkpoint) retries.
+    """
     with components(ctx) as built:
         try:
-            checkpoint = built.tamper_evidence.checkpoint()
+            run = built.tamper_evidence.checkpoint_run()
         except ChainBroken as exc:
             fail(f"no checkpoint signed: {exc}", EXIT_CHECK_FAILED)
-        folder = built.tamper_evidence.store.folder
+    checkpoint, copies = run.checkpoint, run.copies
     if checkpoint is None:
-        result: dict[str, Any] = {"checkpoint": None}
-        text = "the event log is empty: nothing to checkpoint"
-    else:
-        result = {"checkpoint": checkpoint.as_json(), "copied_to": str(folder)}
-        text = (f"checkpoint at position {checkpoint.position}, head {checkpoint.head_hash.hex()}, "
-                f"signed {checkpoint.signed_at.isoformat()} by key {checkpoint.key_id}; copied to {folder}")
+        click.echo(json.dumps({"checkpoint": None}) if as_json else "the event log is empty: nothing to checkpoint")
+        return
+    path = copies.folder / copy_name(checkpoint.position)
+    result: dict[str, Any] = {
+        "checkpoint": checkpoint.as_json(),
+        "signed_now": run.signed_now,
+        "copied_to": str(path) if run.copied else None,
+        "copies_made": list(copies.made),
+        "copies_failed": None if copies.complete else {
+            "folder": str(copies.folder), "error": copies.error, "attempts": COPY_ATTEMPTS,
+            "positions": list(copies.failed),
+        },
+    }
+    written = "signed now" if run.signed_now else "already the latest"
+    text = (f"checkpoint at position {checkpoint.position}, head {checkpoint.head_hash.hex()}, "
+            f"signed {checkpoint.signed_at.isoformat()} by key {checkpoint.key_id} ({written}); "
+            "stored in the database")
+    if run.copied:
+        text += f"; copied to {path}"
+    earlier = [p for p in copies.made if p != checkpoint.position]
+    if earlier:
+        text += f"; {len(earlier)} earlier checkpoint{'s' if len(earlier) != 1 else ''} copied that had no copy"
     click.echo(json.dumps(result) if as_json else text)
+    if not copies.complete:
+        fail(f"the copy to {copies.folder} FAILED ({copies.error}) after {COPY_ATTEMPTS} attempts: "
+             f"{len(copies.failed)} checkpoint{'s' if len(copies.failed) != 1 else ''} "
+             f"(position{'s' if len(copies.failed) != 1 else ''} {_positions(copies.failed)}) "
+             f"{'have' if len(copies.failed) != 1 else 'has'} no second copy; run this command again once "
+             "the folder is writable", EXIT_CHECK_FAILED)
+    if not run.copied:
+        fail(f"the copy of position {checkpoint.position} in {copies.folder} differs from the database: "
+             "run `strongroom audit verify`", EXIT_CHECK_FAILED)
+
+
+def _positions(positions: tuple[int, ...], shown: int = SHOWN_PROBLEMS) -> str:
+    more = f", ... ({len(positions) - shown} more)" if len(positions) > shown else ""
+    return ", ".join(str(p) for p in positions[:shown]) + more
 
 
 def _table_line(entry: AuditEntry) -> str:

@@ -27,7 +27,7 @@ from application.policy import Policy
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import CheckpointSigner
-from infrastructure.audit.tamper_evidence import TamperEvidence
+from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, TamperEvidence
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
@@ -79,6 +79,9 @@ class Settings:
     checkpoint_dir: Path = Path("checkpoints")
     checkpoint_rows: int = DEFAULT_EVERY_ROWS
     checkpoint_seconds: float = DEFAULT_EVERY_SECONDS
+    # A checkpoint with no copy in `checkpoint_dir` this long after it was signed makes
+    # /readyz warn and `audit verify` fail (R3.3, R7.6); 0: at once.
+    checkpoint_copy_grace_seconds: float = DEFAULT_COPY_GRACE_SECONDS
     # False for an application role that may not change the schema; the owner makes it.
     create_schema: bool = True
     # Where backups go (infrastructure/backup/targets.py); None: `<instance>/backups/local`.
@@ -154,6 +157,8 @@ class Settings:
             checkpoint_dir=_path(merged, "checkpoint_dir", cls.checkpoint_dir),
             checkpoint_rows=_number(merged, "checkpoint_rows", int, cls.checkpoint_rows),
             checkpoint_seconds=_number(merged, "checkpoint_seconds", float, cls.checkpoint_seconds),
+            checkpoint_copy_grace_seconds=_number(merged, "checkpoint_copy_grace_seconds", float,
+                                                  cls.checkpoint_copy_grace_seconds, allow_zero=True),
             create_schema=_flag(merged, "create_schema", cls.create_schema),
             backup_targets=targets,
         )
@@ -332,6 +337,7 @@ def tamper_evidence(settings: Settings, app: Strongroom, keyring: KeyRing, event
         every_rows=settings.checkpoint_rows, every_seconds=settings.checkpoint_seconds,
     )
     recorder.commit_listeners.append(checkpointer.after_commit)
-    evidence = TamperEvidence(recorder, store, signer, checkpointer, settings.instance)
+    evidence = TamperEvidence(recorder, store, signer, checkpointer, settings.instance,
+                              copy_grace_seconds=settings.checkpoint_copy_grace_seconds)
     evidence.write_public_key()
     return evidence

@@ -12,12 +12,19 @@ the backup targets copy it off-site). The copy is what makes a truncated tail
 visible even to someone who also deletes checkpoint rows: `audit verify` reads both
 and a checkpoint found in either place must match the log.
 
+The copy can fail where the row did not (a full disk, a folder that is not there or
+not writable). The row is kept, the copy is tried `COPY_ATTEMPTS` times, and a copy
+still missing is retried by the next checkpoint of any process (`copy_missing`:
+every checkpoint with no file, not only the newest). `/readyz` warns, and `audit
+verify` fails, once one has had no copy for longer than `checkpoint_copy_grace_seconds`.
+
 Rows after the last checkpoint are protected by the append-only role and triggers
 only; the checkpoint interval bounds that window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +49,11 @@ TABLE = "audit_checkpoints"
 DEFAULT_EVERY_ROWS = 1000
 DEFAULT_EVERY_SECONDS = 30.0
 _RETRY_SECONDS = 5.0
+# A copy is tried this many times, with these pauses between tries, before it is
+# reported as failed: enough for a transient error (an NFS hiccup), bounded so a
+# broken folder costs a command well under a second.
+COPY_ATTEMPTS = 3
+_COPY_PAUSES = (0.05, 0.25)
 _INT64 = struct.Struct(">q")
 
 
@@ -104,6 +116,28 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
     return Checkpoint(int(row[0]), bytes(row[1]), int(row[2]), str(row[3]), bytes(row[4]))
 
 
+def copy_name(position: int) -> str:
+    return f"checkpoint-{position:020d}.json"
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    """What one pass over the missing copies did: positions copied, positions still missing.
+
+    `error` is the kind of OS error that stopped the copies (e.g. `NotADirectoryError`),
+    never its message: that is all an operator needs and all a log may hold.
+    """
+
+    folder: Path
+    made: tuple[int, ...] = ()
+    failed: tuple[int, ...] = ()
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
 class ChainBroken(Exception):
     """The rows since the latest checkpoint do not verify: nothing is signed."""
 
@@ -120,6 +154,8 @@ class CheckpointStore:
     def __init__(self, database: Database, folder: Path) -> None:
         self.db = database
         self.folder = folder
+        self._watch_lock = threading.Lock()
+        self._copied_through = 0  # every stored checkpoint up to here had a copy when last looked at
 
     def create_table(self) -> None:
         blob = "BYTEA" if self.db.dialect == "postgres" else "BLOB"
@@ -160,7 +196,7 @@ class CheckpointStore:
     # -- writing ----------------------------------------------------------------------
 
     def add(self, checkpoint: Checkpoint) -> Checkpoint:
-        """Store the checkpoint, then copy what is stored to the folder.
+        """Store the checkpoint's row; `copy_missing` then copies what is stored.
 
         Two processes may checkpoint the same position at once; the first row
         wins, and the copy is made from the stored row, so the two places agree.
@@ -177,22 +213,109 @@ class CheckpointStore:
                 " WHERE position = ?",
                 (checkpoint.position,),
             )
-            stored = _checkpoint(cur.fetchone())
-        self.copy_to_folder(stored)
-        return stored
+            return _checkpoint(cur.fetchone())
 
     def copy_to_folder(self, checkpoint: Checkpoint) -> Path:
+        """One attempt at the file for `checkpoint`; an existing file is never replaced
+        (a copy that differs is evidence for `audit verify`, not something to fix)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.folder / f"checkpoint-{checkpoint.position:020d}.json"
+        path = self.folder / copy_name(checkpoint.position)
         if path.exists():
             return path
         temporary = path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(checkpoint.as_json(), handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(checkpoint.as_json(), handle, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):  # gone once replaced; the first error is the one to report
+                temporary.unlink()
         return path
+
+    def copy_missing(self, *, everything: bool = False) -> CopyOutcome:
+        """Copy every stored checkpoint that has no file in the folder, oldest first.
+
+        Only positions past the last one known copied are looked at, unless
+        `everything`; the first pass in a process looks at all of them. Each copy is
+        tried `COPY_ATTEMPTS` times; once one still fails, the rest are not tried
+        (the folder is what is broken) and are reported missing with it.
+        """
+        missing = self._missing(everything=everything)
+        made: list[int] = []
+        for index, checkpoint in enumerate(missing):
+            error = self._copy_with_retries(checkpoint)
+            if error is not None:
+                failed = tuple(c.position for c in missing[index:])
+                return CopyOutcome(self.folder, tuple(made), failed, error)
+            made.append(checkpoint.position)
+        if made:
+            self._missing()  # moves past what was just copied
+        return CopyOutcome(self.folder, tuple(made))
+
+    def _copy_with_retries(self, checkpoint: Checkpoint) -> str | None:
+        """None once the file is there; else the kind of the last OS error."""
+        error = "OSError"
+        for attempt in range(COPY_ATTEMPTS):
+            try:
+                self.copy_to_folder(checkpoint)
+                return None
+            except OSError as exc:
+                error = type(exc).__name__
+                if attempt < len(_COPY_PAUSES):
+                    time.sleep(_COPY_PAUSES[attempt])
+        return error
+
+    # -- the copies still missing ---------------------------------------------------------
+
+    def _present(self) -> set[str]:
+        try:
+            return set(os.listdir(self.folder))
+        except OSError:
+            return set()
+
+    def _after(self, position: int) -> list[Checkpoint]:
+        with self.db.transaction(write=False) as cur:
+            cur.execute(
+                f"SELECT position, head_hash, signed_at_us, key_id, signature FROM {TABLE}"  # nosec B608
+                " WHERE position > ? ORDER BY position",
+                (position,),
+            )
+            rows = cur.fetchall()
+        return [_checkpoint(row) for row in rows]
+
+    def _missing(self, *, everything: bool = False) -> list[Checkpoint]:
+        with self._watch_lock:
+            start = 0 if everything else self._copied_through
+        stored = self._after(start)
+        present = self._present()
+        copied_through = start
+        for checkpoint in stored:
+            if copy_name(checkpoint.position) not in present:
+                break
+            copied_through = checkpoint.position
+        with self._watch_lock:
+            self._copied_through = max(self._copied_through, copied_through)
+        return [c for c in stored if copy_name(c.position) not in present]
+
+    def overdue_copies(self, grace_seconds: float, now: datetime | None = None) -> list[Checkpoint]:
+        """Stored checkpoints signed more than `grace_seconds` ago that have no copy.
+
+        Cheap enough for a readiness probe: after the first call only checkpoints
+        past the last one seen copied are read (a copy deleted later is what
+        `audit verify` is for).
+        """
+        cutoff = epoch_micros(now or utc_now()) - int(grace_seconds * 1_000_000)
+        return [c for c in self._missing() if c.signed_at_us <= cutoff]
+
+    def copy_matches(self, checkpoint: Checkpoint) -> bool:
+        """The folder holds a copy of exactly this checkpoint."""
+        try:
+            text = (self.folder / copy_name(checkpoint.position)).read_text(encoding="utf-8")
+            return Checkpoint.from_json(json.loads(text)) == checkpoint
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     # -- reading ----------------------------------------------------------------------
 
@@ -255,6 +378,8 @@ class Checkpointer:
         self._last_time = 0.0  # wall clock (seconds) of the latest checkpoint known
         self._committed_position = 0
         self._retry_at = 0.0
+        self._copies_pending = False
+        self._copy_retry_at = 0.0
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -275,7 +400,17 @@ class Checkpointer:
     # -- checkpoints ----------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign the current head unless the latest checkpoint already covers it.
+        """Sign the current head (see `sign`), then copy every checkpoint still uncopied.
+
+        A copy that fails is logged and retried later (`copy_missing`); it never
+        undoes or hides the row, which is committed.
+        """
+        made = self.sign()
+        self.copy_missing()
+        return made
+
+    def sign(self) -> Checkpoint | None:
+        """Store a signed checkpoint of the head unless the latest already covers it.
 
         The rows since the latest checkpoint are verified first: a checkpoint
         attests that the chain from the one before is intact, so the signer never
@@ -296,6 +431,21 @@ class Checkpointer:
                 self._last_position = position
                 self._last_time = time.time()
         return checkpoint
+
+    def copy_missing(self, *, everything: bool = False) -> CopyOutcome:
+        """Copy what has no copy yet; on failure, log it and retry from the thread later."""
+        outcome = self.store.copy_missing(everything=everything)
+        with self._cond:
+            self._copies_pending = not outcome.complete
+            if self._copies_pending:
+                self._copy_retry_at = time.time() + _RETRY_SECONDS
+        if not outcome.complete:
+            log.error(
+                "checkpoint copy to %s failed (%s) after %d attempts; checkpoints with no copy: %d "
+                "(first at position %d); the rows are stored and the copy will be retried",
+                outcome.folder, outcome.error, COPY_ATTEMPTS, len(outcome.failed), outcome.failed[0],
+            )
+        return outcome
 
     def flush(self) -> None:
         """Checkpoint what this process wrote since the last checkpoint, if anything.
@@ -348,10 +498,12 @@ class Checkpointer:
             self._loaded = True
 
     def _seconds_until_due(self) -> float | None:
-        """None when nothing needs a checkpoint; else seconds to wait (0: now)."""
-        if self._committed_position <= self._last_position:
-            return None
+        """None when nothing needs a checkpoint or a copy; else seconds to wait (0: now)."""
         now = time.time()
+        if self._committed_position <= self._last_position:
+            if self._copies_pending:  # nothing to sign, but a copy to retry
+                return max(0.0, self._copy_retry_at - now)
+            return None
         if now < self._retry_at:
             return self._retry_at - now
         if self._committed_position - self._last_position >= self.every_rows:
@@ -383,3 +535,5 @@ class Checkpointer:
                 log.error("checkpoint failed: %s", type(exc).__name__)
                 with self._cond:
                     self._retry_at = time.time() + _RETRY_SECONDS
+                    if self._copies_pending:
+                        self._copy_retry_at = self._retry_at

@@ -13,13 +13,15 @@ seconds after a write.
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import DatabaseError
 
-from infrastructure.audit.checkpoints import Checkpoint, Checkpointer, CheckpointStore
+from infrastructure.audit.checkpoints import Checkpoint, Checkpointer, CheckpointStore, CopyOutcome
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
     CheckpointSigner,
@@ -28,6 +30,22 @@ from infrastructure.audit.signer import (
     load_public_key,
 )
 from infrastructure.audit.verify import ChainVerifier, Problem, Report, iter_rows, merge_checkpoints
+
+DEFAULT_COPY_GRACE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class CheckpointRun:
+    """What `strongroom audit checkpoint` did: the latest checkpoint and its copies.
+
+    `copied` is true only when the folder holds a file matching that checkpoint,
+    read back after the copies were made: the command says "copied to" on no less.
+    """
+
+    checkpoint: Checkpoint | None
+    signed_now: bool
+    copies: CopyOutcome
+    copied: bool
 
 
 class TamperEvidence:
@@ -40,12 +58,15 @@ class TamperEvidence:
         signer: CheckpointSigner,
         checkpointer: Checkpointer,
         instance: Path,
+        *,
+        copy_grace_seconds: float = DEFAULT_COPY_GRACE_SECONDS,
     ) -> None:
         self.recorder = recorder
         self.store = store
         self.signer = signer
         self.checkpointer = checkpointer
         self.instance = instance
+        self.copy_grace_seconds = copy_grace_seconds
 
     # -- the public key ---------------------------------------------------------------------
 
@@ -91,10 +112,38 @@ class TamperEvidence:
         made = self.checkpointer.checkpoint()
         return made if made is not None else self.store.latest_in_database()
 
+    def checkpoint_run(self) -> CheckpointRun:
+        """Sign the head if it is not covered, then copy every checkpoint that has no
+        copy yet (all of them, not only this process's), and read the latest back."""
+        made = self.checkpointer.sign()
+        copies = self.checkpointer.copy_missing(everything=True)
+        latest = made if made is not None else self.store.latest_in_database()
+        copied = latest is not None and self.store.copy_matches(latest)
+        return CheckpointRun(latest, made is not None, copies, copied)
+
+    def copy_warning(self) -> str | None:
+        """For `/readyz`: a sentence when a checkpoint has had no copy for longer than
+        the grace period, else None. No paths or positions: the probe is public."""
+        overdue = self.store.overdue_copies(self.copy_grace_seconds)
+        if not overdue:
+            return None
+        return (f"{len(overdue)} signed checkpoint{'s' if len(overdue) != 1 else ''} older than "
+                f"{self.copy_grace_seconds:g} s {'have' if len(overdue) != 1 else 'has'} no copy in the "
+                "checkpoint folder")
+
     def verify(self, *, from_checkpoint: bool = False) -> Report:
-        """Recompute the chain (from the first row, or the latest valid checkpoint)."""
+        """Recompute the chain (from the first row, or the latest valid checkpoint).
+
+        A checkpoint signed longer than the grace period ago with no copy in the
+        folder fails the run too (`Report.copies_missing`), though the chain may be
+        intact: the second place is what makes a truncated tail visible.
+        """
         in_folder, unreadable = self.store.in_folder()
-        checkpoints, problems, notes = merge_checkpoints(self.store.in_database(), in_folder)
+        in_database = self.store.in_database()
+        checkpoints, problems, notes = merge_checkpoints(in_database, in_folder)
+        cutoff = int((time.time() - self.copy_grace_seconds) * 1_000_000)
+        copied = {c.position for c in in_folder}
+        copies_missing = [c.position for c in in_database if c.position not in copied and c.signed_at_us <= cutoff]
         keys = self.public_keys()
         start = None
         if from_checkpoint:
@@ -104,6 +153,8 @@ class TamperEvidence:
         report = verifier.report
         report.problems.extend(problems)
         report.notes.extend(notes)
+        report.copies_missing = copies_missing
+        report.copy_grace_seconds = self.copy_grace_seconds
         for name in unreadable:
             digits = "".join(ch for ch in name if ch.isdigit())
             report.problems.append(Problem(int(digits or 0), f"checkpoint copy {name} does not parse"))

@@ -62,10 +62,30 @@ class Report:
     started_from: str = "the first row"
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Checkpoints signed more than `copy_grace_seconds` ago with no copy in the
+    # checkpoint folder: not tampering by themselves, but the run fails (`passed`).
+    copies_missing: list[int] = field(default_factory=list)
+    copy_grace_seconds: float | None = None
 
     @property
     def intact(self) -> bool:
         return not self.problems
+
+    @property
+    def passed(self) -> bool:
+        """The chain is intact and every checkpoint past the grace period has its copy."""
+        return self.intact and not self.copies_missing
+
+    def copies_missing_sentence(self) -> str | None:
+        if not self.copies_missing:
+            return None
+        count = len(self.copies_missing)
+        shown = ", ".join(str(p) for p in self.copies_missing[:10]) + (", ..." if count > 10 else "")
+        grace = f"{self.copy_grace_seconds:g}" if self.copy_grace_seconds is not None else "?"
+        return (f"{count} checkpoint{'s' if count != 1 else ''} signed more than {grace} s ago "
+                f"{'have' if count != 1 else 'has'} no copy in the checkpoint folder (position"
+                f"{'s' if count != 1 else ''} {shown}): run `strongroom audit checkpoint` once the "
+                "folder is writable")
 
     @property
     def first_problem(self) -> Problem | None:
@@ -92,20 +112,31 @@ class Report:
             "first_bad_position": None if first is None else first.position,
             "problems": [p.as_json() for p in sorted(self.problems)],
             "notes": list(self.notes),
+            "passed": self.passed,
+            "checkpoint_copies_missing": list(self.copies_missing),
         }
 
     def summary(self) -> str:
+        missing = self.copies_missing_sentence()
+        if self.intact and missing is not None:
+            return f"CHECKPOINT COPIES MISSING: {missing}; the chain itself is intact ({self._intact_summary()})"
         if self.intact:
-            latest = self.latest_checkpoint
-            covered = (
-                f"; latest checkpoint at position {latest.position}, signed {latest.signed_at.isoformat()}"
-                if latest is not None else "; no checkpoint yet"
-            )
-            head = "empty log" if self.head_position is None else f"head at position {self.head_position}"
-            return (
-                f"chain intact: {self.rows} rows checked from {self.started_from}, {head}, "
-                f"{self.checkpoints_verified} checkpoints verified{covered}"
-            )
+            return self._intact_summary()
+        return self._tampering_summary()
+
+    def _intact_summary(self) -> str:
+        latest = self.latest_checkpoint
+        covered = (
+            f"; latest checkpoint at position {latest.position}, signed {latest.signed_at.isoformat()}"
+            if latest is not None else "; no checkpoint yet"
+        )
+        head = "empty log" if self.head_position is None else f"head at position {self.head_position}"
+        return (
+            f"chain intact: {self.rows} rows checked from {self.started_from}, {head}, "
+            f"{self.checkpoints_verified} checkpoints verified{covered}"
+        )
+
+    def _tampering_summary(self) -> str:
         first = self.first_problem
         assert first is not None  # noqa: S101 - not intact means a problem exists
         more = len(self.problems) - 1

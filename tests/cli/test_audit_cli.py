@@ -209,3 +209,87 @@ def test_a_bundle_for_a_window_is_anchored_to_checkpoints(instance: Path, tmp_pa
     assert run(instance, "audit", "verify", "--bundle", str(out)).exit_code == 0
     activity = json.loads((out / "reports" / "activity.json").read_text())
     assert activity["by_actor"] == {"staff-agent-7": 3}
+
+
+# -- a checkpoint folder that cannot be written -------------------------------------------
+
+
+def _block_checkpoint_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Point `checkpoint_dir` below a regular file: every mkdir and open there fails with
+    NotADirectoryError, even for root (chmod would not stop root). Removing the file
+    repairs it."""
+    blocker = tmp_path / "backup-mount"
+    blocker.write_text("not a folder")
+    folder = blocker / "checkpoints"
+    monkeypatch.setenv("STRONGROOM_CHECKPOINT_DIR", str(folder))
+    return blocker, folder
+
+
+def test_an_unwritable_checkpoint_folder_is_reported_honestly_and_repaired_by_the_next_run(
+    instance: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault: the checkpoint folder lies below a regular file (ENOTDIR), then the file is removed."""
+    blocker, folder = _block_checkpoint_folder(tmp_path, monkeypatch)
+    _as_the_api(instance, lambda b: b.app.access_log.record(kind="view", customer_ids=[], fields=[]))
+
+    result = run(instance, "audit", "checkpoint")
+    assert result.exit_code == 1
+    assert "stored in the database" in result.stdout and "signed now" in result.stdout
+    assert "copied to" not in result.output
+    assert f"the copy to {folder} FAILED (NotADirectoryError) after 3 attempts" in result.stderr
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    head = json.loads(run(instance, "audit", "verify", "--json").output)["head"]["position"]
+    assert f"position {head}," in result.stdout  # the row was written all the same
+
+    # The next run signs nothing new, and still does not claim a copy it has not made.
+    again = run(instance, "audit", "checkpoint", "--json")
+    assert again.exit_code == 1
+    answer = json.loads(again.stdout)
+    assert answer["signed_now"] is False and answer["copied_to"] is None
+    assert answer["copies_failed"]["error"] == "NotADirectoryError"
+    assert head in answer["copies_failed"]["positions"]
+
+    # Within the grace period verify passes (with a note); past it, it fails naming the positions.
+    assert run(instance, "audit", "verify").exit_code == 0
+    monkeypatch.setenv("STRONGROOM_CHECKPOINT_COPY_GRACE_SECONDS", "0")
+    failed = run(instance, "audit", "verify")
+    assert failed.exit_code == 1
+    assert failed.output.startswith("CHECKPOINT COPIES MISSING:")
+    assert f"{head}" in failed.output and "the chain itself is intact" in failed.output
+    report = json.loads(run(instance, "audit", "verify", "--json").output)
+    assert report["intact"] is True and report["passed"] is False
+    assert head in report["checkpoint_copies_missing"]
+
+    # The folder is repaired: the next run copies every checkpoint that had no copy.
+    blocker.unlink()
+    repaired = run(instance, "audit", "checkpoint")
+    assert repaired.exit_code == 0, repaired.output
+    copy = folder / f"checkpoint-{head:020d}.json"
+    assert f"copied to {copy}" in repaired.output
+    assert json.loads(copy.read_text())["position"] == head
+    assert "earlier checkpoints copied that had no copy" in repaired.output
+    assert len(list(folder.glob("checkpoint-*.json"))) == len(report["checkpoint_copies_missing"])
+    verified = run(instance, "audit", "verify")
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.startswith("chain intact:")
+
+
+def test_a_command_that_writes_into_an_unwritable_folder_leaves_the_copy_to_the_next_checkpoint(
+    instance: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault: `customers import` runs while the checkpoint folder lies below a regular file."""
+    blocker, folder = _block_checkpoint_folder(tmp_path, monkeypatch)
+    monkeypatch.setenv("STRONGROOM_CHECKPOINT_COPY_GRACE_SECONDS", "0")
+    lines = tmp_path / "more.jsonl"
+    lines.write_text(json.dumps(customer_fields(email="grace.hopper@example.org")) + "\n")
+    assert run(instance, "customers", "import", str(lines), "--json").exit_code == 0  # the rows are committed
+    failed = run(instance, "audit", "verify", "--json")
+    assert failed.exit_code == 1
+    head = json.loads(failed.output)["head"]["position"]
+    assert head in json.loads(failed.output)["checkpoint_copies_missing"]  # its own checkpoint was signed
+    blocker.unlink()
+    repaired = run(instance, "audit", "checkpoint", "--json")
+    assert repaired.exit_code == 0, repaired.output
+    assert json.loads(repaired.output)["signed_now"] is False
+    assert (folder / f"checkpoint-{head:020d}.json").exists()
+    assert run(instance, "audit", "verify").exit_code == 0
