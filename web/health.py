@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, g
 from marshmallow import Schema, fields
 
 from web.bounded import BoundedCall
-from web.errors import error_response
+from web.errors import RETRY_AFTER_SECONDS, error_response
 from web.logs import ERROR_LOGGER
 from web.openapi import Api, Blueprint
 
@@ -55,6 +55,10 @@ def readiness_checks(components: Any) -> dict[str, Callable[[], object]]:
         # The wrapped data keys, and the KEK that unwraps them (a read; an HSM
         # that stopped answering shows up here, not at the next customer read).
         "key store": components.keyring.check_kek,
+        # Every question above is a read, which a full disk still answers; the
+        # next write would not (SQLite: the files' file system; R7.6).
+        "event store space": components.events_db.check_space,
+        "key store space": components.keys_db.check_space,
     }
 
 
@@ -94,14 +98,16 @@ def readiness_timeout(components: Any) -> float:
 @blueprint.response(200, ReadySchema, description="Ready for traffic.")
 @blueprint.errors(e503="A dependency does not answer (code `not_ready`).")
 def readyz() -> Response | dict[str, str]:
-    """The event store, read models and key store all answer."""
+    """The event store, read models and key store all answer, with space left to write."""
     probe: ReadinessProbe = current_app.extensions["strongroom.readiness"]
     failed = probe.failure()
     if failed is not None:
         dependency, reason = failed
         log.warning("not ready", extra={"fields": {
             "request_id": g.get("request_id"), "dependency": dependency, "exc_type": reason}})
-        return error_response(503, "not_ready", f"{dependency} unavailable")
+        response = error_response(503, "not_ready", f"{dependency} unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return {"status": "ready"}
 
 
