@@ -66,7 +66,7 @@ class ReadinessProbe:
     """Asks every dependency at once; the first to fail or overrun the deadline decides."""
 
     def __init__(self, checks: dict[str, Callable[[], object]], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.calls = [BoundedCall(name, check) for name, check in checks.items()]
+        self.calls = [BoundedCall(name, check, deadline=timeout) for name, check in checks.items()]
         self.timeout = timeout
 
     def failure(self) -> tuple[str, str] | None:
