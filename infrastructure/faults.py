@@ -13,8 +13,10 @@ Three things, all about a store that is down, full or contended:
   `DeadlineExceeded`. The library retries a failed statement ten times, each
   waiting up to the pool's timeout; `DeadlineExceeded` is not one of the errors it
   retries, so the request ends within its deadline, not after ten pool waits.
-- `bounded_pool_class(base)`: the pool side of that deadline, and reconnection attempts at
-  most a second apart (psycopg_pool doubles the delay after each failed attempt, so
+- `bounded_pool_class(base)`: the pool side of that deadline, a short wait while
+  the server is known to be down (its last connection attempt failed and no
+  connection is idle), and reconnection attempts at most half a second apart
+  (psycopg_pool doubles the delay after each failed attempt, so
   after a 20 s outage its next attempt could be 10 s or more after the server is back).
 """
 
@@ -104,19 +106,28 @@ def remaining(default: float) -> float:
 class _CappedBackoff(AttemptWithBackoff):
     """psycopg_pool's reconnection attempts, but never more than `MAX_DELAY` apart."""
 
-    MAX_DELAY = 1.0
+    MAX_DELAY = 0.5
 
     def update_delay(self, now: float) -> None:
         super().update_delay(now)
         self.delay = min(self.delay, self.MAX_DELAY)
 
 
+# While the pool's last attempt to connect failed and it has no idle connection, a
+# request waits at most this long for one: the server is known to be down, and a
+# request thread held for the whole deadline is a thread the next request (or
+# /healthz, behind it in the server's queue) waits for.
+KNOWN_DOWN_WAIT_SECONDS = 0.25
+
+
 def bounded_pool_class(base: type[Any]) -> type[Any]:
     """A subclass of psycopg_pool `ConnectionPool` class `base`: waits for a connection
-    bounded by the request's deadline, reconnection attempts at most a second apart.
+    bounded by the request's deadline (and short while the server is known to be
+    down), reconnection attempts at most half a second apart.
 
-    It adds no state (`__slots__ = ()`), so a pool the library has already built can
-    be given this class before it opens (eventstore/postgres.py).
+    It adds no slots (`__slots__ = ()`; its one flag lives in the pool's `__dict__`),
+    so a pool the library has already built can be given this class before it opens
+    (eventstore/postgres.py).
     """
 
     class BoundedPool(base):  # type: ignore[valid-type,misc]
@@ -126,12 +137,23 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
             budget = remaining(self.timeout if timeout is None else timeout)
             if budget <= 0:
                 raise DeadlineExceeded("the request's time for the database has run out")
+            if self.__dict__.get("_strongroom_unreachable") and not self.get_stats().get("pool_available"):
+                budget = min(budget, KNOWN_DOWN_WAIT_SECONDS)
             try:
                 return super().getconn(timeout=budget)
             except PoolTimeout as exc:
                 if _deadline.get() is not None:
                     raise DeadlineExceeded("no database connection within the request's deadline") from exc
                 raise
+
+        def _connect(self, timeout: float | None = None) -> Any:
+            try:
+                conn = super()._connect(timeout=timeout)
+            except Exception:
+                self.__dict__["_strongroom_unreachable"] = True
+                raise
+            self.__dict__["_strongroom_unreachable"] = False
+            return conn
 
         def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
             super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)

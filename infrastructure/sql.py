@@ -215,7 +215,7 @@ class PostgresDatabase(Database):
 
         from infrastructure.faults import bounded_pool_class
 
-        # Waits bounded by the request's deadline; reconnects at most a second apart.
+        # Waits bounded by the request's deadline; reconnects at most half a second apart.
         BoundedPool = bounded_pool_class(ConnectionPool)
 
         self._psycopg = psycopg
