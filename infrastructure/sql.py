@@ -106,6 +106,7 @@ class SQLiteDatabase(Database):
     """A SQLite file, one connection per thread, writes serialised by BEGIN IMMEDIATE."""
 
     dialect = "sqlite"
+    LOCK_WAIT_SECONDS = 30.0
 
     def __init__(self, path: str, *, secure_delete: bool = True) -> None:
         self.path = path
@@ -119,7 +120,7 @@ class SQLiteDatabase(Database):
         if conn is None:
             try:
                 conn = sqlite3.connect(
-                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                    self.path, timeout=self.LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
                 )
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(f"cannot open SQLite database: {exc}") from exc
@@ -136,11 +137,15 @@ class SQLiteDatabase(Database):
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
-        from infrastructure.faults import is_store_unavailable
+        from infrastructure.faults import is_store_unavailable, remaining
 
         conn = self._connection()
         cursor = conn.cursor()
         try:
+            # A writer waits for another's lock up to 30 s, or to the end of the
+            # request's deadline when there is one (then 503, not a hung request).
+            wait_ms = max(1, int(remaining(self.LOCK_WAIT_SECONDS) * 1000))
+            cursor.execute(f"PRAGMA busy_timeout = {wait_ms}")
             # Writers take the lock up front so two writers never deadlock upgrading it;
             # readers take none and see a consistent WAL snapshot.
             cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -14,6 +14,7 @@ p99, the time from PostgreSQL back to the first successful write); run with -s.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -167,3 +168,26 @@ def test_sqlite_disk_full_answers_503_and_readyz_is_not_ready(app_factory, full_
     assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
     assert client.get("/readyz").status_code == 200
 
+
+
+def test_sqlite_locked_by_another_writer_answers_503_within_the_deadline(app_factory, tmp_path):
+    app = app_factory(request_deadline_seconds=1)
+    client = app.test_client()
+    agent = quick_login(client, app)
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+
+    # Fault: another process holds the database's write lock and does not let go.
+    holder = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        response = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    print(f"\nSQLite locked: {response.status_code} after {took:.2f} s")
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert took < 1 + SLACK
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
