@@ -74,6 +74,9 @@ class Settings:
     tls_key: Path = Path("tls/key.pem")
     # /readyz waits this long on each store before it answers "not ready" (R7.6).
     readiness_timeout: float = 2.0
+    # A request that needs an unavailable database answers 503 within this (R7.6):
+    # every wait for a connection during it shares this one deadline.
+    request_deadline_seconds: float = 5.0
     # Signed checkpoints (R3.3): a second copy of each goes to `checkpoint_dir`; one
     # follows at most `checkpoint_rows` rows or `checkpoint_seconds` after a write.
     checkpoint_dir: Path = Path("checkpoints")
@@ -154,6 +157,8 @@ class Settings:
             tls_cert=_path(merged, "tls_cert", cls.tls_cert),
             tls_key=_path(merged, "tls_key", cls.tls_key),
             readiness_timeout=_number(merged, "readiness_timeout", float, cls.readiness_timeout),
+            request_deadline_seconds=_number(merged, "request_deadline_seconds", float,
+                                             cls.request_deadline_seconds),
             checkpoint_dir=_path(merged, "checkpoint_dir", cls.checkpoint_dir),
             checkpoint_rows=_number(merged, "checkpoint_rows", int, cls.checkpoint_rows),
             checkpoint_seconds=_number(merged, "checkpoint_seconds", float, cls.checkpoint_seconds),
@@ -269,7 +274,9 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     """
     kek = kek or load_kek(settings)
     create_schema = create_schema and settings.create_schema
-    keys_db = Database.connect(settings.keys_database_url, schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
+    deadline = settings.request_deadline_seconds
+    keys_db = Database.connect(settings.keys_database_url, timeout=deadline,
+                               schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
     try:
         key_store = KeyStore(keys_db)
         if create_schema:
@@ -279,14 +286,14 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     except KekError:
         keys_db.close()
         raise
-    events_db = Database.connect(settings.database_url)
+    events_db = Database.connect(settings.database_url, timeout=deadline)
     if create_schema:
         with events_db.transaction() as cur:
             create_tables(cur, events_db.dialect)
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
-    env = recorder_environment(settings.database_url, fail_fast=True)
+    env = recorder_environment(settings.database_url, fail_fast=True, deadline_seconds=deadline)
     env["CREATE_TABLE"] = "y" if create_schema else "n"
     app = Strongroom(
         env,

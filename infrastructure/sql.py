@@ -9,6 +9,8 @@ psycopg): values never become SQL text, which is what stops SQL injection.
 
 from __future__ import annotations
 
+import math
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +31,15 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; callers answer 503, never a trace."""
 
 
+class DatabaseFull(DatabaseUnavailable):
+    """The database's file system has (almost) no space left for a write."""
+
+
+# Below this many free bytes a SQLite database counts as full: a customer write with
+# its events, read-model rows and WAL frames needs far less, a burst of them not.
+MIN_FREE_BYTES = 1024 * 1024
+
+
 def sqlite_path(database_url: str) -> str:
     """The file path in a `sqlite:///path` URL."""
     parts = urlsplit(database_url)
@@ -47,9 +58,11 @@ class Database(ABC):
     dialect: str
 
     @staticmethod
-    def connect(database_url: str, *, schema: str | None = None) -> Database:
+    def connect(database_url: str, *, schema: str | None = None, timeout: float = 10.0) -> Database:
+        """`timeout`: the longest a PostgreSQL transaction waits for a connection (a
+        request's own deadline, infrastructure/faults.py, may cut it shorter)."""
         if is_postgres(database_url):
-            return PostgresDatabase(database_url, schema=schema)
+            return PostgresDatabase(database_url, schema=schema, timeout=timeout)
         return SQLiteDatabase(sqlite_path(database_url))
 
     @abstractmethod
@@ -63,6 +76,13 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close every connection."""
+
+    def check_space(self) -> None:
+        """Raise `DatabaseFull` when a write would find no space (readiness, R7.6).
+
+        PostgreSQL's disk is the server's, out of a client's sight: a write there
+        that fails for space raises `DiskFull`, answered 503 like any outage.
+        """
 
 
 class _SQLiteCursor:
@@ -86,6 +106,7 @@ class SQLiteDatabase(Database):
     """A SQLite file, one connection per thread, writes serialised by BEGIN IMMEDIATE."""
 
     dialect = "sqlite"
+    LOCK_WAIT_SECONDS = 30.0
 
     def __init__(self, path: str, *, secure_delete: bool = True) -> None:
         self.path = path
@@ -99,7 +120,7 @@ class SQLiteDatabase(Database):
         if conn is None:
             try:
                 conn = sqlite3.connect(
-                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                    self.path, timeout=self.LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
                 )
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(f"cannot open SQLite database: {exc}") from exc
@@ -116,20 +137,43 @@ class SQLiteDatabase(Database):
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        from infrastructure.faults import is_store_unavailable, remaining
+
         conn = self._connection()
         cursor = conn.cursor()
-        # Writers take the lock up front so two writers never deadlock upgrading it;
-        # readers take none and see a consistent WAL snapshot.
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            yield _SQLiteCursor(cursor)
-        except BaseException:
-            conn.rollback()
+            # A writer waits for another's lock up to 30 s, or to the end of the
+            # request's deadline when there is one (then 503, not a hung request).
+            wait_ms = max(1, int(remaining(self.LOCK_WAIT_SECONDS) * 1000))
+            cursor.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            # Writers take the lock up front so two writers never deadlock upgrading it;
+            # readers take none and see a consistent WAL snapshot.
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield _SQLiteCursor(cursor)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            else:
+                conn.commit()
+        except sqlite3.Error as exc:
+            # Locked past the busy timeout, a disk I/O error, a full disk: "not now",
+            # not a bug; the library's message names the file, so it stays behind.
+            if is_store_unavailable(exc):
+                raise DatabaseUnavailable(f"SQLite: {exc.sqlite_errorname}") from exc
             raise
-        else:
-            conn.commit()
         finally:
             cursor.close()
+
+    def check_space(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            stats = os.statvfs(folder)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot inspect the SQLite database's file system: {exc.strerror}") from exc
+        if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+            raise DatabaseFull("the SQLite database's file system is full")
 
     def reclaim(self, table: str) -> None:
         # secure_delete has zeroed the freed pages; folding the WAL into the main
@@ -170,9 +214,14 @@ class PostgresDatabase(Database):
 
     dialect = "postgres"
 
-    def __init__(self, database_url: str, *, schema: str | None = None) -> None:
+    def __init__(self, database_url: str, *, schema: str | None = None, timeout: float = 10.0) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
+
+        from infrastructure.faults import bounded_pool_class
+
+        # Waits bounded by the request's deadline; reconnects at most half a second apart.
+        BoundedPool = bounded_pool_class(ConnectionPool)
 
         self._psycopg = psycopg
         self.schema = schema
@@ -195,29 +244,45 @@ class PostgresDatabase(Database):
             conn.commit()
 
         try:
-            self.pool = ConnectionPool(
+            self.pool = BoundedPool(
                 database_url,
+                # libpq waits forever on a host that drops packets; never longer than this.
+                kwargs={"connect_timeout": max(2, math.ceil(timeout))},
                 min_size=1,
                 max_size=8,
                 configure=configure,
+                # A pooled connection is pinged before use and replaced if it fails, so
+                # connections broken by a server restart are never handed out.
+                check=ConnectionPool.check_connection,
                 open=True,
-                timeout=10,
+                timeout=timeout,
             )
-            self.pool.wait(timeout=10)
+            self.pool.wait(timeout=max(10.0, timeout))
         except Exception as exc:  # psycopg_pool raises PoolTimeout, psycopg OperationalError
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        psycopg = self._psycopg
         try:
             conn_cm = self.pool.connection()
             conn = conn_cm.__enter__()
+        except DatabaseUnavailable:
+            raise
         except Exception as exc:
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
         try:
             with conn.transaction(), conn.cursor() as cursor:
                 yield _PostgresCursor(cursor)
-        finally:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # Lost connection, server shutting down, disk full, lock timeout. The pool
+            # is told of the failure, and discards the connection if it is broken.
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise DatabaseUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
+        except BaseException as exc:
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
             conn_cm.__exit__(None, None, None)
 
     def reclaim(self, table: str) -> None:

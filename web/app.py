@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from infrastructure.composition import Components, ConfigurationError, Settings, build
 from infrastructure.crypto.kek import KekError
+from infrastructure.faults import end_deadline, start_deadline
 from infrastructure.sql import DatabaseUnavailable
 from web import errors, headers, health, logs, openapi
 
@@ -98,6 +99,17 @@ def _refuse_oversized_body() -> None:
             raise RequestEntityTooLarge()
 
 
+def _start_deadline() -> None:
+    # One deadline for every wait on a database during this request (R7.6).
+    g.store_deadline = start_deadline(components().settings.request_deadline_seconds)
+
+
+def _end_deadline(_exc: BaseException | None) -> None:
+    token = g.pop("store_deadline", None)
+    if token is not None:
+        end_deadline(token)
+
+
 def _record_request(response: Response) -> Response:
     from web.metrics import elapsed_seconds, endpoint_label
 
@@ -142,6 +154,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # size check is logged and counted with its id.
     headers.install(app)
     app.before_request(metrics.start_timer)
+    app.before_request(_start_deadline)
+    app.teardown_request(_end_deadline)
     app.before_request(_refuse_oversized_body)
     app.after_request(_record_request)
 

@@ -6,7 +6,10 @@ metrics scrape that hangs that long is as bad as none. Each `BoundedCall` owns o
 daemon thread (so a hung call never blocks process exit, and the thread's database
 connection is reused rather than a new one opened per probe), and at most one call
 is in flight: a caller that arrives while the last call still hangs waits on that
-same call, so a hung store cannot pile up threads.
+same call, so a hung store cannot pile up threads. With a `deadline`, the call
+itself runs under a database deadline of that many seconds (infrastructure/faults.py),
+so a store that is down ends the call soon after the caller stops waiting, rather
+than after the library's ten retries: the next probe then asks afresh.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from infrastructure.faults import end_deadline, start_deadline
+
 
 class BoundedCall:
-    def __init__(self, name: str, function: Callable[[], Any]) -> None:
+    def __init__(self, name: str, function: Callable[[], Any], deadline: float | None = None) -> None:
         self.name = name
         self.function = function
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Future[Any] | None] = queue.SimpleQueue()
         self._current: Future[Any] | None = None
@@ -55,7 +61,11 @@ class BoundedCall:
                 return
             if not future.set_running_or_notify_cancel():
                 continue
+            token = start_deadline(self.deadline) if self.deadline is not None else None
             try:
                 future.set_result(self.function())
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
                 future.set_exception(exc)
+            finally:
+                if token is not None:
+                    end_deadline(token)

@@ -49,6 +49,7 @@ from application.staff_admin import (
     UsernameTaken,
 )
 from domain.errors import DomainError
+from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable
 from web.logs import ERROR_LOGGER
 from web.schemas import flatten_errors
@@ -56,6 +57,8 @@ from web.schemas import flatten_errors
 log = logging.getLogger(ERROR_LOGGER)
 
 UNAVAILABLE_MESSAGE = "the database is unavailable; try again later"
+# Seconds a client is told to wait after a 503 (R7.6).
+RETRY_AFTER_SECONDS = 5
 
 # class -> (status, code, fixed message or None to use the error's own safe message)
 ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
@@ -134,6 +137,11 @@ def _lookup(exc: Exception) -> tuple[int, str, str | None] | None:
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]
+    # A store's own error that reached us untranslated (psycopg's, psycopg_pool's,
+    # sqlite3's, or the event-sourcing library's wrapper of one): unreachable, full,
+    # locked or conflicting is StoreUnavailable, whoever raised it.
+    if is_store_unavailable(exc):
+        return ERROR_TABLE[StoreUnavailable]
     return None
 
 
@@ -169,10 +177,13 @@ def handle_exception(exc: Exception) -> Response:
     mapped = _lookup(exc)
     if mapped is not None:
         status, code, message = mapped
-        if status >= 500:
+        response = error_response(status, code, message or str(exc), _field_errors(exc))
+        if status == 503:
+            # The type alone: a database's message names hosts, files and values.
             log.warning("dependency unavailable", extra={"fields": {
                 "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})
-        return error_response(status, code, message or str(exc), _field_errors(exc))
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     # The type alone: the message or trace may hold a value from the request.
     log.error("unhandled exception", extra={"fields": {
         "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})

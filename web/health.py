@@ -25,7 +25,7 @@ from flask import Flask, Response, current_app, g
 from marshmallow import Schema, fields
 
 from web.bounded import BoundedCall
-from web.errors import error_response
+from web.errors import RETRY_AFTER_SECONDS, error_response
 from web.logs import ERROR_LOGGER
 from web.openapi import Api, Blueprint
 
@@ -66,6 +66,10 @@ def readiness_checks(components: Any) -> dict[str, Callable[[], object]]:
         # The wrapped data keys, and the KEK that unwraps them (a read; an HSM
         # that stopped answering shows up here, not at the next customer read).
         "key store": components.keyring.check_kek,
+        # Every question above is a read, which a full disk still answers; the
+        # next write would not (SQLite: the files' file system; R7.6).
+        "event store space": components.events_db.check_space,
+        "key store space": components.keys_db.check_space,
     }
 
 
@@ -82,8 +86,8 @@ class ReadinessProbe:
 
     def __init__(self, checks: dict[str, Callable[[], object]], timeout: float = DEFAULT_TIMEOUT_SECONDS,
                  warnings: dict[str, Callable[[], str | None]] | None = None) -> None:
-        self.calls = [BoundedCall(name, check) for name, check in checks.items()]
-        self.warning_calls = [BoundedCall(name, check) for name, check in (warnings or {}).items()]
+        self.calls = [BoundedCall(name, check, deadline=timeout) for name, check in checks.items()]
+        self.warning_calls = [BoundedCall(name, check, deadline=timeout) for name, check in (warnings or {}).items()]
         self.timeout = timeout
         self._warned: dict[str, str] = {}
 
@@ -138,7 +142,8 @@ def readiness_timeout(components: Any) -> float:
 @blueprint.response(200, ReadySchema, description="Ready for traffic.")
 @blueprint.errors(e503="A dependency does not answer (code `not_ready`).")
 def readyz() -> Response | dict[str, Any]:
-    """The event store, read models and key store all answer (with warnings, if any)."""
+    """The event store, read models and key store all answer, with space left to write
+    (and the warnings, if any)."""
     probe: ReadinessProbe = current_app.extensions["strongroom.readiness"]
     started = time.monotonic()
     failed = probe.failure()
@@ -146,7 +151,9 @@ def readyz() -> Response | dict[str, Any]:
         dependency, reason = failed
         log.warning("not ready", extra={"fields": {
             "request_id": g.get("request_id"), "dependency": dependency, "exc_type": reason}})
-        return error_response(503, "not_ready", f"{dependency} unavailable")
+        response = error_response(503, "not_ready", f"{dependency} unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     # The warnings share the one deadline: a probe never waits twice.
     warnings = probe.warnings(timeout=max(0.0, probe.timeout - (time.monotonic() - started)))
     return {"status": "ready", "warnings": warnings} if warnings else {"status": "ready"}

@@ -49,9 +49,10 @@ class PositionCollector(Collector):
         self.timeout = timeout
         self.gauges = [
             ("strongroom_event_log_position", "Highest notification id in the event log.",
-             BoundedCall("event-log-position", lambda: components.app.recorder.max_notification_id() or 0)),
+             BoundedCall("event-log-position", lambda: components.app.recorder.max_notification_id() or 0,
+                         deadline=timeout)),
             ("strongroom_read_model_position", "Log position the read models have projected up to.",
-             BoundedCall("read-model-position", components.directory.position)),
+             BoundedCall("read-model-position", components.directory.position, deadline=timeout)),
         ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

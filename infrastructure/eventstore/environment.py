@@ -12,6 +12,7 @@ setting would downgrade the connection without anyone noticing.
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.utils import get_topic
@@ -34,7 +35,8 @@ _POSTGRES_QUERY_KEYS = {
 }
 
 
-def recorder_environment(database_url: str, *, fail_fast: bool = False) -> dict[str, str]:
+def recorder_environment(database_url: str, *, fail_fast: bool = False,
+                         deadline_seconds: float = 5.0) -> dict[str, str]:
     """The eventsourcing environment that stores events at `database_url`.
 
     `sqlite:///path/file.sqlite` or
@@ -43,9 +45,11 @@ def recorder_environment(database_url: str, *, fail_fast: bool = False) -> dict[
     TLS setting would downgrade the connection without anyone noticing.
 
     `fail_fast` (what the service runs with, composition.build): on PostgreSQL,
-    connect within 5 s and ping a pooled connection before use. The library waits
-    30 s per attempt and retries, so without it a request to a server that is down
-    hangs for minutes instead of answering 503 in seconds.
+    wait at most `deadline_seconds` for a pooled connection and ping it before use
+    (a connection broken by a server restart is replaced, not handed out). The
+    library waits 30 s per attempt and retries, so without it a request to a server
+    that is down hangs for minutes instead of answering 503 in seconds; a request's
+    own deadline (infrastructure/faults.py) bounds the retries as a whole.
     """
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
@@ -53,7 +57,8 @@ def recorder_environment(database_url: str, *, fail_fast: bool = False) -> dict[
     if parts.scheme in ("postgresql", "postgres"):
         env = _postgres_environment(database_url)
         if fail_fast:
-            env["POSTGRES_CONNECT_TIMEOUT"] = "5"
+            # The library reads a whole number of seconds.
+            env["POSTGRES_CONNECT_TIMEOUT"] = str(max(1, math.ceil(deadline_seconds)))
             env["POSTGRES_PRE_PING"] = "y"
         return env
     msg = (

@@ -29,6 +29,7 @@ functions are off.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +45,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
     StoredEvent,
 )
+from eventsourcing.postgres import ConnectionPool as LibraryConnectionPool
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -66,6 +68,13 @@ from infrastructure.eventstore.shared import (
     StampedNotification,
     as_utc,
 )
+from infrastructure.faults import bounded_pool_class
+
+
+
+# The library's pool, with the request's deadline and capped reconnection delays.
+_BoundedLibraryPool = bounded_pool_class(LibraryConnectionPool)
+
 
 __all__ = [
     "TLSPostgresFactory",
@@ -404,8 +413,16 @@ class TLSPostgresFactory(PostgresFactory):
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
-        connect_kwargs = self.datastore.pool.kwargs
+        pool = self.datastore.pool
+        # The library builds its pool itself; made a bounded one before it opens, so
+        # each wait for a connection takes what is left of the request's deadline
+        # and a deadline that has passed ends the library's retries (faults.py).
+        pool.__class__ = _BoundedLibraryPool
+        connect_kwargs = pool.kwargs
         assert isinstance(connect_kwargs, dict)  # The library passes a dict.
+        # The library's connect timeout bounds only the wait for the pool; libpq's own
+        # (none by default) bounds a connection attempt to a host that drops packets.
+        connect_kwargs.setdefault("connect_timeout", max(2, math.ceil(pool.timeout)))
         for key, name in (
             (self.POSTGRES_SSLMODE, "sslmode"),
             (self.POSTGRES_SSLROOTCERT, "sslrootcert"),

@@ -39,6 +39,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
     SQLiteCursor,
     SQLiteDatastore,
@@ -60,6 +61,7 @@ from infrastructure.eventstore.shared import (
     StampedNotification,
     as_utc,
 )
+from infrastructure.faults import remaining
 
 __all__ = ["TimedSQLiteApplicationRecorder", "TimedSQLiteProcessRecorder"]
 
@@ -186,6 +188,12 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
         # SQLite's own strftime('%f') only has milliseconds. Registering is cheap and
         # idempotent, and the library's pool gives us no hook at connect time.
         connection = c.sqlite_cursor.connection
+        # The first insert takes the write lock: wait for another writer's up to
+        # SQLITE_LOCK_TIMEOUT, or to the end of the request's deadline when there
+        # is one (then 503, not a request held for the whole lock timeout). Set on
+        # every insert, so a connection never keeps a request's shorter wait.
+        wait = remaining(float(self.datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT))
+        connection.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")
         connection.create_function(
             _NOW_FUNCTION, 0, _utc_now_stamp, deterministic=False
         )

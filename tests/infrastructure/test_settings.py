@@ -33,6 +33,7 @@ def test_defaults_live_in_the_instance_folder(instance: Path) -> None:
     assert settings.checkpoint_dir == instance.resolve() / "checkpoints"
     assert (settings.checkpoint_rows, settings.checkpoint_seconds) == (1000, 30.0)
     assert settings.readiness_timeout == 2.0 and settings.create_schema is True
+    assert settings.request_deadline_seconds == 5.0
     assert settings.backup_targets is None
 
 
@@ -42,11 +43,13 @@ def test_file_then_environment_then_overrides(instance: Path, monkeypatch: pytes
     monkeypatch.setenv("STRONGROOM_CHECKPOINT_ROWS", "70")
     monkeypatch.setenv("STRONGROOM_CREATE_SCHEMA", "false")
     monkeypatch.setenv("STRONGROOM_TLS_KEY", "/etc/strongroom/key.pem")
+    monkeypatch.setenv("STRONGROOM_REQUEST_DEADLINE_SECONDS", "2.5")
     settings = Settings.load(instance, {"readiness_timeout": 0.5})
     assert settings.tls_cert == instance.resolve() / "certs" / "api.pem"  # relative: from the instance
     assert settings.tls_key == Path("/etc/strongroom/key.pem")
     assert settings.checkpoint_rows == 70 and settings.create_schema is False
     assert settings.readiness_timeout == 0.5
+    assert settings.request_deadline_seconds == 2.5
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -54,6 +57,7 @@ def test_file_then_environment_then_overrides(instance: Path, monkeypatch: pytes
     ("checkpoint_rows", 0, "must be greater than 0"),
     ("checkpoint_seconds", -1, "checkpoint_seconds .* must be greater than 0"),
     ("readiness_timeout", "nan", "readiness_timeout .* must be a number"),
+    ("request_deadline_seconds", 0, "request_deadline_seconds .* must be greater than 0"),
     ("create_schema", "perhaps", "create_schema .* must be true or false"),
     ("backup_targets", "backups", "backup_targets must be a list of objects"),
 ])

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 
+import psycopg
 import pytest
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from flask import abort, request
+from psycopg_pool import PoolTimeout, TooManyRequests
 from marshmallow import ValidationError
 
 from application.errors import (
@@ -18,9 +23,11 @@ from application.errors import (
     VersionConflict,
 )
 from domain.errors import InvalidField
+from infrastructure.faults import DeadlineExceeded
 from infrastructure.sql import DatabaseUnavailable
 from web import auth
 from web.app import MAX_BODY_BYTES
+from web.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE
 
 PLANTED = "planted-secret-ada@example.org"
 CUSTOMER_ID = "0b8e4a5e-8d8e-4c1b-9a47-3f0b1e6c2d11"
@@ -36,6 +43,47 @@ RAISERS = {
     "schema": lambda: ValidationError({"address": {"country": ["Missing data for required field."]}}),
     "domain": lambda: InvalidField("cards.0.pan", "Luhn check digit"),
 }
+
+
+def _wrapped(outer: type[Exception], inner: Exception) -> Exception:
+    """`outer` raised from `inner`, as the event-sourcing library wraps a driver's error."""
+    try:
+        raise outer(str(inner)) from inner
+    except Exception as exc:  # noqa: BLE001 - returned for the view to raise
+        return exc
+
+
+def _sqlite_error(errorname: str) -> sqlite3.OperationalError:
+    # sqlite3 sets the code on the errors it raises; tests/web/test_store_faults.py
+    # provokes real ones (a locked file, a full database).
+    exc = sqlite3.OperationalError(f"{errorname.lower()} in /srv/{PLANTED}.sqlite")
+    exc.sqlite_errorname = errorname
+    return exc
+
+
+# Each store fault a view can meet, untranslated, under the name of the fault.
+STORE_FAULTS = {
+    "pg_connection_refused": lambda: psycopg.OperationalError(f"connection to {PLANTED} refused"),
+    "pg_connection_closed": lambda: psycopg.InterfaceError(f"the connection to {PLANTED} is closed"),
+    "pg_disk_full": lambda: psycopg.errors.DiskFull(f"could not extend file for {PLANTED}"),
+    "pg_admin_shutdown": lambda: psycopg.errors.AdminShutdown(f"terminating {PLANTED}"),
+    "pg_lock_timeout": lambda: psycopg.errors.LockNotAvailable(f"lock on {PLANTED}"),
+    "pg_serialization": lambda: psycopg.errors.SerializationFailure(f"could not serialize {PLANTED}"),
+    "pool_timeout": lambda: PoolTimeout(f"couldn't get a connection to {PLANTED} after 5 sec"),
+    "pool_too_many_waiting": lambda: TooManyRequests(f"pool {PLANTED} has 8 requests waiting"),
+    "library_operational": lambda: _wrapped(
+        LibraryOperationalError, psycopg.OperationalError(f"server {PLANTED} closed the connection")),
+    "library_interface": lambda: _wrapped(
+        LibraryInterfaceError, psycopg.InterfaceError(f"connection to {PLANTED} closed")),
+    "library_operational_alone": lambda: LibraryOperationalError(f"down at {PLANTED}"),
+    "library_over_sqlite_full": lambda: _wrapped(LibraryOperationalError, _sqlite_error("SQLITE_FULL")),
+    "sqlite_locked": lambda: _sqlite_error("SQLITE_BUSY"),
+    "sqlite_disk_io": lambda: _sqlite_error("SQLITE_IOERR_WRITE"),
+    "sqlite_full": lambda: _sqlite_error("SQLITE_FULL"),
+    "deadline_passed": lambda: DeadlineExceeded(f"waited for {PLANTED}"),
+}
+RAISERS.update(STORE_FAULTS)
+RAISERS["sqlite_no_such_table"] = lambda: _wrapped(LibraryOperationalError, _sqlite_error("SQLITE_ERROR"))
 
 
 @pytest.fixture
@@ -176,6 +224,25 @@ def test_application_errors_map_to_their_status(client, capsys, name, status, co
     assert_error_shape(response, status, code)
     assert PLANTED not in response.get_data(as_text=True)  # a library's message never leaks
     assert PLANTED not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault", sorted(STORE_FAULTS))
+def test_a_store_that_is_down_full_or_contended_answers_503_with_retry_after(client, capsys, fault):
+    response = client.get(f"/api/v1/raise/{fault}")
+    body = assert_error_shape(response, 503, "unavailable")
+    assert body["message"] == UNAVAILABLE_MESSAGE
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert PLANTED not in response.get_data(as_text=True)
+    logged = capsys.readouterr().err
+    assert "dependency unavailable" in logged
+    assert PLANTED not in logged  # logged by type, never by the driver's message
+
+
+def test_a_wrong_statement_on_sqlite_is_a_bug_not_an_outage(client):
+    # "no such table" is an OperationalError too: it must not hide behind a 503.
+    response = client.get("/api/v1/raise/sqlite_no_such_table")
+    assert_error_shape(response, 500, "internal_error")
+    assert "Retry-After" not in response.headers
 
 
 def test_validation_errors_name_fields_and_rules(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from infrastructure.faults import remaining
 from web.bounded import BoundedCall
 from web.health import ReadinessProbe
 
@@ -79,3 +80,16 @@ def test_a_bounded_call_reuses_one_thread():
         assert names == ["bounded-probe"] * 5
     finally:
         call.stop()
+
+
+def test_a_probe_runs_under_a_database_deadline_of_its_own_timeout():
+    # So a store that is down ends the call soon after the probe stops waiting,
+    # rather than after the event-sourcing library's ten retries.
+    seen = []
+    probe = ReadinessProbe({"event store": lambda: seen.append(remaining(60.0))}, timeout=1.5)
+    try:
+        assert probe.failure() is None
+        assert 0 < seen[0] <= 1.5
+        assert remaining(60.0) == 60.0  # the caller's own context has no deadline
+    finally:
+        probe.stop()

@@ -1,0 +1,162 @@
+"""How a store fails, and how long a request waits for one (R7.6).
+
+Three things, all about a store that is down, full or contended:
+
+- `is_store_unavailable(exc)`: whether an error, or one it was raised from, means
+  the store cannot serve now (unreachable, restarting, out of space, locked,
+  conflicting), whatever raised it: psycopg, psycopg_pool, sqlite3, the
+  `eventsourcing` library's wrappers of those, or our own `DatabaseUnavailable`.
+  `web/errors.py` answers each such error 503 with Retry-After.
+- One deadline per request (`start_deadline`/`end_deadline`, a context variable):
+  every wait for a pooled PostgreSQL connection during the request takes what is
+  left of it, and once it has passed the next wait fails at once with
+  `DeadlineExceeded`. The library retries a failed statement ten times, each
+  waiting up to the pool's timeout; `DeadlineExceeded` is not one of the errors it
+  retries, so the request ends within its deadline, not after ten pool waits.
+- `bounded_pool_class(base)`: the pool side of that deadline, a short wait while
+  the server is known to be down (its last connection attempt failed and no
+  connection is idle), and reconnection attempts at most half a second apart
+  (psycopg_pool doubles the delay after each failed attempt, so
+  after a 20 s outage its next attempt could be 10 s or more after the server is back).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextvars import ContextVar, Token
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
+from psycopg_pool import PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
+
+from infrastructure.sql import DatabaseUnavailable
+
+__all__ = [
+    "DeadlineExceeded",
+    "bounded_pool_class",
+    "end_deadline",
+    "is_store_unavailable",
+    "remaining",
+    "start_deadline",
+]
+
+# SQLite's result codes that mean "not now" rather than "wrong SQL" (a missing table
+# is an OperationalError too, and a bug, not an outage).
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR",
+                       "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PROTOCOL")
+
+
+class DeadlineExceeded(DatabaseUnavailable):
+    """The request's time for the database ran out; it answers 503."""
+
+
+def _sqlite_unavailable(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_SQLITE_UNAVAILABLE)
+
+
+def is_store_unavailable(exc: BaseException) -> bool:
+    """True when `exc`, or an error it was raised from, means the store cannot serve now."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable):
+            return True
+        if isinstance(current, sqlite3.Error):
+            # The library wraps sqlite3's errors in its own: the code decides.
+            return _sqlite_unavailable(current)
+        # psycopg's OperationalError covers a lost or refused connection, an
+        # administrator's shutdown, a full disk (class 53), a lock or statement
+        # timeout, a serialisation failure or deadlock; psycopg_pool's PoolTimeout,
+        # TooManyRequests and PoolClosed are OperationalErrors too. InterfaceError
+        # is a connection the client already knows is closed.
+        if isinstance(current, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        if isinstance(current, (LibraryOperationalError, LibraryInterfaceError)) and current.__cause__ is None:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_deadline: ContextVar[float | None] = ContextVar("strongroom_store_deadline", default=None)
+
+
+def start_deadline(seconds: float) -> Token[float | None]:
+    """From now on, in this context, waits for the database end `seconds` from now."""
+    return _deadline.set(time.monotonic() + seconds)
+
+
+def end_deadline(token: Token[float | None]) -> None:
+    _deadline.reset(token)
+
+
+def remaining(default: float) -> float:
+    """Seconds left before this context's deadline, or `default` when it has none."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return default
+    return min(default, deadline - time.monotonic())
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection attempts, but never more than `MAX_DELAY` apart."""
+
+    MAX_DELAY = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.MAX_DELAY)
+
+
+# While the pool's last attempt to connect failed and it has no idle connection, a
+# request waits at most this long for one: the server is known to be down, and a
+# request thread held for the whole deadline is a thread the next request (or
+# /healthz, behind it in the server's queue) waits for.
+KNOWN_DOWN_WAIT_SECONDS = 0.25
+
+
+def bounded_pool_class(base: type[Any]) -> type[Any]:
+    """A subclass of psycopg_pool `ConnectionPool` class `base`: waits for a connection
+    bounded by the request's deadline (and short while the server is known to be
+    down), reconnection attempts at most half a second apart.
+
+    It adds no slots (`__slots__ = ()`; its one flag lives in the pool's `__dict__`),
+    so a pool the library has already built can be given this class before it opens
+    (eventstore/postgres.py).
+    """
+
+    class BoundedPool(base):  # type: ignore[valid-type,misc]
+        __slots__ = ()
+
+        def getconn(self, timeout: float | None = None) -> Any:
+            budget = remaining(self.timeout if timeout is None else timeout)
+            if budget <= 0:
+                raise DeadlineExceeded("the request's time for the database has run out")
+            if self.__dict__.get("_strongroom_unreachable") and not self.get_stats().get("pool_available"):
+                budget = min(budget, KNOWN_DOWN_WAIT_SECONDS)
+            try:
+                return super().getconn(timeout=budget)
+            except PoolTimeout as exc:
+                if _deadline.get() is not None:
+                    raise DeadlineExceeded("no database connection within the request's deadline") from exc
+                raise
+
+        def _connect(self, timeout: float | None = None) -> Any:
+            try:
+                conn = super()._connect(timeout=timeout)
+            except Exception:
+                self.__dict__["_strongroom_unreachable"] = True
+                raise
+            self.__dict__["_strongroom_unreachable"] = False
+            return conn
+
+        def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+            super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)
+
+    BoundedPool.__name__ = BoundedPool.__qualname__ = f"Bounded{base.__name__}"
+    return BoundedPool

@@ -1,0 +1,193 @@
+"""Store faults, injected for real, answer 503 with Retry-After within the deadline (R7.6).
+
+Each test names the fault it injects:
+
+- PostgreSQL killed (`pg_ctl stop -m immediate`, a crash: no goodbye to clients)
+  while the API answers, then started again: on a throwaway cluster of the test's
+  own, never the shared server.
+- SQLite's file system full: the events database on a small tmpfs, filled up.
+
+The outage test prints what it measured (503 vs 500 share, answer times, /healthz
+p99, the time from PostgreSQL back to the first successful write); run with -s.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.throwaway_pg import cluster  # noqa: F401 - the fixture, used by name
+from tests.web.customers_support import customer_body
+from tests.web.helpers import quick_login
+from web.errors import RETRY_AFTER_SECONDS
+
+DEADLINE = 5.0  # the default request_deadline_seconds
+SLACK = 1.5  # scheduling on a busy two-core machine, one statement after the last wait
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_crash_answers_503_in_time_healthz_stays_fast_and_the_restart_heals(app_factory, cluster):
+    app = app_factory(database_url=cluster.url("strongroom"))
+    client = app.test_client()
+    agent = quick_login(client, app)
+    created = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+    assert created.status_code == 201, created.get_json()
+    customer_id = created.get_json()["id"]
+    assert client.get("/readyz").status_code == 200
+
+    # Fault: PostgreSQL crashes while three clients read and write customers.
+    answers: list[tuple[float, float, str, int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer(kind: str) -> None:
+        own = app.test_client()
+        while not stop.is_set():
+            started = time.monotonic()
+            if kind == "write":
+                response = own.post("/api/v1/customers", json=customer_body(), headers=agent)
+            else:
+                response = own.get(f"/api/v1/customers/{customer_id}", headers=agent)
+            answers.append((started, time.monotonic(), kind, response.status_code,
+                            response.headers.get("Retry-After")))
+
+    cluster.crash()
+    crashed_at = time.monotonic()
+    workers = [threading.Thread(target=hammer, args=(kind,)) for kind in ("read", "write", "read")]
+    for worker in workers:
+        worker.start()
+    health: list[float] = []
+    ready: list[int] = []
+    while time.monotonic() - crashed_at < 2 * DEADLINE + 2:
+        started = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        health.append(time.monotonic() - started)
+        if len(health) % 20 == 0:
+            ready.append(client.get("/readyz").status_code)
+        time.sleep(0.02)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=3 * DEADLINE)
+
+    # PostgreSQL comes back: the first write after it succeeds, not a stale connection's error.
+    cluster.start()
+    back_at = time.monotonic()
+    after: list[int] = []
+    while True:
+        status = client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code
+        after.append(status)
+        if status == 201 or time.monotonic() - back_at > 30:
+            break
+        time.sleep(0.05)
+    first_write = time.monotonic() - back_at
+    read_back = client.get(f"/api/v1/customers/{customer_id}", headers=agent).status_code
+
+    during = [a for a in answers if a[0] >= crashed_at]
+    statuses = [a[3] for a in during]
+    durations = [a[1] - a[0] for a in during]
+    print(f"\noutage: {len(during)} customer requests: {statuses.count(503)} x 503, "
+          f"{statuses.count(500)} x 500, other {sorted(set(statuses) - {503, 500})}; "
+          f"slowest {max(durations):.2f} s, p99 {_p99(durations):.2f} s")
+    print(f"/healthz during it: {len(health)} probes, p99 {_p99(health) * 1000:.1f} ms, "
+          f"max {max(health) * 1000:.1f} ms; /readyz {sorted(set(ready))}")
+    print(f"PostgreSQL back -> first successful write: {first_write:.2f} s "
+          f"(answers on the way: {after})")
+
+    assert during and all(status == 503 for status in statuses), statuses
+    assert all(a[4] == str(RETRY_AFTER_SECONDS) for a in during)
+    assert max(durations) < DEADLINE + SLACK
+    assert _p99(health) < 0.5
+    assert ready and set(ready) == {503}
+    assert after[-1] == 201 and first_write < 5, after
+    assert 500 not in after
+    assert read_back == 200
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (mounting needs root); the test fills it."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (mount -t tmpfs)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+def _fill(folder: Path) -> None:
+    """Write zeros until the file system refuses one more byte."""
+    for name, size in (("filler", 65536), ("filler-tail", 1)):
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * size)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def test_sqlite_disk_full_answers_503_and_readyz_is_not_ready(app_factory, full_disk):
+    app = app_factory(database_url=f"sqlite:///{full_disk / 'strongroom.sqlite'}")
+    client = app.test_client()
+    agent = quick_login(client, app)
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+    assert client.get("/readyz").status_code == 200
+
+    # Fault: the file system holding the events database is full.
+    _fill(full_disk)
+    response = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["code"] == "unavailable"
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["message"] == "event store space unavailable"
+    assert client.get("/healthz").status_code == 200
+
+    # Space again: writes and readiness come back.
+    (full_disk / "filler").unlink()
+    (full_disk / "filler-tail").unlink()
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+    assert client.get("/readyz").status_code == 200
+
+
+
+def test_sqlite_locked_by_another_writer_answers_503_within_the_deadline(app_factory, tmp_path):
+    app = app_factory(request_deadline_seconds=1)
+    client = app.test_client()
+    agent = quick_login(client, app)
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+
+    # Fault: another process holds the database's write lock and does not let go.
+    holder = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        response = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    print(f"\nSQLite locked: {response.status_code} after {took:.2f} s")
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert took < 1 + SLACK
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
