@@ -15,7 +15,7 @@ import click
 from marshmallow import ValidationError
 
 from application.context import acting_as
-from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
+from application.errors import CustomerErased, CustomerNotFound, ProjectionLagging, ValidationFailed
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
 from domain.errors import DomainError
 from infrastructure.composition import Components
@@ -45,6 +45,8 @@ def _import_line(built: Components, text: str, portfolio: str | None) -> dict[st
         built.app.register_customer(fields)
     except DomainError as exc:
         return {exc.field or "_line": [exc.rule]}
+    except ProjectionLagging:
+        pass  # imported: in the log, and the worker will project it (R7.4)
     return None
 
 
@@ -133,6 +135,8 @@ def erase_customer(ctx: click.Context, customer_id: str, reason: str, as_json: b
         click.echo(json.dumps(result))
     else:
         click.echo(f"erased {customer_id}: keys destroyed {', '.join(result['keys_destroyed'])}")
+        if not result["read_model_purged"]:
+            click.echo("  the read model is catching up: the worker purges it when it gets there")
 
 
 @customers_group.command("revert")
@@ -147,6 +151,15 @@ def revert_customer(ctx: click.Context, customer_id: str, when: datetime, reason
     with components(ctx) as built, acting_as(operator_context(f"revert: {reason}")):
         try:
             record = built.app.revert_customer(customer_id, when, reason)
+        except ProjectionLagging as lag:
+            # Committed: only the read model is behind. Not a failure, and not retried.
+            if as_json:
+                click.echo(json.dumps({"id": customer_id, "accepted_at_position": lag.position,
+                                       "reverted_to": when.isoformat(), "read_model": "catching up"}))
+            else:
+                click.echo(f"reverted {customer_id} to its state at {when.isoformat()} (accepted at log "
+                           f"position {lag.position}; the read model is catching up)")
+            return
         except CustomerErased:
             fail(f"customer {customer_id} has been erased; an erasure is never undone", EXIT_CHECK_FAILED)
         except CustomerNotFound as exc:
