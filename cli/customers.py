@@ -27,8 +27,13 @@ def customers_group() -> None:
     """Import, show, find, erase and revert customers."""
 
 
+# What `_import_line` answers for a line that is in the log but not yet in the read model.
+CATCHING_UP: dict[str, list[str]] = {}
+
+
 def _import_line(built: Components, text: str, portfolio: str | None) -> dict[str, list[str]] | None:
-    """Import one JSON line; returns the errors (field -> reasons) or None on success."""
+    """Import one JSON line; returns the errors (field -> reasons), None on success, or
+    CATCHING_UP when it is imported and the projection worker has yet to reach it."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError:
@@ -46,7 +51,7 @@ def _import_line(built: Components, text: str, portfolio: str | None) -> dict[st
     except DomainError as exc:
         return {exc.field or "_line": [exc.rule]}
     except ProjectionLagging:
-        pass  # imported: in the log, and the worker will project it (R7.4)
+        return CATCHING_UP  # imported: in the log, and the worker will project it (R7.4)
     return None
 
 
@@ -61,20 +66,25 @@ def import_customers(ctx: click.Context, file: Any, portfolio: str | None, as_js
     Valid lines are imported; each rejected line is reported by number and reason,
     never by its values, and leaves nothing behind. Exit 1 if any line was rejected.
     """
-    imported, rejected = 0, []
+    imported, catching_up, rejected = 0, 0, []
     with components(ctx) as built, acting_as(operator_context("customer import")):
         for number, text in enumerate(file, start=1):
             if not text.strip():
                 continue
             errors = _import_line(built, text, portfolio)
-            if errors is None:
+            if errors is CATCHING_UP:
+                imported += 1
+                catching_up += 1
+            elif errors is None:
                 imported += 1
             else:
                 rejected.append({"line": number, "errors": errors})
     if as_json:
-        click.echo(json.dumps({"imported": imported, "rejected": rejected}))
+        click.echo(json.dumps({"imported": imported, "rejected": rejected, "read_model_catching_up": catching_up}))
     else:
         click.echo(f"imported {imported}, rejected {len(rejected)}")
+        if catching_up:
+            click.echo(f"  {catching_up} imported but not yet in the read model: the worker is catching up")
         for item in rejected:
             reasons = "; ".join(f"{f}: {', '.join(r)}" for f, r in item["errors"].items())
             click.echo(f"  line {item['line']}: {reasons}")

@@ -104,3 +104,5 @@ def test_a_failed_init_leaves_the_database_as_it_found_it(tmp_path, pg_url, monk
     # The second init's KEK opens what it made: the store is usable (no worker: accepted).
     imported = run(instance, "customers", "import", "--json", str(tmp_path / "one.jsonl"), env=env)
     assert imported.exit_code == 0, imported.output
+    report = json.loads(imported.output)
+    assert (report["imported"], report["read_model_catching_up"]) == (1, 1)
