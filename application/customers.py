@@ -23,6 +23,7 @@ from application.context import require_context
 from application.errors import (
     CustomerErased,
     CustomerNotFound,
+    ProjectionLagging,
     SubjectErased,
     ValidationFailed,
     VersionConflict,
@@ -105,6 +106,11 @@ class Strongroom(Application[UUID]):
     def _save(self, *aggregates: Any) -> int:
         """Save aggregates and their projection atomically; return the last position.
 
+        With a separate worker projecting (R7.4), wait up to the bound for it to reach
+        the write when a read model depends on these aggregates (staff accounts do
+        not: they never wait). Past the bound raise ProjectionLagging: the write is
+        committed, and only the read model is behind.
+
         Raises VersionConflict when another writer appended to one of the records
         since it was loaded: the store refuses the second event at the same version
         (its unique key), the whole transaction rolls back (events, read-model rows
@@ -125,7 +131,9 @@ class Strongroom(Application[UUID]):
             raise conflict from None
         position = max((r.notification.id for r in recordings), default=0)
         if hook is None and position:
-            self.projection.wait_for(position)
+            projected = self.projection.projected(aggregates)
+            if projected and not self.projection.wait_for(position):
+                raise ProjectionLagging(position, projected)
         return position
 
     def _conflict(self, loaded: Sequence[tuple[UUID, int]]) -> VersionConflict | None:
@@ -332,6 +340,7 @@ class Strongroom(Application[UUID]):
         except CustomerErased:
             customer = None  # keys already gone: finish recording below
         erasure: Any
+        purged = True
         try:
             erasure = self.repository.get(erasure_id(customer_id))
         except AggregateNotFoundError:
@@ -344,10 +353,16 @@ class Strongroom(Application[UUID]):
             except VersionConflict:
                 # Another request recorded this erasure first: finish the job with its record.
                 erasure = self.repository.get(erasure_id(customer_id))
+            except ProjectionLagging:
+                # Recorded; the worker purges the read model when it gets there. The
+                # keys go now, whatever the read model's pace.
+                purged = False
         self.keys.destroy(str(customer_id), list(erasure.keys_destroyed))
         return {
             "customer_id": str(customer_id),
             "erasure_id": str(erasure.id),
             "keys_destroyed": list(erasure.keys_destroyed),
             "recorded_at": erasure.created_on.isoformat(),
+            # False when a separate worker has yet to purge the read model (R7.4).
+            "read_model_purged": purged,
         }

@@ -47,6 +47,20 @@ class ValidationFailed(ApplicationError):
         self.errors = errors
 
 
+class ProjectionLagging(ApplicationError):
+    """A write is committed but the read model has not reached it within the bound.
+
+    Not a failure: the change is in the log at `position` and a worker will project
+    it (R7.4). The API answers 202 Accepted with the position and where to poll;
+    repeating the command would change the record twice, so nothing retries it.
+    """
+
+    def __init__(self, position: int, subject_ids: list[str]) -> None:
+        super().__init__(f"accepted at log position {position}; the read model is catching up")
+        self.position = position
+        self.subject_ids = subject_ids
+
+
 class StoreUnavailable(ApplicationError):
     """The database cannot be reached: answer 503, lose nothing."""
 

@@ -15,7 +15,7 @@ import click
 from marshmallow import ValidationError
 
 from application.context import acting_as
-from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
+from application.errors import CustomerErased, CustomerNotFound, ProjectionLagging, ValidationFailed
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
 from domain.errors import DomainError
 from infrastructure.composition import Components
@@ -27,8 +27,13 @@ def customers_group() -> None:
     """Import, show, find, erase and revert customers."""
 
 
+# What `_import_line` answers for a line that is in the log but not yet in the read model.
+CATCHING_UP: dict[str, list[str]] = {}
+
+
 def _import_line(built: Components, text: str, portfolio: str | None) -> dict[str, list[str]] | None:
-    """Import one JSON line; returns the errors (field -> reasons) or None on success."""
+    """Import one JSON line; returns the errors (field -> reasons), None on success, or
+    CATCHING_UP when it is imported and the projection worker has yet to reach it."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError:
@@ -45,6 +50,8 @@ def _import_line(built: Components, text: str, portfolio: str | None) -> dict[st
         built.app.register_customer(fields)
     except DomainError as exc:
         return {exc.field or "_line": [exc.rule]}
+    except ProjectionLagging:
+        return CATCHING_UP  # imported: in the log, and the worker will project it (R7.4)
     return None
 
 
@@ -59,20 +66,25 @@ def import_customers(ctx: click.Context, file: Any, portfolio: str | None, as_js
     Valid lines are imported; each rejected line is reported by number and reason,
     never by its values, and leaves nothing behind. Exit 1 if any line was rejected.
     """
-    imported, rejected = 0, []
+    imported, catching_up, rejected = 0, 0, []
     with components(ctx) as built, acting_as(operator_context("customer import")):
         for number, text in enumerate(file, start=1):
             if not text.strip():
                 continue
             errors = _import_line(built, text, portfolio)
-            if errors is None:
+            if errors is CATCHING_UP:
+                imported += 1
+                catching_up += 1
+            elif errors is None:
                 imported += 1
             else:
                 rejected.append({"line": number, "errors": errors})
     if as_json:
-        click.echo(json.dumps({"imported": imported, "rejected": rejected}))
+        click.echo(json.dumps({"imported": imported, "rejected": rejected, "read_model_catching_up": catching_up}))
     else:
         click.echo(f"imported {imported}, rejected {len(rejected)}")
+        if catching_up:
+            click.echo(f"  {catching_up} imported but not yet in the read model: the worker is catching up")
         for item in rejected:
             reasons = "; ".join(f"{f}: {', '.join(r)}" for f, r in item["errors"].items())
             click.echo(f"  line {item['line']}: {reasons}")
@@ -133,6 +145,8 @@ def erase_customer(ctx: click.Context, customer_id: str, reason: str, as_json: b
         click.echo(json.dumps(result))
     else:
         click.echo(f"erased {customer_id}: keys destroyed {', '.join(result['keys_destroyed'])}")
+        if not result["read_model_purged"]:
+            click.echo("  the read model is catching up: the worker purges it when it gets there")
 
 
 @customers_group.command("revert")
@@ -147,6 +161,15 @@ def revert_customer(ctx: click.Context, customer_id: str, when: datetime, reason
     with components(ctx) as built, acting_as(operator_context(f"revert: {reason}")):
         try:
             record = built.app.revert_customer(customer_id, when, reason)
+        except ProjectionLagging as lag:
+            # Committed: only the read model is behind. Not a failure, and not retried.
+            if as_json:
+                click.echo(json.dumps({"id": customer_id, "accepted_at_position": lag.position,
+                                       "reverted_to": when.isoformat(), "read_model": "catching up"}))
+            else:
+                click.echo(f"reverted {customer_id} to its state at {when.isoformat()} (accepted at log "
+                           f"position {lag.position}; the read model is catching up)")
+            return
         except CustomerErased:
             fail(f"customer {customer_id} has been erased; an erasure is never undone", EXIT_CHECK_FAILED)
         except CustomerNotFound as exc:

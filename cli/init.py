@@ -12,9 +12,10 @@ import click
 from application.clock import utc_now
 from application.context import acting_as
 from cli.context import components, fail, instance_of, operator_context
-from infrastructure.composition import CONFIG_FILE
+from infrastructure.composition import CONFIG_FILE, ConfigurationError, Settings
 from infrastructure.crypto.blind_index import bits_for
 from infrastructure.crypto.kek import LocalKek
+from infrastructure.schema_undo import Snapshot, snapshot, undo
 from infrastructure.tls import make_self_signed
 
 
@@ -32,6 +33,9 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
     # a failed init leaves nothing half-made behind.
     staging = folder.with_name(f".{folder.name}.init-{secrets.token_hex(4)}")
     staging.mkdir(mode=0o700, parents=True)
+    # The databases as init found them: a failure after the schema is made drops what
+    # init made, so a later init can use them (the KEK that sealed it goes too).
+    found: list[Snapshot] = []
     try:
         (staging / CONFIG_FILE).write_text(
             json.dumps(
@@ -49,13 +53,16 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
         (staging / "tls").mkdir(mode=0o700)
         make_self_signed(staging / "tls" / "cert.pem", staging / "tls" / "key.pem")
         ctx.obj["instance"] = str(staging)
+        found = _as_found(ctx)
         with components(ctx) as built, acting_as(operator_context("initial setup")):
+            # A staff account: no read model waits on it, so no projection worker need
+            # run yet (STRONGROOM_PROJECTION=worker, R7.4).
             admin = built.staff_admin.enrol_first_admin()
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _take_back(found, staging)
         raise
     finally:
         ctx.obj["instance"] = str(folder)
@@ -73,3 +80,30 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
         click.echo(f"  username: {admin.username}\n  password: {admin.one_time_password}\n"
                    f"  TOTP:     {admin.totp_uri}")
         click.echo(f"  recovery codes: {' '.join(admin.recovery_codes)}")
+
+
+def _as_found(ctx: click.Context) -> list[Snapshot]:
+    """The schema objects of the databases this instance will use, before init touches
+    them; a database that cannot be read stops init here, having changed nothing."""
+    try:
+        settings = Settings.load(instance_of(ctx))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    try:
+        return [snapshot(url) for url in dict.fromkeys([settings.database_url, settings.keys_database_url])]
+    except Exception as exc:  # psycopg's or sqlite3's own error: its message may name a host
+        fail(f"cannot read the database ({type(exc).__name__}); nothing was changed")
+
+
+def _take_back(found: list[Snapshot], staging: Path) -> None:
+    """Leave the databases and the folder as init found them. Should the databases not
+    be put back, the staging folder (and the KEK in it) is kept: it is the only key
+    to what init wrote."""
+    try:
+        for before in found:
+            undo(before)
+    except Exception as exc:
+        click.echo(f"error: init failed and could not drop what it made in the database "
+                   f"({type(exc).__name__}); its KEK is kept in {staging}", err=True)
+        return
+    shutil.rmtree(staging, ignore_errors=True)

@@ -93,12 +93,22 @@ class CustomerProjection:
 
         return write_with_events
 
-    def wait_for(self, position: int, timeout: float = 5.0) -> None:
+    def projected(self, aggregates: Sequence[Any]) -> list[str]:
+        ids = []
+        for aggregate in aggregates:
+            if isinstance(aggregate, Customer):
+                ids.append(str(aggregate.id))
+            elif isinstance(aggregate, CustomerErasure):
+                ids.append(str(aggregate.customer_id))
+        return ids
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
         while self.directory.position() < position:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read model has not reached position {position}")
+                return False
             time.sleep(0.02)
+        return True
 
     # -- following the log --------------------------------------------------------------------
 

@@ -16,16 +16,18 @@ from dataclasses import replace
 from functools import wraps
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 
 from application.context import RequestContext, acting_as, current_context
 from application.customer_service import SEARCH_FIELDS, CustomerService
+from application.errors import ProjectionLagging
 from application.security import Actor
 from web.auth import current_actor
 from web.openapi import AUTHENTICATED, WITH_BODY, Api, Blueprint
 from web.schemas import CustomerCreateSchema
 from web.schemas_customers import (
+    AcceptedSchema,
     AsOfQuerySchema,
     CustomerPageSchema,
     CustomerPatchSchema,
@@ -57,6 +59,17 @@ IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"ty
                            "or another version: 412."}
 _FORBIDDEN = ("Not allowed: `forbidden`, `training_lapsed`, `step_up_required`, `field_not_revealable`, "
               "`portfolio_out_of_scope` or `password_change_required`.")
+# Seconds a client is told to wait before polling a change the read model has yet to reach.
+ACCEPTED_RETRY_AFTER = 1
+_ACCEPTED = ("Accepted: the change is committed (do not send it again) but a separate projection worker "
+             "has not reached it yet. `Location` answers it once `position` is projected; poll after "
+             "`Retry-After` seconds.")
+_ACCEPTED_HEADERS = {
+    "Location": {"description": "Where the change can be read once projected.", "required": True,
+                 "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before polling `Location`.", "required": True,
+                    "schema": {"type": "string"}},
+}
 # What every operation on one customer can answer, besides its own.
 _ON_ONE = (*AUTHENTICATED, 404, 410)
 
@@ -112,6 +125,46 @@ def if_match(view: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
+def accepts_lagging(where: Callable[[str], str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Answer 202 Accepted, never an error, for a committed change the read model has
+    yet to reach (R7.4): the log position, and `where(customer_id)` to poll."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def answered(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return view(*args, **kwargs)
+            except ProjectionLagging as lag:
+                return accepted(lag, where)
+
+        documented: Callable[..., Any] = blueprint.alt_response(
+            202, schema=AcceptedSchema, description=_ACCEPTED, headers=_ACCEPTED_HEADERS, success=True,
+        )(answered)
+        return documented
+
+    return decorator
+
+
+def accepted(lag: ProjectionLagging, where: Callable[[str], str]) -> Response:
+    customer_id = lag.subject_ids[0]
+    response = jsonify(AcceptedSchema().dump({
+        "code": "accepted", "status": 202, "message": "accepted; the read model is catching up",
+        "id": customer_id, "position": lag.position,
+    }))
+    response.status_code = 202
+    response.headers["Location"] = where(customer_id)
+    response.headers["Retry-After"] = str(ACCEPTED_RETRY_AFTER)
+    return response
+
+
+def _one(customer_id: str) -> str:
+    return f"{PREFIX}/{customer_id}"
+
+
+def _its_interactions(customer_id: str) -> str:
+    return f"{PREFIX}/{customer_id}/interactions"
+
+
 # -- the resources ------------------------------------------------------------------------
 
 
@@ -121,6 +174,7 @@ def if_match(view: Callable[..., Any]) -> Callable[..., Any]:
 @blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN,
                   e422="Validation failed (unknown field, card security code, a Luhn or mod-97 check, "
                        "a portfolio outside your own); `errors` names the fields.")
+@accepts_lagging(_one)
 def create_customer(fields: dict[str, Any]) -> Any:
     """Register a customer in one of your portfolios; answers the masked view."""
     actor = current_actor()
@@ -172,6 +226,7 @@ def read_customer(query: dict[str, Any], customer_id: uuid.UUID) -> Any:
 @blueprint.errors(*_ON_ONE, *WITH_BODY, 412, 428, e403=_FORBIDDEN,
                   e422="Validation failed (unknown field, broken rule, a KYC change the rules do not "
                        "allow); `errors` names the fields.")
+@accepts_lagging(_one)
 def update_customer(changes: dict[str, Any], customer_id: uuid.UUID, version: int) -> Any:
     """Change fields; `If-Match` with the version you read is required."""
     actor = current_actor()
@@ -224,6 +279,7 @@ def list_interactions(customer_id: uuid.UUID) -> dict[str, Any]:
 @blueprint.arguments(InteractionCreateSchema)
 @blueprint.response(201, InteractionSchema, description="Recorded.")
 @blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN)
+@accepts_lagging(_its_interactions)
 def add_interaction(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, Any]:
     """Record an interaction."""
     actor = current_actor()
@@ -236,6 +292,7 @@ def add_interaction(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, A
 @blueprint.response(200, CustomerViewSchema, description="Reverted; the new masked view.", headers=_ETAG)
 @blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN,
                   e422="Validation failed, or `to` is before the customer existed.")
+@accepts_lagging(_one)
 def revert_customer(body: dict[str, Any], customer_id: uuid.UUID) -> Any:
     """Bring the customer's data back to a past moment with a compensating event (R4.5); history is
     never rewritten."""

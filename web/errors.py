@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from application.errors import (
     AnonymousWrite,
     CustomerNotFound,
+    ProjectionLagging,
     StoreUnavailable,
     SubjectErased,
     ValidationFailed,
@@ -84,6 +85,10 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     DomainError: (422, "validation_failed", "the request is not valid"),
     ValidationError: (422, "validation_failed", "the request is not valid"),
     StoreUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
+    # Not a failure: the write is committed and only the read model is behind (R7.4).
+    # The customer views answer it themselves with where to poll (web/customers.py);
+    # this is the floor for any other, so a committed write never answers 500.
+    ProjectionLagging: (202, "accepted", None),
     DatabaseUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),
     # The customer-data policy (application/policy.py): each refusal has its own code.
     AccessDenied: (403, "forbidden", "not allowed"),
@@ -177,7 +182,8 @@ def handle_exception(exc: Exception) -> Response:
     mapped = _lookup(exc)
     if mapped is not None:
         status, code, message = mapped
-        response = error_response(status, code, message or str(exc), _field_errors(exc))
+        extra = {"position": exc.position} if isinstance(exc, ProjectionLagging) else {}
+        response = error_response(status, code, message or str(exc), _field_errors(exc), **extra)
         if status == 503:
             # The type alone: a database's message names hosts, files and values.
             log.warning("dependency unavailable", extra={"fields": {

@@ -207,3 +207,14 @@ class InteractionPageSchema(PageSchema):
     id = fields.UUID(required=True)
     items = fields.List(fields.Nested(InteractionSchema), required=True)
 
+
+
+class AcceptedSchema(Schema):
+    """A committed change the read model has not reached yet (a separate projection worker)."""
+
+    code = fields.String(required=True, metadata={"enum": ["accepted"]})
+    status = fields.Integer(required=True, metadata={"enum": [202]})
+    message = fields.String(required=True)
+    id = fields.String(required=True, metadata={"description": "The customer the change is about."})
+    position = fields.Integer(required=True, metadata={
+        "description": "The change's position in the log; the read model answers once it reaches it."})

@@ -58,8 +58,13 @@ class Projection(Protocol):
         so the read model commits with them (read-your-writes); None when a
         separate worker projects instead."""
 
-    def wait_for(self, position: int, timeout: float = 5.0) -> None:
-        """Return once the read model has reached `position`."""
+    def projected(self, aggregates: Sequence[Any]) -> list[str]:
+        """Ids of the read-model records these aggregates' events change (empty when
+        the read models do not depend on them, e.g. staff accounts)."""
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """True once the read model has reached `position`; False if it has not
+        within `timeout` seconds."""
 
 
 class RetentionPolicy(Protocol):

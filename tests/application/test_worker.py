@@ -4,12 +4,16 @@ tracked position says (no event projected twice, none skipped)."""
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 
 import pytest
 
 from application.context import acting_as
+from application.errors import ProjectionLagging
 from infrastructure.composition import ConfigurationError
+from infrastructure.projection import CustomerProjection
 from tests.application.conftest import OPERATOR, customer_fields, make_components
 
 
@@ -50,7 +54,7 @@ def test_a_restarted_worker_resumes_from_its_tracked_position(tmp_path, pg_url):
         api.projection.is_inline = True  # write a first batch inline, as a past worker would have
         first = api.app.register_customer(customer_fields())
         api.projection.is_inline = False
-        api.projection.wait_for = lambda position, timeout=5.0: None  # no worker yet
+        api.projection.wait_for = lambda position, timeout=5.0: True  # no worker yet; do not wait
         second = api.app.register_customer(customer_fields(email="second@example.org"))
     assert api.directory.get(second["id"]) is None
     before = api.directory.position()
@@ -68,3 +72,69 @@ def test_a_restarted_worker_resumes_from_its_tracked_position(tmp_path, pg_url):
 def test_a_separate_worker_needs_postgresql(tmp_path):
     with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
         make_components(tmp_path, f"sqlite:///{tmp_path / 'x.sqlite'}", projection="worker")
+
+
+def _short_bound(components, seconds=0.3):
+    """The writer's wait for the worker, shortened so a test of the lag bound is quick."""
+    components.projection.wait_for = functools.partial(
+        CustomerProjection.wait_for, components.projection, timeout=seconds)
+
+
+def test_a_committed_write_the_worker_has_not_reached_is_accepted_not_failed(tmp_path, pg_url):
+    # Fault: no worker runs, so the read model never reaches the write within the bound.
+    api = make_components(tmp_path, pg_url, projection="worker")
+    _short_bound(api)
+    try:
+        with acting_as(OPERATOR):
+            with pytest.raises(ProjectionLagging) as lagging:
+                api.app.register_customer(customer_fields())
+            (customer_id,) = lagging.value.subject_ids
+            assert lagging.value.position == api.app.recorder.max_notification_id()
+            # Committed once, in the log; nothing retried it.
+            assert api.app.get_customer(customer_id)["version"] == 1
+            assert api.directory.get(customer_id) is None
+            # An unconditional command that lags is not tried again either.
+            with pytest.raises(ProjectionLagging):
+                api.app.update_customer(customer_id, {"risk_rating": "high"})
+            assert api.app.get_customer(customer_id)["version"] == 2
+        stop, thread = _start_worker(api)
+        try:
+            deadline = time.monotonic() + 10
+            while (api.directory.get(customer_id) or {}).get("risk_rating") != "high":
+                assert time.monotonic() < deadline, "the worker never projected the accepted writes"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(5)
+    finally:
+        api.close()
+
+
+def test_staff_writes_never_wait_for_the_customer_projection(tmp_path, pg_url):
+    # Fault: no worker runs. Staff accounts are read from the log, not the customer read
+    # model, so enrolling one (what `strongroom init` does) must not wait the 5 s bound.
+    api = make_components(tmp_path, pg_url, projection="worker")
+    try:
+        with acting_as(OPERATOR):
+            started = time.monotonic()
+            admin = api.staff_admin.enrol_first_admin()
+            assert time.monotonic() - started < 4
+        assert api.identity.staff(admin.staff_id) is not None
+    finally:
+        api.close()
+
+
+def test_an_erasure_the_worker_has_not_reached_still_destroys_the_keys(tmp_path, pg_url):
+    # Fault: no worker runs when the erasure is recorded.
+    api = make_components(tmp_path, pg_url, projection="worker")
+    _short_bound(api)
+    try:
+        with acting_as(OPERATOR):
+            with pytest.raises(ProjectionLagging) as lagging:
+                api.app.register_customer(customer_fields())
+            (customer_id,) = lagging.value.subject_ids
+            result = api.app.erase_customer(customer_id, "subject request")
+        assert result["read_model_purged"] is False
+        assert set(api.keyring.status(customer_id).values()) <= {"destroyed", "absent"}
+    finally:
+        api.close()

@@ -1,0 +1,108 @@
+"""`strongroom init` with a separate projection worker (STRONGROOM_PROJECTION=worker,
+PostgreSQL, R7.4): it completes without a worker, a `strongroom worker` then serves,
+and an init that fails after making the schema leaves the database as it found it, so
+a later init can use it (R1.4: no data is left sealed under a KEK that was thrown away)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+
+LINE = {
+    "type": "individual", "full_name": "Ada Plantedname", "date_of_birth": "1980-02-03",
+    "national_id": "QQ123456C", "email": "ada.worker@example.org", "phone": "+44 7700 900123",
+    "address": {"line1": "1 Planted Street", "city": "London", "postcode": "SW1A 1AA", "country": "GB"},
+    "portfolio": "retail", "risk_rating": "low",
+}
+
+
+def run(instance: Path, *args: str, env: dict[str, str]):
+    return CliRunner().invoke(main, ["--instance", str(instance), *args], env=env, catch_exceptions=False)
+
+
+def _worker_env(pg_url: str) -> dict[str, str]:
+    return {"STRONGROOM_DATABASE_URL": pg_url, "STRONGROOM_PROJECTION": "worker"}
+
+
+def _schema_objects(pg_url: str) -> set[tuple[str, str]]:
+    """Every schema, relation, type and function outside the system's own."""
+    user = "NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+    with psycopg.connect(pg_url) as conn:
+        return {(row[0], row[1]) for row in conn.execute(
+            f"SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE n.nspname {user} "
+            f"UNION SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            f"WHERE n.nspname {user} "
+            f"UNION SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            f"WHERE n.nspname {user} "
+            f"UNION SELECT n.nspname, '' FROM pg_namespace n WHERE n.nspname {user}")}
+
+
+def test_init_in_worker_mode_completes_and_a_worker_then_serves(tmp_path, pg_url):
+    # Fault: no worker can run before init has made the instance; init must not wait for one.
+    instance = tmp_path / "instance"
+    env = _worker_env(pg_url)
+    started = time.monotonic()
+    init = run(instance, "init", "--json", "--expected-customers", "1000", env=env)
+    assert init.exit_code == 0, init.output
+    assert time.monotonic() - started < 30
+    assert json.loads(init.output)["admin"]["username"] == "admin"
+    assert (instance / "kek.key").exists()
+
+    strongroom = Path(sys.executable).with_name("strongroom")
+    worker = subprocess.Popen(  # noqa: S603 - our own console script, fixed arguments
+        [str(strongroom), "--instance", str(instance), "worker"], env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert "worker following the log" in worker.stdout.readline()
+        (tmp_path / "one.jsonl").write_text(json.dumps(LINE) + "\n")
+        imported = run(instance, "customers", "import", "--json", str(tmp_path / "one.jsonl"), env=env)
+        assert imported.exit_code == 0, imported.output
+        assert json.loads(imported.output)["imported"] == 1
+        found = run(instance, "customers", "find", "--email", "ada.worker@example.org", env=env)
+        assert found.exit_code == 0 and len(found.output.split()) == 1, found.output
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    assert worker.returncode == 0, worker.stderr.read()
+
+
+def test_a_failed_init_leaves_the_database_as_it_found_it(tmp_path, pg_url, monkeypatch):
+    # Fault: after the schema, the key store and the first administrator are written, the
+    # staging folder cannot be renamed into place (the instance's parent refuses it).
+    instance = tmp_path / "instance"
+    env = _worker_env(pg_url)
+    before = _schema_objects(pg_url)
+
+    def refuse(self, target):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pathlib.Path, "rename", refuse)
+        with pytest.raises(PermissionError):
+            run(instance, "init", "--json", env=env)
+    assert _schema_objects(pg_url) == before
+    assert not instance.exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".instance.init-")] == []
+
+    again = run(instance, "init", "--json", env=env)
+    assert again.exit_code == 0, again.output
+    (tmp_path / "one.jsonl").write_text(json.dumps(LINE) + "\n")
+    # The second init's KEK opens what it made: the store is usable (no worker: accepted).
+    imported = run(instance, "customers", "import", "--json", str(tmp_path / "one.jsonl"), env=env)
+    assert imported.exit_code == 0, imported.output
+    report = json.loads(imported.output)
+    assert (report["imported"], report["read_model_catching_up"]) == (1, 1)
