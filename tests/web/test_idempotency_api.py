@@ -7,6 +7,7 @@ staff sending the same key. Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,21 @@ def test_no_personal_data_is_kept_with_the_outcome(client, app, agent, tmp_path:
         for wal in tmp_path.glob("strongroom.sqlite-*"):
             raw += wal.read_bytes()
         assert b"planted.idem" not in raw
+
+
+def test_a_key_is_kept_for_24_hours_then_means_a_new_request(client, app, agent, monkeypatch):
+    """Fault: a retry arriving after the outcome expired is a new write (and the key's
+    old record gives way to the new one)."""
+    first = client.post(CUSTOMERS, json=customer_body(), headers=keyed(agent, "day-old"))
+    writes = strongroom(app).writes
+    later = datetime.now(UTC) + timedelta(hours=23, minutes=59)
+    monkeypatch.setattr(writes, "clock", lambda: later)
+    within = client.post(CUSTOMERS, json=customer_body(), headers=keyed(agent, "day-old"))
+    assert within.get_json()["id"] == first.get_json()["id"] and registrations(app) == 1
+    expired = datetime.now(UTC) + timedelta(hours=24, minutes=1)
+    monkeypatch.setattr(writes, "clock", lambda: expired)
+    after = client.post(CUSTOMERS, json=customer_body(), headers=keyed(agent, "day-old"))
+    assert after.status_code == 201 and after.get_json()["id"] != first.get_json()["id"]
+    again = client.post(CUSTOMERS, json=customer_body(), headers=keyed(agent, "day-old"))
+    assert again.get_json()["id"] == after.get_json()["id"]
+    assert registrations(app) == 2
