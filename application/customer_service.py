@@ -12,16 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from application.clock import Clock, utc_now
 from application.context import acting_as, require_context
 from application.customers import Strongroom
 from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
+from application.ports import IdempotentOutcome
 from application.policy import Decision, Operation, Policy
 from application.security import Actor
 
@@ -39,6 +40,8 @@ UPDATABLE_FIELDS = (
     "email", "phone", "address", "full_name", "date_of_birth", "national_id",
     "risk_rating", "segment", "kyc_status", "portfolio",
 )
+
+T = TypeVar("T")
 
 
 def encode_cursor(customer_id: str) -> str:
@@ -90,6 +93,27 @@ class CustomerService:
             details=decision.details(**details),
         )
         return view
+
+    # -- retried writes (R7.6) ----------------------------------------------------------------
+
+    def once(self, actor: Actor, key: str | None, request: str, status: int,
+             perform: Callable[[], T], replay: Callable[[IdempotentOutcome], T]) -> T:
+        """Run a write at most once per (actor, Idempotency-Key): a retry of a write that
+        committed gets `replay(outcome)`, the same key with another `request`
+        fingerprint raises IdempotencyKeyReused. Keys are the actor's own, so no member
+        of staff can replay (or block) another's. No key: just `perform()`."""
+        if key is None or self.app.writes is None:
+            return perform()
+        return self.app.writes.run(actor.staff_id, key, request, status, perform, replay)
+
+    def recorded_interaction(self, actor: Actor, outcome: IdempotentOutcome) -> dict[str, Any]:
+        """The interaction a retried POST recorded the first time, read (and recorded
+        as a read) through the same policy as any listing."""
+        listing = self.interactions(actor, outcome.resource_id)
+        for item in listing["items"]:
+            if str(item.get("interaction_id")) == outcome.item_id:
+                return dict(item)
+        raise CustomerNotFound(outcome.resource_id)
 
     # -- one customer ----------------------------------------------------------------------
 

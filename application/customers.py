@@ -28,7 +28,17 @@ from application.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from application.ports import CustomerReadModel, Projection, RetentionPolicy, SubjectKeys, TimedLog
+from application.idempotency import KEEP_FOR, IdempotentWrites, fingerprint, pending_write
+from application.ports import (
+    CustomerReadModel,
+    IdempotencyStore,
+    IdempotentOutcome,
+    InTransactionHook,
+    Projection,
+    RetentionPolicy,
+    SubjectKeys,
+    TimedLog,
+)
 from application.restore import as_utc
 from application.retention import DestroyAllKeys
 from domain.customer import Customer
@@ -88,6 +98,7 @@ class Strongroom(Application[UUID]):
         read_model: CustomerReadModel,
         projection: Projection,
         retention: RetentionPolicy | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         # Set before super().__init__, which builds the mapper and the stores.
         self._mapper_factory = mapper_factory
@@ -95,6 +106,8 @@ class Strongroom(Application[UUID]):
         self.read_model = read_model
         self.projection = projection
         self.retention = retention or DestroyAllKeys()
+        # Retried writes answer from their first outcome (R7.6); None: not offered.
+        self.writes = IdempotentWrites(idempotency) if idempotency is not None else None
         super().__init__(env)
         self.access_log = AccessLog(self)
 
@@ -120,7 +133,8 @@ class Strongroom(Application[UUID]):
         # The version each record was at when loaded, taken before save() collects
         # the pending events.
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
-        hook = self.projection.inline(aggregates)
+        projecting = self.projection.inline(aggregates)
+        hook = self._with_outcome(projecting, aggregates)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)
@@ -129,12 +143,38 @@ class Strongroom(Application[UUID]):
             if conflict is None:
                 raise  # not a record moving on under us: not ours to rename
             raise conflict from None
+        pending = pending_write()
+        if pending is not None and any(isinstance(a, Customer) for a in aggregates):
+            pending.saved = True
         position = max((r.notification.id for r in recordings), default=0)
-        if hook is None and position:
+        if projecting is None and position:
             projected = self.projection.projected(aggregates)
             if projected and not self.projection.wait_for(position):
                 raise ProjectionLagging(position, projected)
         return position
+
+    @staticmethod
+    def _with_outcome(hook: InTransactionHook | None, aggregates: Sequence[Any]) -> InTransactionHook | None:
+        """The projection's hook, plus the keyed write's outcome record when a write
+        under an Idempotency-Key (or an import line's key) saves its customer: both
+        commit with the events (R7.6)."""
+        pending = pending_write()
+        customer = next((a for a in aggregates if isinstance(a, Customer)), None)
+        if pending is None or customer is None:
+            return hook
+        item_id = next((getattr(e, "interaction_id", None) for e in customer.pending_events
+                        if type(e).__name__ == "InteractionRecorded"), None)
+        outcome = IdempotentOutcome(pending.fingerprint, pending.status, str(customer.id), customer.version,
+                                    None if item_id is None else str(item_id))
+        remember = pending.store.remember(pending.actor_id, pending.key, outcome,
+                                          pending.started_at, pending.started_at + KEEP_FOR)
+
+        def both(cursor: Any, positions: Sequence[int]) -> None:
+            remember(cursor, positions)
+            if hook is not None:
+                hook(cursor, positions)
+
+        return both
 
     def _conflict(self, loaded: Sequence[tuple[UUID, int]]) -> VersionConflict | None:
         """The first record whose stored version is no longer the one it was loaded at."""
@@ -178,6 +218,29 @@ class Strongroom(Application[UUID]):
         customer = Customer.register(**fields)
         self._save(customer)
         return customer.to_record()
+
+    def import_customer(self, fields: dict[str, Any], *, batch: str = "") -> tuple[str, bool]:
+        """Register a customer from one import line, at most once per line: returns
+        its id and whether this call created it (False: an earlier run did).
+
+        The line's key is the SHA-256 of the operator's batch name and the line's
+        validated fields, so running the same file again (after a crash, say) finds
+        each line's first outcome instead of registering the customer twice (R7.6).
+        """
+        context = require_context()
+        if self.writes is None:
+            return str(self.register_customer(fields)["id"]), True
+        request = fingerprint("import", batch, fields)
+        created = True
+
+        def reused(outcome: IdempotentOutcome) -> dict[str, Any]:
+            nonlocal created
+            created = False
+            return {"id": outcome.resource_id}
+
+        record = self.writes.run(str(context.actor_id), f"import:{request}", request, 201,
+                                 lambda: self.register_customer(fields), reused)
+        return str(record["id"]), created
 
     def get_customer(self, customer_id: UUID | str) -> dict[str, Any]:
         """The customer's current record, from the log (raises CustomerErased if erased)."""

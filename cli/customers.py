@@ -27,62 +27,77 @@ def customers_group() -> None:
     """Import, show, find, erase and revert customers."""
 
 
-# What `_import_line` answers for a line that is in the log but not yet in the read model.
-CATCHING_UP: dict[str, list[str]] = {}
+# An import line's outcome: the customer's id, whether this run created it, and whether
+# it is in the log but not yet in the read model (a projection worker catching up, R7.4).
+Imported = tuple[str | None, bool, bool]
 
 
-def _import_line(built: Components, text: str, portfolio: str | None) -> dict[str, list[str]] | None:
-    """Import one JSON line; returns the errors (field -> reasons), None on success, or
-    CATCHING_UP when it is imported and the projection worker has yet to reach it."""
+def _import_line(built: Components, text: str, portfolio: str | None,
+                 batch: str) -> tuple[dict[str, list[str]] | None, Imported]:
+    """Import one JSON line: (errors or None, its outcome).
+
+    The line is registered at most once whatever happens to the run: the application
+    keys it by its batch name and content, so a rerun finds the customer the first
+    run made (R7.6).
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError:
-        return {"_line": ["not valid JSON"]}
+        return {"_line": ["not valid JSON"]}, (None, False, False)
     if not isinstance(raw, dict):
-        return {"_line": ["must be a JSON object"]}
+        return {"_line": ["must be a JSON object"]}, (None, False, False)
     if portfolio is not None and "portfolio" not in raw:
         raw["portfolio"] = portfolio
     try:
         fields = CustomerCreateSchema().load(raw)
     except ValidationError as exc:
-        return flatten_errors(exc.messages)
+        return flatten_errors(exc.messages), (None, False, False)
     try:
-        built.app.register_customer(fields)
+        customer_id, created = built.app.import_customer(fields, batch=batch)
     except DomainError as exc:
-        return {exc.field or "_line": [exc.rule]}
-    except ProjectionLagging:
-        return CATCHING_UP  # imported: in the log, and the worker will project it (R7.4)
-    return None
+        return {exc.field or "_line": [exc.rule]}, (None, False, False)
+    except ProjectionLagging as lagging:
+        # Imported: in the log, and the worker will project it (R7.4).
+        return None, (next(iter(lagging.subject_ids), None), True, True)
+    return None, (customer_id, created, False)
 
 
 @customers_group.command("import")
 @click.argument("file", type=click.File("r"))
 @click.option("--portfolio", help="Portfolio for lines that name none.")
+@click.option("--batch", default="", help="A name for this file's lines: the same line under another batch "
+                                          "name is another customer. Default: none (a line is its own key).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def import_customers(ctx: click.Context, file: Any, portfolio: str | None, as_json: bool) -> None:
+def import_customers(ctx: click.Context, file: Any, portfolio: str | None, batch: str, as_json: bool) -> None:
     """Import customers from JSON lines, one customer each.
 
     Valid lines are imported; each rejected line is reported by number and reason,
-    never by its values, and leaves nothing behind. Exit 1 if any line was rejected.
+    never by its values, and leaves nothing behind. Each line is imported at most once:
+    running the same file again (after a crash, say, within 24 hours) creates nothing
+    twice and reports the customers the first run made as reused. `--json` reports,
+    per line, the id created or reused. Exit 1 if any line was rejected.
     """
-    imported, catching_up, rejected = 0, 0, []
+    lines: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    catching_up = 0
     with components(ctx) as built, acting_as(operator_context("customer import")):
         for number, text in enumerate(file, start=1):
             if not text.strip():
                 continue
-            errors = _import_line(built, text, portfolio)
-            if errors is CATCHING_UP:
-                imported += 1
-                catching_up += 1
-            elif errors is None:
-                imported += 1
+            errors, (customer_id, created, lagging) = _import_line(built, text, portfolio, batch)
+            if errors is None:
+                lines.append({"line": number, "id": customer_id, "outcome": "created" if created else "reused"})
+                catching_up += lagging
             else:
                 rejected.append({"line": number, "errors": errors})
+    imported = sum(1 for item in lines if item["outcome"] == "created")
+    reused = len(lines) - imported
     if as_json:
-        click.echo(json.dumps({"imported": imported, "rejected": rejected, "read_model_catching_up": catching_up}))
+        click.echo(json.dumps({"imported": imported, "reused": reused, "rejected": rejected, "lines": lines,
+                               "read_model_catching_up": catching_up}))
     else:
-        click.echo(f"imported {imported}, rejected {len(rejected)}")
+        click.echo(f"imported {imported}, reused {reused}, rejected {len(rejected)}")
         if catching_up:
             click.echo(f"  {catching_up} imported but not yet in the read model: the worker is catching up")
         for item in rejected:

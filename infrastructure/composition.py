@@ -34,6 +34,7 @@ from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
 from infrastructure.eventstore import recorder_environment
+from infrastructure.idempotency_store import IdempotencyTable
 from infrastructure.identity_store import IdentityStore, common_passwords
 from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes, recovery_code_hash
 from infrastructure.projection import CustomerProjection
@@ -293,6 +294,9 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
+    idempotency = IdempotencyTable(events_db, keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
+    if create_schema:
+        idempotency.create_tables()
     env = recorder_environment(settings.database_url, fail_fast=True, deadline_seconds=deadline)
     env["CREATE_TABLE"] = "y" if create_schema else "n"
     app = Strongroom(
@@ -301,6 +305,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         keys=keyring,
         read_model=directory,
         projection=projection,
+        idempotency=idempotency,
     )
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
 

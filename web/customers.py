@@ -22,6 +22,7 @@ from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
 from application.context import RequestContext, acting_as, current_context
 from application.customer_service import SEARCH_FIELDS, CustomerService
 from application.errors import ProjectionLagging
+from application.idempotency import MAX_KEY_LENGTH, check_key, fingerprint
 from application.security import Actor
 from web.auth import current_actor
 from web.openapi import AUTHENTICATED, WITH_BODY, Api, Blueprint
@@ -57,6 +58,13 @@ _LOCATION = {"Location": {"description": "The new customer's URL.", "required": 
 IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
             "description": "The ETag you read, e.g. `\"3\"`. Missing or empty: 428; `*`, a weak tag, a list "
                            "or another version: 412."}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[!-~]+$"},
+    "description": "Any unique string of visible ASCII: a retry with the same key and body within 24 h "
+                   "does not write again but answers what the first attempt did (its resource as it is "
+                   "now). The same key with another body: 422 `idempotency_key_reused`. Keys are yours "
+                   "alone; another member of staff's same key is another request."}
 _FORBIDDEN = ("Not allowed: `forbidden`, `training_lapsed`, `step_up_required`, `field_not_revealable`, "
               "`portfolio_out_of_scope` or `password_change_required`.")
 # Seconds a client is told to wait before polling a change the read model has yet to reach.
@@ -165,21 +173,32 @@ def _its_interactions(customer_id: str) -> str:
     return f"{PREFIX}/{customer_id}/interactions"
 
 
+def keyed() -> tuple[str | None, str]:
+    """The request's Idempotency-Key (422 if malformed) and its fingerprint: SHA-256 of
+    method, path and the canonical JSON body."""
+    key = request.headers.get("Idempotency-Key")
+    return (None if key is None else check_key(key),
+            fingerprint(request.method, request.path, request.get_json(silent=True)))
+
+
 # -- the resources ------------------------------------------------------------------------
 
 
 @blueprint.post("")
+@blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @blueprint.arguments(CustomerCreateSchema)
 @blueprint.response(201, CustomerViewSchema, description="Created.", headers={**_ETAG, **_LOCATION})
 @blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN,
                   e422="Validation failed (unknown field, card security code, a Luhn or mod-97 check, "
-                       "a portfolio outside your own); `errors` names the fields.")
+                       "a portfolio outside your own; `errors` names the fields), or "
+                       "`idempotency_key_reused`.")
 @accepts_lagging(_one)
 def create_customer(fields: dict[str, Any]) -> Any:
     """Register a customer in one of your portfolios; answers the masked view."""
     actor = current_actor()
     with acting(actor):
-        view = service().create(actor, fields)
+        view = service().once(actor, *keyed(), 201, lambda: service().create(actor, fields),
+                              lambda first: service().read(actor, first.resource_id))
     body, status, headers = tagged(view, 201)
     return body, status, {**headers, "Location": f"{PREFIX}/{view['id']}"}
 
@@ -219,19 +238,20 @@ def read_customer(query: dict[str, Any], customer_id: uuid.UUID) -> Any:
 
 
 @blueprint.patch("/<uuid:customer_id>")
-@blueprint.doc(parameters=[IF_MATCH])
+@blueprint.doc(parameters=[IF_MATCH, IDEMPOTENCY_KEY])
 @if_match
 @blueprint.arguments(CustomerPatchSchema)
 @blueprint.response(200, CustomerViewSchema, description="Changed; the new masked view.", headers=_ETAG)
 @blueprint.errors(*_ON_ONE, *WITH_BODY, 412, 428, e403=_FORBIDDEN,
                   e422="Validation failed (unknown field, broken rule, a KYC change the rules do not "
-                       "allow); `errors` names the fields.")
+                       "allow; `errors` names the fields), or `idempotency_key_reused`.")
 @accepts_lagging(_one)
 def update_customer(changes: dict[str, Any], customer_id: uuid.UUID, version: int) -> Any:
     """Change fields; `If-Match` with the version you read is required."""
     actor = current_actor()
     with acting(actor):
-        view = service().update(actor, str(customer_id), changes, version)
+        view = service().once(actor, *keyed(), 200, lambda: service().update(actor, str(customer_id), changes, version),
+                              lambda first: service().read(actor, first.resource_id))
     return tagged(view)
 
 
@@ -276,29 +296,36 @@ def list_interactions(customer_id: uuid.UUID) -> dict[str, Any]:
 
 
 @blueprint.post("/<uuid:customer_id>/interactions")
+@blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @blueprint.arguments(InteractionCreateSchema)
 @blueprint.response(201, InteractionSchema, description="Recorded.")
-@blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN)
+@blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN,
+                  e422="Validation failed, or `idempotency_key_reused`.")
 @accepts_lagging(_its_interactions)
 def add_interaction(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, Any]:
     """Record an interaction."""
     actor = current_actor()
     with acting(actor):
-        return service().add_interaction(actor, str(customer_id), **body)
+        return service().once(actor, *keyed(), 201,
+                              lambda: service().add_interaction(actor, str(customer_id), **body),
+                              lambda first: service().recorded_interaction(actor, first))
 
 
 @blueprint.post("/<uuid:customer_id>/revert")
+@blueprint.doc(parameters=[IDEMPOTENCY_KEY])
 @blueprint.arguments(RevertRequestSchema)
 @blueprint.response(200, CustomerViewSchema, description="Reverted; the new masked view.", headers=_ETAG)
 @blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN,
-                  e422="Validation failed, or `to` is before the customer existed.")
+                  e422="Validation failed, `to` is before the customer existed, or `idempotency_key_reused`.")
 @accepts_lagging(_one)
 def revert_customer(body: dict[str, Any], customer_id: uuid.UUID) -> Any:
     """Bring the customer's data back to a past moment with a compensating event (R4.5); history is
     never rewritten."""
     actor = current_actor()
     with acting(actor):
-        view = service().revert(actor, str(customer_id), body["to"], body["reason"])
+        view = service().once(actor, *keyed(), 200,
+                              lambda: service().revert(actor, str(customer_id), body["to"], body["reason"]),
+                              lambda first: service().read(actor, first.resource_id))
     return tagged(view)
 
 

@@ -26,6 +26,7 @@ from application.errors import (
     ValidationFailed,
     VersionConflict,
 )
+from application.idempotency import IdempotencyKeyReused
 from application.policy import (
     AccessDenied,
     FieldNotRevealable,
@@ -81,6 +82,8 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     CustomerNotFound: (404, "not_found", None),
     SubjectErased: (410, "erased", "this customer's data has been erased"),
     VersionConflict: (412, "version_conflict", None),
+    # Before ValidationFailed, its base: a retry's key used for another request (R7.6).
+    IdempotencyKeyReused: (422, "idempotency_key_reused", "this Idempotency-Key was used for a different request"),
     ValidationFailed: (422, "validation_failed", "the request is not valid"),
     DomainError: (422, "validation_failed", "the request is not valid"),
     ValidationError: (422, "validation_failed", "the request is not valid"),

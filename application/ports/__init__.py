@@ -7,6 +7,7 @@
 * `audit`: access records, chain verification, and the application the audit trail reads.
 * `operations`: what the operator's use cases read: log positions, the projection,
   the key ring's inventory.
+* `idempotency`: the stored outcomes of writes, for their retries (R7.6).
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
 
@@ -35,6 +36,7 @@ from application.ports.event_log import (
     TimedLog,
     TimedNotification,
 )
+from application.ports.idempotency import IdempotencyStore, IdempotentOutcome
 from application.ports.identity import (
     ApprovalRecord,
     ApprovalStore,
@@ -54,7 +56,8 @@ from application.ports.operations import KeyInventory, LogPositions, ReadModelPo
 __all__ = [
     "AccessRecorder", "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
-    "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore",
+    "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
+    "IdempotentOutcome",
     "InTransactionHook", "KeyInventory", "LogPositions", "LoginChallenge", "LoginThrottle",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
     "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",

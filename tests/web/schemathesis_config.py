@@ -22,6 +22,9 @@ _VALID_BUT_REFUSED = {
     "GET /api/v1/customers": ["422"],
     # `to` before the customer existed.
     "POST /api/v1/customers/{customer_id}/revert": ["422"],
+    # An Idempotency-Key already used for another body (422 `idempotency_key_reused`, R7.6)
+    # is a state of the store, like a stale If-Match; so on the other writes above too.
+    "POST /api/v1/customers/{customer_id}/interactions": ["422"],
     # `since` after `until`, or a cursor this API never gave.
     "GET /api/v1/audit/events": ["422"],
     # The current password, and the password rules (not a common password, not the username).
