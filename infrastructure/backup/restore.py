@@ -8,7 +8,12 @@
 4. Build the schema on the destination with the same KEK (`build()`), then insert
    the rows exactly as stored (positions, `recorded_at`, chain hashes), each
    segment checked against its SHA-256 as it is read, up to the position or time.
-5. Rebuild the read models from the restored log, and check the hash chain.
+5. Verify the restored chain against the signed checkpoints the backup carries (those
+   at or below the restored position), then write them into the destination's
+   `audit_checkpoints` (and its checkpoint folder, when given): a restored store
+   passes `audit verify`. A backup made before checkpoints were backed up has none;
+   the restore says so, and verify then checks the chain alone.
+6. Rebuild the read models from the restored log.
 
 SQLite and PostgreSQL either way round: rows travel in a portable form
 (infrastructure/backup/eventrows.py).
@@ -25,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from infrastructure.audit.checkpoints import Checkpoint, CheckpointStore
+from infrastructure.audit.verify import ChainVerifier, iter_rows
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
 from infrastructure.backup.keys import KeysRestored, import_keys
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest
@@ -63,6 +70,7 @@ class RestoreResult:
     backup_id: str
     table: str = ""
     problems: list[str] = field(default_factory=list)
+    checkpoints: int | None = None  # None: the backup carries no checkpoints (made before they were)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +79,7 @@ class RestoreResult:
             "keys_restored": self.keys.restored, "keys_withheld_by_erasure_ledger": self.keys.withheld,
             "read_model_events": self.read_model_events, "seconds": round(self.seconds, 3),
             "chain": self.chain, "backup_id": self.backup_id, "problems": self.problems,
+            "checkpoints_restored": self.checkpoints,
         }
 
 
@@ -165,6 +174,7 @@ def restore_backup(
     kek: KekProvider | None = None,
     signer: ManifestSigner | None = None,
     progress: Progress | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> RestoreResult:
     """Restore `target`'s backups up to `position` or `to_time` into a new store."""
     started = time.perf_counter()
@@ -205,6 +215,8 @@ def restore_backup(
         finally:
             table.close()
         total = inserted.last_position
+        checkpoints = (_restore_checkpoints(restored, target, chain, inserted.last_position, checkpoint_dir)
+                       if inserted.chained else None)
         store = restored.keyring.store
         restored.keyring.store = PrefetchedKeyStore(store)
         try:
@@ -221,7 +233,52 @@ def restore_backup(
         last_recorded_at=None if inserted.last_stamp is None else inserted.last_stamp.isoformat(), keys=keys,
         read_model_events=rebuilt, seconds=time.perf_counter() - started, chain=inserted.chain,
         backup_id=newest["backup_id"], table=table_name, problems=inserted.problems,
+        checkpoints=checkpoints,
     )
+
+
+def backed_up_checkpoints(target: Target, chain: list[dict[str, Any]]) -> list[Checkpoint] | None:
+    """Every checkpoint the chain's increments carry (None when none carries a segment)."""
+    found: dict[int, Checkpoint] = {}
+    carried = False
+    for document in chain:
+        entry = document.get("checkpoints")
+        if entry is None:
+            continue  # an increment made before checkpoints were backed up
+        carried = True
+        try:
+            for data in json.loads(read_segment(target, entry)):
+                checkpoint = Checkpoint.from_json(data)
+                found.setdefault(checkpoint.position, checkpoint)
+        except (ValueError, KeyError, TypeError):
+            raise BackupCorrupt(entry["file"], "checkpoint segment does not parse") from None
+    return sorted(found.values(), key=lambda c: c.position) if carried else None
+
+
+def _restore_checkpoints(
+    restored: Components, target: Target, chain: list[dict[str, Any]], position: int, folder: Path | None,
+) -> int | None:
+    """Verify the restored rows against the signed checkpoints at or below `position`,
+    then store those checkpoints (and copy them to `folder`). A mismatch fails the
+    restore: the rows restored are not the rows that were signed."""
+    carried = backed_up_checkpoints(target, chain)
+    if carried is None:
+        return None
+    kept = [c for c in carried if c.position <= position]
+    evidence = restored.tamper_evidence
+    verifier = ChainVerifier(kept, evidence.public_keys())
+    verifier.feed(iter_rows(evidence.recorder, start=1, stop=position))
+    report = verifier.finish()
+    if not report.intact:
+        raise BackupCorrupt("checkpoints", f"the restored chain does not match the signed checkpoints: "
+                                           f"{report.summary()}")
+    for checkpoint in kept:
+        evidence.store.add(checkpoint)
+    if folder is not None:
+        copies = CheckpointStore(evidence.store.db, folder).copy_missing(everything=True)
+        if not copies.complete:
+            raise RestoreRefused(f"could not copy the checkpoints to {folder} ({copies.error})")
+    return len(kept)
 
 
 class PrefetchedKeyStore(KeyStore):
