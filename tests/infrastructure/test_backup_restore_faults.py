@@ -3,13 +3,22 @@ complete one (R3.3, R4.4, R7.6), on SQLite and on PostgreSQL.
 
 Faults injected, each named in its test: a restore to a position between two
 checkpoints (the later one must not come along), a backup made before checkpoints
-were backed up, a checkpoint segment rewritten to vouch for another head.
+were backed up, a checkpoint segment rewritten to vouch for another head, a restore
+that dies after its events are in (an exception), and a restore process SIGKILLed
+while it rebuilds the read models.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,7 +29,10 @@ from infrastructure.backup.create import create_backup
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, canonical, sha256
 from infrastructure.backup.restore import restore_backup
 from infrastructure.backup.targets import LocalTarget
-from infrastructure.composition import Settings, build
+from infrastructure.backup import restore as restore_module
+from infrastructure.backup.eventrows import EventTable, TableRef
+from infrastructure.composition import ConfigurationError, Settings, build
+from web.app import create_app
 from infrastructure.crypto.kek import LocalKek
 from tests.application.conftest import OPERATOR, customer_fields, make_components
 from tests.conftest import PG_ADMIN_URL, _database_url
@@ -167,3 +179,135 @@ def test_a_checkpoint_that_does_not_match_the_restored_chain_fails_the_restore(l
     _rewrite_manifest(live, target, point_at_the_change)
     with pytest.raises(BackupCorrupt, match="does not match the signed checkpoints"):
         restore_backup(live=live, target=target, into_url=into, position=between)
+
+
+# -- a killed restore -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plant_operator_table(url):
+    """A table that was in the destination before any restore: starting over keeps it."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            db.execute("CREATE TABLE operator_notes (note TEXT)")
+            db.execute("INSERT INTO operator_notes VALUES ('kept')")
+        return
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE operator_notes (note TEXT)")
+        db.execute("INSERT INTO operator_notes VALUES ('kept')")
+
+
+def operator_notes(url):
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return [r[0] for r in db.execute("SELECT note FROM operator_notes")]
+    with psycopg.connect(url) as db:
+        return [r[0] for r in db.execute("SELECT note FROM operator_notes")]
+
+
+def events_in(url, live):
+    table = EventTable(TableRef(url, live.app.recorder.events_table_name))
+    try:
+        return table.max_position()
+    finally:
+        table.close()
+
+
+def assert_refused_as_incomplete(live, tmp_path, url, keys_url):
+    """Neither `audit verify` nor the app will take the half-made store for a store."""
+    with pytest.raises(ConfigurationError, match="incomplete restore"):
+        restored_instance(live, tmp_path, url, keys_url)
+    instance = tmp_path / "restored-instance"
+    instance.mkdir(exist_ok=True)
+    kek = instance / live.settings.kek_path.name
+    if not kek.exists():
+        kek.write_bytes(live.settings.kek_path.read_bytes())
+        kek.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="incomplete restore"):
+        create_app({"instance": str(instance), "database_url": url, "keys_database_url": keys_url,
+                    "blind_index_bits": 8})
+
+
+def assert_rerun_completes_and_verifies(live, target, tmp_path, url, between):
+    again = restore_backup(live=live, target=target, into_url=url, position=between)
+    assert again.started_over and again.position == between and again.rows == between
+    assert again.checkpoints == len(signed_up_to(live, between))
+    assert operator_notes(url) == ["kept"]  # not made by the killed run: left alone
+    restored = restored_instance(live, tmp_path, url, again.keys_into)
+    try:
+        report = restored.tamper_evidence.verify()
+        assert report.passed and report.checkpoints_verified == again.checkpoints, report.summary()
+        assert restored.directory.counts()["rm_customers"] == 5
+    finally:
+        restored.close()
+    with pytest.raises(restore_module.RestoreRefused, match="already holds events"):
+        restore_backup(live=live, target=target, into_url=url, position=between)  # complete: never cleared
+
+
+def test_a_restore_that_dies_after_its_events_are_in_is_refused_and_a_rerun_starts_over(
+        live, target, into, tmp_path, monkeypatch):
+    """Fault: an exception after the events are in, before checkpoints and read models."""
+    _, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    plant_operator_table(into)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("injected fault: the restore dies after its events are in")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(restore_module, "_restore_checkpoints", killed)
+        with pytest.raises(RuntimeError, match="injected fault"):
+            restore_backup(live=live, target=target, into_url=into, position=between)
+    keys_url = restore_module.default_keys_url(into)
+    assert events_in(into, live) == between  # the half-made store holds every event...
+    assert_refused_as_incomplete(live, tmp_path, into, keys_url)  # ...and is still refused
+    assert_rerun_completes_and_verifies(live, target, tmp_path, into, between)
+
+
+KILLED_RESTORE = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from infrastructure.backup.restore import restore_backup
+    from infrastructure.backup.targets import LocalTarget
+    from infrastructure.composition import Settings, build
+    from infrastructure.projection import CustomerProjection
+
+    args = json.loads(sys.argv[1])
+
+    def rebuild_until_killed(self, app, progress=None):
+        print("rebuilding", flush=True)
+        time.sleep(120)
+
+    CustomerProjection.rebuild = rebuild_until_killed
+    live = build(Settings.load(args["instance"], {"database_url": args["live"], "blind_index_bits": 8}))
+    restore_backup(live=live, target=LocalTarget("local", Path(args["backups"])), into_url=args["into"],
+                   position=args["position"])
+""")
+
+
+def test_a_restore_process_sigkilled_during_the_rebuild_is_refused_and_a_rerun_starts_over(
+        live, target, into, tmp_path):
+    """Fault: the restoring process is SIGKILLed while it rebuilds the read models."""
+    _, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    plant_operator_table(into)
+    args = {"instance": str(live.settings.instance), "live": live.settings.database_url,
+            "backups": str(tmp_path / "backups"), "into": into, "position": between}
+    child = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", KILLED_RESTORE, json.dumps(args)], cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "rebuilding", child.stderr.read()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    keys_url = restore_module.default_keys_url(into)
+    assert events_in(into, live) == between
+    assert_refused_as_incomplete(live, tmp_path, into, keys_url)
+    assert_rerun_completes_and_verifies(live, target, tmp_path, into, between)
