@@ -235,6 +235,8 @@ def restore_command(ctx: click.Context, source: str, when: datetime | None, posi
         f"  read models rebuilt from {result.read_model_events} events; hash chain: {result.chain}",
         f"  signed checkpoints: {result.checkpoints} verified and restored" if result.checkpoints is not None
         else "  signed checkpoints: none in this backup (made before they were backed up); the chain alone is checked",
+        *(["  started over: the tables a killed restore into this destination had made were dropped first"]
+          if result.started_over else []),
         *(f"  problem: {p}" for p in result.problems),
     ])
     if result.problems:
