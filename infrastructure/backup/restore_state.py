@@ -16,6 +16,7 @@ destination that holds no marker (the live store, or any other).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,9 @@ def read_marker(db: Database) -> RestoreMarker | None:
 
 def refuse_incomplete_restore(db: Database) -> None:
     """Raise RestoreIncomplete when `db` is a restore's destination that never finished."""
+    path = getattr(db, "path", None)
+    if db.dialect == "sqlite" and isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
+        return  # no file, no restore; and looking would create it before the KEK is checked
     marker = read_marker(db)
     if marker is not None and marker.status != COMPLETE:
         raise RestoreIncomplete(
