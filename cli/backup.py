@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -197,10 +198,12 @@ def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> 
 @click.option("--into", "into_url", required=True, help="DATABASE_URL of a new, empty store.")
 @click.option("--keys-into", "keys_into_url",
               help="Where the restored keys go (default: beside the restored events).")
+@click.option("--checkpoints-into", "checkpoint_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The restored instance's checkpoint folder: the restored checkpoints are copied there too.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def restore_command(ctx: click.Context, source: str, when: datetime | None, position: int | None, into_url: str,
-            keys_into_url: str | None, as_json: bool) -> None:
+            keys_into_url: str | None, checkpoint_dir: Path | None, as_json: bool) -> None:
     """Build a new store holding exactly the events up to a point, with read models (R4.4)."""
     from rich.progress import Progress
 
@@ -217,7 +220,8 @@ def restore_command(ctx: click.Context, source: str, when: datetime | None, posi
 
         try:
             result = restore_backup(live=built, target=targets[0], into_url=into_url, keys_into_url=keys_into_url,
-                                    position=position, to_time=when, progress=progress)
+                                    position=position, to_time=when, progress=progress,
+                                    checkpoint_dir=checkpoint_dir)
         except RestoreRefused as exc:
             fail(str(exc))
         except ValueError as exc:  # an unusable --into URL
@@ -229,6 +233,10 @@ def restore_command(ctx: click.Context, source: str, when: datetime | None, posi
         f" (recorded {result.last_recorded_at or '-'}) in {result.seconds:.2f}s",
         f"  keys: {result.keys.restored} restored, {result.keys.withheld} kept destroyed by the erasure ledger",
         f"  read models rebuilt from {result.read_model_events} events; hash chain: {result.chain}",
+        f"  signed checkpoints: {result.checkpoints} verified and restored" if result.checkpoints is not None
+        else "  signed checkpoints: none in this backup (made before they were backed up); the chain alone is checked",
+        *(["  started over: the tables a killed restore into this destination had made were dropped first"]
+          if result.started_over else []),
         *(f"  problem: {p}" for p in result.problems),
     ])
     if result.problems:

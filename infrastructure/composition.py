@@ -28,6 +28,7 @@ from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import CheckpointSigner
 from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, TamperEvidence
+from infrastructure.backup.restore_state import RestoreIncomplete, refuse_incomplete_restore
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
@@ -266,16 +267,29 @@ class Components:
         self.keys_db.close()
 
 
-def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: bool = True) -> Components:
+def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: bool = True,
+          allow_incomplete_restore: bool = False) -> Components:
     """Wire the application; a wrong or missing KEK stops here and changes nothing (R1.4).
 
     `create_schema=False` (or the `create_schema` setting false) is for an
     application role that may not change the schema: the owner creates it
-    (`strongroom db roles`).
+    (`strongroom db roles`). A store that is the destination of a restore that never
+    finished is refused before anything is written to it (ConfigurationError);
+    only the restore itself passes `allow_incomplete_restore`.
     """
     kek = kek or load_kek(settings)
     create_schema = create_schema and settings.create_schema
     deadline = settings.request_deadline_seconds
+    events_db = Database.connect(settings.database_url, timeout=deadline)
+    if not allow_incomplete_restore:
+        try:
+            refuse_incomplete_restore(events_db)
+        except RestoreIncomplete as exc:
+            events_db.close()
+            raise ConfigurationError(str(exc)) from None
+        except BaseException:
+            events_db.close()
+            raise
     keys_db = Database.connect(settings.keys_database_url, timeout=deadline,
                                schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
     try:
@@ -286,8 +300,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         keyring.check_kek()
     except KekError:
         keys_db.close()
+        events_db.close()
         raise
-    events_db = Database.connect(settings.database_url, timeout=deadline)
     if create_schema:
         with events_db.transaction() as cur:
             create_tables(cur, events_db.dialect)

@@ -2,7 +2,9 @@
 
 Incremental per target: the rows after the last position that target's last
 complete manifest covers, read from one database snapshot. Order of writing:
-event segments, then the key backup (read after the events, so every key an
+event segments, then the signed checkpoints up to the last position (one
+small segment, every checkpoint: a restore verifies the chain against them and
+puts them back), then the key backup (read after the events, so every key an
 event in this backup needs is in it: keys are made before the events they seal),
 then the event manifest, last and atomically. Leftovers of an interrupted run
 (segments with no manifest) are removed first; the run then covers their rows.
@@ -26,6 +28,7 @@ from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, Ev
 from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
 from infrastructure.backup.lock import TargetLock
 from infrastructure.backup.manifest import (
+    CHECKPOINTS_SEGMENT,
     EVENTS,
     FORMAT,
     KEYS,
@@ -181,6 +184,15 @@ def _create_locked(
     finally:
         table.close()
 
+    # The signed checkpoints up to this backup's end (R3.3), all of them: they are
+    # small, and a restore from this increment alone still has every one to verify against.
+    checkpoints = [c.as_json() for c in components.tamper_evidence.store.in_database()
+                   if c.position <= last_position]
+    checkpoints_data = json.dumps(checkpoints, separators=(",", ":")).encode()
+    checkpoints_segment = segment_path(EVENTS, backup_id, CHECKPOINTS_SEGMENT)
+    lock.confirm()
+    target.write(checkpoints_segment, checkpoints_data)
+
     # Keys apart (R4.2), read after the events.
     exported = export_keys(components.keyring.store)
     keys_data = json.dumps(exported, separators=(",", ":")).encode()
@@ -207,6 +219,8 @@ def _create_locked(
         "chain": {"columns": [CHAIN_PREV, CHAIN_HEAD], "first_prev": first_prev, "head": chain_head}
         if chained else None,
         "segments": segments,
+        "checkpoints": {"file": checkpoints_segment, "sha256": sha256(checkpoints_data),
+                        "bytes": len(checkpoints_data), "count": len(checkpoints)},
         "keys": {"file": manifest_path(KEYS, backup_id), "sha256": sha256(keys_manifest_bytes)},
     })
     # Last, atomically: only now does this backup exist, and only if this run still holds the lock.
@@ -214,7 +228,7 @@ def _create_locked(
     target.write(manifest_path(EVENTS, backup_id), canonical(manifest))
     return BackupResult(
         target=target.name, backup_id=backup_id, after_position=after, last_position=last_position,
-        rows=total_rows, segments=len(segments), bytes=total_bytes + len(keys_data),
+        rows=total_rows, segments=len(segments), bytes=total_bytes + len(checkpoints_data) + len(keys_data),
         seconds=time.perf_counter() - started,
     )
 

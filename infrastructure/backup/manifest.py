@@ -1,6 +1,7 @@
 """Segment files and signed manifests: what a backup looks like on a target.
 
     events/<backup id>/000001.seg ...      rows as stored, JSON lines
+    events/<backup id>/checkpoints.json    the signed checkpoints up to its last position
     events/<backup id>.manifest.json       written last, atomically
     keys/<backup id>/keys.seg              wrapped data keys and the erasure ledger
     keys/<backup id>.manifest.json
@@ -38,6 +39,7 @@ SEGMENT_FORMAT = "strongroom-backup-segment/1"
 SIGNING_KIND = "backup-signing"
 EVENTS, KEYS = "events", "keys"
 MANIFEST_SUFFIX = ".manifest.json"
+CHECKPOINTS_SEGMENT = "checkpoints.json"
 
 
 class BackupCorrupt(Exception):

@@ -1,14 +1,23 @@
 """`restore`: a new store holding exactly the events up to a point (R4.4, R4.6).
 
 1. Refuse anything that could touch the live store: the live database (or key
-   store) as the destination, or a destination that already holds events or keys.
+   store) as the destination, or a destination that already holds events or keys
+   (unless it is marked as the destination of a restore that never finished: then
+   start over, dropping only the tables that run made; restore_state.py). Mark the
+   destination `in_progress` before the first write; mark it `complete` after the
+   last, so nothing takes a killed restore for a store.
 2. Verify the manifests (signatures, links) before reading a byte of data.
 3. Restore the key store from the newest key backup, minus every key the erasure
    ledger lists (the backup's ledger and the live one): erasure is never undone.
 4. Build the schema on the destination with the same KEK (`build()`), then insert
    the rows exactly as stored (positions, `recorded_at`, chain hashes), each
    segment checked against its SHA-256 as it is read, up to the position or time.
-5. Rebuild the read models from the restored log, and check the hash chain.
+5. Verify the restored chain against the signed checkpoints the backup carries (those
+   at or below the restored position), then write them into the destination's
+   `audit_checkpoints` (and its checkpoint folder, when given): a restored store
+   passes `audit verify`. A backup made before checkpoints were backed up has none;
+   the restore says so, and verify then checks the chain alone.
+6. Rebuild the read models from the restored log.
 
 SQLite and PostgreSQL either way round: rows travel in a portable form
 (infrastructure/backup/eventrows.py).
@@ -25,7 +34,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from infrastructure.audit.checkpoints import Checkpoint, CheckpointStore
+from infrastructure.audit.verify import ChainVerifier, iter_rows
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
+from infrastructure.backup import restore_state
 from infrastructure.backup.keys import KeysRestored, import_keys
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest
 from infrastructure.backup.targets import Target
@@ -63,6 +75,8 @@ class RestoreResult:
     backup_id: str
     table: str = ""
     problems: list[str] = field(default_factory=list)
+    checkpoints: int | None = None  # None: the backup carries no checkpoints (made before they were)
+    started_over: bool = False  # a killed restore into the same destination was cleared first
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +85,7 @@ class RestoreResult:
             "keys_restored": self.keys.restored, "keys_withheld_by_erasure_ledger": self.keys.withheld,
             "read_model_events": self.read_model_events, "seconds": round(self.seconds, 3),
             "chain": self.chain, "backup_id": self.backup_id, "problems": self.problems,
+            "checkpoints_restored": self.checkpoints, "started_over": self.started_over,
         }
 
 
@@ -123,9 +138,43 @@ def _check_destination(live: Components, into_url: str, keys_into_url: str) -> N
         raise RestoreRefused("refusing to restore into the live store: give a new, empty database")
     if store_identity(keys_into_url) in live_stores:
         raise RestoreRefused("refusing to restore keys into the live key store")
+
+
+def _check_unused(into_url: str) -> None:
     for table in ("stored_events", "strongroom_events"):
         if _existing_rows(into_url, table):
             raise RestoreRefused("the destination already holds events; restore builds a new store")
+
+
+def _keys_database(keys_into_url: str) -> Database:
+    return Database.connect(keys_into_url, schema=KEYS_SCHEMA if is_postgres(keys_into_url) else None)
+
+
+def _prepare_destination(into_db: Database, into_url: str, keys_into_url: str) -> tuple[list[str], list[str], bool]:
+    """The tables there before any restore began, and whether this run starts over.
+
+    Only a destination marked `in_progress` by a restore is cleared, and only of the
+    tables that run made: anything else holding events is refused, as before.
+    """
+    marker = restore_state.read_marker(into_db)
+    keys_identity = list(store_identity(keys_into_url))
+    if marker is not None and marker.status == restore_state.IN_PROGRESS:
+        if marker.keys_store != keys_identity:
+            raise RestoreRefused("the interrupted restore into this destination wrote its keys elsewhere: "
+                                 "run it again with the same --keys-into")
+        restore_state.drop_made_since(into_db, marker.tables_before)
+        keys_db = _keys_database(keys_into_url)
+        try:
+            restore_state.drop_made_since(keys_db, marker.keys_tables_before)
+        finally:
+            keys_db.close()
+        return marker.tables_before, marker.keys_tables_before, True
+    _check_unused(into_url)
+    keys_db = _keys_database(keys_into_url)
+    try:
+        return restore_state.tables(into_db), restore_state.tables(keys_db), False
+    finally:
+        keys_db.close()
 
 
 def verified_chain(target: Target, signer: ManifestSigner) -> list[dict[str, Any]]:
@@ -165,11 +214,30 @@ def restore_backup(
     kek: KekProvider | None = None,
     signer: ManifestSigner | None = None,
     progress: Progress | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> RestoreResult:
     """Restore `target`'s backups up to `position` or `to_time` into a new store."""
     started = time.perf_counter()
     keys_into_url = keys_into_url or default_keys_url(into_url)
     _check_destination(live, into_url, keys_into_url)
+    into_db = Database.connect(into_url)
+    try:
+        return _restore_marked(
+            live=live, target=target, into_db=into_db, into_url=into_url, keys_into_url=keys_into_url,
+            position=position, to_time=to_time, kek=kek, signer=signer, progress=progress,
+            checkpoint_dir=checkpoint_dir, started=started,
+        )
+    finally:
+        into_db.close()
+
+
+def _restore_marked(
+    *, live: Components, target: Target, into_db: Database, into_url: str, keys_into_url: str,
+    position: int | None, to_time: datetime | None, kek: KekProvider | None, signer: ManifestSigner | None,
+    progress: Progress | None, checkpoint_dir: Path | None, started: float,
+) -> RestoreResult:
+    """The restore between its in-progress marker and its completion mark."""
+    tables_before, keys_tables_before, started_over = _prepare_destination(into_db, into_url, keys_into_url)
     signer = signer or ManifestSigner(live.keyring)
     chain = verified_chain(target, signer)
     newest = chain[-1]
@@ -182,7 +250,11 @@ def restore_backup(
 
     # Keys first: build() would otherwise make a fresh system key and blind-index root.
     exported = load_key_backup(target, signer, newest)
-    keys_db = Database.connect(keys_into_url, schema=KEYS_SCHEMA if is_postgres(keys_into_url) else None)
+    # The first write into the destination: until `complete`, nothing may take it for a store.
+    restore_state.begin(into_db, backup_id=newest["backup_id"], position=position,
+                        keys_store=list(store_identity(keys_into_url)), tables_before=tables_before,
+                        keys_tables_before=keys_tables_before)
+    keys_db = _keys_database(keys_into_url)
     try:
         keys = import_keys(KeyStore(keys_db), exported, live.keyring.store.destroyed())
     except ValueError as exc:
@@ -193,7 +265,7 @@ def restore_backup(
     settings: Settings = replace(
         live.settings, database_url=into_url, keys_database_url=keys_into_url, projection="inline",
     )
-    restored = build(settings, kek=kek or live.keyring.kek)
+    restored = build(settings, kek=kek or live.keyring.kek, allow_incomplete_restore=True)
     try:
         table_name = restored.app.recorder.events_table_name
         table = EventTable(TableRef(into_url, table_name))
@@ -205,6 +277,8 @@ def restore_backup(
         finally:
             table.close()
         total = inserted.last_position
+        checkpoints = (_restore_checkpoints(restored, target, chain, inserted.last_position, checkpoint_dir)
+                       if inserted.chained else None)
         store = restored.keyring.store
         restored.keyring.store = PrefetchedKeyStore(store)
         try:
@@ -216,12 +290,58 @@ def restore_backup(
             restored.keyring.forget_cached()
     finally:
         restored.close()
+    restore_state.complete(into_db, position=inserted.last_position)
     return RestoreResult(
         into=into_url, keys_into=keys_into_url, position=inserted.last_position, rows=inserted.rows,
         last_recorded_at=None if inserted.last_stamp is None else inserted.last_stamp.isoformat(), keys=keys,
         read_model_events=rebuilt, seconds=time.perf_counter() - started, chain=inserted.chain,
         backup_id=newest["backup_id"], table=table_name, problems=inserted.problems,
+        checkpoints=checkpoints, started_over=started_over,
     )
+
+
+def backed_up_checkpoints(target: Target, chain: list[dict[str, Any]]) -> list[Checkpoint] | None:
+    """Every checkpoint the chain's increments carry (None when none carries a segment)."""
+    found: dict[int, Checkpoint] = {}
+    carried = False
+    for document in chain:
+        entry = document.get("checkpoints")
+        if entry is None:
+            continue  # an increment made before checkpoints were backed up
+        carried = True
+        try:
+            for data in json.loads(read_segment(target, entry)):
+                checkpoint = Checkpoint.from_json(data)
+                found.setdefault(checkpoint.position, checkpoint)
+        except (ValueError, KeyError, TypeError):
+            raise BackupCorrupt(entry["file"], "checkpoint segment does not parse") from None
+    return sorted(found.values(), key=lambda c: c.position) if carried else None
+
+
+def _restore_checkpoints(
+    restored: Components, target: Target, chain: list[dict[str, Any]], position: int, folder: Path | None,
+) -> int | None:
+    """Verify the restored rows against the signed checkpoints at or below `position`,
+    then store those checkpoints (and copy them to `folder`). A mismatch fails the
+    restore: the rows restored are not the rows that were signed."""
+    carried = backed_up_checkpoints(target, chain)
+    if carried is None:
+        return None
+    kept = [c for c in carried if c.position <= position]
+    evidence = restored.tamper_evidence
+    verifier = ChainVerifier(kept, evidence.public_keys())
+    verifier.feed(iter_rows(evidence.recorder, start=1, stop=position))
+    report = verifier.finish()
+    if not report.intact:
+        raise BackupCorrupt("checkpoints", f"the restored chain does not match the signed checkpoints: "
+                                           f"{report.summary()}")
+    for checkpoint in kept:
+        evidence.store.add(checkpoint)
+    if folder is not None:
+        copies = CheckpointStore(evidence.store.db, folder).copy_missing(everything=True)
+        if not copies.complete:
+            raise RestoreRefused(f"could not copy the checkpoints to {folder} ({copies.error})")
+    return len(kept)
 
 
 class PrefetchedKeyStore(KeyStore):

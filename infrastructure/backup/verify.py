@@ -121,6 +121,11 @@ def verify_target(
         position = int(document["after_position"])
         chained = document.get("chain") is not None
         at = {name: i for i, name in enumerate(columns)}
+        if document.get("checkpoints") is not None:
+            try:
+                read_segment(target, document["checkpoints"])
+            except BackupCorrupt as exc:
+                report.problems.append(Problem(exc.file, exc.problem))
         for entry in document["segments"]:
             try:
                 rows = segment_rows(target, entry, columns)

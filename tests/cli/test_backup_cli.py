@@ -182,3 +182,49 @@ def test_a_second_backup_create_while_one_runs_exits_1_naming_the_owner(tmp_path
     assert run(instance, "backup", "verify").exit_code == 0
     drill = run(instance, "backup", "drill")
     assert drill.exit_code == 0, drill.output
+
+
+def test_a_restored_instance_passes_audit_verify_and_a_killed_restore_is_refused_until_rerun(tmp_path, monkeypatch):
+    """Fault: the restore dies (an OSError) after its events are in; verify must not pass it."""
+    from infrastructure.backup import restore as restore_module
+
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json").exit_code == 0
+    lines = tmp_path / "customers.jsonl"
+    lines.write_text("\n".join(customer_line(n) for n in range(3)) + "\n")
+    assert run(instance, "customers", "import", str(lines), "--portfolio", "retail").exit_code == 0
+    assert run(instance, "audit", "checkpoint").exit_code == 0
+    created = run(instance, "backup", "create", "--json")
+    assert created.exit_code == 0, created.output
+
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    into = f"sqlite:///{restored / 'strongroom.sqlite'}"
+    keys_into = f"sqlite:///{restored / 'keys.sqlite'}"
+    config = json.loads((instance / "strongroom.json").read_text()) if (instance / "strongroom.json").exists() else {}
+    config.update(database_url=into, keys_database_url=keys_into)
+    config.pop("backup_targets", None)
+    (restored / "strongroom.json").write_text(json.dumps(config))
+    (restored / "kek.key").write_bytes((instance / "kek.key").read_bytes())
+    (restored / "kek.key").chmod(0o600)
+    restore = ["restore", "--from", "local", "--position", str(json.loads(created.output)["backups"][0]["last_position"]),
+               "--into", into, "--keys-into", keys_into, "--checkpoints-into", str(restored / "checkpoints"), "--json"]
+
+    def disk_gone(*args, **kwargs):
+        raise OSError("injected fault: the disk went away after the events were in")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(restore_module, "_restore_checkpoints", disk_gone)
+        killed = run(instance, *restore)
+    assert killed.exit_code == 1 and "restore failed" in killed.output
+    refused = run(restored, "audit", "verify")
+    assert refused.exit_code == 2 and "incomplete restore" in refused.output
+
+    again = run(instance, *restore)
+    assert again.exit_code == 0, again.output
+    outcome = json.loads(again.output)
+    assert outcome["started_over"] and outcome["checkpoints_restored"] >= 1
+    verified = run(restored, "audit", "verify", "--json")
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.output)
+    assert report["passed"] and report["checkpoints_verified"] == outcome["checkpoints_restored"]

@@ -1,0 +1,313 @@
+"""A restored store passes `audit verify`; a killed restore is never taken for a
+complete one (R3.3, R4.4, R7.6), on SQLite and on PostgreSQL.
+
+Faults injected, each named in its test: a restore to a position between two
+checkpoints (the later one must not come along), a backup made before checkpoints
+were backed up, a checkpoint segment rewritten to vouch for another head, a restore
+that dies after its events are in (an exception), and a restore process SIGKILLed
+while it rebuilds the read models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from application.context import acting_as
+from infrastructure.audit.checkpoints import copy_name
+from infrastructure.backup.create import create_backup
+from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, canonical, sha256
+from infrastructure.backup.restore import restore_backup
+from infrastructure.backup.targets import LocalTarget
+from infrastructure.backup import restore as restore_module
+from infrastructure.backup.eventrows import EventTable, TableRef
+from infrastructure.composition import ConfigurationError, Settings, build
+from web.app import create_app
+from infrastructure.crypto.kek import LocalKek
+from tests.application.conftest import OPERATOR, customer_fields, make_components
+from tests.conftest import PG_ADMIN_URL, _database_url
+
+
+@pytest.fixture
+def live(tmp_path, database_url):
+    built = make_components(tmp_path, database_url)
+    with acting_as(OPERATOR):
+        yield built
+    built.close()
+
+
+@pytest.fixture
+def target(tmp_path):
+    return LocalTarget("local", tmp_path / "backups")
+
+
+@pytest.fixture
+def into(tmp_path, database_url):
+    """A new, empty store of the same kind as the live one."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'restored.sqlite'}"
+        return
+    name = f"sr_restore_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _database_url(name)
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def register(app, n, start):
+    for i in range(start, start + n):
+        app.register_customer(customer_fields(email=f"c{i}@example.org", national_id=f"QQ{i:06d}C"))
+
+
+def three_checkpoints(live):
+    """Checkpoints at a, b and c, with rows between b and c; returns (a, b, between, c)."""
+    register(live.app, 2, 0)
+    a = live.tamper_evidence.checkpoint().position
+    register(live.app, 2, 10)
+    b = live.tamper_evidence.checkpoint().position
+    register(live.app, 1, 20)
+    between = live.app.recorder.max_notification_id()
+    register(live.app, 2, 30)
+    c = live.tamper_evidence.checkpoint().position
+    assert a < b < between < c
+    return a, b, between, c
+
+
+def signed_up_to(live, position):
+    """Positions of the live checkpoints at or below `position` (the checkpointer's own
+    thread may have signed some besides a, b and c)."""
+    return [cp.position for cp in live.tamper_evidence.store.in_database() if cp.position <= position]
+
+
+def restored_instance(live, tmp_path, url, keys_url):
+    """The restored store as its own instance would open it: its own checkpoint folder."""
+    instance = tmp_path / "restored-instance"
+    instance.mkdir(exist_ok=True)
+    settings = Settings.load(instance, {"database_url": url, "keys_database_url": keys_url, "blind_index_bits": 8})
+    return build(settings, kek=LocalKek.load(live.settings.kek_path))
+
+
+def test_a_store_restored_between_two_checkpoints_passes_audit_verify(live, target, into, tmp_path):
+    """Fault: a restore to a position between checkpoints b and c (c must not come along)."""
+    a, b, between, c = three_checkpoints(live)
+    create_backup(live, target)
+    folder = tmp_path / "restored-instance" / "checkpoints"
+    result = restore_backup(live=live, target=target, into_url=into, position=between, checkpoint_dir=folder)
+    kept = signed_up_to(live, between)
+    assert a in kept and b in kept and c not in [p for p in kept]
+    assert result.position == between and result.checkpoints == len(kept)
+    assert sorted(p.name for p in folder.iterdir()) == [copy_name(p) for p in kept]
+    restored = restored_instance(live, tmp_path, into, result.keys_into)
+    try:
+        report = restored.tamper_evidence.verify()
+        assert report.passed, report.summary()
+        assert report.checkpoints_verified == len(kept) and report.latest_checkpoint.position == b
+        assert [cp.position for cp in restored.tamper_evidence.store.in_database()] == kept
+    finally:
+        restored.close()
+
+
+def test_a_full_restore_carries_every_checkpoint_across_increments(live, target, into, tmp_path):
+    """Fault: the checkpoints arrive in two increments; the restore needs both."""
+    register(live.app, 2, 0)
+    first = live.tamper_evidence.checkpoint().position
+    create_backup(live, target)
+    register(live.app, 2, 10)
+    second = live.tamper_evidence.checkpoint().position
+    create_backup(live, target)
+    result = restore_backup(live=live, target=target, into_url=into, position=second)
+    kept = signed_up_to(live, second)
+    assert first in kept and second in kept and result.checkpoints == len(kept)
+    restored = restored_instance(live, tmp_path, into, result.keys_into)
+    try:
+        report = restored.tamper_evidence.verify()
+        assert report.passed and report.checkpoints_verified == len(kept), report.summary()
+        assert [cp.position for cp in restored.tamper_evidence.store.in_database()] == kept
+    finally:
+        restored.close()
+
+
+def _rewrite_manifest(live, target, change):
+    (name,) = [n for n in target.list("events") if n.endswith(".manifest.json")]
+    document = json.loads(target.read(f"events/{name}"))
+    change(document)
+    target.write(f"events/{name}", canonical(ManifestSigner(live.keyring).sign(document)))
+
+
+def test_a_backup_made_before_checkpoints_were_backed_up_still_restores(live, target, into, tmp_path):
+    """Fault: an old backup whose manifest lists no checkpoint segment."""
+    _, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    _rewrite_manifest(live, target, lambda document: document.pop("checkpoints"))
+    result = restore_backup(live=live, target=target, into_url=into, position=between)
+    assert result.checkpoints is None and result.as_json()["checkpoints_restored"] is None
+    restored = restored_instance(live, tmp_path, into, result.keys_into)
+    try:
+        report = restored.tamper_evidence.verify()
+        assert report.passed and report.checkpoints_verified == 0, report.summary()
+    finally:
+        restored.close()
+
+
+def test_a_checkpoint_that_does_not_match_the_restored_chain_fails_the_restore(live, target, into, tmp_path):
+    """Fault: the checkpoint segment rewritten (manifest re-signed) to name another head."""
+    _, b, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    (name,) = [n for n in target.list("events") if n.endswith(".manifest.json")]
+    entry = json.loads(target.read(f"events/{name}"))["checkpoints"]
+    checkpoints = json.loads(target.read(entry["file"]))
+    for checkpoint in checkpoints:
+        if checkpoint["position"] == b:
+            checkpoint["head_hash"] = "00" * 32
+    data = json.dumps(checkpoints).encode()
+    target.write(entry["file"], data)
+
+    def point_at_the_change(document):
+        document["checkpoints"].update(sha256=sha256(data), bytes=len(data))
+
+    _rewrite_manifest(live, target, point_at_the_change)
+    with pytest.raises(BackupCorrupt, match="does not match the signed checkpoints"):
+        restore_backup(live=live, target=target, into_url=into, position=between)
+
+
+# -- a killed restore -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plant_operator_table(url):
+    """A table that was in the destination before any restore: starting over keeps it."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            db.execute("CREATE TABLE operator_notes (note TEXT)")
+            db.execute("INSERT INTO operator_notes VALUES ('kept')")
+        return
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE operator_notes (note TEXT)")
+        db.execute("INSERT INTO operator_notes VALUES ('kept')")
+
+
+def operator_notes(url):
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return [r[0] for r in db.execute("SELECT note FROM operator_notes")]
+    with psycopg.connect(url) as db:
+        return [r[0] for r in db.execute("SELECT note FROM operator_notes")]
+
+
+def events_in(url, live):
+    table = EventTable(TableRef(url, live.app.recorder.events_table_name))
+    try:
+        return table.max_position()
+    finally:
+        table.close()
+
+
+def assert_refused_as_incomplete(live, tmp_path, url, keys_url):
+    """Neither `audit verify` nor the app will take the half-made store for a store."""
+    with pytest.raises(ConfigurationError, match="incomplete restore"):
+        restored_instance(live, tmp_path, url, keys_url)
+    instance = tmp_path / "restored-instance"
+    instance.mkdir(exist_ok=True)
+    kek = instance / live.settings.kek_path.name
+    if not kek.exists():
+        kek.write_bytes(live.settings.kek_path.read_bytes())
+        kek.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="incomplete restore"):
+        create_app({"instance": str(instance), "database_url": url, "keys_database_url": keys_url,
+                    "blind_index_bits": 8})
+
+
+def assert_rerun_completes_and_verifies(live, target, tmp_path, url, between):
+    again = restore_backup(live=live, target=target, into_url=url, position=between)
+    assert again.started_over and again.position == between and again.rows == between
+    assert again.checkpoints == len(signed_up_to(live, between))
+    assert operator_notes(url) == ["kept"]  # not made by the killed run: left alone
+    restored = restored_instance(live, tmp_path, url, again.keys_into)
+    try:
+        report = restored.tamper_evidence.verify()
+        assert report.passed and report.checkpoints_verified == again.checkpoints, report.summary()
+        assert restored.directory.counts()["rm_customers"] == 5
+    finally:
+        restored.close()
+    with pytest.raises(restore_module.RestoreRefused, match="already holds events"):
+        restore_backup(live=live, target=target, into_url=url, position=between)  # complete: never cleared
+
+
+def test_a_restore_that_dies_after_its_events_are_in_is_refused_and_a_rerun_starts_over(
+        live, target, into, tmp_path, monkeypatch):
+    """Fault: an exception after the events are in, before checkpoints and read models."""
+    _, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    plant_operator_table(into)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("injected fault: the restore dies after its events are in")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(restore_module, "_restore_checkpoints", killed)
+        with pytest.raises(RuntimeError, match="injected fault"):
+            restore_backup(live=live, target=target, into_url=into, position=between)
+    keys_url = restore_module.default_keys_url(into)
+    assert events_in(into, live) == between  # the half-made store holds every event...
+    assert_refused_as_incomplete(live, tmp_path, into, keys_url)  # ...and is still refused
+    assert_rerun_completes_and_verifies(live, target, tmp_path, into, between)
+
+
+KILLED_RESTORE = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from infrastructure.backup.restore import restore_backup
+    from infrastructure.backup.targets import LocalTarget
+    from infrastructure.composition import Settings, build
+    from infrastructure.projection import CustomerProjection
+
+    args = json.loads(sys.argv[1])
+
+    def rebuild_until_killed(self, app, progress=None):
+        print("rebuilding", flush=True)
+        time.sleep(120)
+
+    CustomerProjection.rebuild = rebuild_until_killed
+    live = build(Settings.load(args["instance"], {"database_url": args["live"], "blind_index_bits": 8}))
+    restore_backup(live=live, target=LocalTarget("local", Path(args["backups"])), into_url=args["into"],
+                   position=args["position"])
+""")
+
+
+def test_a_restore_process_sigkilled_during_the_rebuild_is_refused_and_a_rerun_starts_over(
+        live, target, into, tmp_path):
+    """Fault: the restoring process is SIGKILLed while it rebuilds the read models."""
+    _, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    plant_operator_table(into)
+    args = {"instance": str(live.settings.instance), "live": live.settings.database_url,
+            "backups": str(tmp_path / "backups"), "into": into, "position": between}
+    child = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", KILLED_RESTORE, json.dumps(args)], cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "rebuilding", child.stderr.read()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    keys_url = restore_module.default_keys_url(into)
+    assert events_in(into, live) == between
+    assert_refused_as_incomplete(live, tmp_path, into, keys_url)
+    assert_rerun_completes_and_verifies(live, target, tmp_path, into, between)
