@@ -13,7 +13,6 @@ import shutil
 import ssl
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import click
 
 from cli.context import fail, load_settings
+from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
 
 # Mozilla server-side TLS, "intermediate" profile (v5.7), TLS 1.2 suites.
@@ -134,9 +134,13 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
     cert, key = _check_tls_files(settings)
 
     master_pid = os.getpid()
+    # A master killed outright could not remove its folder: clear those now.
+    stale = remove_stale_metrics_folders()
+    if stale:
+        click.echo(f"removed {len(stale)} metrics folder(s) left by stopped servers", err=True)
     own_metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_metrics_dir = tempfile.mkdtemp(prefix="strongroom-metrics-")
+        own_metrics_dir = make_metrics_folder()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
     if "prometheus_client" in sys.modules:  # pragma: no cover - a host imported it first
         click.echo("warning: prometheus_client was loaded before the workers; "
