@@ -212,9 +212,9 @@ def measure_faults(
     # short outage and succeed after the restart, which is neither answer in question.
     sent = [status for started, _, status in writes.seen if down_at <= started <= up]
     during = [status for status in sent if status != 201]
-    if not during:
-        raise ApiBenchError("no write was refused during the outage")
-    share = {code: 100 * sum(1 for s in during if s == code) / len(during) for code in (503, 500)}
+    # No refused write at all (every one outlived a short outage) leaves both shares
+    # at 0 %: the 503 goal is then not met, which is what the run showed.
+    share = {code: 100 * sum(1 for s in during if s == code) / max(1, len(during)) for code in (503, 500)}
     health_during = [finished - started for started, finished, _ in health.seen if started >= down_at
                      and finished <= up]
     warm_writes = [finished - started for started, finished, status in warm.seen if status == 201]
