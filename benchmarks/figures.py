@@ -41,9 +41,10 @@ class Figure:
     @property
     def ratio(self) -> float:
         """How the figure compares with its baseline; above 1 is better than the baseline."""
-        if self.higher_is_better:
-            return self.value / self.baseline
-        return self.baseline / self.value
+        over, under = (self.value, self.baseline) if self.higher_is_better else (self.baseline, self.value)
+        if under == 0:  # a figure that is zero by design (no 500s): equal is 1, else unbounded
+            return 1.0 if over == 0 else math.inf
+        return over / under
 
     @property
     def met(self) -> bool | None:

@@ -49,6 +49,7 @@ class BenchRun:
     suites: dict[str, dict[str, dict[str, Figure]]] = field(default_factory=dict)  # suite -> store -> figures
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    fault_sizes: dict[str, int] = field(default_factory=dict)
 
 
 def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
@@ -58,7 +59,7 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
     scratches = [Scratch(kind, pg_url) for kind in stores]
     # The api suite makes its own PostgreSQL database; it must answer before any work too.
     checks = list(scratches)
-    if "api" in bench.chosen and "postgres" not in stores:
+    if {"api", "faults"} & bench.chosen and "postgres" not in stores:
         checks.append(Scratch("postgres", pg_url))
     kind = stores[0]
     try:
@@ -86,6 +87,16 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
             try:
                 bench.suites["api"] = {"postgres": measure_api(pg_url, progress=progress, **bench.api_sizes)}
             except ApiBenchError as exc:  # the server or instance could not be set up
+                raise ScratchError(str(exc)) from exc
+        if "faults" in bench.chosen:
+            # Only here: it makes a PostgreSQL cluster of its own, and crashes it.
+            from benchmarks.api_bench import ApiBenchError
+            from benchmarks.faults import measure_faults
+
+            kind = "postgres"
+            try:
+                bench.suites["faults"] = {"postgres": measure_faults(progress=progress, **bench.fault_sizes)}
+            except ApiBenchError as exc:
                 raise ScratchError(str(exc)) from exc
     except (ScratchError, BenchmarkError) as exc:
         raise StoreFailed(kind, exc) from exc
@@ -124,7 +135,7 @@ def as_document(bench: BenchRun) -> dict[str, Any]:
     for name in SUITES[1:]:
         if name in bench.suites:
             per_store = bench.suites[name]
-            if name == "api":  # one store only: its figures directly
+            if name in ("api", "faults"):  # one store only: its figures directly
                 document[name] = {k: f.as_json() for k, f in per_store["postgres"].items()}
             else:
                 document[name] = {kind: {k: f.as_json() for k, f in figures.items()}
@@ -136,6 +147,8 @@ def as_document(bench: BenchRun) -> dict[str, Any]:
         document["sizes"] = {**document["sizes"], "api": bench.api_sizes}
     if "recovery" in bench.chosen:
         document["sizes"] = {**document["sizes"], "recovery": bench.recovery_sizes}
+    if "faults" in bench.chosen:
+        document["sizes"] = {**document["sizes"], "faults": bench.fault_sizes}
     document["machine"] = bench.machine
     return document
 

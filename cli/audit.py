@@ -3,7 +3,9 @@
 Exit status: 0 when the chain (or the bundle) is intact, 1 when it is not (naming
 the first bad position and what is wrong), 2 on usage or configuration errors.
 `verify --bundle PATH` opens no database and needs no key: it is what an external
-auditor runs on the evidence `export` wrote.
+auditor runs on the evidence `export` wrote. `verify` over the store needs no KEK
+either: when it is missing or wrong, the chain and checkpoints are checked against
+the published `audit-signing.pub`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,24 @@ import click
 from application.audit_trail import AuditEntry, AuditFilter
 from application.context import acting_as
 from application.errors import ValidationFailed
-from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
+from cli.context import (
+    EXIT_CHECK_FAILED,
+    ISO_TIME,
+    components,
+    fail,
+    load_settings,
+    operator_context,
+)
 from infrastructure.audit.bundle import BundleError, export_bundle, verify_bundle
 from infrastructure.audit.checkpoints import COPY_ATTEMPTS, ChainBroken, copy_name
 from infrastructure.audit.verify import Report
+from infrastructure.composition import (
+    ConfigurationError,
+    build,
+    open_keyless_verification,
+)
+from infrastructure.crypto.kek import KekError
+from infrastructure.sql import DatabaseUnavailable
 
 SHOWN_PROBLEMS = 10
 
@@ -72,9 +88,32 @@ def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | N
         return
     if public_key is not None:
         fail("--public-key goes with --bundle")
-    with components(ctx) as built:
-        report = built.tamper_evidence.verify(from_checkpoint=from_checkpoint)
-    _print_report(report, as_json)
+    _print_report(_verify_store(ctx, from_checkpoint), as_json)
+
+
+def _verify_store(ctx: click.Context, from_checkpoint: bool) -> Report:
+    """With the KEK, the full check (the published key must also be the instance's
+    signing key); without it, or with a wrong one, the chain and the checkpoints
+    against `audit-signing.pub` alone: tamper evidence must survive the loss of the
+    key (R3.3), and an auditor given the store need not be given the KEK."""
+    settings = load_settings(ctx)
+    try:
+        built = build(settings)
+    except KekError:
+        try:
+            keyless = open_keyless_verification(settings)
+        except (ConfigurationError, DatabaseUnavailable, ValueError) as exc:
+            fail(str(exc))
+        try:
+            return keyless.verify(from_checkpoint=from_checkpoint)
+        finally:
+            keyless.close()
+    except (ConfigurationError, DatabaseUnavailable, ValueError) as exc:
+        fail(str(exc))
+    try:
+        return built.tamper_evidence.verify(from_checkpoint=from_checkpoint)
+    finally:
+        built.close()
 
 
 @audit_group.command("checkpoint")

@@ -5,7 +5,8 @@ created for the run and dropped after), never in the operator's instance. `--sui
 picks what is measured: `core` (writes, rebuild, lookups per store, the default),
 `api` (the customer API over TLS beside the in-process use cases, always on
 PostgreSQL), `audit` (audit verify and access records, per store), `recovery`
-(restore, incremental backup, drill RTO, per store), or `all`. The suites live in
+(restore, incremental backup, drill RTO, per store), `faults` (the API while a
+PostgreSQL cluster of its own is crashed and restarted), or `all`. The suites live in
 the top-level `benchmarks` package, imported only when the command runs, so
 `strongroom --help` stays fast. See docs/benchmarks.md for what each figure is.
 """
@@ -19,7 +20,10 @@ from dataclasses import replace
 import click
 
 from application.context import acting_as
-from benchmarks import STORES, SUITES  # two names only: the suites themselves load when the command runs
+from benchmarks import (  # two names only: the suites themselves load when the command runs
+    STORES,
+    SUITES,
+)
 from cli.context import EXIT_CHECK_FAILED, EXIT_USAGE, fail, operator_context
 
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -32,7 +36,7 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @click.option("--store", type=click.Choice([*STORES, "both"]), default="both", show_default=True,
               help="Which store to measure (the api suite always runs on PostgreSQL).")
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="core", show_default=True,
-              help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, or all.")
+              help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, faults, or all.")
 @click.option("--pg-url", envvar="STRONGROOM_BENCH_PG_URL", default=DEFAULT_PG_ADMIN_URL,
               show_default=True,
               help="PostgreSQL admin database; throwaway sr_bench_* databases are made beside it.")
@@ -47,9 +51,12 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @click.option("--api-logins", type=click.IntRange(min=1), hidden=True)
 @click.option("--recovery-events", type=click.IntRange(min=1), hidden=True)
 @click.option("--recovery-increment", type=click.IntRange(min=1), hidden=True)
+@click.option("--fault-clients", type=click.IntRange(min=1), hidden=True)
+@click.option("--outage-seconds", type=click.IntRange(min=1), hidden=True)
 def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: str,
                   api_clients: int | None, api_requests: int | None, api_logins: int | None,
                   recovery_events: int | None, recovery_increment: int | None,
+                  fault_clients: int | None, outage_seconds: int | None,
                   **overrides: int | None) -> None:
     """Measure each figure beside its baseline (writes, rebuild, blind-index lookup;
     with --suite also the customer API, audit and recovery).
@@ -68,7 +75,9 @@ def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: st
     recovery_sizes = {"events": 20_000 if quick else 200_000, "increment": 1_000}
     recovery_sizes.update({k: v for k, v in (("events", recovery_events), ("increment", recovery_increment))
                            if v is not None})
-    bench = BenchRun(sizes, api_sizes, recovery_sizes, chosen=set(SUITES) if suite == "all" else {suite})
+    fault_sizes = {"clients": fault_clients or 8, "outage_seconds": outage_seconds or (3 if quick else 10)}
+    bench = BenchRun(sizes, api_sizes, recovery_sizes, chosen=set(SUITES) if suite == "all" else {suite},
+                     fault_sizes=fault_sizes)
     began = time.perf_counter()
 
     def progress(message: str) -> None:

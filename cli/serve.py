@@ -8,20 +8,27 @@ the fork, so workers share nothing but the database.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import ssl
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from cli.context import fail, load_settings
+from cli.context import EXIT_USAGE, instance_of
+from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
+from web.logs import SERVE_LOGGER, configure_process_logging
+
+# Everything `serve` writes is a JSON log line on stderr (R7.3), its own start-up
+# lines and refusals included: a log collector reading the stream never meets a
+# line in another format. There is no separate banner.
+log = logging.getLogger(SERVE_LOGGER)
 
 # Mozilla server-side TLS, "intermediate" profile (v5.7), TLS 1.2 suites.
 INTERMEDIATE_CIPHERS = ":".join([
@@ -40,6 +47,12 @@ def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLCo
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME
     return context
+
+
+def refuse(message: str) -> NoReturn:
+    """serve's `fail`: the same one line and exit status, as a JSON log line."""
+    log.error(message)
+    sys.exit(EXIT_USAGE)
 
 
 def _bind(host: str, port: int) -> str:
@@ -102,19 +115,19 @@ def _check_tls_files(settings: Settings) -> tuple[Path, Path]:
     cert, key = settings.tls_cert, settings.tls_key
     for what, path in (("certificate", cert), ("private key", key)):
         if not path.is_file():
-            fail(f"TLS {what} not found at {path}; run `strongroom init` or set "
+            refuse(f"TLS {what} not found at {path}; run `strongroom init` or set "
                  f"STRONGROOM_TLS_{'CERT' if what == 'certificate' else 'KEY'} "
                  "(there is no plain-HTTP mode)")
     if key.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         message = f"TLS private key {key} can be read by other users; chmod 600 it"
         if settings.environment == "production":
-            fail(message)
-        click.echo(f"warning: {message}", err=True)
+            refuse(message)
+        log.warning(message)
     try:
         probe = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         probe.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (ssl.SSLError, OSError) as exc:
-        fail(f"cannot load the TLS certificate and key ({type(exc).__name__}): {cert}, {key}")
+        refuse(f"cannot load the TLS certificate and key ({type(exc).__name__}): {cert}, {key}")
     return cert, key
 
 
@@ -130,17 +143,25 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
     """Serve the HTTPS JSON API (TLS 1.2+ only; no plain-HTTP mode)."""
     from web.app import build_components
 
-    settings = load_settings(ctx)
+    configure_process_logging()
+    try:
+        settings = Settings.load(instance_of(ctx))
+    except ConfigurationError as exc:
+        refuse(str(exc))
     cert, key = _check_tls_files(settings)
 
     master_pid = os.getpid()
+    # A master killed outright could not remove its folder: clear those now.
+    stale = remove_stale_metrics_folders()
+    if stale:
+        log.info(f"removed {len(stale)} metrics folder(s) left by stopped servers",
+                 extra={"fields": {"removed": [str(folder) for folder in stale]}})
     own_metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_metrics_dir = tempfile.mkdtemp(prefix="strongroom-metrics-")
+        own_metrics_dir = make_metrics_folder()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
     if "prometheus_client" in sys.modules:  # pragma: no cover - a host imported it first
-        click.echo("warning: prometheus_client was loaded before the workers; "
-                   "/metrics will count per worker", err=True)
+        log.warning("prometheus_client was loaded before the workers; /metrics will count per worker")
 
     # Build once here, before any worker exists: a wrong KEK or an unreachable
     # database stops the command with one clear line, and the schema is created
@@ -151,7 +172,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         build_components(config).close()
     except ConfigurationError as exc:
         _remove_metrics_dir(own_metrics_dir)
-        fail(str(exc))
+        refuse(str(exc))
 
     options = {
         "bind": _bind(host, port),
@@ -176,7 +197,8 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         "control_socket_disable": True,
         "child_exit": _mark_worker_dead,
     }
-    click.echo(f"serving https://{_bind(host, port)} with {workers} worker(s)", err=True)
+    log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
+             extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})
     try:
         StrongroomServer({**config, "create_schema": False}, options).run()
     finally:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+
 from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
@@ -26,8 +29,8 @@ from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
-from infrastructure.audit.signer import CheckpointSigner
-from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, TamperEvidence
+from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
+from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, KeylessVerification, TamperEvidence
 from infrastructure.backup.restore_state import RestoreIncomplete, refuse_incomplete_restore
 from infrastructure.crypto.blind_index import BlindIndex, bits_for
 from infrastructure.crypto.envelope import SubjectMapper
@@ -367,3 +370,38 @@ def tamper_evidence(settings: Settings, app: Strongroom, keyring: KeyRing, event
                               copy_grace_seconds=settings.checkpoint_copy_grace_seconds)
     evidence.write_public_key()
     return evidence
+
+
+def open_keyless_verification(settings: Settings) -> KeylessVerification:
+    """The event store, the checkpoint store and `audit-signing.pub`: `audit verify`
+    without the KEK (R3.3: verification survives key loss). Writes nothing: no
+    schema, no checkpoint, no key file."""
+    path = settings.instance / PUBLIC_KEY_FILE
+    try:
+        public_key = load_public_key(path.read_bytes())
+    except OSError:
+        raise ConfigurationError(f"without the KEK, verification needs the published key {path}, "
+                                 "which cannot be read") from None
+    except PublicKeyError as exc:
+        raise ConfigurationError(f"{path} is not usable ({exc})") from None
+    deadline = settings.request_deadline_seconds
+    env = recorder_environment(settings.database_url, fail_fast=True, deadline_seconds=deadline)
+    env["CREATE_TABLE"] = "n"
+    # The same environment the application's recorder is made from (its name picks the table).
+    factory = InfrastructureFactory.construct(Environment(Strongroom.name, {**os.environ, **env}))
+    events_db = Database.connect(settings.database_url, timeout=deadline)
+
+    def close() -> None:
+        factory.close()
+        events_db.close()
+
+    # An unfinished restore is refused here too: its chain may stop part-way and still
+    # look intact (issue 9, item 6).
+    try:
+        refuse_incomplete_restore(events_db)
+    except RestoreIncomplete as exc:
+        close()
+        raise ConfigurationError(str(exc)) from None
+
+    return KeylessVerification(factory.application_recorder(), CheckpointStore(events_db, settings.checkpoint_dir),
+                               public_key, copy_grace_seconds=settings.checkpoint_copy_grace_seconds, close=close)

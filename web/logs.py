@@ -12,11 +12,14 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 REQUEST_LOGGER = "strongroom.request"
 ERROR_LOGGER = "strongroom.error"
+SERVE_LOGGER = "strongroom.serve"
 
 # "/path?email=a@b.c" in a server's own message (a bad request line, say) becomes
 # "/path?<redacted>": the query string is where personal data rides in a URL.
@@ -63,7 +66,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Give Strongroom's loggers one JSON handler on stderr (idempotent)."""
-    for name in (REQUEST_LOGGER, ERROR_LOGGER):
+    for name in (REQUEST_LOGGER, ERROR_LOGGER, SERVE_LOGGER):
         logger = logging.getLogger(name)
         logger.setLevel(level)
         # Our lines are complete on their own; a root handler added by a host
@@ -74,3 +77,44 @@ def configure_logging(level: int = logging.INFO) -> None:
             handler.setFormatter(JsonFormatter())
             handler._strongroom = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
+
+
+def _json_handler() -> logging.Handler:
+    handler = StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    handler._strongroom = True  # type: ignore[attr-defined]
+    return handler
+
+
+def configure_process_logging() -> None:
+    """Make every line a server process writes a JSON line (R7.3), not only Strongroom's own.
+
+    A library's logger (psycopg's pool, the eventsourcing recorders, Flask's own), a
+    Python warning and an exception that escapes a thread would otherwise each print
+    in their own format, or as a raw traceback with its values, into the same stream.
+    So the root logger gets the one JSON handler, warnings go through logging, and an
+    uncaught exception is logged by its type alone.
+    """
+    configure_logging()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_json_handler())
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    uncaught = logging.getLogger(ERROR_LOGGER)
+
+    def log_uncaught(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, trace)
+            return
+        uncaught.error("uncaught exception", exc_info=(kind, value, trace))
+
+    def log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        uncaught.error("uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+                       extra={"fields": {"thread": getattr(args.thread, "name", None)}})
+
+    sys.excepthook = log_uncaught
+    threading.excepthook = log_uncaught_in_thread

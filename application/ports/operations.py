@@ -45,3 +45,9 @@ class KeyInventory(Protocol):
 
     def status(self, subject_id: str) -> dict[str, str]:
         """Each key kind of the subject: "active", "destroyed" or "absent"."""
+
+    def subjects_older_than(self, cutoff: datetime) -> dict[str, list[str]]:
+        """Subjects (not the system's) with a key made before `cutoff`, and their key kinds."""
+
+    def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
+        """Delete the subject's keys of these kinds and enter them in the erasure ledger."""

@@ -21,7 +21,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import DatabaseError
 
-from infrastructure.audit.checkpoints import Checkpoint, Checkpointer, CheckpointStore, CopyOutcome
+from infrastructure.audit.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointStore,
+    CopyOutcome,
+)
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
     CheckpointSigner,
@@ -29,7 +34,13 @@ from infrastructure.audit.signer import (
     key_id_of,
     load_public_key,
 )
-from infrastructure.audit.verify import ChainVerifier, Problem, Report, iter_rows, merge_checkpoints
+from infrastructure.audit.verify import (
+    ChainVerifier,
+    Problem,
+    Report,
+    iter_rows,
+    merge_checkpoints,
+)
 
 DEFAULT_COPY_GRACE_SECONDS = 300.0
 
@@ -138,42 +149,9 @@ class TamperEvidence:
         folder fails the run too (`Report.copies_missing`), though the chain may be
         intact: the second place is what makes a truncated tail visible.
         """
-        in_folder, unreadable = self.store.in_folder()
-        in_database = self.store.in_database()
-        checkpoints, problems, notes = merge_checkpoints(in_database, in_folder)
-        cutoff = int((time.time() - self.copy_grace_seconds) * 1_000_000)
-        copied = {c.position for c in in_folder}
-        copies_missing = [c.position for c in in_database if c.position not in copied and c.signed_at_us <= cutoff]
-        keys = self.public_keys()
-        start = None
-        if from_checkpoint:
-            valid = ChainVerifier(checkpoints, keys).trusted
-            start = valid[-1] if valid else None
-        verifier = ChainVerifier(checkpoints, keys, start=start)
-        report = verifier.report
-        report.problems.extend(problems)
-        report.notes.extend(notes)
-        report.copies_missing = copies_missing
-        report.copy_grace_seconds = self.copy_grace_seconds
-        for name in unreadable:
-            digits = "".join(ch for ch in name if ch.isdigit())
-            report.problems.append(Problem(int(digits or 0), f"checkpoint copy {name} does not parse"))
-        key_problem = self._public_key_file_problem()
-        if key_problem is not None:
-            report.problems.append(key_problem)
-        try:
-            verifier.feed(iter_rows(self.recorder, start=start.position if start else 1))
-        except DatabaseError as exc:
-            # A store damaged below the rows (a mangled page) cannot be read past
-            # some point: that is a finding, not a configuration error.
-            after = report.head_position or 0
-            report.problems.append(Problem(
-                after + 1,
-                f"the event store cannot be read beyond position {after} ({type(exc).__name__}): "
-                "it was damaged",
-            ))
-            return report
-        return verifier.finish()
+        return verify_chain(self.recorder, self.store, self.public_keys(),
+                            copy_grace_seconds=self.copy_grace_seconds, from_checkpoint=from_checkpoint,
+                            key_problem=self._public_key_file_problem())
 
     def flush(self) -> None:
         """Checkpoint what this process wrote, before a command exits."""
@@ -185,3 +163,77 @@ class TamperEvidence:
         except ValueError:
             pass
         self.checkpointer.close()
+
+
+def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519PublicKey], *,
+                 copy_grace_seconds: float, from_checkpoint: bool = False,
+                 key_problem: Problem | None = None) -> Report:
+    """Recompute the chain in `recorder` and check the checkpoints in `store` against `keys`.
+
+    Needs no KEK: the chain hashes ciphertext and metadata, and checkpoints are
+    checked with public keys, so this runs with the event store, the checkpoint
+    store and a public key alone (R3.3).
+    """
+    in_folder, unreadable = store.in_folder()
+    in_database = store.in_database()
+    checkpoints, problems, notes = merge_checkpoints(in_database, in_folder)
+    cutoff = int((time.time() - copy_grace_seconds) * 1_000_000)
+    copied = {c.position for c in in_folder}
+    copies_missing = [c.position for c in in_database if c.position not in copied and c.signed_at_us <= cutoff]
+    start = None
+    if from_checkpoint:
+        valid = ChainVerifier(checkpoints, keys).trusted
+        start = valid[-1] if valid else None
+    verifier = ChainVerifier(checkpoints, keys, start=start)
+    report = verifier.report
+    report.problems.extend(problems)
+    report.notes.extend(notes)
+    report.copies_missing = copies_missing
+    report.copy_grace_seconds = copy_grace_seconds
+    for name in unreadable:
+        digits = "".join(ch for ch in name if ch.isdigit())
+        report.problems.append(Problem(int(digits or 0), f"checkpoint copy {name} does not parse"))
+    if key_problem is not None:
+        report.problems.append(key_problem)
+    try:
+        verifier.feed(iter_rows(recorder, start=start.position if start else 1))
+    except DatabaseError as exc:
+        # A store damaged below the rows (a mangled page) cannot be read past
+        # some point: that is a finding, not a configuration error.
+        after = report.head_position or 0
+        report.problems.append(Problem(
+            after + 1,
+            f"the event store cannot be read beyond position {after} ({type(exc).__name__}): "
+            "it was damaged",
+        ))
+        return report
+    return verifier.finish()
+
+
+class KeylessVerification:
+    """`audit verify` without the KEK: the event store, the checkpoint store and the
+    published `audit-signing.pub`, nothing else (the composition root opens it).
+
+    What it cannot do is confirm that the published key is the instance's own
+    signing key (that key is wrapped by the KEK); the report says so in a note.
+    """
+
+    def __init__(self, recorder: Any, store: CheckpointStore, public_key: Ed25519PublicKey,
+                 *, copy_grace_seconds: float, close: Any) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.public_key = public_key
+        self.copy_grace_seconds = copy_grace_seconds
+        self._close = close
+
+    def verify(self, *, from_checkpoint: bool = False) -> Report:
+        report = verify_chain(self.recorder, self.store, {key_id_of(self.public_key): self.public_key},
+                              copy_grace_seconds=self.copy_grace_seconds, from_checkpoint=from_checkpoint)
+        report.notes.append(
+            f"verified without the KEK, against {PUBLIC_KEY_FILE} (key {key_id_of(self.public_key)}); "
+            "that it is the instance's signing key was not confirmed"
+        )
+        return report
+
+    def close(self) -> None:
+        self._close()

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -154,6 +155,12 @@ class KeyRing:
             for kind in kinds:
                 self._cache.pop((subject_id, kind), None)
         return destroyed
+
+    def subjects_older_than(self, cutoff: datetime) -> dict[str, list[str]]:
+        """Subjects (not the system's own) with keys made before `cutoff`, and their key kinds."""
+        subjects = self.store.subjects_created_before(cutoff.astimezone(UTC).isoformat(timespec="microseconds"))
+        subjects.pop(SYSTEM_SUBJECT, None)
+        return subjects
 
     def kek_id(self) -> str:
         """The id of the KEK that wraps every data key here."""

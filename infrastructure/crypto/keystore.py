@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
 from application.clock import utc_now
 from infrastructure.sql import Cursor, Database
 
@@ -100,6 +101,20 @@ class KeyStore:
             rows = cur.fetchall()
         for subject_id, kind, wrapped, kek_id in rows:
             yield WrappedKey(subject_id, kind, bytes(wrapped), kek_id)
+
+    def subjects_created_before(self, cutoff: str) -> dict[str, list[str]]:
+        """Subjects with a key made before `cutoff` (ISO time), each with all its key kinds."""
+        with self.db.transaction(write=False) as cur:
+            cur.execute(
+                "SELECT subject_id, kind FROM data_keys WHERE subject_id IN"
+                " (SELECT subject_id FROM data_keys WHERE created_at < ?) ORDER BY subject_id, kind",
+                (cutoff,),
+            )
+            rows = cur.fetchall()
+        subjects: dict[str, list[str]] = {}
+        for subject_id, kind in rows:
+            subjects.setdefault(str(subject_id), []).append(str(kind))
+        return subjects
 
     # -- writes --------------------------------------------------------------------
 

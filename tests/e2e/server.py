@@ -67,13 +67,15 @@ def initialise(folder: Path) -> dict:
 
 
 @contextlib.contextmanager
-def serving(instance: Path, log_path: Path, *, workers: int = 1) -> Iterator[dict]:
+def serving(instance: Path, log_path: Path, *, workers: int = 1,
+            env: dict[str, str] | None = None) -> Iterator[dict]:
     """`strongroom serve` on a free port, up once it completes a TLS handshake."""
     port = free_port()
     log = log_path.open("w")
     process = subprocess.Popen(
         strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", str(workers)),
-        cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env={**clean_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     cert = instance / "tls" / "cert.pem"
     try:
