@@ -228,9 +228,13 @@ class CheckpointStore:
                 json.dump(checkpoint.as_json(), handle, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            # A hard link never replaces: if another thread or process made the file
+            # between the check above and now (or someone changed it), theirs stays
+            # and `copy_matches` judges it; os.replace would overwrite evidence.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
         finally:
-            with contextlib.suppress(OSError):  # gone once replaced; the first error is the one to report
+            with contextlib.suppress(OSError):  # the first error is the one to report
                 temporary.unlink()
         return path
 
