@@ -215,8 +215,9 @@ def measure_faults(
     # No refused write at all (every one outlived a short outage) leaves both shares
     # at 0 %: the 503 goal is then not met, which is what the run showed.
     share = {code: 100 * sum(1 for s in during if s == code) / max(1, len(during)) for code in (503, 500)}
-    health_during = [finished - started for started, finished, _ in health.seen if started >= down_at
-                     and finished <= up]
+    # Every probe sent during the outage, however late it was answered: one that waited
+    # for PostgreSQL to come back is the failure this figure exists to show.
+    health_during = [finished - started for started, finished, _ in health.seen if down_at <= started <= up]
     warm_writes = [finished - started for started, finished, status in warm.seen if status == 201]
     before = [finished - started for started, finished, _ in before_health.seen]
     return {

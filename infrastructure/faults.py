@@ -13,9 +13,11 @@ Three things, all about a store that is down, full or contended:
   `DeadlineExceeded`. The library retries a failed statement ten times, each
   waiting up to the pool's timeout; `DeadlineExceeded` is not one of the errors it
   retries, so the request ends within its deadline, not after ten pool waits.
-- `bounded_pool_class(base)`: the pool side of that deadline, a short wait while
-  the server is known to be down (its last connection attempt failed and no
-  connection is idle), and reconnection attempts at most half a second apart
+- `bounded_pool_class(base)`: the pool side of that deadline. While the server is
+  known to be down (its last connection attempt failed and no connection is idle)
+  one request in half a second waits briefly and the rest are refused at once, so
+  an outage never fills the server's threads; and reconnection attempts at most
+  half a second apart
   (psycopg_pool doubles the delay after each failed attempt, so
   after a 20 s outage its next attempt could be 10 s or more after the server is back).
 """
@@ -37,6 +39,7 @@ from infrastructure.sql import DatabaseUnavailable
 
 __all__ = [
     "DeadlineExceeded",
+    "StoreKnownDown",
     "bounded_pool_class",
     "end_deadline",
     "is_store_unavailable",
@@ -113,11 +116,18 @@ class _CappedBackoff(AttemptWithBackoff):
         self.delay = min(self.delay, self.MAX_DELAY)
 
 
-# While the pool's last attempt to connect failed and it has no idle connection, a
-# request waits at most this long for one: the server is known to be down, and a
-# request thread held for the whole deadline is a thread the next request (or
-# /healthz, behind it in the server's queue) waits for.
+# While the pool's last attempt to connect failed and it has no idle connection, the
+# server is known to be down. A request thread held waiting for it is a thread the
+# next request (or /healthz, behind it in the server's queue) waits for; so one
+# request in each `KNOWN_DOWN_PROBE_SECONDS` waits at most `KNOWN_DOWN_WAIT_SECONDS`
+# for the pool to reconnect (it also makes a pool that gave up grow again), and every
+# other request during the outage is refused at once: 503 in milliseconds.
 KNOWN_DOWN_WAIT_SECONDS = 0.25
+KNOWN_DOWN_PROBE_SECONDS = 0.5
+
+
+class StoreKnownDown(DeadlineExceeded):
+    """Refused without waiting: the pool's last attempt to connect failed (503)."""
 
 
 def bounded_pool_class(base: type[Any]) -> type[Any]:
@@ -137,8 +147,42 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
             budget = remaining(self.timeout if timeout is None else timeout)
             if budget <= 0:
                 raise DeadlineExceeded("the request's time for the database has run out")
-            if self.__dict__.get("_strongroom_unreachable") and not self.get_stats().get("pool_available"):
+            if self._known_down():
                 budget = min(budget, KNOWN_DOWN_WAIT_SECONDS)
+            # Every connection is pinged before it is handed out. A broken one (a server
+            # crash breaks them all) goes back to be discarded and the next is tried at
+            # once; psycopg_pool's own `check` sleeps a second or more between tries,
+            # which held every request thread for its whole deadline after a crash.
+            for _ in range(self.max_size + 1):
+                conn = self._wait_for_connection(budget)
+                try:
+                    self.check_connection(conn)
+                except Exception:  # any failed ping: the connection is not handed out
+                    self.putconn(conn)  # broken: the pool discards it and connects anew
+                    if self.__dict__.get("_strongroom_unreachable") and _deadline.get() is not None:
+                        raise StoreKnownDown("the database is known to be unreachable") from None
+                    # A failed ping is a sign the server may be down: wait briefly.
+                    budget = min(remaining(self.timeout), KNOWN_DOWN_WAIT_SECONDS)
+                    if budget <= 0:
+                        raise DeadlineExceeded("the request's time for the database has run out") from None
+                    continue
+                return conn
+            raise DeadlineExceeded("no working database connection")
+
+        def _known_down(self) -> bool:
+            """The last connection attempt failed and no connection is idle; raises
+            `StoreKnownDown` for all but one request in each probe interval."""
+            if not self.__dict__.get("_strongroom_unreachable") or self.get_stats().get("pool_available"):
+                return False
+            now = time.monotonic()
+            probed = self.__dict__.get("_strongroom_probed", 0.0)
+            # Check-then-set without a lock: at worst two requests probe at once.
+            if _deadline.get() is not None and now - probed < KNOWN_DOWN_PROBE_SECONDS:
+                raise StoreKnownDown("the database is known to be unreachable")
+            self.__dict__["_strongroom_probed"] = now
+            return True
+
+        def _wait_for_connection(self, budget: float) -> Any:
             try:
                 return super().getconn(timeout=budget)
             except PoolTimeout as exc:

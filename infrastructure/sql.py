@@ -218,12 +218,13 @@ class PostgresDatabase(Database):
         import psycopg
         from psycopg_pool import ConnectionPool
 
-        from infrastructure.faults import bounded_pool_class
+        from infrastructure.faults import bounded_pool_class, remaining
 
         # Waits bounded by the request's deadline; reconnects at most half a second apart.
         BoundedPool = bounded_pool_class(ConnectionPool)
 
         self._psycopg = psycopg
+        self._remaining = remaining
         self.schema = schema
 
         def configure(conn: Any) -> None:
@@ -251,9 +252,6 @@ class PostgresDatabase(Database):
                 min_size=1,
                 max_size=8,
                 configure=configure,
-                # A pooled connection is pinged before use and replaced if it fails, so
-                # connections broken by a server restart are never handed out.
-                check=ConnectionPool.check_connection,
                 open=True,
                 timeout=timeout,
             )
@@ -273,6 +271,12 @@ class PostgresDatabase(Database):
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
         try:
             with conn.transaction(), conn.cursor() as cursor:
+                left = self._remaining(math.inf)
+                if left != math.inf:
+                    # Within a request, no statement outlives its deadline: one stuck
+                    # behind a lock or a slow server is cancelled by the server itself.
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                                   (f"{max(1, int(left * 1000))}ms",))
                 yield _PostgresCursor(cursor)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # Lost connection, server shutting down, disk full, lock timeout. The pool

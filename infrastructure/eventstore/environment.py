@@ -45,8 +45,8 @@ def recorder_environment(database_url: str, *, fail_fast: bool = False,
     TLS setting would downgrade the connection without anyone noticing.
 
     `fail_fast` (what the service runs with, composition.build): on PostgreSQL,
-    wait at most `deadline_seconds` for a pooled connection and ping it before use
-    (a connection broken by a server restart is replaced, not handed out). The
+    wait at most `deadline_seconds` for a pooled connection or a table lock (the
+    pool pings a connection before handing it out: infrastructure/faults.py). The
     library waits 30 s per attempt and retries, so without it a request to a server
     that is down hangs for minutes instead of answering 503 in seconds; a request's
     own deadline (infrastructure/faults.py) bounds the retries as a whole.
@@ -59,7 +59,10 @@ def recorder_environment(database_url: str, *, fail_fast: bool = False,
         if fail_fast:
             # The library reads a whole number of seconds.
             env["POSTGRES_CONNECT_TIMEOUT"] = str(max(1, math.ceil(deadline_seconds)))
-            env["POSTGRES_PRE_PING"] = "y"
+            # A write queued behind a lock (the library locks the event table to order
+            # notifications) gives up when the request would have, instead of holding
+            # a request thread; the request's deadline then ends the library's retries.
+            env["POSTGRES_LOCK_TIMEOUT"] = str(max(1, math.ceil(deadline_seconds)))
         return env
     msg = (
         f"unsupported database URL scheme {parts.scheme!r}: expected "

@@ -11,8 +11,10 @@ import pytest
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from infrastructure.faults import (
+    KNOWN_DOWN_PROBE_SECONDS,
     KNOWN_DOWN_WAIT_SECONDS,
     DeadlineExceeded,
+    StoreKnownDown,
     bounded_pool_class,
     end_deadline,
     remaining,
@@ -64,3 +66,29 @@ def test_without_a_deadline_remaining_is_the_callers_default():
     finally:
         end_deadline(token)
     assert remaining(7.0) == 7.0
+
+
+def test_while_the_server_is_known_down_only_one_request_in_half_a_second_waits(pool):
+    # Issue 9 (performance): eight writers each waiting on a dead server filled the
+    # server's threads, and /healthz queued behind them (p99 376 ms).
+    time.sleep(0.3)  # the pool's first connection attempt has been refused by now
+    token = start_deadline(5.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):  # the probe: a short wait for a reconnection
+            pool.getconn()
+        assert time.monotonic() - started < KNOWN_DOWN_WAIT_SECONDS + 0.5
+        refused_in = []
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(StoreKnownDown):
+                pool.getconn()
+            refused_in.append(time.monotonic() - started)
+        assert max(refused_in) < 0.02
+        time.sleep(KNOWN_DOWN_PROBE_SECONDS)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as probed:  # the next probe waits again
+            pool.getconn()
+        assert not isinstance(probed.value, StoreKnownDown)
+    finally:
+        end_deadline(token)

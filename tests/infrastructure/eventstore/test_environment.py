@@ -121,7 +121,7 @@ def test_the_service_fails_fast_when_postgres_is_down(tmp_path: Any) -> None:
     env = recorder_environment(url, fail_fast=True)
     assert env == recorder_environment(url) | {
         "POSTGRES_CONNECT_TIMEOUT": "5",
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_LOCK_TIMEOUT": "5",
     }
     # SQLite has no server to wait for: the setting changes nothing there.
     sqlite_url = f"sqlite:///{tmp_path}/strongroom.sqlite"
