@@ -68,6 +68,7 @@ class StoreUnavailable(ApplicationError):
 class VersionConflict(ApplicationError):
     """The record changed since the caller read it (stale If-Match: 412)."""
 
-    def __init__(self, customer_id: object, current_version: int) -> None:
-        super().__init__(f"customer {customer_id} is at version {current_version}")
+    def __init__(self, record_id: object, current_version: int) -> None:
+        # A customer's or a staff member's record: both are saved the same way.
+        super().__init__(f"record {record_id} is at version {current_version}")
         self.current_version = current_version

@@ -13,6 +13,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, contextmanager
@@ -38,6 +39,50 @@ class DatabaseFull(DatabaseUnavailable):
 # Below this many free bytes a SQLite database counts as full: a customer write with
 # its events, read-model rows and WAL frames needs far less, a burst of them not.
 MIN_FREE_BYTES = 1024 * 1024
+
+
+# PostgreSQL's error code for "could not extend file: No space left on device".
+DISK_FULL_SQLSTATE = "53100"
+
+
+class ServerSpace:
+    """What this process last heard of the PostgreSQL server's disk (R7.6).
+
+    The server's disk is out of a client's sight, and a read (all a readiness probe
+    asks) still works on a full one. So a write the server refused for space
+    (SQLSTATE 53100, `disk_full`) is remembered: the store reports full to readiness
+    until a write succeeds again or `REMEMBERED_SECONDS` pass, when the load
+    balancer may try the process again. It is per process: each API process learns
+    it from the first write it is refused.
+    """
+
+    REMEMBERED_SECONDS = 30.0
+    _refused_at: float | None = None
+
+    @classmethod
+    def refused(cls) -> None:
+        cls._refused_at = time.monotonic()
+
+    @classmethod
+    def written(cls) -> None:
+        cls._refused_at = None
+
+    @classmethod
+    def full(cls) -> bool:
+        refused_at = cls._refused_at
+        return refused_at is not None and time.monotonic() - refused_at < cls.REMEMBERED_SECONDS
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc`, or an error it was raised from, is the server's `disk_full`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) == DISK_FULL_SQLSTATE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def sqlite_path(database_url: str) -> str:
@@ -81,7 +126,8 @@ class Database(ABC):
         """Raise `DatabaseFull` when a write would find no space (readiness, R7.6).
 
         PostgreSQL's disk is the server's, out of a client's sight: a write there
-        that fails for space raises `DiskFull`, answered 503 like any outage.
+        that fails for space raises `DiskFull`, answered 503 like any outage, and
+        is remembered for readiness (`ServerSpace`).
         """
 
 
@@ -282,12 +328,21 @@ class PostgresDatabase(Database):
             # Lost connection, server shutting down, disk full, lock timeout. The pool
             # is told of the failure, and discards the connection if it is broken.
             conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            if is_disk_full(exc):
+                ServerSpace.refused()
+                raise DatabaseFull("the PostgreSQL server's disk is full") from exc
             raise DatabaseUnavailable(f"PostgreSQL: {type(exc).__name__}") from exc
         except BaseException as exc:
             conn_cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         else:
             conn_cm.__exit__(None, None, None)
+            if write:
+                ServerSpace.written()
+
+    def check_space(self) -> None:
+        if ServerSpace.full():
+            raise DatabaseFull("the PostgreSQL server refused a write for space")
 
     def reclaim(self, table: str) -> None:
         # VACUUM cannot run inside a transaction block, hence autocommit.

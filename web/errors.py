@@ -52,7 +52,7 @@ from application.staff_admin import (
 )
 from domain.errors import DomainError
 from infrastructure.faults import is_store_unavailable
-from infrastructure.sql import DatabaseUnavailable
+from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
 from web.logs import ERROR_LOGGER
 from web.schemas import flatten_errors
 
@@ -188,6 +188,8 @@ def handle_exception(exc: Exception) -> Response:
         extra = {"position": exc.position} if isinstance(exc, ProjectionLagging) else {}
         response = error_response(status, code, message or str(exc), _field_errors(exc), **extra)
         if status == 503:
+            if is_disk_full(exc):  # the event store's own write, refused for space
+                ServerSpace.refused()
             # The type alone: a database's message names hosts, files and values.
             log.warning("dependency unavailable", extra={"fields": {
                 "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})

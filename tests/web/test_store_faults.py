@@ -6,6 +6,7 @@ Each test names the fault it injects:
   while the API answers, then started again: on a throwaway cluster of the test's
   own, never the shared server.
 - SQLite's file system full: the events database on a small tmpfs, filled up.
+- PostgreSQL's disk full: the database in a tablespace on a small tmpfs, filled up.
 
 The outage test prints what it measured (503 vs 500 share, answer times, /healthz
 p99, the time from PostgreSQL back to the first successful write); run with -s.
@@ -14,13 +15,17 @@ p99, the time from PostgreSQL back to the first successful write); run with -s.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
 import pytest
 
 from tests.throwaway_pg import cluster  # noqa: F401 - the fixture, used by name
@@ -116,10 +121,9 @@ def test_postgres_crash_answers_503_in_time_healthz_stays_fast_and_the_restart_h
     assert client.get("/readyz").status_code == 200
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs (mounting needs root); the test fills it."""
-    mount = tmp_path / "small-disk"
+@contextmanager
+def small_disk(mount: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs at `mount` (mounting needs root), which the test fills."""
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
                           capture_output=True, check=False)
@@ -130,6 +134,12 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_disk(tmp_path / "small-disk") as mount:
+        yield mount
 
 
 def _fill(folder: Path) -> None:
@@ -169,6 +179,53 @@ def test_sqlite_disk_full_answers_503_and_readyz_is_not_ready(app_factory, full_
     assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
     assert client.get("/readyz").status_code == 200
 
+
+
+def test_postgres_disk_full_answers_503_and_readyz_is_not_ready(app_factory, cluster):
+    # The database lives in a tablespace on a small tmpfs (inside the cluster's own
+    # folder, which the server's user can reach); the WAL stays on the cluster's own
+    # disk, so a full tablespace refuses writes (53100) without stopping the server.
+    with small_disk(cluster.root / "small-disk") as full_disk:
+        _postgres_disk_full(app_factory, cluster, full_disk)
+
+
+def _postgres_disk_full(app_factory, cluster, full_disk: Path) -> None:
+    tablespace = full_disk / "tablespace"
+    tablespace.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(tablespace, "postgres")
+    with psycopg.connect(cluster.url(), autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE TABLESPACE small LOCATION {}").format(
+            psycopg.sql.Literal(str(tablespace))))
+        admin.execute("CREATE DATABASE strongroom_small TABLESPACE small")
+    app = app_factory(database_url=cluster.url("strongroom_small"))
+    client = app.test_client()
+    agent = quick_login(client, app)
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+    assert client.get("/readyz").status_code == 200
+
+    # Fault: the disk under the database is full. Rows still fit in pages with room
+    # left, so write until the server refuses one: never anything but 201 or 503.
+    _fill(full_disk)
+    statuses = []
+    for _ in range(400):
+        response = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+        statuses.append(response.status_code)
+        if response.status_code != 201:
+            break
+    assert set(statuses) <= {201, 503} and statuses[-1] == 503, statuses
+    assert response.get_json()["code"] == "unavailable"
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    ready = client.get("/readyz")  # a read still works; the refused write is remembered
+    assert ready.status_code == 503
+    assert ready.get_json()["message"] in ("event store space unavailable", "key store space unavailable")
+    assert client.get("/healthz").status_code == 200
+
+    # Space again: the next write succeeds and readiness comes back.
+    (full_disk / "filler").unlink()
+    (full_disk / "filler-tail").unlink()
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
+    assert client.get("/readyz").status_code == 200
 
 
 def test_sqlite_locked_by_another_writer_answers_503_within_the_deadline(app_factory, tmp_path):
