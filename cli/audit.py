@@ -2,8 +2,9 @@
 
 Exit status: 0 when the chain (or the bundle) is intact, 1 when it is not (naming
 the first bad position and what is wrong), 2 on usage or configuration errors.
-`verify --bundle PATH` opens no database and needs no key: it is what an external
-auditor runs on the evidence `export` wrote. `verify` over the store needs no KEK
+`verify --bundle PATH` opens no database and needs no secret: it is what an external
+auditor runs on the evidence `export` wrote, pinned to the instance's published audit
+key (`--public-key` or `--key-fingerprint`); without a pin it fails. `verify` over the store needs no KEK
 either: when it is missing or wrong, the chain and checkpoints are checked against
 the published `audit-signing.pub`.
 """
@@ -72,11 +73,14 @@ def audit_group() -> None:
               help="Verify an evidence bundle offline (no database, no keys).")
 @click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --bundle: the instance's audit-signing.pub to pin the bundle to.")
+@click.option("--key-fingerprint", "fingerprint", envvar="STRONGROOM_AUDIT_KEY_FINGERPRINT",
+              help="With --bundle: the audit key's fingerprint (64 hex digits, printed by `audit export`) "
+                   "to pin the bundle to. A bundle is verified only against a pinned key.")
 @click.option("--from-checkpoint", is_flag=True,
               help="Trust the latest valid checkpoint and recompute only what follows it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | None,
+def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | None, fingerprint: str | None,
                    from_checkpoint: bool, as_json: bool) -> None:
     """Recompute the hash chain and check every checkpoint signature.
 
@@ -84,10 +88,10 @@ def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | N
     """
     if bundle is not None:
         pinned = public_key.read_bytes() if public_key is not None else None
-        _print_report(verify_bundle(bundle, public_key_pem=pinned), as_json)
+        _print_report(verify_bundle(bundle, public_key_pem=pinned, fingerprint=fingerprint), as_json)
         return
-    if public_key is not None:
-        fail("--public-key goes with --bundle")
+    if public_key is not None or fingerprint:
+        fail("--public-key and --key-fingerprint go with --bundle")
     _print_report(_verify_store(ctx, from_checkpoint), as_json)
 
 
@@ -238,7 +242,9 @@ def export_command(ctx: click.Context, out: Path, since: datetime | None, until:
         click.echo(f"wrote {out}: {result.window_rows} rows in the window ({result.rows} with anchors), "
                    f"{result.checkpoints} checkpoints, signed by key {result.key_id}")
         click.echo(f"an auditor checks it with: strongroom audit verify --bundle {out} "
-                   "--public-key <the instance's audit-signing.pub>")
+                   f"--key-fingerprint {result.key_fingerprint}")
+        click.echo("  (or --public-key with the instance's audit-signing.pub; send the fingerprint by "
+                   "another channel than the bundle)")
     if not result.live_chain_intact:
         click.echo("warning: the live chain does not verify; the bundle's reports/verification.json says why",
                    err=True)

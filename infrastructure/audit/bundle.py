@@ -30,8 +30,10 @@ checkpoint's. `verify_bundle` needs no database and no keys beyond the public ke
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
     PublicKeyError,
+    fingerprint_of,
     key_id_of,
     load_public_key,
     signature_valid,
@@ -71,13 +74,14 @@ class ExportResult:
     window_rows: int
     checkpoints: int
     key_id: str
+    key_fingerprint: str
     live_chain_intact: bool
 
     def as_json(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "rows": self.rows, "window_rows": self.window_rows,
             "checkpoints": self.checkpoints, "key_id": self.key_id,
-            "live_chain_intact": self.live_chain_intact,
+            "key_fingerprint": self.key_fingerprint, "live_chain_intact": self.live_chain_intact,
         }
 
 
@@ -235,7 +239,9 @@ def export_bundle(
     for path in out.rglob("*"):
         if path.is_file():
             os.chmod(path, 0o600)
-    return ExportResult(out, rows_written, window_rows, len(covered), evidence.signer.key_id, report.intact)
+    fingerprint = fingerprint_of(load_public_key(evidence.signer.public_pem()))
+    return ExportResult(out, rows_written, window_rows, len(covered), evidence.signer.key_id, fingerprint,
+                        report.intact)
 
 
 def _rows_with_notifications(recorder: Any, start: int, stop: int, page: int = 1000) -> Iterator[tuple[ChainRow, Any]]:
@@ -262,8 +268,44 @@ def _count(activity: dict[str, Counter[str]], row: ChainRow, meta: dict[str, Any
 # -- offline verification --------------------------------------------------------------------
 
 
-def verify_bundle(path: Path, *, public_key_pem: bytes | None = None) -> Report:
-    """Check a bundle with no database and no keys: signature, files, chain, checkpoints."""
+def _readable_disagreements(row_data: list[dict[str, Any]], rows: list[ChainRow],
+                            checkpoint_data: list[dict[str, Any]], checkpoints: list[Checkpoint],
+                            activity: Any, window: dict[str, Any]) -> Iterator[Problem]:
+    """Every value a person reads beside a signed or chained one must say the same:
+    a readable `recorded_at` or `signed_at`, the `in_window` flag, and the activity
+    report, which is recounted from the rows."""
+    first, last = window.get("first_position"), window.get("last_position")
+    counted: dict[str, Counter[str]] = {"by_actor": Counter(), "by_kind": Counter(), "by_event": Counter()}
+    for data, row in zip(row_data, rows):
+        if data.get("recorded_at") != row.recorded_at.isoformat(timespec="microseconds"):
+            yield Problem(row.position, "recorded_at does not match the chained recorded_at_us")
+        in_window = isinstance(first, int) and isinstance(last, int) and first <= row.position <= last
+        if data.get("in_window") is not in_window:
+            yield Problem(row.position, "in_window does not match the manifest's window")
+        if in_window:
+            _count(counted, row, data.get("metadata"))
+    for data, checkpoint in zip(checkpoint_data, checkpoints):
+        if data.get("signed_at") != checkpoint.signed_at.isoformat(timespec="microseconds"):
+            yield Problem(checkpoint.position, "a checkpoint's signed_at does not match its signed signed_at_us")
+    recounted = {name: dict(sorted(counter.items())) for name, counter in counted.items()}
+    if activity != recounted:
+        yield Problem(0, "reports/activity.json does not match the rows it counts")
+
+
+# manifest.sig: exactly the 64-byte Ed25519 signature in lower-case hex, and at most
+# one final new line. bytes.fromhex() alone would also take spaces and upper case.
+_SIGNATURE_TEXT = re.compile(rb"[0-9a-f]{128}\n?")
+
+
+def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprint: str | None = None) -> Report:
+    """Check a bundle with no database: signature, files, chain, checkpoints, and that
+    every readable value agrees with the signed one it stands beside.
+
+    The signing key must be pinned, by its PEM (`public_key_pem`) or its full
+    fingerprint (`fingerprint`, 64 hex digits, which `audit export` prints): the key
+    inside a bundle proves nothing on its own, since whoever forged the bundle could
+    have made that key too.
+    """
     report = Report(started_from="the bundle's anchor")
 
     def fail(what: str, position: int = 0) -> Report:
@@ -275,20 +317,23 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None) -> Report:
     for required in (MANIFEST, SIGNATURE, PUBLIC_KEY_FILE):
         if not (path / required).is_file():
             return fail(f"the bundle has no {required}")
+    if public_key_pem is None and not fingerprint:
+        return fail("no pinned key: a bundle verifies only against the instance's published "
+                    "audit key (--public-key audit-signing.pub, or --key-fingerprint)")
     try:
         bundled_key = load_public_key((path / PUBLIC_KEY_FILE).read_bytes())
         key = load_public_key(public_key_pem) if public_key_pem is not None else bundled_key
     except PublicKeyError as exc:
         return fail(f"the public key does not load ({exc})")
-    if key_id_of(key) != key_id_of(bundled_key):
-        return fail(
-            f"the bundle was signed for key {key_id_of(bundled_key)}, not the pinned key {key_id_of(key)}"
-        )
+    pins = [fingerprint_of(key)] if public_key_pem is not None else []
+    pins += [fingerprint.strip().lower()] if fingerprint else []
+    if not all(hmac.compare_digest(fingerprint_of(bundled_key).encode(), pin.encode()) for pin in pins):
+        return fail(f"the bundle was signed with key {key_id_of(bundled_key)}, not the pinned key")
     manifest_bytes = (path / MANIFEST).read_bytes()
-    try:
-        signature = bytes.fromhex((path / SIGNATURE).read_text().strip())
-    except ValueError:
-        return fail("manifest.sig is not a hex signature")
+    signature_text = (path / SIGNATURE).read_bytes()
+    if not _SIGNATURE_TEXT.fullmatch(signature_text):
+        return fail("manifest.sig is not exactly one lower-case hex Ed25519 signature")
+    signature = bytes.fromhex(signature_text.decode("ascii").rstrip("\n"))
     if not signature_valid(key, signature, MANIFEST_TAG + manifest_bytes):
         return fail("the manifest's signature does not verify: the manifest was changed or not signed by this key")
     try:
@@ -299,10 +344,7 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None) -> Report:
         return fail("the manifest does not parse")
     if manifest.get("format") != FORMAT:
         return fail(f"unknown bundle format {manifest.get('format')!r}")
-    report.notes.append(
-        f"signed by audit key {key_id_of(key)}"
-        + ("" if public_key_pem is not None else ": compare it with the instance's published key, or pin it with --public-key")
-    )
+    report.notes.append(f"signed by audit key {key_id_of(key)}, as pinned")
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
     for name in sorted(present - set(files)):
         fail(f"{name} is not listed in the manifest: it was added")
@@ -315,12 +357,17 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None) -> Report:
     if report.problems:
         return report
     try:
-        rows = [_row_from_json(json.loads(line)) for line in (path / ROWS).read_text().splitlines() if line]
-        checkpoints = [
-            Checkpoint.from_json(json.loads(line)) for line in (path / CHECKPOINTS).read_text().splitlines() if line
-        ]
-    except (ValueError, KeyError, TypeError):
-        return fail("rows.jsonl or checkpoints.jsonl does not parse")
+        row_data = [json.loads(line) for line in (path / ROWS).read_text().splitlines() if line]
+        checkpoint_data = [json.loads(line) for line in (path / CHECKPOINTS).read_text().splitlines() if line]
+        rows = [_row_from_json(data) for data in row_data]
+        checkpoints = [Checkpoint.from_json(data) for data in checkpoint_data]
+        activity = json.loads((path / "reports" / "activity.json").read_text())
+    except (ValueError, KeyError, TypeError, OSError):
+        return fail("rows.jsonl, checkpoints.jsonl or reports/activity.json does not parse")
+    for problem in _readable_disagreements(row_data, rows, checkpoint_data, checkpoints, activity, window):
+        report.problems.append(problem)
+    if report.problems:
+        return report
     anchor_position = extent.get("anchor_checkpoint")
     anchor = next((c for c in checkpoints if c.position == anchor_position), None)
     if anchor_position is not None and anchor is None:

@@ -38,6 +38,13 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(b"strongroom-audit-key\x00" + raw).hexdigest()[:16]
 
 
+def fingerprint_of(public_key: Ed25519PublicKey) -> str:
+    """The whole SHA-256 behind `key_id_of` (64 hex digits): what a verifier pins. The
+    16-digit key id names a key; it is too short to stand in for one against a forger."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(b"strongroom-audit-key\x00" + raw).hexdigest()
+
+
 def public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -9,6 +9,7 @@ fails when one byte of any of its files changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from click.testing import CliRunner, Result
 
 from application.context import RequestContext, acting_as
 from cli.main import main
+from infrastructure.audit.bundle import MANIFEST_TAG
 from infrastructure.composition import Settings, build
 from tests.application.conftest import customer_fields
 from tests.infrastructure.chain_attacks import RawStore
@@ -163,7 +165,13 @@ def test_a_bundle_verifies_offline_with_no_database_and_no_keys(
     assert "Ada Testperson" not in "".join(p.read_text() for p in bundle.rglob("*") if p.is_file())
 
 
-def test_a_bundle_fails_when_one_byte_of_any_file_changes(bundle: Path) -> None:
+def _verify(bundle: Path, instance: Path, *pin: str) -> Result:
+    """`audit verify --bundle`, pinned to the instance's published key unless `pin` says otherwise."""
+    return CliRunner().invoke(main, ["audit", "verify", "--bundle", str(bundle),
+                                     *(pin or ("--public-key", str(instance / "audit-signing.pub")))])
+
+
+def test_a_bundle_fails_when_one_byte_of_any_file_changes(bundle: Path, instance: Path) -> None:
     files = sorted(p for p in bundle.rglob("*") if p.is_file())
     assert {p.name for p in files} >= {"manifest.json", "manifest.sig", "audit-signing.pub", "rows.jsonl",
                                         "checkpoints.jsonl", "verification.json", "activity.json"}
@@ -173,12 +181,12 @@ def test_a_bundle_fails_when_one_byte_of_any_file_changes(bundle: Path) -> None:
         changed[len(changed) // 2] ^= 0x01
         path.write_bytes(bytes(changed))
         try:
-            result = CliRunner().invoke(main, ["audit", "verify", "--bundle", str(bundle)])
+            result = _verify(bundle, instance)
             assert result.exit_code == 1, f"a changed byte in {path.name} went unnoticed"
             assert "TAMPERING FOUND" in result.output
         finally:
             path.write_bytes(original)
-    assert CliRunner().invoke(main, ["audit", "verify", "--bundle", str(bundle)]).exit_code == 0
+    assert _verify(bundle, instance).exit_code == 0
 
 
 def test_a_bundle_pinned_to_another_key_fails(bundle: Path, tmp_path: Path) -> None:
@@ -190,6 +198,85 @@ def test_a_bundle_pinned_to_another_key_fails(bundle: Path, tmp_path: Path) -> N
     other.write_bytes(public_pem(Ed25519PrivateKey.generate().public_key()))
     result = CliRunner().invoke(main, ["audit", "verify", "--bundle", str(bundle), "--public-key", str(other)])
     assert result.exit_code == 1 and "not the pinned key" in result.output
+
+
+def _resign(bundle: Path, instance: Path) -> None:
+    """What an insider holding the KEK can do: rewrite the manifest's file hashes and
+    sign it again with the instance's own audit key (issue 11)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        data = (bundle / name).read_bytes()
+        entry.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(manifest_bytes)
+    built = build(Settings.load(instance))
+    try:
+        signature = built.tamper_evidence.signer.sign(MANIFEST_TAG + manifest_bytes)
+    finally:
+        built.close()
+    (bundle / "manifest.sig").write_text(signature.hex() + "\n")
+
+
+def test_a_bundle_verifies_only_against_a_pinned_key(bundle: Path, instance: Path, tmp_path: Path) -> None:
+    # Issue 11, item 4: without a pin, a bundle forged whole (its own key, its own
+    # signature) passed with exit 0. The key inside a bundle proves nothing.
+    unpinned = CliRunner().invoke(main, ["audit", "verify", "--bundle", str(bundle)])
+    assert unpinned.exit_code == 1 and "no pinned key" in unpinned.output
+    exported = run(instance, "audit", "export", "--out", str(tmp_path / "again"), "--json")
+    fingerprint = json.loads(exported.output)["key_fingerprint"]
+    assert len(fingerprint) == 64
+    assert _verify(bundle, instance, "--key-fingerprint", fingerprint).exit_code == 0
+    wrong = _verify(bundle, instance, "--key-fingerprint", "0" * 64)
+    assert wrong.exit_code == 1 and "not the pinned key" in wrong.output
+
+
+def test_readable_values_that_disagree_with_the_signed_ones_fail_even_when_signed_again(
+    bundle: Path, instance: Path
+) -> None:
+    # Issue 11, item 4: an insider with the signing key rewrites what a person reads
+    # (a row's recorded_at, a checkpoint's signed_at, the activity report) and signs
+    # the manifest again; the chained and signed values beside them must win.
+    def rewrite(name: str, change: Any) -> None:
+        (bundle / name).write_text(change((bundle / name).read_text()))
+
+    rows_text = (bundle / "rows.jsonl").read_text()
+    first_row = json.loads(rows_text.splitlines()[0])
+    checkpoint_text = (bundle / "checkpoints.jsonl").read_text()
+    signed_at = json.loads(checkpoint_text.splitlines()[0])["signed_at"]
+    activity_text = (bundle / "reports" / "activity.json").read_text()
+    tamperings = {
+        "a row's recorded_at": ("rows.jsonl", lambda text: text.replace(
+            first_row["recorded_at"], "2020-01-01T00:00:00.000000+00:00", 1)),
+        "a checkpoint's signed_at": ("checkpoints.jsonl", lambda text: text.replace(
+            signed_at, "2020-01-01T00:00:00.000000+00:00", 1)),
+        "the activity report": ("reports/activity.json", lambda text: text.replace(
+            "operator:", "operator:someone-else-", 1)),
+    }
+    _resign(bundle, instance)  # signing again unchanged content changes nothing
+    assert _verify(bundle, instance).exit_code == 0
+    originals = {"rows.jsonl": rows_text, "checkpoints.jsonl": checkpoint_text,
+                 "reports/activity.json": activity_text}
+    for what, (name, change) in tamperings.items():
+        rewrite(name, change)
+        assert (bundle / name).read_text() != originals[name], what
+        _resign(bundle, instance)
+        result = _verify(bundle, instance)
+        assert result.exit_code == 1, f"{what} rewritten and signed again went unnoticed"
+        (bundle / name).write_text(originals[name])
+        _resign(bundle, instance)
+    assert _verify(bundle, instance).exit_code == 0
+
+
+@pytest.mark.parametrize("text", [b"AB" * 64 + b"\n", b" " + b"ab" * 64, b"ab" * 32 + b" " + b"ab" * 32,
+                                  b"ab" * 64 + b"\n\n", b"ab" * 63])
+def test_the_signature_file_is_parsed_strictly(bundle: Path, instance: Path, text: bytes) -> None:
+    signature = (bundle / "manifest.sig").read_bytes().strip()
+    # The same signature, spelt loosely: fromhex() alone would take most of these.
+    loose = text.replace(b"ab" * 64, signature).replace(b"AB" * 64, signature.upper()).replace(
+        b"ab" * 32 + b" " + b"ab" * 32, signature[:64] + b" " + signature[64:])
+    (bundle / "manifest.sig").write_bytes(loose)
+    result = _verify(bundle, instance)
+    assert result.exit_code == 1 and "manifest.sig" in result.output
 
 
 def test_a_bundle_for_a_window_is_anchored_to_checkpoints(instance: Path, tmp_path: Path) -> None:
@@ -206,7 +293,7 @@ def test_a_bundle_for_a_window_is_anchored_to_checkpoints(instance: Path, tmp_pa
     assert manifest["window"]["rows"] == 3
     assert manifest["range"]["anchor_checkpoint"] is not None  # the rows before are not shipped
     assert manifest["range"]["from_position"] == manifest["range"]["anchor_checkpoint"]
-    assert run(instance, "audit", "verify", "--bundle", str(out)).exit_code == 0
+    assert _verify(out, instance).exit_code == 0
     activity = json.loads((out / "reports" / "activity.json").read_text())
     assert activity["by_actor"] == {"staff-agent-7": 3}
 
