@@ -106,6 +106,22 @@ class CustomerService:
             return perform()
         return self.app.writes.run(actor.staff_id, key, request, status, perform, replay)
 
+    def recorded_customer(self, actor: Actor, outcome: IdempotentOutcome) -> dict[str, Any]:
+        """The customer a retried write left the first time (at `outcome.version` or
+        later), read and recorded like any read; 202 while a worker has yet to
+        project that version (R7.4)."""
+        try:
+            view = self.read(actor, outcome.resource_id)
+            if int(view["version"]) >= outcome.version:
+                return view
+        except CustomerErased:
+            raise
+        except CustomerNotFound:
+            pass
+        if not self.app.projected_in_time(outcome.resource_id):
+            raise CustomerNotFound(outcome.resource_id)
+        return self.read(actor, outcome.resource_id)
+
     def recorded_interaction(self, actor: Actor, outcome: IdempotentOutcome) -> dict[str, Any]:
         """The interaction a retried POST recorded the first time, read (and recorded
         as a read) through the same policy as any listing."""

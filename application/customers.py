@@ -376,6 +376,25 @@ class Strongroom(Application[UUID]):
             raise CustomerNotFound(customer_id)
         return record
 
+    def projected_in_time(self, customer_id: str) -> bool:
+        """For a retry of a write that committed: True once the read model shows the
+        customer; ProjectionLagging (202) when the log holds it but a worker has yet
+        to project it within the bound; False when the log has no such customer.
+
+        Without it, retries racing the first attempt (the same Idempotency-Key) got
+        404 for a customer the first attempt had just created (issue 9, worker mode).
+        """
+        try:
+            originator = UUID(str(customer_id))
+        except ValueError:
+            return False
+        if not self.recorder.select_events(originator, limit=1):
+            return False
+        position = self.recorder.max_notification_id() or 0
+        if not self.projection.wait_for(position):
+            raise ProjectionLagging(position, [str(customer_id)])
+        return True
+
     def interactions(self, customer_id: UUID | str) -> list[dict[str, Any]]:
         self.customer_view(customer_id)
         return self.read_model.interactions(str(customer_id))

@@ -13,6 +13,7 @@ skipped, and the erasure record purges whatever was projected before it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,8 +22,12 @@ from application.errors import SubjectErased
 from application.ports import InTransactionHook
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
+from infrastructure.faults import is_store_unavailable, remaining
 from infrastructure.readmodel import CustomerDirectory, CustomerRow, InteractionRow
 from infrastructure.sql import Database, adapt_cursor
+
+# What a request keeps of its deadline for answering after waiting for the worker.
+ANSWER_RESERVE_SECONDS = 0.5
 
 PAGE = 500
 
@@ -103,12 +108,25 @@ class CustomerProjection:
         return ids
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.directory.position() < position:
+        """True once the read model has reached `position`; False when it has not in
+        time. The write is committed by now: a request's deadline (less the time to
+        answer) bounds the wait as well, and a store that stops answering while we
+        wait means "not yet", never an error (issue 9: a committed write answered 503
+        when the worker's bound and the request's deadline were both 5 s)."""
+        left = remaining(math.inf)
+        budget = timeout if left == math.inf else min(timeout, left - ANSWER_RESERVE_SECONDS)
+        deadline = time.monotonic() + budget
+        while True:
+            try:
+                if self.directory.position() >= position:
+                    return True
+            except Exception as exc:
+                if not is_store_unavailable(exc):
+                    raise
+                return False
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
-        return True
 
     # -- following the log --------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ def create_customer(fields: dict[str, Any]) -> Any:
     actor = current_actor()
     with acting(actor):
         view = service().once(actor, *keyed(), 201, lambda: service().create(actor, fields),
-                              lambda first: service().read(actor, first.resource_id))
+                              lambda first: service().recorded_customer(actor, first))
     body, status, headers = tagged(view, 201)
     return body, status, {**headers, "Location": f"{PREFIX}/{view['id']}"}
 
@@ -251,7 +251,7 @@ def update_customer(changes: dict[str, Any], customer_id: uuid.UUID, version: in
     actor = current_actor()
     with acting(actor):
         view = service().once(actor, *keyed(), 200, lambda: service().update(actor, str(customer_id), changes, version),
-                              lambda first: service().read(actor, first.resource_id))
+                              lambda first: service().recorded_customer(actor, first))
     return tagged(view)
 
 
@@ -325,7 +325,7 @@ def revert_customer(body: dict[str, Any], customer_id: uuid.UUID) -> Any:
     with acting(actor):
         view = service().once(actor, *keyed(), 200,
                               lambda: service().revert(actor, str(customer_id), body["to"], body["reason"]),
-                              lambda first: service().read(actor, first.resource_id))
+                              lambda first: service().recorded_customer(actor, first))
     return tagged(view)
 
 

@@ -83,3 +83,41 @@ def test_the_document_says_which_writes_can_answer_202(worker_app):
                       document["paths"]["/api/v1/customers/{customer_id}/revert"]["post"]):
         accepted = operation["responses"]["202"]
         assert {"Location", "Retry-After"} <= set(accepted["headers"])
+
+
+def test_a_committed_write_answers_202_when_the_request_deadline_ends_the_wait(app_factory, pg_url):
+    # Issue 9, item 5 (found again from outside): the worker's bound (5 s) and the
+    # request's deadline (5 s) ended together, and the wait's last look at the read
+    # model failed with DeadlineExceeded: 503 for a committed write, which a client
+    # without an Idempotency-Key then sent again and duplicated.
+    app = app_factory(database_url=pg_url, projection="worker", request_deadline_seconds=1)
+    client = app.test_client()
+    agent = quick_login(client, app, roles=["agent"], portfolios=["retail"])
+    before = strongroom(app).recorder.max_notification_id()
+    started = time.monotonic()
+    created = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+    assert created.status_code == 202, created.get_json()
+    assert time.monotonic() - started < 1.5
+    assert created.get_json()["position"] > before
+
+
+def test_retries_racing_the_first_attempt_under_one_key_answer_what_it_did(worker_app):
+    # Issue 9 (worker mode): 8 concurrent POSTs with one Idempotency-Key got one 201
+    # and seven 404s: the retries read a customer the worker had not projected yet.
+    client = worker_app.test_client()
+    agent = quick_login(client, worker_app, roles=["agent"], portfolios=["retail"])
+    headers = {**agent, "Idempotency-Key": "race-1"}
+    body = customer_body()
+    answers: list = []
+
+    def post() -> None:
+        response = worker_app.test_client().post("/api/v1/customers", json=body, headers=headers)
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(status for status, _ in answers) == [202] * 8, answers
+    assert len({answer["id"] for _, answer in answers}) == 1
