@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -58,12 +58,13 @@ def load_settings(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def components(ctx: click.Context) -> Iterator[Components]:
-    """Build the application for one command; configuration problems exit 2."""
+def components(ctx: click.Context, refuse: Callable[[str], NoReturn] | None = None) -> Iterator[Components]:
+    """Build the application for one command; configuration problems exit 2, through
+    `refuse` when the command says how (a process that logs JSON), else `fail`."""
     try:
         built = build(Settings.load(instance_of(ctx)))
     except (*SETUP_ERRORS, ValueError) as exc:
-        fail(str(exc))
+        (refuse or fail)(str(exc))
     try:
         yield built
         built.tamper_evidence.flush()  # sign a checkpoint over what this command wrote (R3.3)

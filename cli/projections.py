@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 from datetime import datetime
+from typing import NoReturn
 
 import click
 
-from cli.context import ISO_TIME, components, fail
+from cli.context import EXIT_USAGE, ISO_TIME, components, fail
+from infrastructure.logs import WORKER_LOGGER, configure_process_logging
+
+log = logging.getLogger(WORKER_LOGGER)
 
 
 @click.group("projections")
@@ -35,14 +41,23 @@ def rebuild(ctx: click.Context, position: int | None, when: datetime | None) -> 
         click.echo(f"rebuilt read models from {rebuilt.events} events (position {rebuilt.position})")
 
 
+def _refuse(message: str) -> NoReturn:
+    """The worker's `fail`: the same message and exit status, as a JSON log line."""
+    log.error(message)
+    sys.exit(EXIT_USAGE)
+
+
 @click.command("worker")
 @click.pass_context
 def worker_command(ctx: click.Context) -> None:
     """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker)."""
+    # Every line the worker writes is JSON, like the server's (R7.3).
+    configure_process_logging()
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
-    with components(ctx) as built:
-        click.echo(f"worker following the log from position {built.operations.read_model_position()}")
+    with components(ctx, refuse=_refuse) as built:
+        log.info("worker following the log",
+                    extra={"fields": {"position": built.operations.read_model_position()}})
         try:
             built.operations.follow_log(stop=lambda: stopping["now"])
         except KeyboardInterrupt:

@@ -23,7 +23,7 @@ import click
 from cli.context import EXIT_USAGE, instance_of
 from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
-from web.logs import SERVE_LOGGER, configure_process_logging
+from infrastructure.logs import SERVE_LOGGER, configure_process_logging
 
 # Everything `serve` writes is a JSON log line on stderr (R7.3), its own start-up
 # lines and refusals included: a log collector reading the stream never meets a
@@ -100,7 +100,7 @@ def gunicorn_logger_class() -> type:
     """gunicorn's own log lines as JSON, with query strings blanked and no traces."""
     from gunicorn.glogging import Logger
 
-    from web.logs import JsonFormatter
+    from infrastructure.logs import JsonFormatter
 
     class JsonLogger(Logger):  # type: ignore[misc]
         def setup(self, cfg: Any) -> None:

@@ -13,6 +13,7 @@ skipped, and the erasure record purges whatever was projected before it.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,11 +24,23 @@ from application.ports import InTransactionHook
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from infrastructure.faults import is_store_unavailable, remaining
+from infrastructure.logs import WORKER_LOGGER
 from infrastructure.readmodel import CustomerDirectory, CustomerRow, InteractionRow
 from infrastructure.sql import Database, adapt_cursor
 
 # What a request keeps of its deadline for answering after waiting for the worker.
 ANSWER_RESERVE_SECONDS = 0.5
+# The longest the worker waits between attempts while its store does not answer.
+OUTAGE_PAUSE_MAX = 5.0
+
+log = logging.getLogger(WORKER_LOGGER)
+
+
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
+    """Sleep `seconds`, waking early when told to stop."""
+    until = time.monotonic() + seconds
+    while not stop() and time.monotonic() < until:
+        time.sleep(min(0.1, max(0.0, until - time.monotonic())))
 
 PAGE = 500
 
@@ -201,10 +214,34 @@ class CustomerProjection:
         return self.catch_up(app, upto=upto, progress=progress, empty=True)
 
     def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
-        """The worker loop: follow the log until told to stop."""
+        """The worker loop: follow the log until told to stop.
+
+        A store that stops answering (a crash, a restart, a full disk) pauses the
+        worker, which tries again at growing intervals up to `OUTAGE_PAUSE_MAX` and
+        carries on from its tracked position when the store is back: a batch and its
+        position commit together, so nothing is projected twice or skipped. Before
+        this, the worker exited on the first refused connection and stayed down until
+        someone restarted it (issue 9).
+        """
         cache: dict[str, Customer] = {}
+        pause = 0.0
         while not stop():
-            if self.catch_up(app, cache=cache) == 0:
+            try:
+                projected = self.catch_up(app, cache=cache)
+            except Exception as exc:
+                if not is_store_unavailable(exc):
+                    raise
+                cache.clear()  # what was cached may not have committed
+                pause = min(max(interval, 2 * pause), OUTAGE_PAUSE_MAX)
+                log.warning("store unavailable; the worker will try again",
+                            extra={"fields": {"exc_type": type(exc).__name__, "retry_in_seconds": pause}})
+                _sleep_unless(stop, pause)
+                continue
+            if pause:
+                log.info("store available again; the worker carries on",
+                            extra={"fields": {"position": self.directory.position()}})
+                pause = 0.0
+            if projected == 0:
                 time.sleep(interval)
             if len(cache) > 10_000:
                 cache.clear()

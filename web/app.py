@@ -16,11 +16,12 @@ from typing import Any
 from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from infrastructure import logs
 from infrastructure.composition import Components, ConfigurationError, Settings, build
 from infrastructure.crypto.kek import KekError
 from infrastructure.faults import end_deadline, start_deadline
 from infrastructure.sql import DatabaseUnavailable
-from web import errors, headers, health, logs, openapi
+from web import errors, headers, health, openapi
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: far above any customer record, far below a memory attack
 

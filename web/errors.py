@@ -53,7 +53,7 @@ from application.staff_admin import (
 from domain.errors import DomainError
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
-from web.logs import ERROR_LOGGER
+from infrastructure.logs import ERROR_LOGGER
 from web.schemas import flatten_errors
 
 log = logging.getLogger(ERROR_LOGGER)

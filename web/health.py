@@ -26,7 +26,7 @@ from marshmallow import Schema, fields
 
 from web.bounded import BoundedCall
 from web.errors import RETRY_AFTER_SECONDS, error_response
-from web.logs import ERROR_LOGGER
+from infrastructure.logs import ERROR_LOGGER
 from web.openapi import Api, Blueprint
 
 log = logging.getLogger(ERROR_LOGGER)

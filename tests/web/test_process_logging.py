@@ -19,7 +19,7 @@ PLANTED = "leaked@example.org"
 
 CHILD = textwrap.dedent(f"""
     import logging, threading, warnings
-    from web.logs import configure_process_logging
+    from infrastructure.logs import configure_process_logging
     configure_process_logging()
     logging.getLogger("psycopg.pool").warning("error connecting in 'pool-1'")
     logging.getLogger("psycopg.pool").info("below the root level: not written")

@@ -1,4 +1,5 @@
-"""Structured JSON logs, one object a line (R7.3).
+"""Structured JSON logs, one object a line, for every long-running process: the
+API server and the projection worker (R7.3).
 
 A log line is the easiest place for personal data to leak: a query string carries
 an email, an exception message carries a value, a traceback carries locals. So the
@@ -20,6 +21,7 @@ from typing import Any
 REQUEST_LOGGER = "strongroom.request"
 ERROR_LOGGER = "strongroom.error"
 SERVE_LOGGER = "strongroom.serve"
+WORKER_LOGGER = "strongroom.worker"
 
 # "/path?email=a@b.c" in a server's own message (a bad request line, say) becomes
 # "/path?<redacted>": the query string is where personal data rides in a URL.
@@ -66,7 +68,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Give Strongroom's loggers one JSON handler on stderr (idempotent)."""
-    for name in (REQUEST_LOGGER, ERROR_LOGGER, SERVE_LOGGER):
+    for name in (REQUEST_LOGGER, ERROR_LOGGER, SERVE_LOGGER, WORKER_LOGGER):
         logger = logging.getLogger(name)
         logger.setLevel(level)
         # Our lines are complete on their own; a root handler added by a host
@@ -87,7 +89,7 @@ def _json_handler() -> logging.Handler:
 
 
 def configure_process_logging() -> None:
-    """Make every line a server process writes a JSON line (R7.3), not only Strongroom's own.
+    """Make every line a server or worker process writes a JSON line (R7.3), not only Strongroom's own.
 
     A library's logger (psycopg's pool, the eventsourcing recorders, Flask's own), a
     Python warning and an exception that escapes a thread would otherwise each print
