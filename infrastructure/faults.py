@@ -24,7 +24,11 @@ Three things, all about a store that is down, full or contended:
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import sqlite3
+import threading
 import time
 from contextvars import ContextVar, Token
 from typing import Any
@@ -35,11 +39,16 @@ from eventsourcing.persistence import OperationalError as LibraryOperationalErro
 from psycopg_pool import PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
+from infrastructure.logs import ERROR_LOGGER
 from infrastructure.sql import DatabaseUnavailable
+
+log = logging.getLogger(ERROR_LOGGER)
 
 __all__ = [
     "DeadlineExceeded",
     "StoreKnownDown",
+    "WATCHDOG",
+    "Watchdog",
     "bounded_pool_class",
     "end_deadline",
     "is_store_unavailable",
@@ -130,6 +139,75 @@ class StoreKnownDown(DeadlineExceeded):
     """Refused without waiting: the pool's last attempt to connect failed (503)."""
 
 
+class Watchdog:
+    """Cuts a connection that outlives its request's deadline (R7.6).
+
+    A server that hangs (stopped, or its host unreachable without a reset) answers
+    nothing: no error comes back, and a statement or a ping waits forever, holding
+    its request thread; the request's deadline bounds only waits in the pool. So a
+    connection handed out under a deadline is watched, and one still out
+    `GRACE_SECONDS` after it has its socket shut down: the blocked call fails at once
+    (psycopg: the server closed the connection), the request answers 503, and the
+    pool discards the connection. A cut marks the pool hung: requests then fail fast
+    (one probe at a time) until a ping succeeds again.
+
+    One watchdog per process, its thread started at the first watch. Cutting happens
+    under the lock that `release` takes, so a connection already back in the pool
+    (and perhaps handed to another request) is never cut.
+    """
+
+    GRACE_SECONDS = 0.5
+    TICK_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[int, tuple[float, Any, Any]] = {}
+        self._thread: threading.Thread | None = None
+        self.cuts = 0
+
+    def watch(self, pool: Any, conn: Any, deadline: float) -> None:
+        with self._lock:
+            self._due[id(conn)] = (deadline + self.GRACE_SECONDS, conn, pool)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="strongroom-watchdog", daemon=True)
+                self._thread.start()
+
+    def release(self, conn: Any) -> None:
+        with self._lock:
+            self._due.pop(id(conn), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                for key, (due, conn, pool) in list(self._due.items()):
+                    if due <= now:
+                        del self._due[key]
+                        self._cut(conn)
+                        pool.__dict__["_strongroom_hung"] = True
+
+    def _cut(self, conn: Any) -> None:
+        try:
+            # A second descriptor for the same socket: shutdown acts on the socket,
+            # so the connection's own blocked read ends; closing ours leaves its fd.
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        except (OSError, ValueError, psycopg.Error):
+            return  # already closed
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            self.cuts += 1
+            log.warning("cut a database connection that outlived its request's deadline",
+                        extra={"fields": {"grace_seconds": self.GRACE_SECONDS}})
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+WATCHDOG = Watchdog()
+
+
 def bounded_pool_class(base: type[Any]) -> type[Any]:
     """A subclass of psycopg_pool `ConnectionPool` class `base`: waits for a connection
     bounded by the request's deadline (and short while the server is known to be
@@ -153,26 +231,38 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
             # crash breaks them all) goes back to be discarded and the next is tried at
             # once; psycopg_pool's own `check` sleeps a second or more between tries,
             # which held every request thread for its whole deadline after a crash.
+            deadline = _deadline.get()
             for _ in range(self.max_size + 1):
                 conn = self._wait_for_connection(budget)
+                if deadline is not None:
+                    WATCHDOG.watch(self, conn, deadline)  # a hung server cannot hold the thread
                 try:
                     self.check_connection(conn)
                 except Exception:  # any failed ping: the connection is not handed out
                     self.putconn(conn)  # broken: the pool discards it and connects anew
-                    if self.__dict__.get("_strongroom_unreachable") and _deadline.get() is not None:
+                    known_down = self.__dict__.get("_strongroom_unreachable") or self.__dict__.get("_strongroom_hung")
+                    if known_down and deadline is not None:
                         raise StoreKnownDown("the database is known to be unreachable") from None
                     # A failed ping is a sign the server may be down: wait briefly.
                     budget = min(remaining(self.timeout), KNOWN_DOWN_WAIT_SECONDS)
                     if budget <= 0:
                         raise DeadlineExceeded("the request's time for the database has run out") from None
                     continue
+                self.__dict__["_strongroom_hung"] = False
                 return conn
             raise DeadlineExceeded("no working database connection")
 
+        def putconn(self, conn: Any) -> None:
+            WATCHDOG.release(conn)
+            super().putconn(conn)
+
         def _known_down(self) -> bool:
-            """The last connection attempt failed and no connection is idle; raises
-            `StoreKnownDown` for all but one request in each probe interval."""
-            if not self.__dict__.get("_strongroom_unreachable") or self.get_stats().get("pool_available"):
+            """The last connection attempt failed and no connection is idle, or the
+            watchdog cut a connection the server left hanging and no ping has
+            succeeded since; raises `StoreKnownDown` for all but one request in each
+            probe interval."""
+            unreachable = self.__dict__.get("_strongroom_unreachable") and not self.get_stats().get("pool_available")
+            if not unreachable and not self.__dict__.get("_strongroom_hung"):
                 return False
             now = time.monotonic()
             probed = self.__dict__.get("_strongroom_probed", 0.0)

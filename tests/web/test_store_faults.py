@@ -31,6 +31,7 @@ import pytest
 from tests.throwaway_pg import cluster  # noqa: F401 - the fixture, used by name
 from tests.web.customers_support import customer_body
 from tests.web.helpers import quick_login
+from infrastructure.faults import Watchdog
 from web.errors import RETRY_AFTER_SECONDS
 
 DEADLINE = 5.0  # the default request_deadline_seconds
@@ -179,6 +180,63 @@ def test_sqlite_disk_full_answers_503_and_readyz_is_not_ready(app_factory, full_
     assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
     assert client.get("/readyz").status_code == 200
 
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_hung_postgres_answers_503_within_the_deadline_and_heals_when_it_answers_again(app_factory, cluster):
+    # Fault: every server process stopped (SIGSTOP): connections stay open and nothing
+    # answers, no error either. Found from outside (issue 9): requests waited the whole
+    # hang (60 s) before answering, because the deadline bounded only waits in the pool.
+    deadline = 1.0
+    app = app_factory(database_url=cluster.url("strongroom"), request_deadline_seconds=deadline)
+    client = app.test_client()
+    agent = quick_login(client, app)
+    created = client.post("/api/v1/customers", json=customer_body(), headers=agent)
+    assert created.status_code == 201, created.get_json()
+    customer_id = created.get_json()["id"]
+
+    answers: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def hammer(kind: str) -> None:
+        own = app.test_client()
+        while not stop.is_set():
+            started = time.monotonic()
+            if kind == "write":
+                response = own.post("/api/v1/customers", json=customer_body(), headers=agent)
+            else:
+                response = own.get(f"/api/v1/customers/{customer_id}", headers=agent)
+            answers.append((time.monotonic() - started, response.status_code))
+
+    cluster.freeze()
+    try:
+        clients = [threading.Thread(target=hammer, args=(kind,)) for kind in ("write", "read", "read")]
+        for thread in clients:
+            thread.start()
+        time.sleep(4 * deadline)
+        stop.set()
+        for thread in clients:
+            thread.join(10 * deadline)
+        assert not any(thread.is_alive() for thread in clients), "a request is still waiting on the hung server"
+        ready = client.get("/readyz")
+    finally:
+        cluster.thaw()
+    durations = [duration for duration, _ in answers]
+    statuses = {status for _, status in answers}
+    assert answers and statuses == {503}, statuses
+    assert max(durations) < deadline + Watchdog.GRACE_SECONDS + 1.0, max(durations)
+    assert ready.status_code == 503
+    # The server answers again: the next requests succeed without a restart.
+    healed = None
+    until = time.monotonic() + 10
+    while time.monotonic() < until:
+        healed = client.get(f"/api/v1/customers/{customer_id}", headers=agent)
+        if healed.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert healed is not None and healed.status_code == 200, healed.get_json() if healed else None
+    assert client.post("/api/v1/customers", json=customer_body(), headers=agent).status_code == 201
 
 
 def test_postgres_disk_full_answers_503_and_readyz_is_not_ready(app_factory, cluster):
