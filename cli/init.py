@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -15,8 +16,11 @@ from cli.context import components, fail, instance_of, operator_context
 from infrastructure.composition import CONFIG_FILE, ConfigurationError, Settings
 from infrastructure.crypto.blind_index import bits_for
 from infrastructure.crypto.kek import LocalKek
-from infrastructure.schema_undo import Snapshot, snapshot, undo
+from infrastructure.schema_undo import Snapshot, snapshot, snapshot_from_json, snapshot_to_json, undo
 from infrastructure.tls import make_self_signed
+
+# In the staging folder: the databases' schema objects before init touched them.
+INIT_STATE = "init-state.json"
 
 
 @click.command("init")
@@ -29,6 +33,7 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
     folder = Path(instance_of(ctx) or "instance").resolve()
     if folder.exists() and any(folder.iterdir()):
         fail(f"{folder} already exists and is not empty; nothing was changed")
+    _take_back_killed(ctx, folder)
     # Everything is made in a staging folder and renamed into place at the end, so
     # a failed init leaves nothing half-made behind.
     staging = folder.with_name(f".{folder.name}.init-{secrets.token_hex(4)}")
@@ -54,6 +59,10 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
         make_self_signed(staging / "tls" / "cert.pem", staging / "tls" / "key.pem")
         ctx.obj["instance"] = str(staging)
         found = _as_found(ctx)
+        # Written before the databases are touched: an init killed after this point
+        # is taken back by the next init, which finds this file (`_take_back_killed`).
+        (staging / INIT_STATE).write_text(json.dumps(
+            {"pid": os.getpid(), "databases": [snapshot_to_json(before) for before in found]}))
         with components(ctx) as built, acting_as(operator_context("initial setup")):
             # A staff account: no read model waits on it, so no projection worker need
             # run yet (STRONGROOM_PROJECTION=worker, R7.4).
@@ -80,6 +89,54 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
         click.echo(f"  username: {admin.username}\n  password: {admin.one_time_password}\n"
                    f"  TOTP:     {admin.totp_uri}")
         click.echo(f"  recovery codes: {' '.join(admin.recovery_codes)}")
+
+
+def _take_back_killed(ctx: click.Context, folder: Path) -> None:
+    """Take back what an earlier init of this folder made before it was killed (or
+    failed and could not drop it): its staging folder holds the databases' schema as
+    it found them, and its KEK, the only key to what it wrote. Found from outside
+    (issue 9): an init killed with SIGKILL left 11 to 18 tables sealed under a KEK no
+    later init had, and every later init was refused."""
+    for leftover in sorted(folder.parent.glob(f".{folder.name}.init-*")):
+        state = leftover / INIT_STATE
+        if leftover.is_dir() and state.is_file():
+            ctx.obj["instance"] = str(leftover)
+            try:
+                urls = list(dict.fromkeys(_urls(ctx)))
+                recorded = json.loads(state.read_text())
+                if _running(int(recorded["pid"])):
+                    fail(f"another init of {folder.name} is running (process {recorded['pid']}); "
+                         "nothing was changed")
+                saved = recorded["databases"]
+                if len(saved) != len(urls):
+                    fail(f"{leftover} was made for other databases; remove it by hand; nothing was changed")
+                for url, data in zip(urls, saved):
+                    undo(snapshot_from_json(url, data))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                fail(f"cannot read {state} ({type(exc).__name__}); nothing was changed")
+            except Exception as exc:  # the database's own error: its message may name a host
+                fail(f"an earlier init of {folder.name} was interrupted, and what it made in the database "
+                     f"cannot be dropped now ({type(exc).__name__}); its KEK is kept in {leftover}")
+            finally:
+                ctx.obj["instance"] = str(folder)
+            click.echo(f"an earlier init of {folder.name} was interrupted: dropped what it made in the "
+                       "database", err=True)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _urls(ctx: click.Context) -> list[str]:
+    settings = Settings.load(instance_of(ctx))
+    return [settings.database_url, settings.keys_database_url]
 
 
 def _as_found(ctx: click.Context) -> list[Snapshot]:

@@ -50,6 +50,19 @@ class Snapshot:
     functions: frozenset[str] = field(default_factory=frozenset)
 
 
+def snapshot_to_json(before: Snapshot) -> dict[str, Any]:
+    """A snapshot as JSON, without its URL (which may carry a password): whoever
+    reads it back knows the URL from the same settings."""
+    return {"existed": before.existed, "schemas": sorted(before.schemas),
+            "relations": sorted(list(r) for r in before.relations), "functions": sorted(before.functions)}
+
+
+def snapshot_from_json(url: str, data: dict[str, Any]) -> Snapshot:
+    return Snapshot(url, existed=bool(data["existed"]), schemas=frozenset(map(str, data["schemas"])),
+                    relations=frozenset((str(a), str(b), str(c)) for a, b, c in data["relations"]),
+                    functions=frozenset(map(str, data["functions"])))
+
+
 def snapshot(url: str) -> Snapshot:
     """The schema objects `url`'s database holds now."""
     if is_postgres(url):
