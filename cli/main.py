@@ -27,6 +27,7 @@ from cli import (
 )
 from cli.context import EXIT_CHECK_FAILED, SETUP_ERRORS, fail
 from domain.errors import DomainError
+from infrastructure.faults import is_store_unavailable
 
 
 @click.group()
@@ -67,6 +68,11 @@ def run() -> None:  # pragma: no cover - console entry
     except Exception as exc:
         if os.environ.get("STRONGROOM_DEBUG"):
             raise
+        if is_store_unavailable(exc):
+            # A store that went away mid-command (a crash, a restart, a full disk): say
+            # so, by the error's type alone (its message may name a host or a value).
+            fail(f"the database became unavailable ({type(exc).__name__}); run the command again "
+                 "once it answers")
         fail(f"internal error ({type(exc).__name__}); rerun with STRONGROOM_DEBUG=1 for details", EXIT_CHECK_FAILED)
 
 

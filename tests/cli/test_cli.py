@@ -160,3 +160,22 @@ def test_missing_kek_is_a_configuration_error(tmp_path):
     (instance / "kek.key").unlink()
     result = run(instance, "customers", "show", "00000000-0000-4000-8000-000000000000")
     assert result.exit_code == 2 and "no KEK file" in result.output
+
+
+def test_a_store_lost_mid_command_is_named_not_called_an_internal_error(monkeypatch, capsys):
+    # Found from outside (issue 9): `backup create` during a PostgreSQL crash printed
+    # "internal error (OperationalError)"; the operator needs to know to run it again.
+    import psycopg
+
+    from cli import main as entry
+
+    def crashed(*_args, **_kwargs):
+        raise psycopg.OperationalError("server closed the connection unexpectedly to host db.internal")
+
+    monkeypatch.setattr(entry, "main", crashed)
+    with pytest.raises(SystemExit) as exited:
+        entry.run()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "the database became unavailable (OperationalError)" in err
+    assert "db.internal" not in err and "internal error" not in err
