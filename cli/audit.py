@@ -29,6 +29,7 @@ from cli.context import (
     fail,
     load_settings,
     operator_context,
+    require_store,
 )
 from infrastructure.audit.bundle import BundleError, export_bundle, verify_bundle
 from infrastructure.audit.checkpoints import COPY_ATTEMPTS, ChainBroken, copy_name
@@ -101,6 +102,7 @@ def _verify_store(ctx: click.Context, from_checkpoint: bool) -> Report:
     against `audit-signing.pub` alone: tamper evidence must survive the loss of the
     key (R3.3), and an auditor given the store need not be given the KEK."""
     settings = load_settings(ctx)
+    require_store(settings)
     try:
         built = build(settings)
     except KekError:

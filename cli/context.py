@@ -12,6 +12,7 @@ Command modules import this module, never `cli.main`, so nothing imports in a ci
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import click
 from application.context import RequestContext
 from infrastructure.composition import Components, ConfigurationError, Settings, build
 from infrastructure.crypto.kek import KekError
-from infrastructure.sql import DatabaseUnavailable
+from infrastructure.sql import DatabaseUnavailable, is_postgres, sqlite_path
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -57,12 +58,29 @@ def load_settings(ctx: click.Context) -> Settings:
         fail(str(exc))
 
 
+def require_store(settings: Settings, refuse: Callable[[str], NoReturn] = fail) -> None:
+    """Every command but `init` works on a store init made. A SQLite URL naming no
+    file is a mistake (a typo in the URL, a volume not mounted): opening it would
+    quietly make an empty store, which `audit verify` called intact and `serve`
+    served (found from outside, issue 9)."""
+    if not is_postgres(settings.database_url):
+        path = sqlite_path(settings.database_url)
+        if not os.path.exists(path):
+            refuse(f"there is no event store at {path}: run `strongroom init` first, or check the "
+                   "database URL; nothing was changed")
+
+
 @contextmanager
-def components(ctx: click.Context, refuse: Callable[[str], NoReturn] | None = None) -> Iterator[Components]:
+def components(ctx: click.Context, refuse: Callable[[str], NoReturn] | None = None, *,
+               new_store: bool = False) -> Iterator[Components]:
     """Build the application for one command; configuration problems exit 2, through
-    `refuse` when the command says how (a process that logs JSON), else `fail`."""
+    `refuse` when the command says how (a process that logs JSON), else `fail`.
+    Only `init` makes a new store (`new_store`)."""
     try:
-        built = build(Settings.load(instance_of(ctx)))
+        settings = Settings.load(instance_of(ctx))
+        if not new_store:
+            require_store(settings, refuse or fail)
+        built = build(settings)
     except (*SETUP_ERRORS, ValueError) as exc:
         (refuse or fail)(str(exc))
     try:

@@ -63,7 +63,7 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
         # is taken back by the next init, which finds this file (`_take_back_killed`).
         (staging / INIT_STATE).write_text(json.dumps(
             {"pid": os.getpid(), "databases": [snapshot_to_json(before) for before in found]}))
-        with components(ctx) as built, acting_as(operator_context("initial setup")):
+        with components(ctx, new_store=True) as built, acting_as(operator_context("initial setup")):
             # A staff account: no read model waits on it, so no projection worker need
             # run yet (STRONGROOM_PROJECTION=worker, R7.4).
             admin = built.staff_admin.enrol_first_admin()

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from cli.context import EXIT_USAGE, instance_of
+from cli.context import EXIT_USAGE, instance_of, require_store
 from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
 from infrastructure.logs import SERVE_LOGGER, configure_process_logging
@@ -148,6 +148,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         settings = Settings.load(instance_of(ctx))
     except ConfigurationError as exc:
         refuse(str(exc))
+    require_store(settings, refuse)
     cert, key = _check_tls_files(settings)
 
     master_pid = os.getpid()

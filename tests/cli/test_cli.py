@@ -179,3 +179,18 @@ def test_a_store_lost_mid_command_is_named_not_called_an_internal_error(monkeypa
     err = capsys.readouterr().err
     assert "the database became unavailable (OperationalError)" in err
     assert "db.internal" not in err and "internal error" not in err
+
+
+def test_commands_other_than_init_refuse_a_sqlite_store_that_is_not_there(tmp_path, monkeypatch):
+    # Found from outside (issue 9): `audit verify` and `serve` on an instance whose
+    # SQLite file was missing made an empty store; verify called it intact (exit 0).
+    instance = tmp_path / "instance"
+    runner = CliRunner()
+    assert runner.invoke(main, ["--instance", str(instance), "init", "--json"]).exit_code == 0
+    missing = tmp_path / "not-mounted" / "strongroom.sqlite"
+    monkeypatch.setenv("STRONGROOM_DATABASE_URL", f"sqlite:///{missing}")
+    for command in (["audit", "verify"], ["customers", "find", "--email", "a@example.org"], ["serve"]):
+        result = runner.invoke(main, ["--instance", str(instance), *command])
+        assert result.exit_code == 2, (command, result.output)
+        assert "there is no event store at" in result.output, command
+        assert not missing.exists() and not missing.parent.exists(), command

@@ -101,6 +101,7 @@ def test_a_sweep_against_an_empty_event_log_is_refused(tmp_path: Path, monkeypat
     # URL of another (empty) one. Every key would look orphaned.
     folder = tmp_path / "instance"
     assert run(folder, "init", "--json").exit_code == 0
+    (tmp_path / "another.sqlite").touch()  # an empty store (a missing one is refused before this)
     monkeypatch.setenv("STRONGROOM_DATABASE_URL", f"sqlite:///{tmp_path / 'another.sqlite'}")
     result = run(folder, "keys", "sweep-orphans", "--grace-hours", "0")
     assert result.exit_code == 1 and "event log is empty" in result.output
