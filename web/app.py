@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from infrastructure.composition import Components, ConfigurationError, Settings, build
 from infrastructure.crypto.kek import KekError
@@ -95,7 +95,14 @@ def _refuse_oversized_body() -> None:
         # werkzeug stops reading a streamed body at the limit without complaint, so
         # the view would get a silently truncated body; read it here (cached for the
         # view) and refuse one that fills the limit.
-        if len(request.get_data(cache=True)) >= limit:
+        try:
+            body = request.get_data(cache=True)
+        except Exception:  # noqa: BLE001 - see below
+            # The server's chunk parser refused the framing (a bad chunk size, a missing
+            # terminator: gunicorn's own ParseException, which the web layer does not
+            # import) or the client went away: the client's fault, a 400, never a 500.
+            raise BadRequest() from None
+        if len(body) >= limit:
             raise RequestEntityTooLarge()
 
 
