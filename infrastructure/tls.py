@@ -17,6 +17,7 @@ import ipaddress
 import ctypes
 import os
 import ssl
+import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -44,6 +45,11 @@ def restrict_groups(context: ssl.SSLContext, groups: tuple[str, ...] = INTERMEDI
     the object header of CPython's PySSLContext. Fails loudly rather than serving the
     defaults.
     """
+    if hasattr(context, "set_groups"):  # Python 3.15 and later say it themselves
+        context.set_groups(":".join(groups))
+        return
+    if sys.implementation.name != "cpython":
+        raise TlsSetupError("restricting the TLS groups needs CPython's ssl module")
     import _ssl
 
     libssl = ctypes.CDLL(_ssl.__file__)
