@@ -33,6 +33,7 @@ from application.clock import Clock, utc_now
 from application.context import RequestContext, acting_as, current_context
 from application.customers import Strongroom
 from application.errors import ApplicationError, SubjectErased, ValidationFailed, VersionConflict
+from application.password_rules import weakness
 from application.policy import STEP_UP_WINDOW, Policy
 from application.ports import (
     BreakGlassStore,
@@ -194,7 +195,8 @@ class Identity:
         hasher: PasswordHasher,
         common_passwords: Callable[[], frozenset[str]],
         new_recovery_codes: Callable[[], tuple[list[str], list[str]]],
-        recovery_code_hash: Callable[[str], str],
+        recovery_code_matches: Callable[[str, str], bool],
+        recovery_code_outdated: Callable[[str], bool],
         clock: Clock = utc_now,
         rules: IdentityRules | None = None,
         policy: Policy | None = None,
@@ -209,7 +211,10 @@ class Identity:
         self.hasher = hasher
         self._common_passwords = common_passwords
         self._new_recovery_codes = new_recovery_codes
-        self._recovery_code_hash = recovery_code_hash
+        # (code, stored) -> whether they match, in constant time; and whether a stored
+        # code is of a format too weak to keep (the whole set is then replaced).
+        self._recovery_code_matches = recovery_code_matches
+        self._recovery_code_outdated = recovery_code_outdated
         self.clock = clock
         self.rules = rules or IdentityRules()
         # Reading or ending someone else's sessions is an authorisation like any
@@ -297,8 +302,10 @@ class Identity:
         return base64.b32encode(digest).decode()
 
     def check_password_rules(self, password: str, *, username: str | None = None) -> None:
-        """R2.1: length 12-128, not a common password (case-insensitive), not the username.
-        No composition rules (NIST SP 800-63B)."""
+        """R2.1: length 12-128, not a common password (case-insensitive), not the username
+        (in any look-alike spelling), not spaces or one character repeated, not built on
+        the service's name or the year (application/password_rules.py). No composition
+        rules (NIST SP 800-63B)."""
         if _text(password) != password:
             raise WeakPassword("must be valid Unicode text")
         if len(password) < self.rules.password_min:
@@ -310,6 +317,12 @@ class Identity:
             raise WeakPassword("is a commonly used password")
         if username is not None and username.lower() in folded:
             raise WeakPassword("must not contain the username")
+        # Spaces only, one character repeated, the username in look-alike letters, the
+        # service's name or the year as the bulk of it (issue 10, item 10b).
+        reason = weakness(password, username=username, minimum=self.rules.password_min,
+                          context_words=("strongroom", ISSUER, str(self.now().year)))
+        if reason is not None:
+            raise WeakPassword(reason)
 
     def new_one_time_password(self) -> str:
         """A random password (24 URL-safe characters, 144 bits) to be changed at first use."""
@@ -385,8 +398,10 @@ class Identity:
                 raise self._fail("mfa_failed", "wrong_code", staff_id, "mfa")
             method = "totp"
         else:
-            if not self._spend_recovery_code(member, code):
+            spent = self._spend_recovery_code(member, code)
+            if spent is None:
                 raise self._fail("mfa_failed", "wrong_recovery_code", staff_id, "mfa")
+            recovery_codes = spent or None
             method = "recovery_code"
         self.throttle.clear_failures(staff_id)
         opened = self._open_session(member)
@@ -395,19 +410,29 @@ class Identity:
             opened = replace(opened, recovery_codes=recovery_codes)
         return opened
 
-    def _spend_recovery_code(self, member: StaffMember, code: str) -> bool:
-        digest = self._recovery_code_hash(code)
-        if not any(hmac.compare_digest(digest, known) for known in member.recovery_codes):
-            return False
+    def _spend_recovery_code(self, member: StaffMember, code: str) -> list[str] | None:
+        """None if `code` is not one of the account's unused codes; else spend it and
+        return the codes to show: none, or a whole new set when the one used was of
+        the old, weak format (40 bits, unsalted), which cannot be rehashed because only
+        the person holds the codes themselves."""
+        # Every stored code is checked, matched or not, so the time taken does not say
+        # which position matched.
+        matches = [stored for stored in member.recovery_codes if self._recovery_code_matches(code, stored)]
+        if not matches:
+            return None
+        fresh: list[str] = []
         try:
-            member.use_recovery_code(digest)
+            member.use_recovery_code(matches[0])
+            if self._recovery_code_outdated(matches[0]):
+                fresh, hashes = self._new_recovery_codes()
+                member.replace_recovery_codes(hashes)
             with self.acting(str(member.id), purpose="recovery code used"):
                 self.app._save(member)
         except (DomainError, VersionConflict):
             # VersionConflict: another request spent a code on this account at the same
             # moment (optimistic concurrency); the code is not accepted twice.
-            return False
-        return True
+            return None
+        return fresh
 
     def _open_session(self, member: StaffMember) -> SessionOpened:
         # A new token at each login (R2.4): nothing from before the login survives it.

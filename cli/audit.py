@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -178,15 +179,42 @@ def _positions(positions: tuple[int, ...], shown: int = SHOWN_PROBLEMS) -> str:
     return ", ".join(str(p) for p in positions[:shown]) + more
 
 
+# Characters that end a line or change how the rest of one is shown: controls (Cc:
+# new line, carriage return, escape sequences), format characters (Cf: bidi
+# overrides, zero-width joiners) and the Unicode line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def visible(text: str) -> str:
+    """`text` with every control, format or line-separator character escaped (`\\n`,
+    `\\x1b`, `\\u202e`), and backslashes doubled so an escape cannot be faked either.
+
+    A table line is one entry: a purpose or actor id holding a new line would
+    otherwise print a second, forged entry under the real one (R3.5), and an escape
+    sequence or a bidi override would rewrite what the operator sees.
+    """
+    out = []
+    for char in text:
+        if char in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[char])
+        elif unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _table_line(entry: AuditEntry) -> str:
     what = entry.event if entry.kind == "change" else f"{entry.event}/{entry.outcome}"
     customers = ",".join(entry.customer_ids) or "-"
     fields = ",".join(entry.fields) or "-"
     erased = " [erased]" if entry.erased else ""
     purpose = entry.purpose or "-"
-    return (f"{entry.position:>8}  {entry.recorded_at.strftime('%Y-%m-%dT%H:%M:%S')}Z  "
-            f"{entry.kind:<6}  {(entry.actor_id or '-'):<28}  {what:<32}  {customers}  "
-            f"fields={fields}{erased}  purpose={purpose}")
+    return visible(f"{entry.position:>8}  {entry.recorded_at.strftime('%Y-%m-%dT%H:%M:%S')}Z  "
+                   f"{entry.kind:<6}  {(entry.actor_id or '-'):<28}  {what:<32}  {customers}  "
+                   f"fields={fields}{erased}  purpose={purpose}")
 
 
 @audit_group.command("replay")
@@ -217,7 +245,7 @@ def replay_command(ctx: click.Context, customer: str | None, actor: str | None, 
         click.echo(_table_line(entry))
         if values and entry.values is not None and entry.kind == "change":
             shown_values = entry.values if isinstance(entry.values, str) else json.dumps(entry.values, default=str)
-            click.echo(f"{'':>10}values: {shown_values}")
+            click.echo(f"{'':>10}values: {visible(shown_values)}")
     click.echo(f"{len(entries)} entries", err=True)
 
 

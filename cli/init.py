@@ -16,6 +16,7 @@ from cli.context import components, fail, instance_of, operator_context
 from infrastructure.composition import CONFIG_FILE, ConfigurationError, Settings
 from infrastructure.crypto.blind_index import bits_for
 from infrastructure.crypto.kek import LocalKek
+from infrastructure.private_files import open_private
 from infrastructure.schema_undo import Snapshot, snapshot, snapshot_from_json, snapshot_to_json, undo
 from infrastructure.tls import make_self_signed
 
@@ -42,8 +43,9 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
     # init made, so a later init can use them (the KEK that sealed it goes too).
     found: list[Snapshot] = []
     try:
-        (staging / CONFIG_FILE).write_text(
-            json.dumps(
+        # 0600 like the stores beside it: an operator may add a database URL with a password.
+        with os.fdopen(open_private(staging / CONFIG_FILE), "w", encoding="utf-8") as config:
+            config.write(json.dumps(
                 {
                     "environment": "development",
                     "key_provider": "local",
@@ -52,8 +54,7 @@ def init_command(ctx: click.Context, as_json: bool, expected_customers: int) -> 
                     "created_at": utc_now().isoformat(),
                 },
                 indent=2,
-            )
-        )
+            ))
         LocalKek.create(staging / "kek.key")
         (staging / "tls").mkdir(mode=0o700)
         make_self_signed(staging / "tls" / "cert.pem", staging / "tls" / "key.pem")

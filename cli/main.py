@@ -59,6 +59,9 @@ main.add_command(bench.bench_command)
 def run() -> None:  # pragma: no cover - console entry
     """Console entry: known errors become one line; unknown ones never dump a trace
     (whose messages could carry values) unless STRONGROOM_DEBUG is set."""
+    # Whatever a command makes (stores, keys, checkpoint copies, backups, metrics
+    # files) is for this user alone, even where a module forgot an explicit mode.
+    os.umask(0o077)
     try:
         main()
     except (ApplicationError, DomainError) as exc:

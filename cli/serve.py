@@ -2,7 +2,7 @@
 
 There is no plain-HTTP mode: without a certificate and key the command refuses to
 start. TLS is 1.2 at least, with Mozilla's "intermediate" ciphers for 1.2 (1.3
-suites are all sound and left to OpenSSL). Each worker builds its own app after
+suites are all sound and left to OpenSSL) and its groups for the key exchange. Each worker builds its own app after
 the fork, so workers share nothing but the database.
 """
 
@@ -24,6 +24,7 @@ from cli.context import EXIT_USAGE, instance_of, require_store
 from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
 from infrastructure.logs import SERVE_LOGGER, configure_process_logging
+from infrastructure.tls import restrict_groups
 
 # Everything `serve` writes is a JSON log line on stderr (R7.3), its own start-up
 # lines and refusals included: a log collector reading the stream never meets a
@@ -46,6 +47,7 @@ def tls_context(config: Any, default_ssl_context_factory: Callable[[], ssl.SSLCo
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    restrict_groups(context)  # X25519, prime256v1, secp384r1: no X448, P-521 or FFDHE
     return context
 
 
@@ -178,7 +180,8 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
     options = {
         "bind": _bind(host, port),
         "workers": workers,
-        "worker_class": "gthread",  # a slow client holds a thread, not a whole worker
+        # gthread, whose own error pages carry our security headers and no Server banner.
+        "worker_class": "cli.serve_worker.StrongroomWorker",
         "threads": threads,
         "certfile": str(cert),
         "keyfile": str(key),

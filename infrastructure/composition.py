@@ -40,7 +40,12 @@ from infrastructure.crypto.keystore import KeyStore
 from infrastructure.eventstore import recorder_environment
 from infrastructure.idempotency_store import IdempotencyTable
 from infrastructure.identity_store import IdentityStore, common_passwords
-from infrastructure.passwords import Argon2PasswordHasher, new_recovery_codes, recovery_code_hash
+from infrastructure.passwords import (
+    Argon2PasswordHasher,
+    is_legacy_recovery_code,
+    new_recovery_codes,
+    recovery_code_matches,
+)
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -337,7 +342,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         app, sessions=identity_store, challenges=identity_store, throttle=identity_store,
         totp_steps=identity_store, directory=identity_store, break_glass=identity_store,
         hasher=Argon2PasswordHasher(), common_passwords=common_passwords,
-        new_recovery_codes=new_recovery_codes, recovery_code_hash=recovery_code_hash, policy=policy,
+        new_recovery_codes=new_recovery_codes, recovery_code_matches=recovery_code_matches,
+        recovery_code_outdated=is_legacy_recovery_code, policy=policy,
     )
     staff_admin = StaffAdministration(
         app=app, identity=identity, directory=identity_store, approvals=identity_store,

@@ -8,6 +8,7 @@ offline guessing, fast enough that login stays under a second.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from argon2 import PasswordHasher as _Argon2
@@ -30,15 +31,65 @@ class Argon2PasswordHasher:
             return False
 
 
+# Recovery codes (R2.2, issue 10 item 10a): 16 characters of Crockford's base32, 80
+# random bits, shown as XXXX-XXXX-XXXX-XXXX. Crockford's alphabet has no I, L, O or U,
+# so a code read aloud or retyped from paper survives O/0 and I/L/1 confusions.
+RECOVERY_CODE_BYTES = 10  # 80 bits
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_READING = str.maketrans({"O": "0", "I": "1", "L": "1"})
+# Stored form: "rc2$<salt>$<HMAC-SHA256(salt, code)>", a salt of 128 bits per code, so
+# that equal codes never share a stored value and no table is precomputed across
+# accounts. A fast keyed hash is enough for 80 random bits: 2**80 candidates per code
+# stays out of reach of any offline search.
+_SCHEME = "rc2"
+# Before: ten hex characters (only 40 bits, despite what the comment said) under one
+# unsalted SHA-256. Still accepted, since people hold them on paper; the first such
+# code used replaces the whole set (Identity.complete_mfa).
+_LEGACY_PREFIX = b"strongroom-recovery-code\x00"
+
+
+def _base32(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(len(data) * 8 - 5, -1, -5))
+
+
 def new_recovery_codes(count: int = 10) -> tuple[list[str], list[str]]:
-    """Ten one-time recovery codes (R2.2) and their hashes.
+    """`count` one-time recovery codes (R2.2), and their salted hashes (what is kept)."""
+    codes = []
+    while len(codes) < count:
+        raw = _base32(secrets.token_bytes(RECOVERY_CODE_BYTES))
+        code = "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+        if code not in codes:
+            codes.append(code)
+    return codes, [_stored(code, secrets.token_bytes(16)) for code in codes]
 
-    Each code carries 80 random bits, so a fast hash is enough: nobody can guess
-    their way through 2**80 candidates, and checking stays cheap.
-    """
-    codes = ["-".join(secrets.token_hex(5)[i : i + 5] for i in (0, 5)) for _ in range(count)]
-    return codes, [recovery_code_hash(code) for code in codes]
+
+def _normalised(code: str) -> bytes:
+    kept = "".join(code.split()).replace("-", "").upper().translate(_CROCKFORD_READING)
+    return kept.encode("utf-8", "replace")
 
 
-def recovery_code_hash(code: str) -> str:
-    return hashlib.sha256(b"strongroom-recovery-code\x00" + code.strip().lower().encode()).hexdigest()
+def _stored(code: str, salt: bytes) -> str:
+    digest = hmac.new(salt, _normalised(code), hashlib.sha256).hexdigest()
+    return f"{_SCHEME}${salt.hex()}${digest}"
+
+
+def _legacy_hash(code: str) -> str:
+    return hashlib.sha256(_LEGACY_PREFIX + code.strip().lower().encode("utf-8", "replace")).hexdigest()
+
+
+def is_legacy_recovery_code(stored: str) -> bool:
+    """A hash of the old 40-bit format: the set it belongs to should be replaced."""
+    return not stored.startswith(f"{_SCHEME}$")
+
+
+def recovery_code_matches(code: str, stored: str) -> bool:
+    """Whether `code` is the one `stored` was made from; compared in constant time."""
+    if is_legacy_recovery_code(stored):
+        return hmac.compare_digest(_legacy_hash(code), stored)
+    _scheme, salt, _digest = stored.split("$", 2)
+    try:
+        expected = _stored(code, bytes.fromhex(salt))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, stored)

@@ -20,6 +20,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from infrastructure.private_files import make_private_sqlite
+
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
@@ -164,6 +166,10 @@ class SQLiteDatabase(Database):
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            try:
+                make_private_sqlite(self.path)
+            except OSError as exc:
+                raise DatabaseUnavailable(f"cannot create the SQLite database ({type(exc).__name__})") from exc
             try:
                 conn = sqlite3.connect(
                     self.path, timeout=self.LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False

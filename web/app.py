@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from infrastructure import logs
 from infrastructure.composition import Components, ConfigurationError, Settings, build
@@ -96,8 +96,25 @@ def _refuse_oversized_body() -> None:
         # werkzeug stops reading a streamed body at the limit without complaint, so
         # the view would get a silently truncated body; read it here (cached for the
         # view) and refuse one that fills the limit.
-        if len(request.get_data(cache=True)) >= limit:
+        try:
+            body = request.get_data(cache=True)
+        except Exception:  # noqa: BLE001 - see below
+            # The server's chunk parser refused the framing (a bad chunk size, a missing
+            # terminator: gunicorn's own ParseException, which the web layer does not
+            # import) or the client went away: the client's fault, a 400, never a 500.
+            raise BadRequest() from None
+        if len(body) >= limit:
             raise RequestEntityTooLarge()
+
+
+def _refuse_a_body_that_is_not_json() -> None:
+    # A body is `application/json` or absent, on every route (issue 10, item 10g): a
+    # form post or a text/plain "simple request" a browser sends cross-site without a
+    # preflight, or a `+json` type a proxy or WAF inspects differently from us, never
+    # reaches a view, even one that ignores its body (logout, approvals).
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if ((request.content_length or 0) > 0 or chunked) and request.mimetype != "application/json":
+        raise UnsupportedMediaType()
 
 
 def _start_deadline() -> None:
@@ -158,6 +175,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_start_deadline)
     app.teardown_request(_end_deadline)
     app.before_request(_refuse_oversized_body)
+    app.before_request(_refuse_a_body_that_is_not_json)
     app.after_request(_record_request)
 
     errors.register_error_handlers(app)

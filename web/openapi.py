@@ -152,7 +152,9 @@ def make_api(app: Flask) -> Api:
     )
     api = Api(app, spec_kwargs={
         "info": {"description": "Encrypted, audited customer records for payment companies. "
-                                "Errors are always `Error` objects; the API is served over TLS 1.2+ only."},
+                                "Errors are always `Error` objects; the API is served over TLS 1.2+ only. "
+                                "A request body, on any operation, is `application/json` or "
+                                "answered 415 (`unsupported_media_type`)."},
         "servers": [{"url": "/"}],
         # Every operation needs a token unless it says otherwise (the customer API never is public).
         "security": [{"bearerAuth": []}],

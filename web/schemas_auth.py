@@ -95,7 +95,8 @@ class SessionOpenedSchema(Schema):
     idle_timeout_seconds = fields.Integer(required=True)
     must_change_password = fields.Boolean(required=True)
     recovery_codes = fields.List(fields.String(), metadata={
-        "description": "Ten one-time recovery codes, shown once, at enrolment only."})
+        "description": "Ten one-time recovery codes (XXXX-XXXX-XXXX-XXXX, 80 bits each), shown once: at "
+                       "enrolment, and when a code of the old format was used (the whole set is then replaced)."})
 
 
 class StepUpResultSchema(Schema):

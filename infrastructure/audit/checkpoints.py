@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from application.clock import utc_now
 from infrastructure.audit.chain import ChainRow, epoch_micros, from_epoch_micros
 from infrastructure.audit.signer import CheckpointSigner
+from infrastructure.private_files import make_private_folder, open_private
 from infrastructure.sql import Database
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,14 @@ class CheckpointStore:
     def copy_to_folder(self, checkpoint: Checkpoint) -> Path:
         """One attempt at the file for `checkpoint`; an existing file is never replaced
         (a copy that differs is evidence for `audit verify`, not something to fix)."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_folder(self.folder)
         path = self.folder / copy_name(checkpoint.position)
         if path.exists():
             return path
         temporary = path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
+            # 0600: who signed what, and when, is for the operator and the auditors.
+            with os.fdopen(open_private(temporary), "w", encoding="utf-8") as handle:
                 json.dump(checkpoint.as_json(), handle, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from infrastructure.private_files import make_private_folder
+
 
 class TargetError(Exception):
     """A target cannot be configured or reached."""
@@ -95,7 +97,7 @@ class LocalTarget:
 
     def write(self, path: str, data: bytes) -> None:
         final = self._path(path)
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_folder(final.parent)
         temporary = final.with_name(f".{final.name}.{secrets.token_hex(4)}.part")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -133,7 +135,7 @@ class LocalTarget:
 
     def create_exclusive(self, path: str, data: bytes) -> None:
         final = self._path(path)
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_folder(final.parent)
         # O_EXCL: of two runs creating at once, exactly one succeeds.
         fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:

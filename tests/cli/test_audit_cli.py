@@ -380,3 +380,28 @@ def test_a_command_that_writes_into_an_unwritable_folder_leaves_the_copy_to_the_
     assert json.loads(repaired.output)["signed_now"] is False
     assert (folder / f"checkpoint-{head:020d}.json").exists()
     assert run(instance, "audit", "verify").exit_code == 0
+
+
+def test_a_purpose_with_a_new_line_cannot_forge_a_replay_line(instance: Path) -> None:
+    """Attack (issue 10, item 10c; R3.5): an agent gives a reveal a purpose that ends the
+    line and prints a second, innocent-looking entry, plus a bidi override and a terminal
+    escape that would reorder or clear what the operator reads."""
+    ids = _customers(instance)
+    forged = ("refund\n   99999  2026-01-01T00:00:00Z  access  staff-admin-1  reveal/allowed  -  purpose=x"
+              "\u202e\x1b[2J\u2028tail")
+    tricky = RequestContext(actor_id="staff-agent-8", via="api", session_id="s-8", purpose=forged)
+    built = build(Settings.load(instance))
+    try:
+        with acting_as(tricky):
+            built.app.access_log.record(kind="reveal", customer_ids=[ids[0]], fields=["national_id"])
+    finally:
+        built.close()
+    table = run(instance, "audit", "replay", "--actor", "staff-agent-8", "--kind", "access").output
+    lines = [line for line in table.splitlines() if line != "1 entries"]  # the count goes to stderr
+    assert len(lines) == 1, lines  # one entry, one line: nothing forged below it
+    assert "99999" in lines[0] and "purpose=refund\\n   99999" in lines[0]
+    assert "\\u202e" in lines[0] and "\\x1b[2J" in lines[0] and "\\u2028tail" in lines[0]
+    assert not any(ch in table for ch in "\u202e\x1b\u2028\r")
+    # JSON lines keep the purpose exactly as recorded: escaping is the table's job.
+    entries = run(instance, "audit", "replay", "--actor", "staff-agent-8", "--format", "jsonl").output
+    assert [json.loads(line)["purpose"] for line in entries.splitlines()] == [forged]
