@@ -83,6 +83,17 @@ def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
 
+def _chained(first: InTransactionHook | None, then: InTransactionHook) -> InTransactionHook:
+    """Two in-transaction hooks run one after the other, in the same transaction."""
+
+    def both(cursor: Any, positions: Sequence[int]) -> None:
+        if first is not None:
+            first(cursor, positions)
+        then(cursor, positions)
+
+    return both
+
+
 class Strongroom(Application[UUID]):
     """Customer records as encrypted events, with read models and erasure."""
 
@@ -116,8 +127,11 @@ class Strongroom(Application[UUID]):
 
     # -- the unit of work ----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any) -> int:
+    def _save(self, *aggregates: Any, also: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.
+
+        `also` writes what the events are the record of (an approval's outcome) in
+        the same transaction.
 
         With a separate worker projecting (R7.4), wait up to the bound for it to reach
         the write when a read model depends on these aggregates (staff accounts do
@@ -135,6 +149,8 @@ class Strongroom(Application[UUID]):
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         projecting = self.projection.inline(aggregates)
         hook = self._with_outcome(projecting, aggregates)
+        if also is not None:
+            hook = _chained(hook, also)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)
