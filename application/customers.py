@@ -344,9 +344,13 @@ class Strongroom(Application[UUID]):
         did not exist yet, CustomerErased if it has been erased since)."""
         return self._customer_at(customer_id, when).to_record()
 
-    def revert_customer(self, customer_id: UUID | str, to: datetime, reason: str) -> dict[str, Any]:
+    def revert_customer(self, customer_id: UUID | str, to: datetime, reason: str,
+                        allowed: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
         """Bring the customer's data back to its state at `to` by appending one
-        compensating `Reverted` event; history is never rewritten (R4.5)."""
+        compensating `Reverted` event; history is never rewritten (R4.5).
+
+        `allowed` is shown the state reverted to before anything is saved, and raises
+        to refuse it (the caller's scope must reach it, as for a PATCH)."""
         require_context()
 
         def revert() -> dict[str, Any]:
@@ -355,6 +359,8 @@ class Strongroom(Application[UUID]):
                 past = self._customer_at(customer_id, to)
             except CustomerNotFound:
                 raise ValidationFailed({"to": ["is before the customer existed"]}) from None
+            if allowed is not None:
+                allowed(past.to_record())
             customer.revert_to(past, reason)
             self._save(customer)
             return customer.to_record()
@@ -398,6 +404,14 @@ class Strongroom(Application[UUID]):
 
     # -- erasure --------------------------------------------------------------------------
 
+    def erased_portfolio(self, customer_id: UUID | str) -> str | None:
+        """The portfolio an erased customer was in (None when its erasure did not say)."""
+        try:
+            erasure: Any = self.repository.get(erasure_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return getattr(erasure, "portfolio", None)
+
     def is_erased(self, customer_id: UUID | str) -> bool:
         try:
             self.repository.get(erasure_id(customer_id))
@@ -425,7 +439,8 @@ class Strongroom(Application[UUID]):
         except AggregateNotFoundError:
             kinds = self.retention.keys_to_destroy(customer)
             erasure = CustomerErasure.record(
-                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds
+                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds,
+                portfolio=None if customer is None else customer.portfolio,
             )
             try:
                 self._save(erasure)
