@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from application.context import require_context
-from application.ports import EventStore
+from application.ports import EventStore, InTransactionHook
 from domain.audit import AccessRecord
 
 MAX_GROUP = 512  # records per transaction: bounds one commit's size and latency
@@ -52,11 +52,15 @@ class AccessLog:
         customer_ids: Iterable[str] = (),
         fields: Iterable[str] = (),
         details: Mapping[str, str] | None = None,
+        in_transaction: InTransactionHook | None = None,
     ) -> None:
         """Commit one access record; returns once it is durable, raises if it is not.
 
         `details` must hold no personal data (ids, counts, reasons from a closed
-        vocabulary): it is readable after erasure.
+        vocabulary): it is readable after erasure. `in_transaction` writes what the
+        record is about (a break-glass grant, an approval) in the record's own
+        transaction, so the two commit together or not at all; such a record is
+        committed on its own, outside the groups.
         """
         require_context()
         record = AccessRecord(
@@ -70,6 +74,9 @@ class AccessLog:
         # context it finds: sealing on the leader's thread would put the leader's
         # actor on everybody's record.
         stored = [self.app.mapper.to_stored_event(e) for e in record.collect_events()]
+        if in_transaction is not None:
+            self.app.recorder.insert_events(stored, in_transaction=in_transaction)
+            return
         self._commit(_Pending(stored))
 
     def _commit(self, pending: _Pending) -> None:

@@ -78,6 +78,10 @@ class CustomerService:
         try:
             record = self.app.customer_view(customer_id)
         except CustomerErased:
+            # "Erased" says the customer existed: only staff whose scope reaches the
+            # portfolio it was in hear it (410); anyone else hears "absent" (404, R2.6).
+            portfolio = self.app.erased_portfolio(customer_id) or ""
+            self.policy.require_operation(actor, operation, {"id": customer_id, "portfolio": portfolio})
             self.policy.not_found(str(operation), customer_id, reason="erased")
             raise
         except CustomerNotFound:
@@ -203,7 +207,13 @@ class CustomerService:
     def revert(self, actor: Actor, customer_id: str, to: datetime, reason: str) -> dict[str, Any]:
         """Bring the customer back to its state at `to` with a compensating event (R4.5)."""
         _, decision = self._reachable(actor, Operation.REVERT, customer_id)
-        reverted = self.app.revert_customer(customer_id, to, reason)
+
+        def in_scope(past: Mapping[str, Any]) -> None:
+            # A revert may move the customer back to another portfolio: allowed only
+            # into one the actor reaches, as a PATCH moving it is (403 otherwise).
+            self.policy.require_operation(actor, Operation.REVERT, {"portfolio": str(past.get("portfolio"))})
+
+        reverted = self.app.revert_customer(customer_id, to, reason, allowed=in_scope)
         return self._viewed(actor, reverted, decision, operation="revert")
 
     # -- interactions ------------------------------------------------------------------------

@@ -83,6 +83,17 @@ def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
 
+def _chained(first: InTransactionHook | None, then: InTransactionHook) -> InTransactionHook:
+    """Two in-transaction hooks run one after the other, in the same transaction."""
+
+    def both(cursor: Any, positions: Sequence[int]) -> None:
+        if first is not None:
+            first(cursor, positions)
+        then(cursor, positions)
+
+    return both
+
+
 class Strongroom(Application[UUID]):
     """Customer records as encrypted events, with read models and erasure."""
 
@@ -116,8 +127,11 @@ class Strongroom(Application[UUID]):
 
     # -- the unit of work ----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any) -> int:
+    def _save(self, *aggregates: Any, also: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.
+
+        `also` writes what the events are the record of (an approval's outcome) in
+        the same transaction.
 
         With a separate worker projecting (R7.4), wait up to the bound for it to reach
         the write when a read model depends on these aggregates (staff accounts do
@@ -135,6 +149,8 @@ class Strongroom(Application[UUID]):
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         projecting = self.projection.inline(aggregates)
         hook = self._with_outcome(projecting, aggregates)
+        if also is not None:
+            hook = _chained(hook, also)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)
@@ -328,9 +344,13 @@ class Strongroom(Application[UUID]):
         did not exist yet, CustomerErased if it has been erased since)."""
         return self._customer_at(customer_id, when).to_record()
 
-    def revert_customer(self, customer_id: UUID | str, to: datetime, reason: str) -> dict[str, Any]:
+    def revert_customer(self, customer_id: UUID | str, to: datetime, reason: str,
+                        allowed: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
         """Bring the customer's data back to its state at `to` by appending one
-        compensating `Reverted` event; history is never rewritten (R4.5)."""
+        compensating `Reverted` event; history is never rewritten (R4.5).
+
+        `allowed` is shown the state reverted to before anything is saved, and raises
+        to refuse it (the caller's scope must reach it, as for a PATCH)."""
         require_context()
 
         def revert() -> dict[str, Any]:
@@ -339,6 +359,8 @@ class Strongroom(Application[UUID]):
                 past = self._customer_at(customer_id, to)
             except CustomerNotFound:
                 raise ValidationFailed({"to": ["is before the customer existed"]}) from None
+            if allowed is not None:
+                allowed(past.to_record())
             customer.revert_to(past, reason)
             self._save(customer)
             return customer.to_record()
@@ -401,6 +423,14 @@ class Strongroom(Application[UUID]):
 
     # -- erasure --------------------------------------------------------------------------
 
+    def erased_portfolio(self, customer_id: UUID | str) -> str | None:
+        """The portfolio an erased customer was in (None when its erasure did not say)."""
+        try:
+            erasure: Any = self.repository.get(erasure_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return getattr(erasure, "portfolio", None)
+
     def is_erased(self, customer_id: UUID | str) -> bool:
         try:
             self.repository.get(erasure_id(customer_id))
@@ -428,7 +458,8 @@ class Strongroom(Application[UUID]):
         except AggregateNotFoundError:
             kinds = self.retention.keys_to_destroy(customer)
             erasure = CustomerErasure.record(
-                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds
+                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds,
+                portfolio=None if customer is None else customer.portfolio,
             )
             try:
                 self._save(erasure)

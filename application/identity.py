@@ -481,6 +481,15 @@ class Identity:
                 self._record(session.staff_id, "session_ended", "succeeded",
                              session_id=session.session_id, reason=expired)
             raise NotAuthenticated()
+        if self.throttle.locked_until(session.staff_id, now) is not None:
+            # Issue 10 item 7: a lockout (PCI DSS 8.3.4) ends the account's live
+            # sessions, whichever path counted the failures: a stolen session must
+            # not outlive the lock its owner's guesser (or the thief) set off.
+            ended = self.sessions.end_sessions_of(session.staff_id, now, "locked_out")
+            if ended:
+                self._record(session.staff_id, "session_ended", "succeeded",
+                             session_id=session.session_id, reason="locked_out")
+            raise NotAuthenticated()
         member = self.staff(session.staff_id)
         if member is None or member.status != "active":
             self.sessions.end_session(session.session_id, now, "account_disabled")

@@ -24,7 +24,9 @@ from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
 from application.policy import AccessDenied, NotPermitted, Policy
 from application.customers import Strongroom
-from application.ports import ApprovalRecord, ApprovalStore, BreakGlassGrant, BreakGlassStore, StaffDirectory
+from application.ports import (
+    ApprovalRecord, ApprovalStore, BreakGlassGrant, BreakGlassStore, InTransactionHook, StaffDirectory,
+)
 from application.security import Actor, Permission
 from domain.errors import InvalidField
 from domain.staff import PRIVILEGED_ROLES, StaffMember
@@ -199,24 +201,24 @@ class StaffAdministration:
         totp_uri = pyotp.TOTP(totp_secret).provisioning_uri(name=member.username, issuer_name="Strongroom")
         return FirstAdmin(str(member.id), member.username, password, totp_uri, recovery_codes)
 
-    def _save_reserved(self, member: StaffMember) -> None:
+    def _save_reserved(self, member: StaffMember, also: InTransactionHook | None = None) -> None:
         """Claim the username, then save; a save that fails gives the name back."""
         if not self.directory.reserve_username(member.username, str(member.id), self.identity.now()):
             raise UsernameTaken()
         try:
-            self.app._save(member)
+            self.app._save(member, also=also)
         except BaseException:
             self.directory.release_username(member.username)
             raise
 
     def _enrol(self, username: str, display_name: str, roles: Sequence[str],
-               portfolios: Sequence[str]) -> StaffCreated:
+               portfolios: Sequence[str], also: InTransactionHook | None = None) -> StaffCreated:
         password = self.identity.new_one_time_password()
         member = StaffMember.enrol(
             username=username, display_name=display_name, roles=roles, portfolios=portfolios,
             password_hash=self.identity.hasher.hash(password), must_change_password=True,
         )
-        self._save_reserved(member)
+        self._save_reserved(member, also)
         return StaffCreated(str(member.id), member.username, password, list(member.roles), list(member.portfolios))
 
     def list_staff(self, actor: Actor) -> list[dict[str, Any]]:
@@ -271,7 +273,11 @@ class StaffAdministration:
             requested_at=self.identity.now(), subject_staff_id=subject, summary=summary,
             payload={**summary, **private},
         )
-        self.approvals.add_approval(approval)
+        # The request and its record commit together, or neither (issue 10).
+        with self._acting(actor, "request for approval"):
+            self.app.access_log.record(kind="approval", outcome="succeeded", details={
+                "approval_id": approval.approval_id, "request": kind,
+            }, in_transaction=self.approvals.approval_writer(approval))
         return PendingApproval(approval.approval_id)
 
     def pending_approvals(self, actor: Actor) -> list[dict[str, Any]]:
@@ -307,21 +313,22 @@ class StaffAdministration:
         purpose = f"approval {approval.approval_id} of a request by {approval.requested_by}"
         try:
             with self._acting(actor, purpose, fixed=True):
-                result = self._execute(approval)
+                # "executed" commits with the change's events, its record (issue 10).
+                result = self._execute(approval, self.approvals.status_writer(approval.approval_id, "executed"))
         except BaseException:
             self._set_status(approval.approval_id, "failed")
             raise
-        self._set_status(approval.approval_id, "executed")
         return {"approval_id": approval.approval_id, "status": "executed", "kind": approval.kind,
                 "result": result}
 
     def _set_status(self, approval_id: str, status: str) -> None:
         self.approvals.set_approval_status(approval_id, status)
 
-    def _execute(self, approval: ApprovalRecord) -> dict[str, Any]:
+    def _execute(self, approval: ApprovalRecord, executed: InTransactionHook) -> dict[str, Any]:
         payload = approval.payload
         if approval.kind == "create_staff":
-            created = self._enrol(payload["username"], payload["display_name"], payload["roles"], payload["portfolios"])
+            created = self._enrol(payload["username"], payload["display_name"], payload["roles"], payload["portfolios"],
+                                  also=executed)
             return {"id": created.staff_id, "username": created.username,
                     "one_time_password": created.one_time_password}
         if approval.kind == "change_roles":
@@ -329,7 +336,7 @@ class StaffAdministration:
             if member is None:
                 raise StaffNotFound(approval.subject_staff_id)
             member.change_roles(grant=payload["grant"], revoke=payload["revoke"])
-            self.app._save(member)
+            self.app._save(member, also=executed)
             return member.to_record()
         raise ApprovalNotFound(approval.approval_id)  # pragma: no cover - unknown kinds are never stored
 
@@ -348,14 +355,14 @@ class StaffAdministration:
             grant_id=str(uuid.uuid4()), staff_id=actor.staff_id, session_id=actor.session_id,
             portfolio=portfolio, reason=reason, started_at=now, expires_at=now + timedelta(minutes=minutes),
         )
-        self.break_glass.add_grant(grant)
         # The reason travels as the context's purpose (sealed event metadata), not in
-        # the record's details, which must hold no free text.
+        # the record's details, which must hold no free text. The grant is written in
+        # the record's own transaction: never a live grant without its record (issue 10).
         with self._acting(actor, f"break-glass: {reason}", fixed=True):
             self.app.access_log.record(kind="break_glass", outcome="allowed", details={
                 "grant_id": grant.grant_id, "portfolio": portfolio, "minutes": str(minutes),
                 "expires_at": grant.expires_at.isoformat(),
-            })
+            }, in_transaction=self.break_glass.grant_writer(grant))
         for hook in self.break_glass_hooks:
             hook(grant)
         return self._grant_view(grant, now)

@@ -17,7 +17,7 @@ from domain.errors import InvalidField
 ACCESS_KINDS = frozenset({
     "view", "search", "list", "reveal", "export", "history", "interactions", "as_of",
     "denied", "not_found", "login", "login_failed", "mfa_failed", "step_up", "logout",
-    "break_glass", "session_ended", "audit_read",
+    "break_glass", "session_ended", "audit_read", "approval",
 })
 OUTCOMES = frozenset({"allowed", "denied", "not_found", "failed", "succeeded"})
 

@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ErasureAlreadyComplete, InvalidField
-from domain.values import normalise_required_text
+from domain.values import normalise_portfolio, normalise_required_text
 
 KEY_KINDS = ("profile", "kyc")
 ERASURE_STATUSES = ("kyc_retained", "complete")
@@ -39,12 +39,16 @@ class CustomerErasure(Aggregate):
         reason: str,
         keys_destroyed: Iterable[str],
         id: UUID | None = None,  # noqa: A002 - the library's name for it
+        portfolio: str | None = None,
     ) -> CustomerErasure:
         """Record the keys an erasure destroys: ["profile"] under an AML hold, else both.
 
         `id` may be given so that the application can find the erasure of a customer
         by a name-based UUID of the customer's (random) id; it must never be derived
         from personal data (R1.5). Without it the id is a random UUID.
+
+        `portfolio` (a code, not personal data) is the customer's when erased, so that
+        "erased" (410) is answered only to staff whose scope reaches it (R2.6).
         """
         try:
             canonical_id = str(UUID(str(customer_id)))
@@ -60,6 +64,7 @@ class CustomerErasure(Aggregate):
             customer_id=canonical_id,
             reason=_reason(reason),
             keys_destroyed=sorted(set(keys_destroyed), key=lambda k: (k not in KEY_KINDS, k)),
+            portfolio=None if portfolio is None else normalise_portfolio(portfolio),
         )
 
     class Recorded(Aggregate.Created):
@@ -69,15 +74,18 @@ class CustomerErasure(Aggregate):
         customer_id: str
         reason: str
         keys_destroyed: list[str]
+        portfolio: str | None = None  # absent from erasures recorded before issue 10
 
     @event(Recorded)
-    def __init__(self, customer_id: str, reason: str, keys_destroyed: list[str]) -> None:
+    def __init__(self, customer_id: str, reason: str, keys_destroyed: list[str],
+                 portfolio: str | None = None) -> None:
         if any(kind not in KEY_KINDS for kind in keys_destroyed):
             raise InvalidField("keys_destroyed", "each must be profile or kyc")
         if "profile" not in keys_destroyed:
             # R5.4: erasure always destroys the profile key; only the KYC key may wait.
             raise InvalidField("keys_destroyed", "an erasure destroys the profile key")
         self.customer_id = customer_id
+        self.portfolio = portfolio
         self.keys_destroyed: list[str] = [kind for kind in KEY_KINDS if kind in keys_destroyed]
         self.status = self._status_for(self.keys_destroyed)
 

@@ -272,6 +272,9 @@ def normalise_national_id(value: object) -> str:
 # --- Text, dates, addresses ----------------------------------------------------------
 
 
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Cf"})
+
+
 def normalise_text(value: object, field: str, *, max_length: int, required: bool = True) -> str | None:
     """One line of text: NFC, whitespace runs collapsed, no control characters.
 
@@ -286,7 +289,9 @@ def normalise_text(value: object, field: str, *, max_length: int, required: bool
     if not isinstance(value, str):
         raise InvalidField(field, "must be a string")
     text = " ".join(unicodedata.normalize("NFC", value).split())
-    if any(unicodedata.category(char) == "Cc" for char in text):
+    # Cs and Cf too (issue 10): a lone surrogate cannot be stored or sealed as UTF-8,
+    # and a bidi control makes a reviewer read other than what is stored.
+    if any(unicodedata.category(char) in _REFUSED_CATEGORIES for char in text):
         raise InvalidField(field, "must not contain control characters")
     if len(text) > max_length:
         raise InvalidField(field, f"must be at most {max_length} characters")
@@ -306,7 +311,7 @@ def normalise_notes(value: object, *, max_length: int = 10_000) -> str:
     if not isinstance(value, str):
         raise InvalidField("notes", "must be a string")
     text = unicodedata.normalize("NFC", value).replace("\r\n", "\n").strip()
-    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES and c not in "\n\t" for c in text):
         raise InvalidField("notes", "must not contain control characters")
     if len(text) > max_length:
         raise InvalidField("notes", f"must be at most {max_length} characters")

@@ -15,7 +15,7 @@ All statements are parameterised; table and column names are module constants.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,13 @@ from typing import Any
 from application.ports import (
     ApprovalRecord,
     BreakGlassGrant,
+    InTransactionHook,
     LoginChallenge,
     SessionRecord,
 )
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 from infrastructure.readmodel import ColumnSealer
-from infrastructure.sql import Cursor, Database
+from infrastructure.sql import Cursor, Database, adapt_cursor
 
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 
@@ -303,19 +304,36 @@ class IdentityStore:
     # -- approvals ----------------------------------------------------------------------------------
 
     def add_approval(self, approval: ApprovalRecord) -> None:
+        with self.db.transaction() as cur:
+            self._approval_insert(approval)(cur)
+
+    def approval_writer(self, approval: ApprovalRecord) -> InTransactionHook:
+        insert = self._approval_insert(approval)  # sealed now, outside the transaction
+        dialect = self.db.dialect
+
+        def store(raw_cursor: Any, positions: Sequence[int]) -> None:
+            insert(adapt_cursor(dialect, raw_cursor))
+
+        return store
+
+    def _approval_insert(self, approval: ApprovalRecord) -> Callable[[Cursor], None]:
         # The payload may name a person (a new account's display name): sealed under
         # a key of the approval's own, never in clear in the table.
         sealed = self.sealer.seal(
             "auth_approvals", "payload", approval.approval_id, approval.approval_id,
             approval.payload, field="display_name",
         )
-        with self.db.transaction() as cur:
+        params = (approval.approval_id, approval.kind, approval.requested_by, _ts(approval.requested_at),
+                  approval.subject_staff_id, json.dumps(approval.summary, sort_keys=True), sealed,
+                  approval.status, approval.decided_by, _ts(approval.decided_at))
+
+        def insert(cur: Cursor) -> None:
             cur.execute(
                 f"INSERT INTO auth_approvals ({_APPROVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # nosec B608
-                (approval.approval_id, approval.kind, approval.requested_by, _ts(approval.requested_at),
-                 approval.subject_staff_id, json.dumps(approval.summary, sort_keys=True), sealed,
-                 approval.status, approval.decided_by, _ts(approval.decided_at)),
+                params,
             )
+
+        return insert
 
     def _approval(self, row: Sequence[Any] | None) -> ApprovalRecord | None:
         if row is None:
@@ -358,16 +376,30 @@ class IdentityStore:
         with self.db.transaction() as cur:
             cur.execute("UPDATE auth_approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
 
+    def status_writer(self, approval_id: str, status: str) -> InTransactionHook:
+        dialect = self.db.dialect
+
+        def store(raw_cursor: Any, positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute(
+                "UPDATE auth_approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
+
+        return store
+
     # -- break-glass ------------------------------------------------------------------------------------
 
-    def add_grant(self, grant: BreakGlassGrant) -> None:
+    def grant_writer(self, grant: BreakGlassGrant) -> InTransactionHook:
         sealed = self.sealer.seal("auth_break_glass", "reason", SYSTEM_SUBJECT, grant.grant_id, grant.reason, field="reason")
-        with self.db.transaction() as cur:
-            cur.execute(
+        params = (grant.grant_id, grant.staff_id, grant.session_id, grant.portfolio, sealed,
+                  _ts(grant.started_at), _ts(grant.expires_at))
+        dialect = self.db.dialect
+
+        def store(raw_cursor: Any, positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute(
                 f"INSERT INTO auth_break_glass ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # nosec B608
-                (grant.grant_id, grant.staff_id, grant.session_id, grant.portfolio, sealed,
-                 _ts(grant.started_at), _ts(grant.expires_at)),
+                params,
             )
+
+        return store
 
     def _grant(self, row: Sequence[Any]) -> BreakGlassGrant:
         reason = self.sealer.open("auth_break_glass", "reason", SYSTEM_SUBJECT, str(row[0]), row[4], field="reason")

@@ -10,22 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from application.audit_trail import KINDS, MAX_LIMIT, AuditFilter, AuditTrail
 from web.auth import current_actor
 from web.openapi import AUTHENTICATED, Api, Blueprint
-from web.schemas import PageSchema
+from web.schemas import PageSchema, StrictSchema
 
 PREFIX = "/api/v1/audit"
 blueprint = Blueprint("audit", __name__, url_prefix=PREFIX,
                       description="The audit trail: who did what, who saw what, and whether the chain holds.")
 
 
-class AuditEventsQuerySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class AuditEventsQuerySchema(StrictSchema):
     customer = fields.UUID(metadata={"description": "Changes to, and accesses of, this customer."})
     actor = fields.String(validate=validate.Length(min=1, max=200),
                           metadata={"description": "What this staff member (or operator) did or saw."})
@@ -37,10 +34,7 @@ class AuditEventsQuerySchema(Schema):
                            metadata={"description": "`next_cursor` of the previous page."})
 
 
-class VerifyQuerySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
+class VerifyQuerySchema(StrictSchema):
     start = fields.String(load_default="first_row", validate=validate.OneOf(("first_row", "checkpoint")),
                           metadata={"description": "Recompute from the first row, or from the latest "
                                                    "valid checkpoint."})

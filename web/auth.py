@@ -30,8 +30,10 @@ from application.identity import (
 from application.ports import SessionRecord
 from application.security import Actor
 from application.staff_admin import StaffAdministration
+from domain.free_text import card_data_in, hostile_character
 from web.app import components
 from web.openapi import Api
+from web.schemas import CARD_DATA_MESSAGE
 
 API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.
@@ -64,8 +66,10 @@ def purpose_header() -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not _PURPOSE.fullmatch(value):
+    if not _PURPOSE.fullmatch(value) or hostile_character(value):
         raise ValidationFailed({"X-Purpose": ["must be 1 to 200 printable characters"]})
+    if card_data_in(value) is not None:  # PCI DSS 3.3, 3.4: like every free text (web/schemas.py)
+        raise ValidationFailed({"X-Purpose": [CARD_DATA_MESSAGE]})
     return value
 
 

@@ -162,6 +162,10 @@ def make_api(app: Flask) -> Api:
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "Opaque session token from /api/v1/auth/mfa."}
     )
+    # Issue 10 item 5: every request string states the one text rule (web/schemas.py).
+    from web.schemas import text_rule_property
+
+    api.ma_plugin.converter.add_attribute_function(text_rule_property)
     app.extensions["strongroom.api"] = api
     return api
 

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from application.staff_admin import BREAK_GLASS_MAX_MINUTES
 from domain.staff import DEFAULT_ROLES, STAFF_STATUSES
-from web.schemas import PORTFOLIO_PATTERN, TEXT_PATTERN, PageSchema, StrictSchema, WholeNumber
+from web.schemas import PORTFOLIO_PATTERN, TEXT_PATTERN, FreeText, PageSchema, StrictSchema, WholeNumber
 
 _SECRET = validate.Length(1, 1024)  # bounded so a megabyte "password" costs nothing to refuse
 # The domain refuses an unknown role in its own words; the document states the list.
@@ -50,7 +50,7 @@ class PasswordChangeSchema(StrictSchema):
 
 class StaffCreateSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
-    display_name = fields.String(required=True, validate=validate.Length(1, 200))
+    display_name = FreeText(required=True, validate=validate.Length(1, 200))
     roles = fields.List(_ROLE, required=True, validate=validate.Length(1, len(DEFAULT_ROLES)))
     portfolios = fields.List(_PORTFOLIO, load_default=list, validate=validate.Length(0, 100))
 
@@ -67,7 +67,7 @@ class RoleChangeSchema(StrictSchema):
 
 class BreakGlassSchema(StrictSchema):
     portfolio = fields.String(required=True, validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
-    reason = fields.String(required=True, validate=validate.Length(1, 500),
+    reason = FreeText(required=True, validate=validate.Length(1, 500),
                            metadata={"description": "Why (kept, sealed, in the audit trail). Mandatory.",
                                      "pattern": TEXT_PATTERN})
     minutes = WholeNumber(required=True, validate=validate.Range(1, BREAK_GLASS_MAX_MINUTES))

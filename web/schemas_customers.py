@@ -23,7 +23,7 @@ from domain.customer import (
     RISK_RATINGS,
     STATUSES,
 )
-from web.schemas import PORTFOLIO_PATTERN, AddressSchema, PageSchema, StrictSchema
+from web.schemas import PORTFOLIO_PATTERN, AddressSchema, FreeText, PageSchema, StrictSchema
 
 _NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
 
@@ -34,7 +34,7 @@ _NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
 class CustomerPatchSchema(StrictSchema):
     """The fields a PATCH may change; anything else (id, version, status, cards, ...) is refused."""
 
-    full_name = fields.String(validate=validate.Length(1, 200))
+    full_name = FreeText(validate=validate.Length(1, 200))
     date_of_birth = fields.Date(allow_none=True)
     national_id = fields.String(allow_none=True, validate=validate.Length(1, 64))
     email = fields.String(allow_none=True, validate=validate.Length(3, 254))
@@ -43,7 +43,7 @@ class CustomerPatchSchema(StrictSchema):
     portfolio = fields.String(validate=validate.Length(1, 64), metadata={"pattern": PORTFOLIO_PATTERN})
     risk_rating = fields.String(validate=validate.OneOf(RISK_RATINGS))
     kyc_status = fields.String(validate=validate.OneOf(KYC_STATUSES))
-    segment = fields.String(allow_none=True, validate=validate.Length(1, 64))
+    segment = FreeText(allow_none=True, validate=validate.Length(1, 64))
 
     @validates_schema
     def at_least_one_change(self, data: dict[str, Any], **_: Any) -> None:
@@ -61,7 +61,7 @@ class RevealRequestSchema(StrictSchema):
     # Only the type is checked here: the policy decides whether a purpose is acceptable,
     # and records the refusal when it is missing or blank (R3.1), which a 422 from this
     # schema would pre-empt. The document still states the rule, for clients to follow.
-    purpose = fields.String(
+    purpose = FreeText(
         required=True,
         metadata={"description": "Why you need the plaintext; kept in the audit trail. No personal data.",
                   "minLength": 1, "maxLength": PURPOSE_MAX_LENGTH, "pattern": r"\S"},
@@ -80,13 +80,13 @@ class InteractionCreateSchema(StrictSchema):
                             metadata={"description": "A short code such as `phone`, `email`, `branch`."})
     # The domain's rule (no control characters but tab and new line, R1.6), stated for
     # clients; the domain applies it and words the refusal.
-    notes = fields.String(required=True, validate=validate.Length(0, 10_000),
+    notes = FreeText(required=True, validate=validate.Length(0, 10_000),
                           metadata={"pattern": r"^(?:[^\x00-\x08\x0b-\x1f\x7f-\x9f]|\r\n)*$"})
 
 
 class RevertRequestSchema(StrictSchema):
     to = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with a time zone."})
-    reason = fields.String(required=True, validate=[validate.Length(1, REASON_MAX_LENGTH), _NOT_BLANK],
+    reason = FreeText(required=True, validate=[validate.Length(1, REASON_MAX_LENGTH), _NOT_BLANK],
                            metadata={"description": "Kept after erasure: no personal data."})
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from application.ports.customers import InTransactionHook
+
 # Times cross these ports as aware UTC datetimes; tokens and challenges only as their
 # SHA-256 hex digests, so no store ever holds a credential that would open a session.
 
@@ -146,6 +148,10 @@ class ApprovalStore(Protocol):
     def add_approval(self, approval: ApprovalRecord) -> None:
         """Store a pending request."""
 
+    def approval_writer(self, approval: ApprovalRecord) -> InTransactionHook:
+        """Store a pending request inside the transaction that stores its access record
+        (`AccessLog.record(in_transaction=...)`): both commit, or neither (issue 10)."""
+
     def approval(self, approval_id: str) -> ApprovalRecord | None:
         """One request, any status."""
 
@@ -158,6 +164,10 @@ class ApprovalStore(Protocol):
 
     def set_approval_status(self, approval_id: str, status: str) -> None:
         """Record how a decided request ended ("executed" or "failed")."""
+
+    def status_writer(self, approval_id: str, status: str) -> InTransactionHook:
+        """`set_approval_status` inside the transaction that stores the change the
+        request held (its events are its record): both commit, or neither."""
 
 
 @dataclass(frozen=True)
@@ -176,8 +186,11 @@ class BreakGlassGrant:
 class BreakGlassStore(Protocol):
     """Break-glass grants: checked at each authentication, listed for review (R2.8)."""
 
-    def add_grant(self, grant: BreakGlassGrant) -> None:
-        """Store a grant."""
+    def grant_writer(self, grant: BreakGlassGrant) -> InTransactionHook:
+        """Store a grant inside the transaction that stores its access record
+        (`AccessLog.record(in_transaction=...)`): a grant is never live without its
+        record, nor a record left for a grant that failed (issue 10). There is no
+        other way to store one."""
 
     def active_grants(self, staff_id: str, now: datetime) -> list[BreakGlassGrant]:
         """The staff member's grants still running at `now`."""
