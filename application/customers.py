@@ -116,7 +116,7 @@ class Strongroom(Application[UUID]):
 
     # -- the unit of work ----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any) -> int:
+    def _save(self, *aggregates: Any, in_transaction: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.
 
         With a separate worker projecting (R7.4), wait up to the bound for it to reach
@@ -135,6 +135,9 @@ class Strongroom(Application[UUID]):
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         projecting = self.projection.inline(aggregates)
         hook = self._with_outcome(projecting, aggregates)
+        if in_transaction is not None:
+            # The caller's own rows (a lockout cleared, say) commit with the events.
+            hook = _both(in_transaction, hook)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)
@@ -429,3 +432,12 @@ class Strongroom(Application[UUID]):
             # False when a separate worker has yet to purge the read model (R7.4).
             "read_model_purged": purged,
         }
+
+
+def _both(first: InTransactionHook, then: InTransactionHook | None) -> InTransactionHook:
+    def run(cursor: Any, positions: Sequence[int]) -> None:
+        first(cursor, positions)
+        if then is not None:
+            then(cursor, positions)
+
+    return run
