@@ -25,6 +25,7 @@ from application.errors import CustomerErased, CustomerNotFound, ValidationFaile
 from application.ports import IdempotentOutcome
 from application.policy import Decision, Operation, Policy
 from application.security import Actor
+from application.throttle import Throttle
 
 SEARCH_FIELDS = ("email", "phone", "national_id", "pan")
 MAX_PAGE = 100
@@ -65,9 +66,10 @@ class CustomerService:
     """The actor-aware customer use cases over one `Strongroom` application."""
 
     def __init__(self, app: Strongroom, *, clock: Clock = utc_now,
-                 policy: Policy | None = None) -> None:
+                 policy: Policy | None = None, throttle: Throttle | None = None) -> None:
         self.app = app
         self.policy = policy or Policy(app.access_log, clock)
+        self.throttle = throttle
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -249,18 +251,29 @@ class CustomerService:
         """Exact-match search by blind index, or a listing by portfolio and status, in
         id order, `limit` at a time; `next_cursor` continues where this page ended.
 
-        Out-of-scope customers are simply not there (a search that matched one is
-        recorded as a denied attempt); an out-of-scope portfolio lists as empty.
+        Out-of-scope customers are simply not there; an out-of-scope portfolio lists
+        as empty. Searching by a field needs the right to reveal it (R2.11), and every
+        search spends one unit of the actor's budget (429 past it).
+
+        One access record per search, of one shape whether it matched or not: the
+        ids of out-of-scope matches ride in its `details`, so neither the number of
+        records (the log position) nor their kind tells "exists out of scope" from
+        "absent" (issue 10, item 1).
         """
         op = str(Operation.SEARCH)
         self.policy.require_operation(actor, Operation.SEARCH)
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValidationFailed({"limit": [f"must be from 1 to {MAX_PAGE}"]})
-        after = decode_cursor(cursor) if cursor else None
         if field is not None:
             if field not in SEARCH_FIELDS:
                 raise ValidationFailed({field: ["is not searchable"]})
-            page, more = self._matches(actor, field, value or "", portfolio, status, after, limit)
+            self.policy.require_search_by(actor, field)
+        if self.throttle is not None:
+            self.throttle.search(actor.staff_id)
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationFailed({"limit": [f"must be from 1 to {MAX_PAGE}"]})
+        after = decode_cursor(cursor) if cursor else None
+        out_of_scope: list[str] = []
+        if field is not None:
+            page, more = self._matches(actor, field, value or "", portfolio, status, after, limit, out_of_scope)
             kind = "search"
         else:
             page, more = self._listing(actor, portfolio, status, after, limit)
@@ -273,6 +286,7 @@ class CustomerService:
         details = {"operation": op, "count": str(len(views))}
         if field is not None:
             details["by"] = field
+            details["out_of_scope"] = ",".join(sorted(out_of_scope))
         if breaking:
             details["break_glass"] = "true"
         self.app.access_log.record(
@@ -283,8 +297,9 @@ class CustomerService:
         return {"items": views, "next_cursor": next_cursor}
 
     def _matches(self, actor: Actor, field: str, value: str, portfolio: str | None, status: str | None,
-                 after: str | None, limit: int) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
-        found, out_of_scope = [], []
+                 after: str | None, limit: int,
+                 out_of_scope: list[str]) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
+        found = []
         for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4):
             record = self.app.read_model.get(cid)
             if record is None:
@@ -298,12 +313,6 @@ class CustomerService:
             ) or (after is not None and cid <= after):
                 continue
             found.append((record, decision))
-        if out_of_scope:
-            # The caller sees no match; the audit trail sees that there was one.
-            self.app.access_log.record(
-                kind="denied", outcome="not_found", customer_ids=out_of_scope, fields=[field],
-                details={"operation": str(Operation.SEARCH), "reason": "out_of_scope"},
-            )
         found.sort(key=lambda pair: str(pair[0]["id"]))
         return found[:limit], len(found) > limit
 

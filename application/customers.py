@@ -127,11 +127,11 @@ class Strongroom(Application[UUID]):
 
     # -- the unit of work ----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any, also: InTransactionHook | None = None) -> int:
+    def _save(self, *aggregates: Any, in_transaction: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.
 
-        `also` writes what the events are the record of (an approval's outcome) in
-        the same transaction.
+        `in_transaction` writes what the events are the record of (an approval's
+        outcome, an audit record, a lockout cleared) in the same transaction.
 
         With a separate worker projecting (R7.4), wait up to the bound for it to reach
         the write when a read model depends on these aggregates (staff accounts do
@@ -149,8 +149,10 @@ class Strongroom(Application[UUID]):
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         projecting = self.projection.inline(aggregates)
         hook = self._with_outcome(projecting, aggregates)
-        if also is not None:
-            hook = _chained(hook, also)
+        if in_transaction is not None:
+            # The caller's own rows (an audit record, a grant, a lockout cleared)
+            # commit with the events, or nothing does.
+            hook = _chained(hook, in_transaction)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)

@@ -206,6 +206,25 @@ def treatment(actor: Actor, field: str) -> Treatment:
     return best
 
 
+# -- searching by a field (R2.11) -------------------------------------------------------------
+
+SEARCH_MATCHES: Mapping[str, str] = {
+    "email": "email", "phone": "phone", "national_id": "national_id", "pan": "cards",
+}
+"""Each search field -> the policy field its exact match confirms. A search is
+allowed when the caller may reveal that field; otherwise only with
+`customers:search_restricted` (KYC). No role may reveal a PAN, so searching by
+one always needs it: an agent who sees BIN + last four cannot try the middles."""
+
+
+class SearchNotAllowed(AccessDenied):
+    code = "search_not_allowed"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"searching by {field} needs the right to reveal it, or customers:search_restricted")
+        self.field = field
+
+
 # -- masking: keep just enough to be useful ----------------------------------------------------
 
 MASK = "•••"
@@ -423,6 +442,17 @@ class Policy:
         if stepped_up is None or not (now - STEP_UP_WINDOW <= stepped_up <= now + timedelta(seconds=5)):
             self.refuse(op, "step_up_required", ids, wanted)
             raise StepUpRequired()
+
+    def require_search_by(self, actor: Actor, field: str) -> None:
+        """Searching by `field` confirms its value: allowed to those who may reveal the
+        field, or who hold `customers:search_restricted`; refused (and recorded) else."""
+        matched = SEARCH_MATCHES.get(field)
+        if matched is None:
+            raise ValidationFailed({field: ["is not searchable"]})
+        if matched in self.revealable(actor) or actor.has(Permission.CUSTOMERS_SEARCH_RESTRICTED):
+            return
+        self.refuse(str(Operation.SEARCH), "search_field_not_allowed", fields=[matched])
+        raise SearchNotAllowed(field)
 
     # -- views ----------------------------------------------------------------------------
 

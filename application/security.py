@@ -33,6 +33,11 @@ class Permission(StrEnum):
     BREAK_GLASS = "break_glass:use"
     ALERTS_READ = "alerts:read"
     PRIVACY_MANAGE = "privacy:manage"
+    # R2.11: an exact-match search by a field one may not reveal (PAN, or national id
+    # for an agent) is an oracle for it; KYC work needs it, nobody else does.
+    CUSTOMERS_SEARCH_RESTRICTED = "customers:search_restricted"
+    # R2.3 / issue 10 item 8: end a lockout early, with a reason (security officer).
+    STAFF_UNLOCK = "staff:unlock"
 
 
 P = Permission
@@ -49,7 +54,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     "compliance_officer": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.INTERACTIONS_READ,
-        P.AUDIT_READ, P.REPORTS_READ, P.ALERTS_READ, P.APPROVALS_DECIDE,
+        P.AUDIT_READ, P.REPORTS_READ, P.ALERTS_READ, P.APPROVALS_DECIDE, P.CUSTOMERS_SEARCH_RESTRICTED,
     }),
     "dpo": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.CUSTOMERS_ERASE,
@@ -57,7 +62,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     "security_officer": frozenset({
         P.STAFF_READ, P.SESSIONS_MANAGE, P.ALERTS_READ, P.AUDIT_READ, P.REPORTS_READ,
-        P.APPROVALS_DECIDE, P.KEYS_MANAGE,
+        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK,
     }),
     "auditor": frozenset({P.CUSTOMERS_READ, P.INTERACTIONS_READ, P.AUDIT_READ, P.REPORTS_READ}),
     "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE}),

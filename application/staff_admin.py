@@ -201,24 +201,24 @@ class StaffAdministration:
         totp_uri = pyotp.TOTP(totp_secret).provisioning_uri(name=member.username, issuer_name="Strongroom")
         return FirstAdmin(str(member.id), member.username, password, totp_uri, recovery_codes)
 
-    def _save_reserved(self, member: StaffMember, also: InTransactionHook | None = None) -> None:
+    def _save_reserved(self, member: StaffMember, in_transaction: InTransactionHook | None = None) -> None:
         """Claim the username, then save; a save that fails gives the name back."""
         if not self.directory.reserve_username(member.username, str(member.id), self.identity.now()):
             raise UsernameTaken()
         try:
-            self.app._save(member, also=also)
+            self.app._save(member, in_transaction=in_transaction)
         except BaseException:
             self.directory.release_username(member.username)
             raise
 
     def _enrol(self, username: str, display_name: str, roles: Sequence[str],
-               portfolios: Sequence[str], also: InTransactionHook | None = None) -> StaffCreated:
+               portfolios: Sequence[str], in_transaction: InTransactionHook | None = None) -> StaffCreated:
         password = self.identity.new_one_time_password()
         member = StaffMember.enrol(
             username=username, display_name=display_name, roles=roles, portfolios=portfolios,
             password_hash=self.identity.hasher.hash(password), must_change_password=True,
         )
-        self._save_reserved(member, also)
+        self._save_reserved(member, in_transaction)
         return StaffCreated(str(member.id), member.username, password, list(member.roles), list(member.portfolios))
 
     def list_staff(self, actor: Actor) -> list[dict[str, Any]]:
@@ -328,7 +328,7 @@ class StaffAdministration:
         payload = approval.payload
         if approval.kind == "create_staff":
             created = self._enrol(payload["username"], payload["display_name"], payload["roles"], payload["portfolios"],
-                                  also=executed)
+                                  in_transaction=executed)
             return {"id": created.staff_id, "username": created.username,
                     "one_time_password": created.one_time_password}
         if approval.kind == "change_roles":
@@ -336,7 +336,7 @@ class StaffAdministration:
             if member is None:
                 raise StaffNotFound(approval.subject_staff_id)
             member.change_roles(grant=payload["grant"], revoke=payload["revoke"])
-            self.app._save(member, also=executed)
+            self.app._save(member, in_transaction=executed)
             return member.to_record()
         raise ApprovalNotFound(approval.approval_id)  # pragma: no cover - unknown kinds are never stored
 

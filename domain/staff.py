@@ -258,6 +258,14 @@ class StaffMember(Aggregate):
             raise StaffNotDisabled()
         self.status = "active"
 
+    def record_unlock(self, reason: str) -> None:
+        """A security officer ended a lockout early (R2.3); the reason stays on record."""
+        self._record_unlock(reason=_reason(reason))
+
+    @event("Unlocked")
+    def _record_unlock(self, reason: str) -> None:
+        self.check_active()
+
     # --- views ---------------------------------------------------------------------------------
 
     def has_role(self, role: str) -> bool:

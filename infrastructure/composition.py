@@ -10,11 +10,13 @@ returns: none of them wires a piece of its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
+from application.lockout import LockoutAdministration
+from application.ports import Limit
+from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
@@ -42,10 +47,12 @@ from infrastructure.idempotency_store import IdempotencyTable
 from infrastructure.identity_store import IdentityStore, common_passwords
 from infrastructure.passwords import (
     Argon2PasswordHasher,
+    BoundedHasher,
     is_legacy_recovery_code,
     new_recovery_codes,
     recovery_code_matches,
 )
+from infrastructure.rate_limits import DatabaseRateLimiter
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -99,6 +106,16 @@ class Settings:
     create_schema: bool = True
     # Where backups go (infrastructure/backup/targets.py); None: `<instance>/backups/local`.
     backup_targets: list[dict[str, Any]] | None = None
+    # Throttling (R2.11, application/throttle.py): searches per actor; failed logins
+    # per address (a burst, then one per interval); login attempts per username; and
+    # password checks (argon2) at once per process, past which a login gets 503.
+    search_per_minute: int = 60
+    search_per_hour: int = 600
+    login_failures_per_address: int = 5
+    login_address_interval_seconds: float = 2400.0
+    login_attempts_per_account: int = 20
+    login_account_interval_seconds: float = 30.0
+    password_hash_slots: int = 1
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -176,6 +193,11 @@ class Settings:
                                                   cls.checkpoint_copy_grace_seconds, allow_zero=True),
             create_schema=_flag(merged, "create_schema", cls.create_schema),
             backup_targets=targets,
+            **{name: _number(merged, name, int, getattr(cls, name)) for name in (
+                "search_per_minute", "search_per_hour", "login_failures_per_address",
+                "login_attempts_per_account", "password_hash_slots")},
+            **{name: _number(merged, name, float, getattr(cls, name)) for name in (
+                "login_address_interval_seconds", "login_account_interval_seconds")},
         )
 
 
@@ -267,6 +289,8 @@ class Components:
     staff_admin: StaffAdministration
     # Operator use cases over the log, read models and keys (the command line's).
     operations: Operations
+    # Ending a lockout early, by a security officer (R2.3).
+    lockouts: LockoutAdministration
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -338,12 +362,15 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     # clock (tests move it); a closure, because each of the two needs the other.
     identity: Identity
     policy = Policy(app.access_log, clock=lambda: identity.now())
+    throttle = Throttle(rate_limiter(settings, events_db, keyring, lambda: identity.now(), create_schema=create_schema),
+                        throttle_limits(settings))
     identity = Identity(
         app, sessions=identity_store, challenges=identity_store, throttle=identity_store,
         totp_steps=identity_store, directory=identity_store, break_glass=identity_store,
-        hasher=Argon2PasswordHasher(), common_passwords=common_passwords,
-        new_recovery_codes=new_recovery_codes, recovery_code_matches=recovery_code_matches,
-        recovery_code_outdated=is_legacy_recovery_code, policy=policy,
+        hasher=BoundedHasher(Argon2PasswordHasher(), settings.password_hash_slots),
+        common_passwords=common_passwords, new_recovery_codes=new_recovery_codes,
+        recovery_code_matches=recovery_code_matches, recovery_code_outdated=is_legacy_recovery_code,
+        policy=policy, rate_limits=throttle,
     )
     staff_admin = StaffAdministration(
         app=app, identity=identity, directory=identity_store, approvals=identity_store,
@@ -352,11 +379,33 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
         events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
-        customers=CustomerService(app, policy=policy),
+        customers=CustomerService(app, policy=policy, throttle=throttle),
         audit_trail=AuditTrail(app, evidence, policy=policy),
         identity=identity, staff_admin=staff_admin,
         operations=Operations(app, projection, directory, keyring),
+        lockouts=LockoutAdministration(identity),
     )
+
+
+def throttle_limits(settings: Settings) -> ThrottleLimits:
+    return ThrottleLimits(
+        search=(Limit(settings.search_per_minute, 60), Limit(settings.search_per_hour, 3600)),
+        login_failures_per_address=(Limit(1, settings.login_address_interval_seconds,
+                                          burst=settings.login_failures_per_address),),
+        login_attempts_per_account=(Limit(1, settings.login_account_interval_seconds,
+                                          burst=settings.login_attempts_per_account),),
+    )
+
+
+def rate_limiter(settings: Settings, events_db: Database, keyring: KeyRing, clock: Callable[[], datetime],
+                 *, create_schema: bool = True) -> DatabaseRateLimiter:
+    """Counters in the events database, so every API process shares them (R7.4)."""
+    digest_key = hashlib.sha256(b"strongroom/rate-limit-keys/v1\x00"
+                                + keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT)).digest()
+    limiter = DatabaseRateLimiter(events_db, digest_key, clock)
+    if create_schema:
+        limiter.create_tables()
+    return limiter
 
 
 def tamper_evidence(settings: Settings, app: Strongroom, keyring: KeyRing, events_db: Database,

@@ -261,8 +261,12 @@ class IdentityStore:
             return None
         return _req_dt(row[0])
 
-    def record_failure(self, staff_id: str, now: datetime, *, threshold: int, lock_for: timedelta) -> int:
+    def record_failure(self, staff_id: str, now: datetime, *, threshold: int, lock_for: timedelta,
+                       forget_after: timedelta | None = None) -> int:
         t = now.timestamp()
+        # Failures further apart than `forget_after` are not consecutive (item 8 of
+        # issue 10: with the per-address throttle, one address never reaches the lock).
+        stale = t - forget_after.total_seconds() if forget_after is not None else float("-inf")
         with self.db.transaction() as cur:
             # One statement, so concurrent failures each count (the row is locked for
             # the upsert); a lock that has run out starts the count again.
@@ -270,12 +274,14 @@ class IdentityStore:
                 "INSERT INTO auth_login_failures (staff_id, failures, locked_until, last_failure_at)"
                 " VALUES (?, 1, NULL, ?) ON CONFLICT (staff_id) DO UPDATE SET"
                 " failures = CASE WHEN auth_login_failures.locked_until IS NOT NULL"
-                "   AND auth_login_failures.locked_until <= ? THEN 1 ELSE auth_login_failures.failures + 1 END,"
+                "   AND auth_login_failures.locked_until <= ? THEN 1"
+                "   WHEN auth_login_failures.locked_until IS NULL AND auth_login_failures.last_failure_at < ? THEN 1"
+                "   ELSE auth_login_failures.failures + 1 END,"
                 " locked_until = CASE WHEN auth_login_failures.locked_until IS NOT NULL"
                 "   AND auth_login_failures.locked_until <= ? THEN NULL ELSE auth_login_failures.locked_until END,"
                 " last_failure_at = ?"
                 " RETURNING failures, locked_until",
-                (staff_id, t, t, t, t),
+                (staff_id, t, t, stale, t, t),
             )
             failures, locked = cur.fetchone()
             if failures >= threshold and locked is None:
@@ -288,6 +294,15 @@ class IdentityStore:
     def clear_failures(self, staff_id: str) -> None:
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM auth_login_failures WHERE staff_id = ?", (staff_id,))
+
+    def clearing_failures(self, staff_id: str) -> Callable[[Any, Sequence[int]], None]:
+        dialect = self.db.dialect
+
+        def clear(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute("DELETE FROM auth_login_failures WHERE staff_id = ?",
+                                                      (staff_id,))
+
+        return clear
 
     # -- TOTP replay ------------------------------------------------------------------------------
 

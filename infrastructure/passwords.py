@@ -10,9 +10,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from application.ports import PasswordHasher
+from application.throttle import PasswordCheckBusy
+
+T = TypeVar("T")
 
 ARGON2_PARAMETERS = {"time_cost": 3, "memory_cost": 64 * 1024, "parallelism": 4}
 
@@ -29,6 +37,34 @@ class Argon2PasswordHasher:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+class BoundedHasher:
+    """At most `slots` hashes at once in this process; the next caller gets
+    PasswordCheckBusy (503) at once instead of waiting.
+
+    Each argon2id check takes 64 MiB and about 0.1 s of a core: 16 logins in
+    parallel held every request thread of a worker for seconds, /healthz included
+    (issue 10, item 8). A full pool answers fast and leaves the threads free.
+    """
+
+    def __init__(self, inner: PasswordHasher, slots: int) -> None:
+        self.inner = inner
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def _run(self, work: Callable[[], T]) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise PasswordCheckBusy()
+        try:
+            return work()
+        finally:
+            self._slots.release()
+
+    def hash(self, password: str) -> str:
+        return self._run(lambda: self.inner.hash(password))
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return self._run(lambda: self.inner.verify(password_hash, password))
 
 
 # Recovery codes (R2.2, issue 10 item 10a): 16 characters of Crockford's base32, 80

@@ -27,6 +27,18 @@ def _database_url(name: str) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """URL of a new, empty PostgreSQL database, dropped after the test."""
+    yield from empty_pg_database()
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """Like `pg_url`, for a whole module (one real server per store, several attacks)."""
+    yield from empty_pg_database()
+
+
+def empty_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database's URL; dropped when the generator closes
+    (module-scoped fixtures use it too)."""
     name = f"sr_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)

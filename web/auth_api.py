@@ -39,7 +39,9 @@ def _present(value: Any) -> dict[str, Any]:
 @blueprint.public
 @blueprint.arguments(LoginSchema)
 @blueprint.response(200, LoginStartedSchema, description="Password accepted; second factor needed.")
-@blueprint.errors(*WITH_BODY, 503, e401=_FAILED)
+@blueprint.errors(*WITH_BODY, 429, e401=_FAILED,
+                  e503="Every password check is busy (code `busy`), or the database is unavailable; "
+                       "`Retry-After` says when to try again.")
 def login(body: dict[str, Any]) -> dict[str, Any]:
     """Password step: returns a single-use challenge for /auth/mfa (and a TOTP URI at first login)."""
     with unauthenticated():

@@ -206,7 +206,8 @@ def create_customer(fields: dict[str, Any]) -> Any:
 @blueprint.get("")
 @blueprint.arguments(CustomerQuerySchema, location="query")
 @blueprint.response(200, CustomerPageSchema, description="A page of masked views, in id order.")
-@blueprint.errors(*AUTHENTICATED, 400, e403=_FORBIDDEN,
+@blueprint.errors(*AUTHENTICATED, 400, 429,
+                  e403=_FORBIDDEN + " Searching by a field one may not reveal: `search_not_allowed`.",
                   e422="A parameter is not valid, more than one of email, phone, national_id and pan was "
                        "given (search by one at a time), or the cursor is not one this API gave.")
 def search_customers(query: dict[str, Any]) -> Any:

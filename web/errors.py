@@ -27,10 +27,12 @@ from application.errors import (
     VersionConflict,
 )
 from application.idempotency import IdempotencyKeyReused
+from application.lockout import AccountNotLocked
 from application.policy import (
     AccessDenied,
     FieldNotRevealable,
     PortfolioOutOfScope,
+    SearchNotAllowed,
     StepUpRequired,
     TrainingLapsed,
 )
@@ -50,6 +52,7 @@ from application.staff_admin import (
     StaffNotFound,
     UsernameTaken,
 )
+from application.throttle import PasswordCheckBusy, RateLimited
 from domain.errors import DomainError
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
@@ -99,6 +102,11 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     StepUpRequired: (403, "step_up_required", None),
     FieldNotRevealable: (403, "field_not_revealable", None),
     PortfolioOutOfScope: (403, "portfolio_out_of_scope", None),
+    # Throttling (R2.11): each carries its own Retry-After.
+    SearchNotAllowed: (403, "search_not_allowed", None),
+    RateLimited: (429, "rate_limited", "too many requests; try again later"),
+    PasswordCheckBusy: (503, "busy", None),
+    AccountNotLocked: (409, "not_locked", None),
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some
@@ -187,13 +195,14 @@ def handle_exception(exc: Exception) -> Response:
         status, code, message = mapped
         extra = {"position": exc.position} if isinstance(exc, ProjectionLagging) else {}
         response = error_response(status, code, message or str(exc), _field_errors(exc), **extra)
-        if status == 503:
+        if status == 503 and not isinstance(exc, PasswordCheckBusy):
             if is_disk_full(exc):  # the event store's own write, refused for space
                 ServerSpace.refused()
             # The type alone: a database's message names hosts, files and values.
             log.warning("dependency unavailable", extra={"fields": {
                 "request_id": g.get("request_id"), "exc_type": type(exc).__name__}})
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        if status in (429, 503):
+            response.headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
         return response
     # The type alone: the message or trace may hold a value from the request.
     log.error("unhandled exception", extra={"fields": {

@@ -1,4 +1,10 @@
-"""Prometheus metrics at `/metrics` (R7.2): requests, latency and projection lag.
+"""Prometheus metrics at `/metrics` (R7.2): requests and latency.
+
+No log or read-model position is published here: /metrics needs no session, and
+the event-log position moves with every access record, so a caller watching it
+could tell whether a search of theirs wrote one record or two, which told "exists
+out of scope" from "absent" (issue 10, item 1). The positions stay where
+only an operator reads them: the database itself, and the command line on the host.
 
 Labels never carry personal data: a request is labelled by its URL *rule*
 (`/api/v1/customers/<id>`), never by its path or query string, and a request that
@@ -19,11 +25,9 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from web.bounded import BoundedCall
 from web.openapi import Api, Blueprint
 
 UNMATCHED = "<unmatched>"
@@ -36,48 +40,11 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-class PositionCollector(Collector):
-    """Where the event log and the read models stand, read at scrape time.
-
-    The gap between the two is the projection lag an operator alerts on. Both come
-    from the database, so every worker reports the same figures; a store that does
-    not answer within the deadline leaves its gauge out of this scrape rather than
-    hanging it (the outage is /readyz's news).
-    """
-
-    def __init__(self, components: Any, timeout: float) -> None:
-        self.timeout = timeout
-        self.gauges = [
-            ("strongroom_event_log_position", "Highest notification id in the event log.",
-             BoundedCall("event-log-position", lambda: components.app.recorder.max_notification_id() or 0,
-                         deadline=timeout)),
-            ("strongroom_read_model_position", "Log position the read models have projected up to.",
-             BoundedCall("read-model-position", components.directory.position, deadline=timeout)),
-        ]
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        for name, documentation, read in self.gauges:
-            value = self._read(read)
-            if value is not None:
-                yield GaugeMetricFamily(name, documentation, value=value)
-
-    def _read(self, read: BoundedCall) -> int | None:
-        try:
-            return int(read(self.timeout))
-        except Exception:  # noqa: BLE001 - see the class docstring
-            return None
-
-    def stop(self) -> None:
-        for _, _, read in self.gauges:
-            read.stop()
-
-
 class RequestMetrics:
     """Request counts and latency for one app, in a registry of its own."""
 
     def __init__(self, components: Any, timeout: float) -> None:
         self.registry = CollectorRegistry()
-        self.positions = PositionCollector(components, timeout)
         self.requests = Counter(
             "strongroom_http_requests", "HTTP requests answered.",
             ["method", "endpoint", "status"], registry=self.registry,
@@ -94,7 +61,7 @@ class RequestMetrics:
         self.latency.labels(method, endpoint).observe(seconds)
 
     def stop(self) -> None:
-        self.positions.stop()
+        """Nothing to stop: the position gauges that read the database are gone."""
 
     def exposition_registry(self) -> CollectorRegistry:
         if multiprocess_dir():
@@ -105,7 +72,6 @@ class RequestMetrics:
         else:
             registry = CollectorRegistry()
             registry.register(_Forward(self.registry))
-        registry.register(self.positions)
         return registry
 
 

@@ -41,6 +41,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     415: "The body is not `application/json`.",
     422: "Validation failed; `errors` names each field and the rule it breaks, never the value.",
     428: "If-Match is required.",
+    429: "Too many requests (code `rate_limited`); `Retry-After` says how many seconds to wait.",
     503: "The database is unavailable; try again later.",
 }
 # Every operation under /api/v1 that needs a session can answer these.

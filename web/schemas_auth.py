@@ -190,3 +190,14 @@ class BreakGlassGrantSchema(Schema):
 class BreakGlassPageSchema(PageSchema):
     items = fields.List(fields.Nested(BreakGlassGrantSchema), required=True)
 
+
+class UnlockSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(1, 500),
+                           metadata={"description": "Why the lock ends early (kept in the audit trail).",
+                                     "pattern": TEXT_PATTERN})
+
+
+class UnlockedSchema(Schema):
+    id = fields.String(required=True)
+    unlocked = fields.Boolean(required=True)
+    was_locked_until = fields.DateTime(required=True)

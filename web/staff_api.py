@@ -12,6 +12,7 @@ from typing import Any
 from flask import Response, jsonify
 
 from application.staff_admin import PendingApproval
+from web.app import components
 from web.auth import current_actor, staff_admin
 from web.openapi import AUTHENTICATED, WITH_BODY, Blueprint
 from web.schemas_auth import (
@@ -26,6 +27,8 @@ from web.schemas_auth import (
     StaffCreateSchema,
     StaffPageSchema,
     StaffSchema,
+    UnlockedSchema,
+    UnlockSchema,
 )
 
 blueprint = Blueprint("staff", __name__, url_prefix="/api/v1",
@@ -109,3 +112,13 @@ def start_break_glass(body: dict[str, Any]) -> Any:
 def list_break_glass() -> dict[str, Any]:
     """Every break-glass grant, newest first, for review."""
     return {"items": staff_admin().break_glass_grants(current_actor()), "next_cursor": None}
+
+
+@blueprint.post("/staff/<staff_id>/unlock")
+@blueprint.arguments(UnlockSchema)
+@blueprint.response(200, UnlockedSchema, description="Unlocked; the reason is in the audit trail.")
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, 404, e403="Needs staff:unlock (security officer).",
+                  e409="The account is not locked.")
+def unlock_staff(body: dict[str, Any], staff_id: str) -> Any:
+    """End an account's lockout early, with a reason (staff:unlock); recorded with the change."""
+    return components().lockouts.unlock(current_actor(), staff_id, body["reason"])

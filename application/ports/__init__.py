@@ -8,6 +8,7 @@
 * `operations`: what the operator's use cases read: log positions, the projection,
   the key ring's inventory.
 * `idempotency`: the stored outcomes of writes, for their retries (R7.6).
+* `throttle`: rate-limit counters shared by every API process (R2.11).
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
 
@@ -52,13 +53,14 @@ from application.ports.identity import (
     TotpSteps,
 )
 from application.ports.operations import KeyInventory, LogPositions, ReadModelPosition, ReadModelProjection
+from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
     "AccessRecorder", "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
     "IdempotentOutcome",
-    "InTransactionHook", "KeyInventory", "LogPositions", "LoginChallenge", "LoginThrottle",
+    "InTransactionHook", "KeyInventory", "Limit", "RateLimiter", "LogPositions", "LoginChallenge", "LoginThrottle",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
     "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
     "TimedNotification", "TotpSteps",

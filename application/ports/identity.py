@@ -6,6 +6,7 @@ stores in the shared database; `infrastructure/passwords.py` the hasher.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -94,12 +95,18 @@ class LoginThrottle(Protocol):
     def locked_until(self, staff_id: str, now: datetime) -> datetime | None:
         """When the account's lock ends, if it is locked at `now`."""
 
-    def record_failure(self, staff_id: str, now: datetime, *, threshold: int, lock_for: timedelta) -> int:
+    def record_failure(self, staff_id: str, now: datetime, *, threshold: int, lock_for: timedelta,
+                       forget_after: timedelta | None = None) -> int:
         """Count a failure; the `threshold`-th consecutive one locks the account for
-        `lock_for`. A lock that has run out starts a fresh count. Returns the count."""
+        `lock_for`. A lock that has run out, or a previous failure more than
+        `forget_after` ago, starts a fresh count. Returns the count."""
 
     def clear_failures(self, staff_id: str) -> None:
         """A complete login succeeded: the count starts again from zero."""
+
+    def clearing_failures(self, staff_id: str) -> Callable[[Any, Sequence[int]], None]:
+        """An in-transaction hook (`Strongroom._save(..., in_transaction=)`) that ends
+        the account's lock and count inside the transaction that records why."""
 
 
 class TotpSteps(Protocol):

@@ -45,6 +45,7 @@ def a_staff_members_whole_life() -> StaffMember:
     alice.reset_totp("lost phone")
     alice.change_roles(grant=["supervisor"], revoke=["agent"])
     alice.change_portfolios(["uk-private"])
+    alice.record_unlock("identity confirmed by call-back")
     alice.disable("on leave")
     alice.enable("back from leave")
     return alice

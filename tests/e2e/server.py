@@ -102,9 +102,11 @@ def serving(instance: Path, log_path: Path, *, workers: int = 1,
 
 
 def call(server: dict[str, Any], method: str, path: str, body: Any = None, token: str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    """One HTTPS request to the server; (status, headers in lower case, JSON body or None)."""
-    connection = http.client.HTTPSConnection("localhost", server["port"], context=trusting(server["cert"]), timeout=30)
+         headers: dict[str, str] | None = None, source: str | None = None) -> tuple[int, dict[str, str], Any]:
+    """One HTTPS request to the server; (status, headers in lower case, JSON body or None).
+    `source` is the client's address (any of 127.0.0.0/8), for attacks from several."""
+    connection = http.client.HTTPSConnection("localhost", server["port"], context=trusting(server["cert"]), timeout=30,
+                                             source_address=(source, 0) if source else None)
     sent = {"Content-Type": "application/json", **(headers or {})}
     if token:
         sent["Authorization"] = f"Bearer {token}"

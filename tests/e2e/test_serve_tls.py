@@ -103,7 +103,7 @@ def test_readyz_metrics_and_openapi_answer_over_https(server):
     metrics = https_get(server, "/metrics")
     assert metrics.status == 200
     assert b"strongroom_http_requests_total" in metrics.body
-    assert b"strongroom_event_log_position" in metrics.body
+    assert b"position" not in metrics.body  # issue 10, item 1: no log position without a session
     document = json.loads(https_get(server, "/api/v1/openapi.json").body)
     assert document["openapi"].startswith("3.1")
 

@@ -6,6 +6,7 @@ would try (R2.1-R2.4, R2.9), and asserts what they would see: refused.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from datetime import UTC, datetime
@@ -27,8 +28,14 @@ def clock(app):
     return moving
 
 
+_ADDRESSES = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+
 def attempt(client, username, password):
-    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    """A login from an address of its own: these attacks are spread over many addresses,
+    since one address is throttled after 5 failures (R2.11, tests/web/test_throttling.py)."""
+    return client.post("/api/v1/auth/login", json={"username": username, "password": password},
+                       environ_base={"REMOTE_ADDR": next(_ADDRESSES)})
 
 
 # -- stolen or leftover sessions (R2.4) -----------------------------------------------------------------

@@ -94,8 +94,10 @@ def test_search_by_blind_index_finds_exactly_the_customer(client, app, agent, fi
     cid = client.post("/api/v1/customers", json=customer_body(), headers=agent).get_json()["id"]
     client.post("/api/v1/customers", json=customer_body(email="other@example.org", phone=None, national_id=None,
                                                         cards=[], bank_accounts=[]), headers=agent)
+    # An agent may search only by what they may reveal (R2.11); KYC searches by anything.
+    kyc = quick_login(client, app, roles=["compliance_officer"], portfolios=[])
     before = position(app)
-    response = client.get("/api/v1/customers", query_string={field: value}, headers=agent)
+    response = client.get("/api/v1/customers", query_string={field: value}, headers=kyc)
     assert response.status_code == 200
     page = response.get_json()
     assert [v["id"] for v in page["items"]] == [cid] and page["next_cursor"] is None
