@@ -79,6 +79,15 @@ UNCONDITIONAL_ATTEMPTS = 10
 T = TypeVar("T")
 
 
+def _chain(first: InTransactionHook | None, then: InTransactionHook) -> InTransactionHook:
+    def both(cursor: Any, positions: Sequence[int]) -> None:
+        if first is not None:
+            first(cursor, positions)
+        then(cursor, positions)
+
+    return both
+
+
 def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
@@ -116,7 +125,7 @@ class Strongroom(Application[UUID]):
 
     # -- the unit of work ----------------------------------------------------------------
 
-    def _save(self, *aggregates: Any) -> int:
+    def _save(self, *aggregates: Any, in_transaction: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.
 
         With a separate worker projecting (R7.4), wait up to the bound for it to reach
@@ -135,6 +144,10 @@ class Strongroom(Application[UUID]):
         loaded = [(a.id, a.pending_events[0].originator_version - 1) for a in aggregates if a.pending_events]
         projecting = self.projection.inline(aggregates)
         hook = self._with_outcome(projecting, aggregates)
+        if in_transaction is not None:
+            # The caller's own rows (an approval's decision, an activation code) commit
+            # with these events or not at all.
+            hook = _chain(hook, in_transaction)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)

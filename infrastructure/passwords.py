@@ -8,7 +8,9 @@ offline guessing, fast enough that login stays under a second.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from collections.abc import Callable
 
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -42,3 +44,15 @@ def new_recovery_codes(count: int = 10) -> tuple[list[str], list[str]]:
 
 def recovery_code_hash(code: str) -> str:
     return hashlib.sha256(b"strongroom-recovery-code\x00" + code.strip().lower().encode()).hexdigest()
+
+
+def activation_code_hasher(key: bytes) -> Callable[[str], str]:
+    """HMAC-SHA256 of an activation code (R2.9) under a key of the installation: a copy
+    of the table without the key cannot test a guessed code. The codes carry 128
+    random bits, so one keyed hash (not argon2) is enough."""
+    derived = hmac.new(key, b"strongroom/activation-code/v1", hashlib.sha256).digest()
+
+    def code_hash(code: str) -> str:
+        return hmac.new(derived, code.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    return code_hash

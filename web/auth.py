@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from application.activation import Activation
 from application.context import RequestContext, acting_as
 from application.errors import ValidationFailed
 from application.identity import (
@@ -35,7 +36,7 @@ from web.openapi import Api
 
 API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.
-PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/mfa", "/api/v1/openapi.json"})
+PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/activate", "/api/v1/auth/mfa", "/api/v1/openapi.json"})
 # What an account still on its one-time password may do (R2.1): change it, or leave.
 BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/password", "/api/v1/auth/logout"})
 
@@ -48,6 +49,10 @@ def identity() -> Identity:
 
 def staff_admin() -> StaffAdministration:
     return components().staff_admin
+
+
+def activation() -> Activation:
+    return components().activation
 
 
 def bearer_token() -> str | None:

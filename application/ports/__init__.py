@@ -10,6 +10,7 @@
 * `idempotency`: the stored outcomes of writes, for their retries (R7.6).
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
+* `activation`: activation codes of new accounts and the channel that delivers them.
 
 `infrastructure/` implements them and `infrastructure/composition.py` wires the
 implementations in; tests may pass simple fakes for logic-only tests, never as the
@@ -18,6 +19,13 @@ proof that a feature works. Every port is importable from `application.ports`.
 
 from __future__ import annotations
 
+from application.ports.activation import (
+    ActivationChannel,
+    ActivationCodeSpent,
+    ActivationMessage,
+    ActivationRecord,
+    ActivationStore,
+)
 from application.ports.audit import AccessRecorder, AuditedApplication, ChainReport, ChainVerification
 from application.ports.customers import (
     CustomerReadModel,
@@ -45,6 +53,7 @@ from application.ports.identity import (
     ChallengeStore,
     LoginChallenge,
     LoginThrottle,
+    NoLongerPending,
     PasswordHasher,
     SessionRecord,
     SessionStore,
@@ -54,11 +63,12 @@ from application.ports.identity import (
 from application.ports.operations import KeyInventory, LogPositions, ReadModelPosition, ReadModelProjection
 
 __all__ = [
-    "AccessRecorder", "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
+    "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord", "ActivationStore",
+    "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
     "IdempotentOutcome",
-    "InTransactionHook", "KeyInventory", "LogPositions", "LoginChallenge", "LoginThrottle",
+    "InTransactionHook", "KeyInventory", "LogPositions", "LoginChallenge", "LoginThrottle", "NoLongerPending",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
     "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
     "TimedNotification", "TotpSteps",

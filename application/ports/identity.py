@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from application.ports.customers import InTransactionHook
+
 # Times cross these ports as aware UTC datetimes; tokens and challenges only as their
 # SHA-256 hex digests, so no store ever holds a credential that would open a session.
 
@@ -135,9 +137,13 @@ class ApprovalRecord:
     subject_staff_id: str | None
     summary: dict[str, Any]  # non-personal: username, roles, portfolios
     payload: dict[str, Any]  # what is executed on approval (sealed at rest)
-    status: str = "pending"  # "pending", "approved", "executed"
+    status: str = "pending"  # "pending", then "executed", "rejected", "expired" (or "failed")
     decided_by: str | None = None
     decided_at: datetime | None = None
+
+
+class NoLongerPending(Exception):
+    """Raised inside the transaction when a request was decided meanwhile: it rolls back."""
 
 
 class ApprovalStore(Protocol):
@@ -158,6 +164,12 @@ class ApprovalStore(Protocol):
 
     def set_approval_status(self, approval_id: str, status: str) -> None:
         """Record how a decided request ended ("executed" or "failed")."""
+
+    def decide_in_transaction(self, approval_id: str, decided_by: str, at: datetime,
+                              status: str) -> InTransactionHook:
+        """A hook that moves a pending request to `status` inside the transaction that
+        saves the decision's audit record (and the change it carries out); it raises
+        `NoLongerPending`, rolling all of it back, when another decision came first."""
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,11 @@ def handshake(context: ssl.SSLContext, port: int) -> tuple[str | None, tuple | N
             return tls.version(), tls.cipher()
 
 
-def initialise(folder: Path) -> dict:
-    """`strongroom init --json` into `folder`; returns the first admin it printed."""
-    done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT, env=clean_env(),
-                          capture_output=True, text=True, timeout=120)
+def initialise(folder: Path, env: dict[str, str] | None = None) -> dict:
+    """`strongroom init --json` into `folder` (with `env` added, e.g. a database URL);
+    returns the first admin it printed."""
+    done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT,
+                          env={**clean_env(), **(env or {})}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     admin: dict = json.loads(done.stdout)["admin"]
     return admin
