@@ -108,6 +108,8 @@ class Settings:
     smtp_port: int = 25
     smtp_sender: str = "strongroom@localhost"
     smtp_starttls: bool = False
+    # Trust anchors for the relay's certificate under STARTTLS; None: the system's.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = 10.0
     # Hours an activation code works, and a four-eyes request waits for its decision.
     activation_ttl_hours: float = 24.0
@@ -116,7 +118,9 @@ class Settings:
     def __post_init__(self) -> None:
         instance = Path(self.instance)
         object.__setattr__(self, "instance", instance)
-        for name in ("tls_cert", "tls_key", "checkpoint_dir"):
+        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file"):
+            if getattr(self, name) is None:
+                continue
             path = Path(getattr(self, name))
             object.__setattr__(self, name, path if path.is_absolute() else instance / path)
 
@@ -193,6 +197,7 @@ class Settings:
             smtp_port=_number(merged, "smtp_port", int, cls.smtp_port),
             smtp_sender=_sender(merged),
             smtp_starttls=_flag(merged, "smtp_starttls", cls.smtp_starttls),
+            smtp_ca_file=_path(merged, "smtp_ca_file", Path()) if merged.get("smtp_ca_file") else None,
             smtp_timeout_seconds=_number(merged, "smtp_timeout_seconds", float, cls.smtp_timeout_seconds),
             activation_ttl_hours=_number(merged, "activation_ttl_hours", float, cls.activation_ttl_hours),
             approval_ttl_hours=_number(merged, "approval_ttl_hours", float, cls.approval_ttl_hours),
@@ -375,7 +380,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     )
     channel = None if settings.smtp_host is None else SmtpActivationChannel(
         settings.smtp_host, settings.smtp_port, settings.smtp_sender, starttls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout_seconds,
+        timeout=settings.smtp_timeout_seconds, ca_file=settings.smtp_ca_file,
     )
     activation = Activation(
         identity, identity_store, channel,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -83,10 +85,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def loopback_smtp() -> Iterator[Mailbox]:
-    """An SMTP server on 127.0.0.1 for the duration."""
+def loopback_smtp(*, starttls: tuple[Path, Path] | None = None) -> Iterator[Mailbox]:
+    """An SMTP server on 127.0.0.1 for the duration; with `starttls` (certificate, key)
+    it refuses mail until the client has switched to TLS."""
     mailbox = Mailbox("127.0.0.1", _free_port())
-    controller = Controller(_Keeper(mailbox), hostname=mailbox.host, port=mailbox.port)
+    tls: dict[str, Any] = {}
+    if starttls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(starttls[0]), str(starttls[1]))
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(_Keeper(mailbox), hostname=mailbox.host, port=mailbox.port, **tls)
     controller.start()
     try:
         yield mailbox

@@ -63,7 +63,8 @@ from application.ports.identity import (
 from application.ports.operations import KeyInventory, LogPositions, ReadModelPosition, ReadModelProjection
 
 __all__ = [
-    "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord", "ActivationStore",
+    "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
+    "ActivationStore",
     "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
