@@ -386,13 +386,18 @@ class Identity:
             raise self._fail("login_failed", "wrong_password", str(member.id), "password")
         # A right password does not clear the failure count: only a complete login
         # does, or else someone holding the password could guess TOTP codes forever.
+        self._record(str(member.id), "login", "succeeded", stage="password")
+        return self.second_factor_challenge(member)
+
+    def second_factor_challenge(self, member: StaffMember) -> LoginStarted:
+        """The challenge for /auth/mfa once the first step is proven (a password, or an
+        activation code, R2.9): with a TOTP URI to enrol when the account has none."""
         challenge = secrets.token_urlsafe(32)
         enrolling = member.totp_secret is None
         expires = self.now() + self.rules.challenge_ttl
         self.challenges.add_challenge(
             token_digest(challenge), LoginChallenge(staff_id=str(member.id), expires_at=expires, enrolling=enrolling)
         )
-        self._record(str(member.id), "login", "succeeded", stage="password")
         if enrolling:
             uri = pyotp.TOTP(self.enrolment_secret(challenge), interval=self.rules.totp_interval).provisioning_uri(
                 name=member.username, issuer_name=ISSUER

@@ -520,6 +520,17 @@ class Policy:
         )
 
 
+def reads_customer_data(role: str) -> bool:
+    """Whether `role` reaches any customer data: a customer permission that reads, or
+    any field of the table not hidden from it. Granting such a role waits for a second
+    approver (R2.9), decided from this data rather than a list of role names."""
+    reading = {OPERATIONS[op] for op in (Operation.VIEW, Operation.SEARCH, Operation.REVEAL,
+                                         Operation.HISTORY, Operation.INTERACTIONS_LIST)} | TRAINING_BOUND
+    if ROLE_PERMISSIONS.get(role, frozenset()) & reading:
+        return True
+    return any(rule.for_role(role) is not Treatment.HIDDEN for rule in FIELD_POLICY.values())
+
+
 def role_treatments() -> dict[str, dict[str, str]]:
     """The field policy as {field: {role: treatment}} for every default role (reports, docs)."""
     roles = tuple(ROLE_PERMISSIONS)

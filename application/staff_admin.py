@@ -4,35 +4,54 @@ StaffMember aggregate's `@event` methods and the application's unit of work, so 
 is an encrypted event whose metadata says who made it and why.
 
 Separation of duties is decided here, where the acting person is known: nobody
-changes their own roles, and a grant of a privileged role (or an account created
-with one) waits for a second, different person to approve it.
+changes their own roles; a grant of a privileged role or of any role that reads
+customer data (or an account created with one), and the revocation of a privileged
+role, wait for a second, different person to approve it. A request can be rejected
+(with a reason) and expires (72 hours by default); each decision is an access
+record committed in the same transaction as the decision and the change it makes.
+
+Credentials never pass through another person (R2.9): an account made here gets no
+password anyone knows; its activation code goes to the person's work address
+(application/activation.py). Only the operator's bootstrap (`strongroom staff add`)
+prints a one-time password, on the server's own terminal.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
 
+from application.activation import Activation, ActivationUnavailable
 from application.context import RequestContext, current_context
 from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
-from application.policy import AccessDenied, NotPermitted, Policy
+from application.policy import AccessDenied, NotPermitted, Policy, reads_customer_data
 from application.customers import Strongroom
 from application.ports import (
-    ApprovalRecord, ApprovalStore, BreakGlassGrant, BreakGlassStore, InTransactionHook, StaffDirectory,
+    ApprovalRecord,
+    ApprovalStore,
+    BreakGlassGrant,
+    BreakGlassStore,
+    InTransactionHook,
+    NoLongerPending,
+    StaffDirectory,
 )
 from application.security import Actor, Permission
+from domain.audit import AccessRecord
 from domain.errors import InvalidField
-from domain.staff import PRIVILEGED_ROLES, StaffMember
+from domain.staff import PRIVILEGED_ROLES, StaffMember, normalise_work_email
 from domain.values import normalise_portfolio, normalise_required_text
 
 BREAK_GLASS_MAX_MINUTES = 60  # R2.8
+APPROVAL_TTL = timedelta(hours=72)  # R2.9: a request nobody decided in time lapses
+EXPIRY = "expiry"  # `decided_by` of a request that lapsed
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -71,6 +90,18 @@ class ApprovalAlreadyDecided(ApplicationError):
         super().__init__(f"approval {approval_id} is no longer pending")
 
 
+class ApprovalExpired(ApplicationError):
+    """R2.9: a request not decided within its time lapses; ask again."""
+
+    def __init__(self, approval_id: object) -> None:
+        super().__init__(f"approval {approval_id} has expired; make the request again")
+
+
+class AlreadyActivated(ApplicationError):
+    def __init__(self, staff_id: object) -> None:
+        super().__init__(f"staff member {staff_id} has no activation waiting")
+
+
 class UsernameTaken(ApplicationError):
     def __init__(self) -> None:
         super().__init__("username: already in use")
@@ -89,6 +120,15 @@ class StaffCreated:
 
 
 @dataclass(frozen=True)
+class StaffInvited:
+    """An account made through the API: its activation went to the person (R2.9); the
+    caller gets nothing to sign in with."""
+
+    staff_id: str
+    username: str
+
+
+@dataclass(frozen=True)
 class FirstAdmin:
     """`strongroom init`'s administrator, with the secrets shown to the operator once."""
 
@@ -102,6 +142,17 @@ class FirstAdmin:
 @dataclass(frozen=True)
 class PendingApproval:
     approval_id: str
+
+
+def _chain(first: InTransactionHook, then: InTransactionHook | None) -> InTransactionHook:
+    if then is None:
+        return first
+
+    def both(cursor: Any, positions: Sequence[int]) -> None:
+        first(cursor, positions)
+        then(cursor, positions)
+
+    return both
 
 
 # Stands in for a hash in a draft account: drafts are checked, never saved.
@@ -119,6 +170,18 @@ def _privileged(roles: Iterable[str]) -> list[str]:
     return sorted(role for role in roles if role in PRIVILEGED_ROLES)
 
 
+def _four_eyes(roles: Iterable[str]) -> list[str]:
+    """Roles whose grant needs a second approver (R2.9): privileged ones, and any that
+    reads customer data (decided by the policy's own tables)."""
+    return sorted(role for role in roles if role in PRIVILEGED_ROLES or reads_customer_data(role))
+
+
+def _unknowable_password() -> str:
+    """The password of an account awaiting activation: random, never shown, never kept.
+    Only the activation code (sent to the person) leads to a password of their own."""
+    return secrets.token_urlsafe(32)
+
+
 @dataclass
 class StaffAdministration:
     """Create accounts, change roles, approve, and open break-glass access."""
@@ -134,6 +197,9 @@ class StaffAdministration:
     # Called with each new break-glass grant, after it is recorded: the monitoring
     # worker (R3.6) hangs its high-severity alert here.
     break_glass_hooks: list[Callable[[BreakGlassGrant], None]] = field(default_factory=list)
+    # Activation out of band (R2.9); None: accounts cannot be made through the API.
+    activation: Activation | None = None
+    approval_ttl: timedelta = APPROVAL_TTL
 
     def _require(self, actor: Actor, permission: Permission, operation: str) -> None:
         self.policy.require(actor, permission, operation=operation,
@@ -152,21 +218,22 @@ class StaffAdministration:
 
     def create_staff(
         self, actor: Actor, *, username: str, display_name: str, roles: Sequence[str],
-        portfolios: Sequence[str] = (),
-    ) -> StaffCreated | PendingApproval:
-        """A new account with a one-time password; held for approval when any role is
-        privileged (R2.9)."""
+        portfolios: Sequence[str] = (), email: str,
+    ) -> StaffInvited | PendingApproval:
+        """A new account, activated by the person through a code sent to `email` (their
+        work address); held for a second approver when any role is privileged or reads
+        customer data (R2.9). No credential is ever returned to the caller."""
         self._require(actor, Permission.STAFF_MANAGE, "staff:create")
         draft = _draft(username, display_name, roles, portfolios)
+        email = normalise_work_email(email)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
-        privileged = _privileged(draft.roles)
-        if privileged:
+        if _four_eyes(draft.roles):
             return self._hold(actor, "create_staff", None, {
                 "username": draft.username, "roles": list(draft.roles), "portfolios": list(draft.portfolios),
-            }, {"display_name": draft.display_name})
+            }, {"display_name": draft.display_name, "email": email})
         with self._acting(actor, "create staff account"):
-            return self._enrol(draft.username, draft.display_name, draft.roles, draft.portfolios)
+            return self._invite(draft.username, draft.display_name, draft.roles, draft.portfolios, email)
 
     def add_staff_as_operator(
         self, *, username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str] = (),
@@ -201,15 +268,50 @@ class StaffAdministration:
         totp_uri = pyotp.TOTP(totp_secret).provisioning_uri(name=member.username, issuer_name="Strongroom")
         return FirstAdmin(str(member.id), member.username, password, totp_uri, recovery_codes)
 
-    def _save_reserved(self, member: StaffMember, in_transaction: InTransactionHook | None = None) -> None:
+    def _save_reserved(self, member: StaffMember, *more: Any, in_transaction: InTransactionHook | None = None) -> None:
         """Claim the username, then save; a save that fails gives the name back."""
         if not self.directory.reserve_username(member.username, str(member.id), self.identity.now()):
             raise UsernameTaken()
         try:
-            self.app._save(member, in_transaction=in_transaction)
+            self.app._save(member, *more, in_transaction=in_transaction)
         except BaseException:
             self.directory.release_username(member.username)
             raise
+
+    def _invite(self, username: str, display_name: str, roles: Sequence[str], portfolios: Sequence[str],
+                email: str, *more: Any, in_transaction: InTransactionHook | None = None) -> StaffInvited:
+        """Enrol an account awaiting activation: the code goes to `email` first (a
+        channel that is down leaves nothing behind), then the account, its code's
+        hash and whatever `more` records the caller adds commit together."""
+        if self.activation is None:
+            raise ActivationUnavailable("no activation channel configured")
+        member = StaffMember.enrol(
+            username=username, display_name=display_name, roles=roles, portfolios=portfolios,
+            password_hash=self.identity.hasher.hash(_unknowable_password()), must_change_password=True, email=email,
+        )
+        issued = self.activation.issue(member, email)
+        self._save_reserved(member, *more, in_transaction=_chain(issued, in_transaction))
+        return StaffInvited(str(member.id), member.username)
+
+    def resend_activation(self, actor: Actor, staff_id: str) -> dict[str, Any]:
+        """A new activation code (the old one stops working) to the address on record,
+        for an account not activated yet: the code expired, or the mail was lost."""
+        self._require(actor, Permission.STAFF_MANAGE, "staff:resend_activation")
+        member = self.identity.staff(staff_id)
+        if member is None:
+            raise StaffNotFound(staff_id)
+        if self.activation is None:
+            raise ActivationUnavailable("no activation channel configured")
+        email = getattr(member, "email", None)  # absent from snapshots older than R2.9's activation
+        record = self.activation.store.activation(str(member.id))
+        if email is None or record is None or record.used_at is not None:
+            raise AlreadyActivated(staff_id)
+        with self._acting(actor, "activation resent"):
+            issued = self.activation.issue(member, email)
+            sent = AccessRecord(kind="activation_sent", outcome="succeeded", customer_ids=[], fields=[],
+                                details={"staff_id": str(member.id)})
+            self.app._save(sent, in_transaction=issued)
+        return {"id": str(member.id), "username": member.username, "activation": "sent"}
 
     def _enrol(self, username: str, display_name: str, roles: Sequence[str],
                portfolios: Sequence[str], in_transaction: InTransactionHook | None = None) -> StaffCreated:
@@ -254,8 +356,11 @@ class StaffAdministration:
             raise InvalidField("roles", "a role cannot be granted and revoked at once")
         if not grant and not revoke:
             raise ValidationFailed({"grant": ["grant or revoke at least one role"]})
-        new_privileged = _privileged(role for role in grant if role not in member.roles)
-        if new_privileged:
+        needs_second = _four_eyes(role for role in grant if role not in member.roles) or _privileged(
+            role for role in revoke if role in member.roles)
+        if needs_second:
+            # A revoked privileged role waits too: else one admin strips every other
+            # approver and is left alone to approve (R2.9).
             return self._hold(actor, "change_roles", str(member.id), {
                 "username": member.username, "grant": grant, "revoke": revoke,
             }, {})
@@ -281,62 +386,109 @@ class StaffAdministration:
         return PendingApproval(approval.approval_id)
 
     def pending_approvals(self, actor: Actor) -> list[dict[str, Any]]:
+        """Requests still open: pending and not yet past their expiry."""
         self._require(actor, Permission.APPROVALS_DECIDE, "approvals:list")
-        return [self._view(a) for a in self.approvals.approvals(status="pending")]
+        now = self.identity.now()
+        return [self._view(a) for a in self.approvals.approvals(status="pending") if now < self._expires(a)]
 
-    @staticmethod
-    def _view(approval: ApprovalRecord) -> dict[str, Any]:
+    def _expires(self, approval: ApprovalRecord) -> datetime:
+        return approval.requested_at + self.approval_ttl
+
+    def _view(self, approval: ApprovalRecord) -> dict[str, Any]:
+        summary = dict(approval.summary)
+        if approval.kind == "create_staff" and approval.payload.get("email"):
+            # The approver checks where the activation will go: the person's own address.
+            summary["email"] = approval.payload["email"]
         return {
             "id": approval.approval_id, "kind": approval.kind, "status": approval.status,
             "requested_by": approval.requested_by, "requested_at": approval.requested_at,
-            "subject_staff_id": approval.subject_staff_id, "summary": approval.summary,
+            "expires_at": self._expires(approval),
+            "subject_staff_id": approval.subject_staff_id, "summary": summary,
             "decided_by": approval.decided_by, "decided_at": approval.decided_at,
         }
 
-    def approve(self, actor: Actor, approval_id: str) -> dict[str, Any]:
-        """A second, different person approves; the held change is carried out now,
-        recorded with the approver as actor and the request named in the purpose."""
-        self._require(actor, Permission.APPROVALS_DECIDE, "approvals:approve")
+    def _decidable(self, actor: Actor, approval_id: str, operation: str) -> ApprovalRecord:
+        """The request, if `actor` may decide it now; an expired one is closed (and
+        recorded) on the way."""
+        self._require(actor, Permission.APPROVALS_DECIDE, operation)
         approval = self.approvals.approval(str(approval_id))
         if approval is None:
             raise ApprovalNotFound(approval_id)
-        if approval.requested_by == actor.staff_id:
-            self.policy.refuse("approvals:approve", "self_approval")
-            raise SelfApproval()
         if approval.subject_staff_id == actor.staff_id:
-            self.policy.refuse("approvals:approve", "self_role_change")
+            # Nor may its subject reject one: a revocation waiting for approval would
+            # be the revoked person's to cancel.
+            self.policy.refuse(operation, "self_role_change")
             raise SelfRoleChange()
-        if approval.status != "pending" or not self.approvals.decide_approval(
-            approval.approval_id, actor.staff_id, self.identity.now(), "approved"
-        ):
+        if approval.status != "pending":
             raise ApprovalAlreadyDecided(approval_id)
-        purpose = f"approval {approval.approval_id} of a request by {approval.requested_by}"
+        if self.identity.now() >= self._expires(approval):
+            self._decide(actor, approval, "expired", "approval expired", decided_by=EXPIRY)
+            raise ApprovalExpired(approval_id)
+        return approval
+
+    def _decision(self, approval: ApprovalRecord, decision: str) -> AccessRecord:
+        return AccessRecord(kind="approval", outcome="succeeded", customer_ids=[], fields=[], details={
+            "approval_id": approval.approval_id, "decision": decision, "request": approval.kind,
+            "requested_by": approval.requested_by, "subject_staff_id": approval.subject_staff_id or "",
+        })
+
+    def _decide(self, actor: Actor, approval: ApprovalRecord, decision: str, purpose: str,
+                *, decided_by: str | None = None) -> None:
+        """Record a decision that changes nothing else (rejected, expired): the record
+        and the request's new status commit together, or neither does."""
+        hook = self.approvals.decide_in_transaction(approval.approval_id, decided_by or actor.staff_id,
+                                                    self.identity.now(), decision)
         try:
             with self._acting(actor, purpose, fixed=True):
-                # "executed" commits with the change's events, its record (issue 10).
-                result = self._execute(approval, self.approvals.status_writer(approval.approval_id, "executed"))
-        except BaseException:
-            self._set_status(approval.approval_id, "failed")
-            raise
+                self.app._save(self._decision(approval, decision), in_transaction=hook)
+        except NoLongerPending:
+            raise ApprovalAlreadyDecided(approval.approval_id) from None
+
+    def reject(self, actor: Actor, approval_id: str, *, reason: str) -> dict[str, Any]:
+        """Refuse a request, saying why; it can never be approved afterwards. Anyone who
+        may decide may reject (the requester too: a withdrawal), except its subject."""
+        approval = self._decidable(actor, approval_id, "approvals:reject")
+        reason = normalise_required_text(reason, "reason", max_length=500)
+        # The reason travels as the record's purpose (sealed metadata), never in its details.
+        self._decide(actor, approval, "rejected", f"rejected: {reason}")
+        return self._view(self.approvals.approval(approval.approval_id) or approval)
+
+    def approve(self, actor: Actor, approval_id: str) -> dict[str, Any]:
+        """A second, different person approves; the held change is carried out now,
+        recorded with the approver as actor and the request named in the purpose. The
+        change, the decision's record and the request's status commit together."""
+        approval = self.approvals.approval(str(approval_id))
+        if approval is not None and approval.requested_by == actor.staff_id:
+            self._require(actor, Permission.APPROVALS_DECIDE, "approvals:approve")
+            self.policy.refuse("approvals:approve", "self_approval")
+            raise SelfApproval()
+        approval = self._decidable(actor, approval_id, "approvals:approve")
+        purpose = f"approval {approval.approval_id} of a request by {approval.requested_by}"
+        hook = self.approvals.decide_in_transaction(approval.approval_id, actor.staff_id, self.identity.now(),
+                                                    "executed")
+        try:
+            with self._acting(actor, purpose, fixed=True):
+                result = self._execute(approval, self._decision(approval, "approved"), hook)
+        except NoLongerPending:
+            raise ApprovalAlreadyDecided(approval_id) from None
         return {"approval_id": approval.approval_id, "status": "executed", "kind": approval.kind,
                 "result": result}
 
-    def _set_status(self, approval_id: str, status: str) -> None:
-        self.approvals.set_approval_status(approval_id, status)
-
-    def _execute(self, approval: ApprovalRecord, executed: InTransactionHook) -> dict[str, Any]:
+    def _execute(self, approval: ApprovalRecord, record: AccessRecord, hook: InTransactionHook) -> dict[str, Any]:
         payload = approval.payload
         if approval.kind == "create_staff":
-            created = self._enrol(payload["username"], payload["display_name"], payload["roles"], payload["portfolios"],
-                                  in_transaction=executed)
-            return {"id": created.staff_id, "username": created.username,
-                    "one_time_password": created.one_time_password}
+            if not payload.get("email"):
+                raise ActivationUnavailable("request made before activation by mail")
+            # Nothing to sign in with comes back: the activation went to the person.
+            invited = self._invite(payload["username"], payload["display_name"], payload["roles"],
+                                   payload["portfolios"], payload["email"], record, in_transaction=hook)
+            return {"id": invited.staff_id, "username": invited.username, "activation": "sent"}
         if approval.kind == "change_roles":
             member = self.identity.staff(str(approval.subject_staff_id))
             if member is None:
                 raise StaffNotFound(approval.subject_staff_id)
             member.change_roles(grant=payload["grant"], revoke=payload["revoke"])
-            self.app._save(member, in_transaction=executed)
+            self.app._save(member, record, in_transaction=hook)
             return member.to_record()
         raise ApprovalNotFound(approval.approval_id)  # pragma: no cover - unknown kinds are never stored
 

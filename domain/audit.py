@@ -18,6 +18,8 @@ ACCESS_KINDS = frozenset({
     "view", "search", "list", "reveal", "export", "history", "interactions", "as_of",
     "denied", "not_found", "login", "login_failed", "mfa_failed", "step_up", "logout",
     "break_glass", "session_ended", "audit_read", "approval",
+    # R2.9: account activation out of band.
+    "activation", "activation_failed", "activation_sent",
 })
 OUTCOMES = frozenset({"allowed", "denied", "not_found", "failed", "succeeded"})
 

@@ -25,7 +25,7 @@ from domain.errors import (
     StaffNotDisabled,
     UnknownRole,
 )
-from domain.values import normalise_portfolio, normalise_required_text
+from domain.values import normalise_email, normalise_portfolio, normalise_required_text
 
 DEFAULT_ROLES = ("agent", "supervisor", "compliance_officer", "dpo", "security_officer", "auditor", "admin")
 PRIVILEGED_ROLES = ("admin", "dpo", "security_officer", "auditor", "compliance_officer")
@@ -41,6 +41,16 @@ def normalise_username(value: object) -> str:
     if not isinstance(value, str) or not _USERNAME.match(value.strip().lower()):
         raise InvalidField("username", "must be 3 to 64 of a-z, 0-9, . _ -")
     return value.strip().lower()
+
+
+def normalise_work_email(value: object) -> str:
+    """A staff member's work address: a valid address (as for customers), in ASCII, so
+    that it goes into a mail header as it is, with no encoding to smuggle a second
+    header or recipient through."""
+    email = normalise_email(value)
+    if not email.isascii():
+        raise InvalidField("email", "must be an ASCII address")
+    return email
 
 
 def _role_names(values: Iterable[object]) -> list[str]:
@@ -87,8 +97,12 @@ class StaffMember(Aggregate):
         portfolios: Iterable[str] = (),
         password_hash: str,
         must_change_password: bool = True,
+        email: str | None = None,
     ) -> StaffMember:
-        """A new account; by default its (one-time) password must be changed at first use."""
+        """A new account; by default its (one-time) password must be changed at first use.
+
+        `email` is the person's work address, where an activation code goes (R2.9);
+        the operator's bootstrap accounts may have none."""
         return cls(
             username=normalise_username(username),
             display_name=normalise_required_text(display_name, "display_name", max_length=200),
@@ -96,6 +110,7 @@ class StaffMember(Aggregate):
             portfolios=_portfolios(portfolios),
             password_hash=_opaque_secret(password_hash, "password_hash"),
             must_change_password=must_change_password,
+            email=None if email is None else normalise_work_email(email),
         )
 
     @event("Enrolled")
@@ -107,6 +122,7 @@ class StaffMember(Aggregate):
         portfolios: list[str],
         password_hash: str,
         must_change_password: bool,
+        email: str | None = None,  # absent from accounts enrolled before R2.9's activation
     ) -> None:
         if not _USERNAME.match(username):
             raise InvalidField("username", "must be 3 to 64 of a-z, 0-9, . _ -")
@@ -118,6 +134,7 @@ class StaffMember(Aggregate):
         self.portfolios: list[str] = list(portfolios)
         self.password_hash = password_hash
         self.must_change_password = must_change_password
+        self.email = email
         self.totp_secret: str | None = None
         self.recovery_codes: list[str] = []
         self.status = "active"

@@ -16,13 +16,14 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from application.activation import Activation
 from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
@@ -45,9 +46,11 @@ from infrastructure.crypto.keystore import KeyStore
 from infrastructure.eventstore import recorder_environment
 from infrastructure.idempotency_store import IdempotencyTable
 from infrastructure.identity_store import IdentityStore, common_passwords
+from infrastructure.mail import SmtpActivationChannel
 from infrastructure.passwords import (
     Argon2PasswordHasher,
     BoundedHasher,
+    activation_code_hasher,
     is_legacy_recovery_code,
     new_recovery_codes,
     recovery_code_matches,
@@ -116,11 +119,25 @@ class Settings:
     login_attempts_per_account: int = 20
     login_account_interval_seconds: float = 30.0
     password_hash_slots: int = 1
+    # The activation channel (R2.9): new accounts' codes go by SMTP to the person's work
+    # address. No host: accounts can only be made by `strongroom staff add`.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "strongroom@localhost"
+    smtp_starttls: bool = False
+    # Trust anchors for the relay's certificate under STARTTLS; None: the system's.
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = 10.0
+    # Hours an activation code works, and a four-eyes request waits for its decision.
+    activation_ttl_hours: float = 24.0
+    approval_ttl_hours: float = 72.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
         object.__setattr__(self, "instance", instance)
-        for name in ("tls_cert", "tls_key", "checkpoint_dir"):
+        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file"):
+            if getattr(self, name) is None:
+                continue
             path = Path(getattr(self, name))
             object.__setattr__(self, name, path if path.is_absolute() else instance / path)
 
@@ -198,6 +215,14 @@ class Settings:
                 "login_attempts_per_account", "password_hash_slots")},
             **{name: _number(merged, name, float, getattr(cls, name)) for name in (
                 "login_address_interval_seconds", "login_account_interval_seconds")},
+            smtp_host=str(merged["smtp_host"]) if merged.get("smtp_host") else None,
+            smtp_port=_number(merged, "smtp_port", int, cls.smtp_port),
+            smtp_sender=_sender(merged),
+            smtp_starttls=_flag(merged, "smtp_starttls", cls.smtp_starttls),
+            smtp_ca_file=_path(merged, "smtp_ca_file", Path()) if merged.get("smtp_ca_file") else None,
+            smtp_timeout_seconds=_number(merged, "smtp_timeout_seconds", float, cls.smtp_timeout_seconds),
+            activation_ttl_hours=_number(merged, "activation_ttl_hours", float, cls.activation_ttl_hours),
+            approval_ttl_hours=_number(merged, "approval_ttl_hours", float, cls.approval_ttl_hours),
         )
 
 
@@ -236,6 +261,13 @@ def _number(merged: Mapping[str, Any], name: str, kind: Callable[[Any], Any], de
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigurationError(f"{_where(name)} must be {'0 or more' if allow_zero else 'greater than 0'}")
     return number
+
+
+def _sender(merged: Mapping[str, Any]) -> str:
+    value = merged.get("smtp_sender", Settings.smtp_sender)
+    if not isinstance(value, str) or not 3 <= len(value) <= 254 or "@" not in value or not value.isprintable():
+        raise ConfigurationError(f"{_where('smtp_sender')} must be an email address")
+    return value
 
 
 def _path(merged: Mapping[str, Any], name: str, default: Path) -> Path:
@@ -287,6 +319,8 @@ class Components:
     # Staff identity (R2.1-R2.4) and staff administration (R2.5, R2.8, R2.9).
     identity: Identity
     staff_admin: StaffAdministration
+    # Account activation out of band (R2.9).
+    activation: Activation
     # Operator use cases over the log, read models and keys (the command line's).
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
@@ -372,16 +406,26 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         recovery_code_matches=recovery_code_matches, recovery_code_outdated=is_legacy_recovery_code,
         policy=policy, rate_limits=throttle,
     )
+    channel = None if settings.smtp_host is None else SmtpActivationChannel(
+        settings.smtp_host, settings.smtp_port, settings.smtp_sender, starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout_seconds, ca_file=settings.smtp_ca_file,
+    )
+    activation = Activation(
+        identity, identity_store, channel,
+        activation_code_hasher(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT)),
+        ttl=timedelta(hours=settings.activation_ttl_hours),
+    )
     staff_admin = StaffAdministration(
         app=app, identity=identity, directory=identity_store, approvals=identity_store,
-        break_glass=identity_store, policy=policy,
+        break_glass=identity_store, policy=policy, activation=activation,
+        approval_ttl=timedelta(hours=settings.approval_ttl_hours),
     )
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
         events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
         customers=CustomerService(app, policy=policy, throttle=throttle),
         audit_trail=AuditTrail(app, evidence, policy=policy),
-        identity=identity, staff_admin=staff_admin,
+        identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
     )

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from application.ports import (
+    ActivationCodeSpent,
+    ActivationRecord,
     ApprovalRecord,
     BreakGlassGrant,
     InTransactionHook,
     LoginChallenge,
+    NoLongerPending,
     SessionRecord,
 )
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
@@ -87,6 +90,11 @@ def create_identity_tables(cur: Cursor, dialect: str) -> None:
         f" started_at {time} NOT NULL, expires_at {time} NOT NULL)"
     )
     cur.execute("CREATE INDEX IF NOT EXISTS auth_break_glass_staff ON auth_break_glass (staff_id, expires_at)")
+    # R2.9: one live activation code per account, kept only as its keyed hash.
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS auth_activations (staff_id TEXT PRIMARY KEY, code_hash TEXT NOT NULL,"
+        f" expires_at {time} NOT NULL, used_at {time})"
+    )
 
 
 _SESSION_COLUMNS = (
@@ -378,27 +386,62 @@ class IdentityStore:
             rows = cur.fetchall()
         return [a for a in (self._approval(row) for row in rows) if a is not None]
 
-    def decide_approval(self, approval_id: str, decided_by: str, at: datetime, status: str) -> bool:
-        with self.db.transaction() as cur:
+    def decide_in_transaction(self, approval_id: str, decided_by: str, at: datetime,
+                              status: str) -> InTransactionHook:
+        dialect = self.db.dialect
+
+        def decide(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            cur = adapt_cursor(dialect, raw_cursor)
             cur.execute(
                 "UPDATE auth_approvals SET status = ?, decided_by = ?, decided_at = ?"
                 " WHERE approval_id = ? AND status = 'pending' RETURNING approval_id",
                 (status, decided_by, _ts(at), approval_id),
             )
-            return cur.fetchone() is not None
+            if cur.fetchone() is None:
+                raise NoLongerPending(approval_id)
 
-    def set_approval_status(self, approval_id: str, status: str) -> None:
-        with self.db.transaction() as cur:
-            cur.execute("UPDATE auth_approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
+        return decide
 
-    def status_writer(self, approval_id: str, status: str) -> InTransactionHook:
+    # -- activation codes (R2.9) ------------------------------------------------------------------
+
+    def activation(self, staff_id: str) -> ActivationRecord | None:
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT staff_id, code_hash, expires_at, used_at FROM auth_activations WHERE staff_id = ?",
+                        (staff_id,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return ActivationRecord(staff_id=str(row[0]), code_hash=str(row[1]), expires_at=_req_dt(row[2]),
+                                used_at=_dt(row[3]))
+
+    def issue_activation(self, record: ActivationRecord) -> InTransactionHook:
         dialect = self.db.dialect
 
-        def store(raw_cursor: Any, positions: Sequence[int]) -> None:
-            adapt_cursor(dialect, raw_cursor).execute(
-                "UPDATE auth_approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
+        def issue(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            cur = adapt_cursor(dialect, raw_cursor)
+            cur.execute(
+                "INSERT INTO auth_activations (staff_id, code_hash, expires_at, used_at) VALUES (?, ?, ?, NULL)"
+                " ON CONFLICT (staff_id) DO UPDATE SET code_hash = excluded.code_hash,"
+                " expires_at = excluded.expires_at, used_at = NULL",
+                (record.staff_id, record.code_hash, _ts(record.expires_at)),
+            )
 
-        return store
+        return issue
+
+    def spend_activation(self, staff_id: str, code_hash: str, at: datetime) -> InTransactionHook:
+        dialect = self.db.dialect
+
+        def spend(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            cur = adapt_cursor(dialect, raw_cursor)
+            cur.execute(
+                "UPDATE auth_activations SET used_at = ? WHERE staff_id = ? AND code_hash = ?"
+                " AND used_at IS NULL AND expires_at > ? RETURNING staff_id",
+                (_ts(at), staff_id, code_hash, _ts(at)),
+            )
+            if cur.fetchone() is None:
+                raise ActivationCodeSpent(staff_id)
+
+        return spend
 
     # -- break-glass ------------------------------------------------------------------------------------
 

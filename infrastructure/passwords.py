@@ -129,3 +129,15 @@ def recovery_code_matches(code: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(expected, stored)
+
+
+def activation_code_hasher(key: bytes) -> Callable[[str], str]:
+    """HMAC-SHA256 of an activation code (R2.9) under a key of the installation: a copy
+    of the table without the key cannot test a guessed code. The codes carry 128
+    random bits, so one keyed hash (not argon2) is enough."""
+    derived = hmac.new(key, b"strongroom/activation-code/v1", hashlib.sha256).digest()
+
+    def code_hash(code: str) -> str:
+        return hmac.new(derived, code.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    return code_hash

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
+
+from tests.smtp import Mailbox, loopback_smtp
 
 PG_ADMIN_URL = os.environ.get(
     "STRONGROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -27,18 +30,20 @@ def _database_url(name: str) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """URL of a new, empty PostgreSQL database, dropped after the test."""
-    yield from empty_pg_database()
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def module_pg_url() -> Iterator[str]:
     """Like `pg_url`, for a whole module (one real server per store, several attacks)."""
-    yield from empty_pg_database()
+    with fresh_pg_database() as url:
+        yield url
 
 
-def empty_pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database's URL; dropped when the generator closes
-    (module-scoped fixtures use it too)."""
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for the duration (also for module-scoped fixtures)."""
     name = f"sr_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
@@ -59,3 +64,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'strongroom.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def smtp() -> Iterator[Mailbox]:
+    """A real SMTP server on loopback that keeps what it receives (R2.9 activation codes)."""
+    with loopback_smtp() as mailbox:
+        yield mailbox
+
+
+@pytest.fixture(scope="module")
+def smtp_module() -> Iterator[Mailbox]:
+    """The same, shared by a test module (its real server is started once)."""
+    with loopback_smtp() as mailbox:
+        yield mailbox

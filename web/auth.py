@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from application.activation import Activation
 from application.context import RequestContext, acting_as
 from application.errors import ValidationFailed
 from application.identity import (
@@ -37,7 +38,8 @@ from web.schemas import CARD_DATA_MESSAGE
 
 API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.
-PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/mfa", "/api/v1/openapi.json"})
+PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/activate", "/api/v1/auth/mfa",
+                          "/api/v1/openapi.json"})
 # What an account still on its one-time password may do (R2.1): change it, or leave.
 BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/password", "/api/v1/auth/logout"})
 
@@ -50,6 +52,10 @@ def identity() -> Identity:
 
 def staff_admin() -> StaffAdministration:
     return components().staff_admin
+
+
+def activation() -> Activation:
+    return components().activation
 
 
 def bearer_token() -> str | None:

@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Response
 
-from web.auth import current_actor, identity, unauthenticated
+from web.auth import activation, current_actor, identity, unauthenticated
 from web.openapi import AUTHENTICATED, WITH_BODY, Blueprint
 from web.schemas_auth import (
+    ActivateSchema,
     LoginSchema,
     LoginStartedSchema,
     MfaSchema,
@@ -46,6 +47,20 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
     """Password step: returns a single-use challenge for /auth/mfa (and a TOTP URI at first login)."""
     with unauthenticated():
         return _present(identity().login(body["username"], body["password"]))
+
+
+@blueprint.post("/activate")
+@blueprint.public
+@blueprint.arguments(ActivateSchema)
+@blueprint.response(200, LoginStartedSchema, description="Code accepted and password set; enrol TOTP next.")
+@blueprint.errors(*WITH_BODY, 503, e401=_FAILED + " Also a wrong, used or expired activation code.",
+                  e422="The new password breaks the rules (the code is not spent).")
+def activate(body: dict[str, Any]) -> dict[str, Any]:
+    """First sign-in of an account made through the API (R2.9): the activation code
+    mailed to the person, and their own new password; answers like /auth/login, with
+    the TOTP URI to enrol at /auth/mfa."""
+    with unauthenticated():
+        return _present(activation().activate(body["username"], body["code"], body["new_password"]))
 
 
 @blueprint.post("/mfa")

@@ -43,8 +43,11 @@ from application.identity import (
     SessionNotFound,
     StepUpFailed,
 )
+from application.activation import ActivationUnavailable
 from application.staff_admin import (
+    AlreadyActivated,
     ApprovalAlreadyDecided,
+    ApprovalExpired,
     ApprovalNotFound,
     NotPermitted,
     SelfApproval,
@@ -82,6 +85,11 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ApprovalNotFound: (404, "not_found", None),
     ApprovalAlreadyDecided: (409, "already_decided", None),
     UsernameTaken: (409, "username_taken", None),
+    # R2.9: a request past its time; an account with no activation waiting; the
+    # channel that carries activation codes is down (nothing was created).
+    ApprovalExpired: (409, "approval_expired", None),
+    AlreadyActivated: (409, "already_activated", None),
+    ActivationUnavailable: (503, "activation_unavailable", None),
     CustomerNotFound: (404, "not_found", None),
     SubjectErased: (410, "erased", "this customer's data has been erased"),
     VersionConflict: (412, "version_conflict", None),

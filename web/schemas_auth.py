@@ -48,9 +48,21 @@ class PasswordChangeSchema(StrictSchema):
         "description": "12 to 128 characters, not a common password; no composition rules."})
 
 
+class ActivateSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Length(1, 256))
+    code = fields.String(required=True, validate=validate.Length(1, 128), metadata={
+        "description": "The activation code mailed to the person's work address (R2.9)."})
+    new_password = fields.String(required=True, validate=_SECRET, metadata={
+        "format": "password",
+        "description": "12 to 128 characters, not a common password; no composition rules."})
+
+
 class StaffCreateSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     display_name = FreeText(required=True, validate=validate.Length(1, 200))
+    email = fields.String(required=True, validate=validate.Length(3, 254), metadata={
+        "format": "email", "description": "The person's work address: the activation code goes there, "
+                                          "and only there (R2.9)."})
     roles = fields.List(_ROLE, required=True, validate=validate.Length(1, len(DEFAULT_ROLES)))
     portfolios = fields.List(_PORTFOLIO, load_default=list, validate=validate.Length(0, 100))
 
@@ -144,8 +156,14 @@ class StaffPageSchema(PageSchema):
 class StaffCreatedSchema(Schema):
     id = fields.String(required=True)
     username = fields.String(required=True)
-    one_time_password = fields.String(required=True, metadata={
-        "description": "Shown once; must be changed at first login."})
+    activation = fields.String(required=True, metadata={
+        "enum": ["sent"], "description": "The activation code went to the person's work address; "
+                                         "no credential is returned to the caller (R2.9)."})
+
+
+class ApprovalRejectSchema(StrictSchema):
+    reason = FreeText(required=True, validate=validate.Length(1, 500),
+                      metadata={"description": "Why (kept, sealed, in the audit trail).", "pattern": TEXT_PATTERN})
 
 
 class ApprovalPendingSchema(Schema):
@@ -159,6 +177,7 @@ class ApprovalSchema(Schema):
     status = fields.String(required=True)
     requested_by = fields.String(required=True)
     requested_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True, metadata={"description": "Undecided by then, it lapses."})
     subject_staff_id = fields.String(allow_none=True)
     summary = fields.Dict(required=True)
     decided_by = fields.String(allow_none=True)
@@ -174,7 +193,7 @@ class ApprovalExecutedSchema(Schema):
     status = fields.String(required=True, metadata={"enum": ["executed"]})
     kind = fields.String(required=True)
     result = fields.Dict(required=True, metadata={
-        "description": "The created account (with its one-time password) or the changed account."})
+        "description": "The created account (`activation: sent`, no credential) or the changed account."})
 
 
 class BreakGlassGrantSchema(Schema):
@@ -192,9 +211,9 @@ class BreakGlassPageSchema(PageSchema):
 
 
 class UnlockSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(1, 500),
-                           metadata={"description": "Why the lock ends early (kept in the audit trail).",
-                                     "pattern": TEXT_PATTERN})
+    reason = FreeText(required=True, validate=validate.Length(1, 500),
+                      metadata={"description": "Why the lock ends early (kept in the audit trail).",
+                                "pattern": TEXT_PATTERN})
 
 
 class UnlockedSchema(Schema):

@@ -19,6 +19,8 @@ from web.schemas_auth import (
     ApprovalExecutedSchema,
     ApprovalPageSchema,
     ApprovalPendingSchema,
+    ApprovalRejectSchema,
+    ApprovalSchema,
     BreakGlassGrantSchema,
     BreakGlassPageSchema,
     BreakGlassSchema,
@@ -37,6 +39,7 @@ blueprint = Blueprint("staff", __name__, url_prefix="/api/v1",
 _FORBIDDEN = ("Not allowed (codes `forbidden`, `self_role_change`, `self_approval`, "
               "`password_change_required`).")
 _PENDING = "Held for a second, different approver (R2.9)."
+_NO_CHANNEL = "Code `activation_unavailable`: the activation could not be sent; nothing was changed."
 
 
 def _pending(pending: PendingApproval) -> Response:
@@ -50,13 +53,24 @@ def _pending(pending: PendingApproval) -> Response:
 @blueprint.arguments(StaffCreateSchema)
 @blueprint.response(201, StaffCreatedSchema, description="Created.")
 @blueprint.alt_response(202, schema=ApprovalPendingSchema, description=_PENDING, success=True)
-@blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN, e409="The username is taken.")
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN, e409="The username is taken.", e503=_NO_CHANNEL)
 def create_staff(body: dict[str, Any]) -> Any:
-    """Create an account with a one-time password (staff:manage); privileged roles wait for approval."""
+    """Create an account (staff:manage): its activation code goes to the person's work
+    address, never to the caller; roles that are privileged or read customer data wait
+    for a second approver."""
     result = staff_admin().create_staff(current_actor(), **body)
     if isinstance(result, PendingApproval):
         return _pending(result)
-    return {"id": result.staff_id, "username": result.username, "one_time_password": result.one_time_password}
+    return {"id": result.staff_id, "username": result.username, "activation": "sent"}
+
+
+@blueprint.post("/staff/<staff_id>/activation")
+@blueprint.response(200, StaffCreatedSchema, description="A new code was sent; the earlier one no longer works.")
+@blueprint.errors(*AUTHENTICATED, 404, e403=_FORBIDDEN, e409="Code `already_activated`.", e503=_NO_CHANNEL)
+def resend_activation(staff_id: str) -> Any:
+    """Send a new activation code to the address on record (staff:manage), for an
+    account not activated yet."""
+    return staff_admin().resend_activation(current_actor(), staff_id)
 
 
 @blueprint.get("/staff")
@@ -91,10 +105,21 @@ def list_approvals() -> dict[str, Any]:
 @blueprint.post("/approvals/<approval_id>/approve")
 @blueprint.response(200, ApprovalExecutedSchema, description="Approved and carried out.")
 @blueprint.errors(*AUTHENTICATED, 404, e403=_FORBIDDEN,
-                  e409="Already decided, or the username was taken meanwhile.")
+                  e409="Already decided (`already_decided`), expired (`approval_expired`), or the username "
+                       "was taken meanwhile.", e503=_NO_CHANNEL)
 def approve(approval_id: str) -> Any:
     """Approve and carry out a request; the requester (or its subject) cannot."""
     return staff_admin().approve(current_actor(), approval_id)
+
+
+@blueprint.post("/approvals/<approval_id>/reject")
+@blueprint.arguments(ApprovalRejectSchema)
+@blueprint.response(200, ApprovalSchema, description="Rejected; it can never be approved.")
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, 404, e403=_FORBIDDEN,
+                  e409="Already decided (`already_decided`) or expired (`approval_expired`).")
+def reject(body: dict[str, Any], approval_id: str) -> Any:
+    """Reject a request with a reason (approvals:decide); its subject cannot."""
+    return staff_admin().reject(current_actor(), approval_id, reason=body["reason"])
 
 
 @blueprint.post("/break-glass")

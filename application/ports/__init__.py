@@ -11,6 +11,7 @@
 * `throttle`: rate-limit counters shared by every API process (R2.11).
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
+* `activation`: activation codes of new accounts and the channel that delivers them.
 
 `infrastructure/` implements them and `infrastructure/composition.py` wires the
 implementations in; tests may pass simple fakes for logic-only tests, never as the
@@ -19,6 +20,13 @@ proof that a feature works. Every port is importable from `application.ports`.
 
 from __future__ import annotations
 
+from application.ports.activation import (
+    ActivationChannel,
+    ActivationCodeSpent,
+    ActivationMessage,
+    ActivationRecord,
+    ActivationStore,
+)
 from application.ports.audit import AccessRecorder, AuditedApplication, ChainReport, ChainVerification
 from application.ports.customers import (
     CustomerReadModel,
@@ -46,6 +54,7 @@ from application.ports.identity import (
     ChallengeStore,
     LoginChallenge,
     LoginThrottle,
+    NoLongerPending,
     PasswordHasher,
     SessionRecord,
     SessionStore,
@@ -56,11 +65,14 @@ from application.ports.operations import KeyInventory, LogPositions, ReadModelPo
 from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
-    "AccessRecorder", "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
+    "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
+    "ActivationStore",
+    "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
     "IdempotentOutcome",
     "InTransactionHook", "KeyInventory", "Limit", "RateLimiter", "LogPositions", "LoginChallenge", "LoginThrottle",
+    "NoLongerPending",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
     "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
     "TimedNotification", "TotpSteps",

@@ -144,9 +144,13 @@ class ApprovalRecord:
     subject_staff_id: str | None
     summary: dict[str, Any]  # non-personal: username, roles, portfolios
     payload: dict[str, Any]  # what is executed on approval (sealed at rest)
-    status: str = "pending"  # "pending", "approved", "executed"
+    status: str = "pending"  # "pending", then "executed", "rejected", "expired" (or "failed")
     decided_by: str | None = None
     decided_at: datetime | None = None
+
+
+class NoLongerPending(Exception):
+    """Raised inside the transaction when a request was decided meanwhile: it rolls back."""
 
 
 class ApprovalStore(Protocol):
@@ -165,16 +169,11 @@ class ApprovalStore(Protocol):
     def approvals(self, *, status: str | None = "pending") -> list[ApprovalRecord]:
         """Requests, oldest first, with the given status (or all)."""
 
-    def decide_approval(self, approval_id: str, decided_by: str, at: datetime, status: str) -> bool:
-        """Move a pending request to `status`; False if it was no longer pending
-        (two approvers racing: only one executes the change)."""
-
-    def set_approval_status(self, approval_id: str, status: str) -> None:
-        """Record how a decided request ended ("executed" or "failed")."""
-
-    def status_writer(self, approval_id: str, status: str) -> InTransactionHook:
-        """`set_approval_status` inside the transaction that stores the change the
-        request held (its events are its record): both commit, or neither."""
+    def decide_in_transaction(self, approval_id: str, decided_by: str, at: datetime,
+                              status: str) -> InTransactionHook:
+        """A hook that moves a pending request to `status` inside the transaction that
+        saves the decision's audit record (and the change it carries out); it raises
+        `NoLongerPending`, rolling all of it back, when another decision came first."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Staff administration (R2.5, R2.8, R2.9), on SQLite and again on PostgreSQL.
 
 Accounts and roles change only through StaffMember events that say who and why;
-privileged grants wait for a second, different approver; nobody touches their own
-roles; break-glass is short, reasoned, recorded and listed.
+grants of privileged or data-reading roles wait for a second, different approver;
+nobody touches their own roles; break-glass is short, reasoned, recorded and listed.
+Accounts made here are activated by their person through a code sent to a real SMTP
+server on loopback (R2.9).
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ from application.staff_admin import (
     PendingApproval,
     SelfApproval,
     SelfRoleChange,
-    StaffCreated,
     UsernameTaken,
 )
 from domain.audit import AccessRecord
 from domain.errors import DomainError, UnknownRole
 from domain.staff import StaffMember
+from tests.application.conftest import OPERATOR, make_components
 from tests.web.helpers import MovableClock
+
+
+@pytest.fixture
+def components(tmp_path, database_url, smtp):
+    built = make_components(tmp_path, database_url, **smtp.settings)
+    with acting_as(OPERATOR):
+        yield built
+    built.close()
 
 
 @pytest.fixture
@@ -55,33 +65,52 @@ def signed_in(components, clock, roles, portfolios=()):
     return identity.authenticate(opened.token).actor, opened.token
 
 
-def last_event(app):
-    notification = app.recorder.select_notifications(start=1, limit=100_000)[-1]
-    return app.mapper.to_domain_event(notification), app.mapper.metadata(notification)
+def last_event(app, kind=None):
+    """The last event (of class `kind`, when given) with its metadata."""
+    for notification in reversed(app.recorder.select_notifications(start=1, limit=100_000)):
+        event = app.mapper.to_domain_event(notification)
+        if kind is None or isinstance(event, kind):
+            return event, app.mapper.metadata(notification)
+    raise AssertionError(f"no {kind} event")
+
+
+def approved(components, requester, approver, **request):
+    """An account requested by one person and approved by another: (result, approval id)."""
+    pending = components.staff_admin.create_staff(requester, **request)
+    assert isinstance(pending, PendingApproval)
+    return components.staff_admin.approve(approver, pending.approval_id), pending.approval_id
 
 
 # -- accounts -----------------------------------------------------------------------------------------
 
 
-def test_an_admin_creates_an_agent_with_a_one_time_password(components, admin_service, clock, app):
+def test_an_approved_agent_is_activated_by_the_person_with_the_mailed_code(components, admin_service, clock,
+                                                                           app, smtp):
     admin, _ = signed_in(components, clock, ["admin"])
-    created = admin_service.create_staff(admin, username="Agent.Smith", display_name="Agent Smith",
-                                         roles=["agent"], portfolios=["retail"])
-    assert isinstance(created, StaffCreated) and created.username == "agent.smith"
-    assert len(created.one_time_password) >= 16
-    event, meta = last_event(app)
-    assert isinstance(event, StaffMember.Enrolled)
-    assert meta["actor_id"] == admin.staff_id and meta["session_id"] == admin.session_id
-    assert event.must_change_password is True
-    started = components.identity.login("agent.smith", created.one_time_password)
-    assert started.status == "mfa_enrollment_required"
+    officer, _ = signed_in(components, clock, ["security_officer"])
+    done, _ = approved(components, admin, officer, username="Agent.Smith", display_name="Agent Smith",
+                       roles=["agent"], portfolios=["retail"], email="agent.smith@bank.example")
+    assert done["result"] == {"id": done["result"]["id"], "username": "agent.smith", "activation": "sent"}
+    event, meta = last_event(app, StaffMember.Enrolled)
+    assert meta["actor_id"] == officer.staff_id and meta["session_id"] == officer.session_id
+    assert event.email == "agent.smith@bank.example"
+    code = smtp.code_for("agent.smith@bank.example")
+    started = components.activation.activate(
+        "agent.smith", code, "plum-coloured tractor honks at dawn")
+    assert started.status == "mfa_enrollment_required" and started.totp_uri
+    totp = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret)
+    opened = components.identity.complete_mfa(started.challenge, totp.at(clock.now))
+    assert not opened.must_change_password and opened.recovery_codes
+    assert components.identity.authenticate(opened.token).actor.roles == frozenset({"agent"})
 
 
 def test_a_username_is_taken_once(components, admin_service, clock):
     admin, _ = signed_in(components, clock, ["admin"])
-    admin_service.create_staff(admin, username="dana", display_name="Dana", roles=["agent"])
+    with acting_as(OPERATOR):
+        admin_service.add_staff_as_operator(username="dana", display_name="Dana", roles=["agent"])
     with pytest.raises(UsernameTaken):
-        admin_service.create_staff(admin, username="DANA", display_name="Another Dana", roles=["agent"])
+        admin_service.create_staff(admin, username="DANA", display_name="Another Dana", roles=["agent"],
+                                   email="dana2@bank.example")
 
 
 def test_the_staff_list_carries_no_secrets(components, admin_service, clock):
@@ -95,7 +124,8 @@ def test_the_staff_list_carries_no_secrets(components, admin_service, clock):
 def test_only_staff_managers_create_staff(components, admin_service, clock):
     agent, _ = signed_in(components, clock, ["agent"], ["retail"])
     with pytest.raises(NotPermitted):
-        admin_service.create_staff(agent, username="eve", display_name="Eve", roles=["agent"])
+        admin_service.create_staff(agent, username="eve", display_name="Eve", roles=["agent"],
+                                   email="eve@bank.example")
     with pytest.raises(NotPermitted):
         admin_service.list_staff(agent)
 
@@ -103,9 +133,14 @@ def test_only_staff_managers_create_staff(components, admin_service, clock):
 def test_unknown_roles_and_bad_usernames_are_refused_before_anything_waits(components, admin_service, clock):
     admin, _ = signed_in(components, clock, ["admin"])
     with pytest.raises(UnknownRole):
-        admin_service.create_staff(admin, username="frank", display_name="Frank", roles=["superuser"])
+        admin_service.create_staff(admin, username="frank", display_name="Frank", roles=["superuser"],
+                                   email="frank@bank.example")
     with pytest.raises(DomainError):
-        admin_service.create_staff(admin, username="no spaces please", display_name="X", roles=["admin"])
+        admin_service.create_staff(admin, username="no spaces please", display_name="X", roles=["admin"],
+                                   email="x@bank.example")
+    with pytest.raises(DomainError):
+        admin_service.create_staff(admin, username="xavier", display_name="X", roles=["admin"],
+                                   email="x@bank.example\r\nBcc: thief@evil.example")
     assert admin_service.approvals.approvals() == []
 
 
@@ -141,21 +176,25 @@ def test_a_privileged_account_waits_for_a_second_person(components, admin_servic
     first, _ = signed_in(components, clock, ["admin"])
     second, _ = signed_in(components, clock, ["security_officer"])
     pending = admin_service.create_staff(first, username="harry", display_name="Harry Privileged",
-                                         roles=["dpo"])
+                                         roles=["dpo"], email="harry@bank.example")
     assert isinstance(pending, PendingApproval)
     assert components.identity.directory.staff_id_for("harry") is None  # nothing made yet
     [listed] = admin_service.pending_approvals(second)
-    assert listed["summary"] == {"username": "harry", "roles": ["dpo"], "portfolios": []}
+    assert listed["summary"] == {"username": "harry", "roles": ["dpo"], "portfolios": [],
+                                 "email": "harry@bank.example"}
     assert listed["requested_by"] == first.staff_id
     with pytest.raises(SelfApproval):
         admin_service.approve(first, pending.approval_id)
     done = admin_service.approve(second, pending.approval_id)
     assert done["status"] == "executed" and done["result"]["username"] == "harry"
-    event, meta = last_event(app)
-    assert isinstance(event, StaffMember.Enrolled) and event.roles == ["dpo"]
+    assert "one_time_password" not in done["result"] and done["result"]["activation"] == "sent"
+    event, meta = last_event(app, StaffMember.Enrolled)
+    assert event.roles == ["dpo"]
     assert meta["actor_id"] == second.staff_id
     assert pending.approval_id in meta["purpose"] and first.staff_id in meta["purpose"]
-    assert components.identity.login("harry", done["result"]["one_time_password"]).challenge
+    record, record_meta = last_event(app, AccessRecord.Event)
+    assert record.kind == "approval" and record.details["decision"] == "approved"
+    assert record_meta["actor_id"] == second.staff_id
     assert admin_service.pending_approvals(second) == []
     with pytest.raises(ApprovalAlreadyDecided):
         admin_service.approve(second, pending.approval_id)
@@ -163,11 +202,13 @@ def test_a_privileged_account_waits_for_a_second_person(components, admin_servic
 
 def test_a_pending_display_name_is_sealed_at_rest(components, admin_service, clock):
     admin, _ = signed_in(components, clock, ["admin"])
-    admin_service.create_staff(admin, username="iris", display_name="Iris Plantedname", roles=["auditor"])
+    admin_service.create_staff(admin, username="iris", display_name="Iris Plantedname", roles=["auditor"],
+                               email="iris.plantedname@bank.example")
     with components.events_db.transaction(write=False) as cur:
         cur.execute("SELECT summary, payload FROM auth_approvals")
         summary, payload = cur.fetchone()
     assert b"Plantedname" not in bytes(payload) and "Plantedname" not in summary
+    assert b"plantedname" not in bytes(payload) and "plantedname" not in summary
 
 
 def test_nobody_changes_their_own_roles(components, admin_service, clock):
@@ -178,21 +219,27 @@ def test_nobody_changes_their_own_roles(components, admin_service, clock):
     assert components.identity.staff(admin.staff_id).roles == ["admin"]
 
 
-def test_non_privileged_changes_apply_at_once_and_privileged_grants_wait(components, admin_service, clock, app):
+def test_data_reading_and_privileged_grants_and_privileged_revokes_wait(components, admin_service, clock, app):
     admin, _ = signed_in(components, clock, ["admin"])
     other_admin, _ = signed_in(components, clock, ["admin"])
     agent, _ = signed_in(components, clock, ["agent"], ["retail"])
-    record = admin_service.change_roles(admin, agent.staff_id, grant=["supervisor"])
-    assert record["roles"] == ["agent", "supervisor"]
-    event, meta = last_event(app)
-    assert isinstance(event, StaffMember.RolesChanged) and meta["actor_id"] == admin.staff_id
+    # R2.9: supervisor reads customer data (the policy's tables say so): it waits.
+    pending = admin_service.change_roles(admin, agent.staff_id, grant=["supervisor"])
+    assert isinstance(pending, PendingApproval)
+    assert components.identity.staff(agent.staff_id).roles == ["agent"]
+    admin_service.approve(other_admin, pending.approval_id)
+    event, meta = last_event(app, StaffMember.RolesChanged)
+    assert event.grant == ["supervisor"] and meta["actor_id"] == other_admin.staff_id
     pending = admin_service.change_roles(admin, agent.staff_id, grant=["compliance_officer"], revoke=["supervisor"])
     assert isinstance(pending, PendingApproval)
-    assert components.identity.staff(agent.staff_id).roles == ["agent", "supervisor"]
     admin_service.approve(other_admin, pending.approval_id)
     assert components.identity.staff(agent.staff_id).roles == ["agent", "compliance_officer"]
-    # Revoking a privileged role is least privilege: no approval needed.
-    assert admin_service.change_roles(admin, agent.staff_id, revoke=["compliance_officer"])["roles"] == ["agent"]
+    # Revoking a privileged role waits too: else one admin strips every other approver.
+    pending = admin_service.change_roles(admin, agent.staff_id, revoke=["compliance_officer"])
+    assert isinstance(pending, PendingApproval)
+    assert components.identity.staff(agent.staff_id).roles == ["agent", "compliance_officer"]
+    # Revoking a role that is not privileged is least privilege: at once.
+    assert admin_service.change_roles(admin, agent.staff_id, revoke=["agent"])["roles"] == ["compliance_officer"]
 
 
 def test_the_subject_of_a_grant_cannot_approve_it(components, admin_service, clock):
@@ -206,7 +253,8 @@ def test_the_subject_of_a_grant_cannot_approve_it(components, admin_service, clo
 def test_approving_needs_the_approvals_permission(components, admin_service, clock):
     admin, _ = signed_in(components, clock, ["admin"])
     supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
-    pending = admin_service.create_staff(admin, username="joan", display_name="Joan", roles=["admin"])
+    pending = admin_service.create_staff(admin, username="joan", display_name="Joan", roles=["admin"],
+                                         email="joan@bank.example")
     with pytest.raises(NotPermitted):
         admin_service.approve(supervisor, pending.approval_id)
     with pytest.raises(NotPermitted):
@@ -297,7 +345,8 @@ def test_an_agent_minting_accounts_or_roles_is_refused_and_recorded(components, 
     before = app.recorder.max_notification_id()
     with as_api(agent):
         with pytest.raises(NotPermitted):
-            admin_service.create_staff(agent, username="mallory", display_name="Mallory", roles=["admin"])
+            admin_service.create_staff(agent, username="mallory", display_name="Mallory", roles=["admin"],
+                                       email="mallory@bank.example")
         with pytest.raises(NotPermitted):
             admin_service.change_roles(agent, colleague.staff_id, grant=["supervisor"])
         with pytest.raises(NotPermitted):
@@ -322,7 +371,8 @@ def test_self_escalation_and_self_approval_are_refused_and_recorded(components, 
     with as_api(admin):
         with pytest.raises(SelfRoleChange):
             admin_service.change_roles(admin, admin.staff_id, grant=["auditor"])
-        pending = admin_service.create_staff(admin, username="ivan", display_name="Ivan", roles=["dpo"])
+        pending = admin_service.create_staff(admin, username="ivan", display_name="Ivan", roles=["dpo"],
+                                             email="ivan@bank.example")
         with pytest.raises(SelfApproval):
             admin_service.approve(admin, pending.approval_id)
     assert refusals_since(app, before) == [

@@ -58,7 +58,8 @@ def handshake(context: ssl.SSLContext, port: int) -> tuple[str | None, tuple | N
 
 
 def initialise(folder: Path, env: dict[str, str] | None = None) -> dict:
-    """`strongroom init --json` into `folder`; returns the first admin it printed."""
+    """`strongroom init --json` into `folder` (with `env` added, e.g. a database URL);
+    returns the first admin it printed."""
     done = subprocess.run(strongroom("--instance", str(folder), "init", "--json"), cwd=ROOT,
                           env={**clean_env(), **(env or {})}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -114,6 +114,26 @@ def login(client: Any, app: Any, username: str | None = None, roles: Iterable[st
                        recovery_codes=opened.get("recovery_codes"))
 
 
+def activate(client: Any, app: Any, username: str, code: str, password: str = PASSWORD) -> AuthHeaders:
+    """An account made through the API, first signed in by its person (R2.9): the mailed
+    activation code and a new password at /auth/activate, then TOTP enrolment at /auth/mfa."""
+    response = client.post("/api/v1/auth/activate", json={"username": username, "code": code,
+                                                           "new_password": password})
+    assert response.status_code == 200, response.get_json()
+    started = response.get_json()
+    assert started["status"] == "mfa_enrollment_required", started
+    totp = pyotp.TOTP(pyotp.parse_uri(started["totp_uri"]).secret)
+    step = current_step(app)
+    response = client.post("/api/v1/auth/mfa", json={"challenge": started["challenge"],
+                                                     "code": totp.generate_otp(step)})
+    assert response.status_code == 200, response.get_json()
+    opened = response.get_json()
+    staff_id = components(app).identity.directory.staff_id_for(username)
+    return AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=username, password=password,
+                       totp=totp, last_step=step, session_id=opened["session_id"],
+                       recovery_codes=opened.get("recovery_codes"))
+
+
 def quick_login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),
                 portfolios: Iterable[str] = ("retail",)) -> AuthHeaders:
     """Like `login`, with the account stored already enrolled and its password set."""

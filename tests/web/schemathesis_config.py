@@ -31,6 +31,12 @@ _VALID_BUT_REFUSED = {
     "POST /api/v1/auth/password": ["422"],
     # Neither a role to grant nor one to revoke (both lists may be absent or empty, not both).
     "POST /api/v1/staff/{staff_id}/roles": ["422"],
+    # The username, role and work e-mail rules (R2.9: the address an activation goes to).
+    "POST /api/v1/staff": ["422"],
+    # The password rules for the new password (the code is not spent, R2.9).
+    "POST /api/v1/auth/activate": ["422"],
+    # A reason of blanks only.
+    "POST /api/v1/approvals/{approval_id}/reject": ["422"],
     # Step-up with a code that is not the current TOTP code: 403 step_up_failed.
     # (403 is already among the accepted answers.)
 }

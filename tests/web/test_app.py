@@ -155,7 +155,8 @@ def test_every_route_the_app_serves_is_in_the_openapi_document(app, client):
 
 
 # Reachable without a session: probes, the document itself, and the two login steps.
-PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/auth/mfa"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/auth/login",
+                "/api/v1/auth/activate", "/api/v1/auth/mfa"}
 
 
 def test_operations_need_a_token_unless_marked_public(client):

@@ -263,7 +263,8 @@ def test_mass_assignment_of_roles_through_the_role_endpoint(app, client):
 def test_approving_ones_own_request(app, client):
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
     response = client.post("/api/v1/staff", headers=admin, json={
-        "username": "trent", "display_name": "Trent", "roles": ["admin"], "portfolios": []})
+        "username": "trent", "display_name": "Trent", "roles": ["admin"], "portfolios": [],
+        "email": "trent@bank.example"})
     approval_id = response.get_json()["approval_id"]
     response = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=admin)
     assert response.status_code == 403 and response.get_json()["code"] == "self_approval"

@@ -139,7 +139,8 @@ def test_every_api_route_except_the_login_steps_needs_a_token(app, client):
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
             checked += 1
     assert checked >= 12
-    assert auth.PUBLIC_RULES == {"/api/v1/auth/login", "/api/v1/auth/mfa", "/api/v1/openapi.json"}
+    assert auth.PUBLIC_RULES == {"/api/v1/auth/login", "/api/v1/auth/activate", "/api/v1/auth/mfa",
+                                 "/api/v1/openapi.json"}
 
 
 @pytest.mark.parametrize("header", [

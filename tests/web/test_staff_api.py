@@ -13,12 +13,21 @@ from click.testing import CliRunner
 from cli.main import main
 from domain.audit import AccessRecord
 from domain.staff import StaffMember
-from tests.web.helpers import quick_login, sign_in
+from tests.web.helpers import activate, quick_login, sign_in
 
 
 @pytest.fixture
-def app(app_factory, database_url):
-    return app_factory(database_url=database_url)
+def app(app_factory, database_url, smtp):
+    return app_factory(database_url=database_url, **smtp.settings)
+
+
+def requested_and_approved(client, requester, approver, body):
+    """POST /staff by one person (202), approved by another: the approval's answer."""
+    response = client.post("/api/v1/staff", headers=requester, json=body)
+    assert response.status_code == 202, response.get_json()
+    response = client.post(f"/api/v1/approvals/{response.get_json()['approval_id']}/approve", headers=approver)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
 
 
 def events(app):
@@ -27,36 +36,43 @@ def events(app):
         yield built.mapper.to_domain_event(notification), built.mapper.metadata(notification)
 
 
-def test_an_admin_creates_an_agent_who_can_then_sign_in(app, client):
+def test_an_approved_agent_activates_with_the_mailed_code_and_signs_in(app, client, smtp):
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    response = client.post("/api/v1/staff", headers=admin, json={
-        "username": "kim", "display_name": "Kim Agent", "roles": ["agent"], "portfolios": ["retail"]})
-    assert response.status_code == 201
-    created = response.get_json()
-    assert set(created) == {"id", "username", "one_time_password"} and created["username"] == "kim"
-    opened, _totp, _step = sign_in(client, app, "kim", created["one_time_password"])
-    assert opened["must_change_password"] is True
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    done = requested_and_approved(client, admin, officer, {
+        "username": "kim", "display_name": "Kim Agent", "roles": ["agent"], "portfolios": ["retail"],
+        "email": "kim@bank.example"})
+    assert set(done["result"]) == {"id", "username", "activation"} and done["result"]["username"] == "kim"
+    [mail] = smtp.to("kim@bank.example")
+    assert mail["From"] == "strongroom@bank.example" and "kim" in mail.get_content()
+    kim = activate(client, app, "kim", smtp.code_for("kim@bank.example"))
+    me = client.get("/api/v1/auth/sessions", headers=kim)
+    assert me.status_code == 200  # no password change owed: the person chose their own
 
 
-def test_the_staff_list_shows_accounts_without_secrets(app, client):
+def test_the_staff_list_shows_accounts_without_secrets(app, client, smtp):
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    one_time = client.post("/api/v1/staff", headers=admin, json={
-        "username": "lee", "display_name": "Lee", "roles": ["agent"], "portfolios": ["retail"]}).get_json()
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    requested_and_approved(client, admin, officer, {
+        "username": "lee", "display_name": "Lee", "roles": ["agent"], "portfolios": ["retail"],
+        "email": "lee@bank.example"})
+    code = smtp.code_for("lee@bank.example")
     response = client.get("/api/v1/staff", headers=admin)
     assert response.status_code == 200
     staff = {s["username"]: s for s in response.get_json()["items"]}
     assert staff["lee"]["roles"] == ["agent"] and staff["lee"]["must_change_password"] is True
     assert staff["lee"]["mfa_enrolled"] is False and staff[admin.username]["mfa_enrolled"] is True
     text = response.get_data(as_text=True)
-    for secret in ("password_hash", "totp_secret", "recovery_codes\"", one_time["one_time_password"], "$argon2"):
+    for secret in ("password_hash", "totp_secret", "recovery_codes\"", code, code.replace("-", ""), "$argon2"):
         assert secret not in text
 
 
-def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admin(app, client):
+def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admin(app, client, smtp):
     first = quick_login(client, app, roles=["admin"], portfolios=[])
     second = quick_login(client, app, roles=["admin"], portfolios=[])
     response = client.post("/api/v1/staff", headers=first, json={
-        "username": "morgan", "display_name": "Morgan", "roles": ["security_officer"], "portfolios": []})
+        "username": "morgan", "display_name": "Morgan", "roles": ["security_officer"], "portfolios": [],
+        "email": "morgan@bank.example"})
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
     assert response.get_json()["status"] == "pending"
@@ -67,8 +83,8 @@ def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admi
     assert response.status_code == 200
     done = response.get_json()
     assert done["status"] == "executed" and done["result"]["username"] == "morgan"
-    opened, _totp, _step = sign_in(client, app, "morgan", done["result"]["one_time_password"])
-    assert opened["token"]
+    assert "one_time_password" not in done["result"]
+    assert activate(client, app, "morgan", smtp.code_for("morgan@bank.example")).token
     assert client.get("/api/v1/approvals", headers=second).get_json()["items"] == []
     again = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=second)
     assert again.status_code == 409 and again.get_json()["code"] == "already_decided"
@@ -79,7 +95,9 @@ def test_roles_are_granted_and_revoked_and_privileged_grants_wait(app, client):
     other = quick_login(client, app, roles=["admin"], portfolios=[])
     agent = quick_login(client, app, roles=["agent"])
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"grant": ["supervisor"]})
-    assert response.status_code == 200 and response.get_json()["roles"] == ["agent", "supervisor"]
+    assert response.status_code == 202  # supervisor reads customer data (R2.9)
+    approval_id = response.get_json()["approval_id"]
+    assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other).status_code == 200
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
                            json={"grant": ["auditor"], "revoke": ["supervisor"]})
     assert response.status_code == 202
@@ -87,14 +105,17 @@ def test_roles_are_granted_and_revoked_and_privileged_grants_wait(app, client):
     assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other).status_code == 200
     roles = {s["id"]: s["roles"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
     assert roles[agent.staff_id] == ["agent", "auditor"]
+    response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["agent"]})
+    assert response.status_code == 200 and response.get_json()["roles"] == ["auditor"]
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["auditor"]})
-    assert response.status_code == 200 and response.get_json()["roles"] == ["agent"]
+    assert response.status_code == 202  # a privileged role's revocation waits too
 
 
 def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
     agent = quick_login(client, app, roles=["agent"])
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    for method, path, body in [("POST", "/api/v1/staff", {"username": "x-ray", "display_name": "X", "roles": ["agent"]}),
+    for method, path, body in [("POST", "/api/v1/staff", {"username": "x-ray", "display_name": "X", "roles": ["agent"],
+                                                          "email": "x-ray@bank.example"}),
                                ("GET", "/api/v1/staff", None), ("GET", "/api/v1/approvals", None),
                                ("POST", f"/api/v1/staff/{admin.staff_id}/roles", {"grant": ["agent"]})]:
         response = client.open(path, method=method, headers=agent, json=body)
@@ -103,10 +124,10 @@ def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
     assert client.post("/api/v1/staff/not-an-id/roles", headers=admin, json={"grant": ["agent"]}).status_code == 404
     assert client.post(f"/api/v1/approvals/{uuid.uuid4()}/approve", headers=admin).status_code == 404
     response = client.post("/api/v1/staff", headers=admin, json={"username": agent.username, "display_name": "Dup",
-                                                                 "roles": ["agent"]})
+                                                                 "roles": ["agent"], "email": "dup@bank.example"})
     assert response.status_code == 409 and response.get_json()["code"] == "username_taken"
     response = client.post("/api/v1/staff", headers=admin, json={"username": "newbie", "display_name": "N",
-                                                                 "roles": ["root"]})
+                                                                 "roles": ["root"], "email": "newbie@bank.example"})
     assert response.status_code == 422 and response.get_json()["errors"] == {"roles": [
         "unknown role; allowed roles are agent, supervisor, compliance_officer, dpo, security_officer, auditor, admin"]}
     assert client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={}).status_code == 422
@@ -114,11 +135,12 @@ def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
 
 def test_who_and_why_reach_the_event_from_the_request(app, client):
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    nico = quick_login(client, app, username="nico", roles=["agent", "supervisor"])
     headers = {**admin, "X-Purpose": "onboarding ticket HR-88", "X-Request-Id": "req-0123456789abcdef"}
-    client.post("/api/v1/staff", headers=headers, json={"username": "nico", "display_name": "Nico",
-                                                        "roles": ["agent"], "portfolios": ["retail"]})
-    enrolled = [(e, m) for e, m in events(app) if isinstance(e, StaffMember.Enrolled) and e.username == "nico"]
-    [(_event, meta)] = enrolled
+    response = client.post(f"/api/v1/staff/{nico.staff_id}/roles", headers=headers, json={"revoke": ["supervisor"]})
+    assert response.status_code == 200
+    changed = [(e, m) for e, m in events(app) if isinstance(e, StaffMember.RolesChanged)]
+    [(_event, meta)] = changed
     assert meta["actor_id"] == admin.staff_id and meta["session_id"] == admin.session_id
     assert meta["purpose"] == "onboarding ticket HR-88" and meta["request_id"] == "req-0123456789abcdef"
     assert meta["client_addr"] == "127.0.0.1" and meta["via"] == "api"
