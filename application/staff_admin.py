@@ -320,7 +320,7 @@ class StaffAdministration:
             username=username, display_name=display_name, roles=roles, portfolios=portfolios,
             password_hash=self.identity.hasher.hash(password), must_change_password=True,
         )
-        self._save_reserved(member, in_transaction)
+        self._save_reserved(member, in_transaction=in_transaction)
         return StaffCreated(str(member.id), member.username, password, list(member.roles), list(member.portfolios))
 
     def list_staff(self, actor: Actor) -> list[dict[str, Any]]:
@@ -381,7 +381,7 @@ class StaffAdministration:
         # The request and its record commit together, or neither (issue 10).
         with self._acting(actor, "request for approval"):
             self.app.access_log.record(kind="approval", outcome="succeeded", details={
-                "approval_id": approval.approval_id, "request": kind,
+                "approval_id": approval.approval_id, "decision": "requested", "request": kind,
             }, in_transaction=self.approvals.approval_writer(approval))
         return PendingApproval(approval.approval_id)
 

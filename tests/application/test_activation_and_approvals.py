@@ -65,7 +65,7 @@ def decisions(app):
     found = []
     for notification in app.recorder.select_notifications(start=1, limit=100_000):
         event = app.mapper.to_domain_event(notification)
-        if isinstance(event, AccessRecord.Event) and event.kind == "approval":
+        if isinstance(event, AccessRecord.Event) and event.kind == "approval" and event.details["decision"] != "requested":
             found.append((event.details["approval_id"], event.details["decision"],
                           app.mapper.metadata(notification)["purpose"]))
     return found

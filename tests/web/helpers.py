@@ -18,6 +18,8 @@ the first step not yet used, which the ±1 step window accepts.
 
 from __future__ import annotations
 
+import itertools
+
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -183,3 +185,13 @@ class MovableClock:
 def use_clock(app: Any, clock: Any) -> None:
     """Every identity decision (sessions, lockout, TOTP, break-glass) reads this clock."""
     components(app).identity.clock = clock
+
+
+_ADDRESSES = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+
+def from_a_new_address() -> dict[str, str]:
+    """`environ_base` for a request from an address no other request used: attacks
+    spread over many addresses, since one address is throttled after 5 failed logins
+    (R2.11, tests/web/test_throttling.py)."""
+    return {"REMOTE_ADDR": next(_ADDRESSES)}

@@ -6,14 +6,22 @@ would try (R2.1-R2.4, R2.9), and asserts what they would see: refused.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.web.helpers import PASSWORD, MovableClock, create_staff, login, quick_login, sign_in, use_clock
+from tests.web.helpers import (
+    PASSWORD,
+    MovableClock,
+    create_staff,
+    from_a_new_address,
+    login,
+    quick_login,
+    sign_in,
+    use_clock,
+)
 
 
 @pytest.fixture
@@ -28,14 +36,10 @@ def clock(app):
     return moving
 
 
-_ADDRESSES = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())
-
-
 def attempt(client, username, password):
-    """A login from an address of its own: these attacks are spread over many addresses,
-    since one address is throttled after 5 failures (R2.11, tests/web/test_throttling.py)."""
+    """A login from an address of its own (see `from_a_new_address`)."""
     return client.post("/api/v1/auth/login", json={"username": username, "password": password},
-                       environ_base={"REMOTE_ADDR": next(_ADDRESSES)})
+                       environ_base=from_a_new_address())
 
 
 # -- stolen or leftover sessions (R2.4) -----------------------------------------------------------------

@@ -201,6 +201,7 @@ def test_only_break_glass_holders_break_the_glass_and_reviewers_list_it(app, cli
 
 
 def test_strongroom_staff_add_prints_a_one_time_password_that_signs_in(instance, app_factory):
+    app = app_factory(database_url=f"sqlite:///{instance / 'strongroom.sqlite'}")  # the store init makes
     runner = CliRunner()
     result = runner.invoke(main, ["--instance", str(instance), "staff", "add", "olga", "--role", "security_officer",
                                   "--role", "auditor", "--json"])
@@ -208,7 +209,6 @@ def test_strongroom_staff_add_prints_a_one_time_password_that_signs_in(instance,
     created = json.loads(result.output)
     assert created["username"] == "olga" and created["one_time_password"]
     assert created["roles"] == ["auditor", "security_officer"] and created["portfolios"] == []
-    app = app_factory(database_url=f"sqlite:///{instance / 'strongroom.sqlite'}")
     client = app.test_client()
     opened, _totp, _step = sign_in(client, app, "olga", created["one_time_password"])
     assert opened["must_change_password"] is True
@@ -217,7 +217,8 @@ def test_strongroom_staff_add_prints_a_one_time_password_that_signs_in(instance,
     assert meta["actor_id"].startswith("operator:") and meta["via"] == "cli"
 
 
-def test_strongroom_staff_add_refuses_a_taken_name_and_an_unknown_role(instance):
+def test_strongroom_staff_add_refuses_a_taken_name_and_an_unknown_role(instance, app_factory):
+    app_factory(database_url=f"sqlite:///{instance / 'strongroom.sqlite'}")  # the store init makes
     runner = CliRunner()
     assert runner.invoke(main, ["--instance", str(instance), "staff", "add", "pat", "--role", "agent"]).exit_code == 0
     taken = runner.invoke(main, ["--instance", str(instance), "staff", "add", "pat", "--role", "agent"])
