@@ -548,7 +548,9 @@ class Identity:
         return now + STEP_UP_WINDOW
 
     def change_password(self, actor: Actor, current_password: str, new_password: str) -> None:
-        """Replace the password (the one-time one first of all); other sessions end."""
+        """Replace the password (the one-time one first of all); other sessions end.
+        Needs a step-up (R2.11): a stolen session cannot lock its owner out."""
+        self.policy.require_step_up(actor, "auth:password_change")
         member = self.staff(actor.staff_id)
         if member is None:
             raise NotAuthenticated()

@@ -155,7 +155,9 @@ class StaffAdministration:
         """A new account with a one-time password; held for approval when any role is
         privileged (R2.9)."""
         self._require(actor, Permission.STAFF_MANAGE, "staff:create")
+        self.policy.require_step_up(actor, "staff:create")  # R2.11: granting roles, to a new account
         draft = _draft(username, display_name, roles, portfolios)
+        self.policy.require_separate_duties("staff:create", draft.roles)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         privileged = _privileged(draft.roles)
@@ -177,6 +179,7 @@ class StaffAdministration:
                 self.policy.refuse("staff:add_as_operator", "not_operator")
             raise NotPermitted("operator access on the server")
         draft = _draft(username, display_name, roles, portfolios)
+        self.policy.require_separate_duties("staff:add_as_operator", draft.roles)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         return self._enrol(draft.username, draft.display_name, draft.roles, draft.portfolios)
@@ -238,6 +241,7 @@ class StaffAdministration:
     ) -> dict[str, Any] | PendingApproval:
         """Grant and revoke roles; a privileged grant waits for a second approver."""
         self._require(actor, Permission.STAFF_MANAGE, "staff:change_roles")
+        self.policy.require_step_up(actor, "staff:change_roles")  # R2.11
         if str(staff_id) == actor.staff_id:
             # Checked before anything else: self-escalation is refused, not queued,
             # and recorded, for the monitoring that looks for privilege grabs (R3.6).
@@ -252,6 +256,7 @@ class StaffAdministration:
             raise InvalidField("roles", "a role cannot be granted and revoked at once")
         if not grant and not revoke:
             raise ValidationFailed({"grant": ["grant or revoke at least one role"]})
+        self.policy.require_separate_duties("staff:change_roles", (set(member.roles) | set(grant)) - set(revoke))
         new_privileged = _privileged(role for role in grant if role not in member.roles)
         if new_privileged:
             return self._hold(actor, "change_roles", str(member.id), {
@@ -291,6 +296,7 @@ class StaffAdministration:
         """A second, different person approves; the held change is carried out now,
         recorded with the approver as actor and the request named in the purpose."""
         self._require(actor, Permission.APPROVALS_DECIDE, "approvals:approve")
+        self.policy.require_step_up(actor, "approvals:approve")  # R2.11
         approval = self.approvals.approval(str(approval_id))
         if approval is None:
             raise ApprovalNotFound(approval_id)
@@ -328,6 +334,9 @@ class StaffAdministration:
             member = self.identity.staff(str(approval.subject_staff_id))
             if member is None:
                 raise StaffNotFound(approval.subject_staff_id)
+            # The account may have changed while the request waited: decide on it as it is now.
+            self.policy.require_separate_duties(
+                "approvals:approve", (set(member.roles) | set(payload["grant"])) - set(payload["revoke"]))
             member.change_roles(grant=payload["grant"], revoke=payload["revoke"])
             self.app._save(member)
             return member.to_record()
@@ -339,6 +348,7 @@ class StaffAdministration:
         """Emergency access to a portfolio beyond one's scope (R2.8): at most 60 minutes,
         a mandatory reason, recorded as an access record and listed for review."""
         self._require(actor, Permission.BREAK_GLASS, "break_glass:start")
+        self.policy.require_step_up(actor, "break_glass:start")  # R2.11
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= BREAK_GLASS_MAX_MINUTES:
             raise ValidationFailed({"minutes": [f"must be a whole number from 1 to {BREAK_GLASS_MAX_MINUTES}"]})
         portfolio = normalise_portfolio(portfolio)

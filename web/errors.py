@@ -29,6 +29,7 @@ from application.errors import (
 from application.idempotency import IdempotencyKeyReused
 from application.policy import (
     AccessDenied,
+    DutiesConflict,
     FieldNotRevealable,
     PortfolioOutOfScope,
     StepUpRequired,
@@ -79,6 +80,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ApprovalNotFound: (404, "not_found", None),
     ApprovalAlreadyDecided: (409, "already_decided", None),
     UsernameTaken: (409, "username_taken", None),
+    DutiesConflict: (409, "separation_of_duties", None),
     CustomerNotFound: (404, "not_found", None),
     SubjectErased: (410, "erased", "this customer's data has been erased"),
     VersionConflict: (412, "version_conflict", None),

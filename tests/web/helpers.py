@@ -4,7 +4,8 @@
 takes: an operator creates the account (one-time password), the member signs in
 with it, enrols TOTP with the URI they are shown, and changes the password. The
 result is the `Authorization` header to send, carrying what a test may need later
-(the TOTP generator for step-up, ids, the password, the recovery codes).
+(the TOTP generator for step-up, ids, the password, the recovery codes). The password
+change needs a step-up (R2.11), so the session `login` returns is stepped up.
 
 `quick_login` gives the same result for tests that only need a signed-in actor:
 the account is stored already enrolled, with a password hashed once per process,
@@ -105,18 +106,20 @@ def login(client: Any, app: Any, username: str | None = None, roles: Iterable[st
     """A new member of staff, through the whole first-login path; returns their headers."""
     staff_id, name, one_time = create_staff(app, username, roles, portfolios)
     opened, totp, step = sign_in(client, app, name, one_time)
-    headers = {"Authorization": f"Bearer {opened['token']}"}
+    headers = AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=name, password=password,
+                          totp=totp, last_step=step, session_id=opened["session_id"],
+                          recovery_codes=opened.get("recovery_codes"))
+    step_up(client, headers)  # a password change needs one (R2.11), the first one too
     response = client.post("/api/v1/auth/password", headers=headers,
                            json={"current_password": one_time, "new_password": password})
     assert response.status_code == 200, response.get_json()
-    return AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=name, password=password,
-                       totp=totp, last_step=step, session_id=opened["session_id"],
-                       recovery_codes=opened.get("recovery_codes"))
+    return headers
 
 
 def quick_login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),
-                portfolios: Iterable[str] = ("retail",)) -> AuthHeaders:
-    """Like `login`, with the account stored already enrolled and its password set."""
+                portfolios: Iterable[str] = ("retail",), *, stepped_up: bool = False) -> AuthHeaders:
+    """Like `login`, with the account stored already enrolled and its password set;
+    `stepped_up` for what needs a step-up within 5 minutes (R2.7, R2.11)."""
     built = components(app)
     hasher = built.identity.hasher
     if PASSWORD not in _HASHES:
@@ -133,12 +136,16 @@ def quick_login(client: Any, app: Any, username: str | None = None, roles: Itera
         built.app._save(member)
     built.identity.directory.reserve_username(member.username, str(member.id), built.identity.now())
     opened, totp, step = sign_in(client, app, member.username, PASSWORD, pyotp.TOTP(secret))
-    return AuthHeaders(opened["token"], app=app, staff_id=str(member.id), username=member.username,
-                       password=PASSWORD, totp=totp, last_step=step, session_id=opened["session_id"])
+    headers = AuthHeaders(opened["token"], app=app, staff_id=str(member.id), username=member.username,
+                          password=PASSWORD, totp=totp, last_step=step, session_id=opened["session_id"])
+    if stepped_up:
+        step_up(client, headers)
+    return headers
 
 
 def step_up(client: Any, headers: AuthHeaders) -> None:
-    """Step up the session (reveals allowed for 5 minutes)."""
+    """Step up the session: for 5 minutes, reveals, break-glass, approvals, role changes
+    and a password change are allowed (R2.7, R2.11)."""
     response = client.post("/api/v1/auth/step-up", headers=headers, json={"code": headers.next_code()})
     assert response.status_code == 200, response.get_json()
 
