@@ -4,8 +4,7 @@
 takes: an operator creates the account (one-time password), the member signs in
 with it, enrols TOTP with the URI they are shown, and changes the password. The
 result is the `Authorization` header to send, carrying what a test may need later
-(the TOTP generator for step-up, ids, the password, the recovery codes). The password
-change needs a step-up (R2.11), so the session `login` returns is stepped up.
+(the TOTP generator for step-up, ids, the password, the recovery codes).
 
 `quick_login` gives the same result for tests that only need a signed-in actor:
 the account is stored already enrolled, with a password hashed once per process,
@@ -106,14 +105,13 @@ def login(client: Any, app: Any, username: str | None = None, roles: Iterable[st
     """A new member of staff, through the whole first-login path; returns their headers."""
     staff_id, name, one_time = create_staff(app, username, roles, portfolios)
     opened, totp, step = sign_in(client, app, name, one_time)
-    headers = AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=name, password=password,
-                          totp=totp, last_step=step, session_id=opened["session_id"],
-                          recovery_codes=opened.get("recovery_codes"))
-    step_up(client, headers)  # a password change needs one (R2.11), the first one too
+    headers = {"Authorization": f"Bearer {opened['token']}"}
     response = client.post("/api/v1/auth/password", headers=headers,
                            json={"current_password": one_time, "new_password": password})
     assert response.status_code == 200, response.get_json()
-    return headers
+    return AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=name, password=password,
+                       totp=totp, last_step=step, session_id=opened["session_id"],
+                       recovery_codes=opened.get("recovery_codes"))
 
 
 def quick_login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),

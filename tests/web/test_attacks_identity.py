@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.web.helpers import PASSWORD, MovableClock, create_staff, login, quick_login, sign_in, use_clock
+from tests.web.helpers import (
+    PASSWORD,
+    MovableClock,
+    create_staff,
+    login,
+    quick_login,
+    sign_in,
+    step_up,
+    use_clock,
+)
 
 
 @pytest.fixture
@@ -307,6 +316,7 @@ def test_logout_is_allowed_before_the_password_is_changed(app, client):
 ])
 def test_common_and_short_passwords_are_refused(app, client, new_password, reason):
     headers = login(client, app)
+    step_up(client, headers)  # a password change needs one (R2.11)
     response = client.post("/api/v1/auth/password", headers=headers,
                            json={"current_password": PASSWORD, "new_password": new_password})
     assert response.status_code == 422
