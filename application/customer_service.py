@@ -174,6 +174,7 @@ class CustomerService:
         """The plaintext of `fields`, for a stated purpose, after a step-up (R2.7)."""
         self.policy.require_reveal(actor, fields, purpose, about=customer_id)
         record, decision = self._reachable(actor, Operation.REVEAL, customer_id)
+        self.policy.require_revealable_in(actor, fields, record)
         wanted = sorted(set(fields))
         revealed = {name: record.get(name) for name in wanted}
         # The purpose goes into the record's metadata (who, when, where and why, R3.1).
@@ -222,7 +223,9 @@ class CustomerService:
 
     def interactions(self, actor: Actor, customer_id: str) -> dict[str, Any]:
         record, decision = self._reachable(actor, Operation.INTERACTIONS_LIST, customer_id)
-        items = [self.policy.interaction_view(actor, i) for i in self.app.read_model.interactions(str(record["id"]))]
+        portfolio = str(record["portfolio"])
+        items = [self.policy.interaction_view(actor, i, portfolio)
+                 for i in self.app.read_model.interactions(str(record["id"]))]
         self.app.access_log.record(
             kind="interactions", customer_ids=[str(record["id"])],
             fields=sorted({k for item in items for k in item}) or ["interactions"],
@@ -234,7 +237,7 @@ class CustomerService:
                         notes: str) -> dict[str, Any]:
         record, decision = self._reachable(actor, Operation.INTERACTIONS_CREATE, customer_id)
         created = self.app.record_interaction(str(record["id"]), kind, channel, notes)
-        item = self.policy.interaction_view(actor, created)
+        item = self.policy.interaction_view(actor, created, str(record["portfolio"]))
         self.app.access_log.record(
             kind="interactions", customer_ids=[str(record["id"])], fields=sorted(item),
             details=decision.details(operation="create"),

@@ -616,11 +616,24 @@ class Identity:
         self._record(actor.staff_id, "step_up", "succeeded", session_id=actor.session_id)
         return now + STEP_UP_WINDOW
 
+    def _opened_within_step_up(self, actor: Actor) -> bool:
+        session = self.sessions.session(actor.session_id) if actor.session_id else None
+        return session is not None and self.now() - session.created_at <= STEP_UP_WINDOW
+
     def change_password(self, actor: Actor, current_password: str, new_password: str) -> None:
-        """Replace the password (the one-time one first of all); other sessions end."""
+        """Replace the password (the one-time one first of all); other sessions end.
+
+        Needs a fresh TOTP code (R2.11), so that a stolen session cannot lock its owner
+        out: a step-up within 5 minutes, or, for replacing a one-time password, the
+        login that opened this very session within 5 minutes (a session that can do
+        nothing else, opened with a fresh code: the same proof, without asking a new
+        member of staff to wait 30 s for a second code).
+        """
         member = self.staff(actor.staff_id)
         if member is None:
             raise NotAuthenticated()
+        if not (member.must_change_password and self._opened_within_step_up(actor)):
+            self.policy.require_step_up(actor, "auth:password_change")
         if not self.hasher.verify(member.password_hash, _text(current_password)):
             # A stolen session must not become a free password-guessing oracle.
             self._count_failure(actor.staff_id)

@@ -9,8 +9,10 @@ One object decides, for the API, the command line and the workers alike:
   the caller, so it tells nothing about which customers exist.
 * **Training (R6.4).** A lapsed training removes `customers:reveal` and
   `customers:export` until it is renewed (403 `training_lapsed`).
-* **Portfolio scope (R2.6).** Agents and supervisors reach only customers of their
-  portfolios; authentication adds the portfolio of a live break-glass grant to them
+* **Portfolio scope (R2.6, R2.9).** Agents and supervisors reach only customers of their
+  portfolios, whatever else the person holds: each permission is decided per role, with
+  that role's own scope (`roles_reaching`), so an unscoped role (an auditor's read)
+  never widens what a scoped one grants (an agent's reveal); authentication adds the portfolio of a live break-glass grant to them
   (R2.8), and every access a scoped actor makes while such a window is live is
   flagged `break_glass` in its access record, for review. The precise rule: any request naming an existing customer out of scope raises
   `CustomerNotFound`, the very error an absent id raises, and leaves an access record
@@ -22,8 +24,13 @@ One object decides, for the API, the command line and the workers alike:
   class -> per-role treatment. A field or role missing from the table is not returned
   (fails closed). Masked values keep just enough to be useful; see `mask`.
 * **Reveal.** Needs `customers:reveal`, current training, the field revealable (R)
-  for one of the caller's roles, a stated purpose (1-200 characters) and a step-up
-  within the last `STEP_UP_WINDOW`.
+  for one of the caller's roles that reaches the customer, a stated purpose (1-200
+  characters) and a step-up within the last `STEP_UP_WINDOW`.
+* **Step-up (R2.11).** `require_step_up` is the one check of a fresh TOTP code, for
+  reveal and for every other use case that needs one (break-glass, approvals, role
+  changes, password change).
+* **Separation of duties (R2.9).** `DUTY_CONFLICTS` declares, as data, which roles one
+  person may not hold together; `require_separate_duties` refuses such a set (409).
 
 Every refusal is recorded before the error leaves (PCI DSS 10.2.1.2, R3.2).
 """
@@ -40,7 +47,7 @@ from uuid import UUID
 from application.clock import Clock, utc_now
 from application.errors import ApplicationError, CustomerNotFound, ValidationFailed
 from application.ports import AccessRecorder
-from application.security import ROLE_PERMISSIONS, Actor, Permission
+from application.security import PORTFOLIO_SCOPED_ROLES, ROLE_PERMISSIONS, Actor, Permission
 from domain.catalogue import Classification
 
 # R2.7: a reveal needs a TOTP code entered this recently. The identity service
@@ -134,6 +141,71 @@ class PortfolioOutOfScope(AccessDenied):
         super().__init__("that portfolio is not one of yours")
 
 
+class DutiesConflict(ApplicationError):
+    """R2.9: the roles asked for would give one person duties that must stay apart (409).
+    The message names the rule and the roles, never a person."""
+
+    code = "separation_of_duties"
+
+    def __init__(self, rule: str, role: str, others: Iterable[str]) -> None:
+        self.rule, self.role, self.others = rule, role, sorted(set(others))
+        super().__init__(f"separation of duties ({rule}): {role} cannot be held with " + ", ".join(self.others))
+
+
+# -- separation of duties (R2.9), as data ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DutyConflict:
+    """`role` may not be held together with any other role that grants one of `against`."""
+
+    rule: str
+    role: str
+    against: frozenset[Permission]
+
+    def others(self, roles: Iterable[str]) -> list[str]:
+        """The roles among `roles` that conflict with `role` (empty unless `role` is there)."""
+        held = set(roles)
+        if self.role not in held:
+            return []
+        return sorted(r for r in held - {self.role} if ROLE_PERMISSIONS.get(r, frozenset()) & self.against)
+
+
+# What changes data (customers, interactions, staff, keys, sessions) or carries out a
+# held change: whoever audits holds none of it, or could cover their own tracks.
+DATA_CHANGING = frozenset({
+    Permission.CUSTOMERS_CREATE, Permission.CUSTOMERS_UPDATE, Permission.CUSTOMERS_REVERT,
+    Permission.CUSTOMERS_ERASE, Permission.INTERACTIONS_CREATE, Permission.PRIVACY_MANAGE,
+    Permission.STAFF_MANAGE, Permission.SESSIONS_MANAGE, Permission.KEYS_MANAGE, Permission.APPROVALS_DECIDE,
+})
+DATA_READING = frozenset({Permission.CUSTOMERS_READ, Permission.INTERACTIONS_READ, Permission.CUSTOMERS_EXPORT})
+# Who watches staff (the audit trail, alerts): an account manager who watched too
+# could grant, then silence what the grant sets off.
+MONITORING = frozenset({Permission.AUDIT_READ, Permission.ALERTS_READ})
+
+DUTY_CONFLICTS: tuple[DutyConflict, ...] = (
+    # R2.9: the auditor checks everyone's changes, so makes (or approves) none.
+    DutyConflict("auditor_with_data_changing_role", "auditor", DATA_CHANGING),
+    # R2.5, R2.9: admin manages staff and reads no customer data, whatever else it holds
+    # (else it would mint itself the reading role: the attack of issue 10, item 3).
+    DutyConflict("admin_with_data_reading_role", "admin", DATA_READING),
+    # Who manages accounts is not who monitors them.
+    DutyConflict("admin_with_monitoring_role", "admin", MONITORING),
+)
+"""Separation-of-duties conflicts: each, a role and the permissions it may not be
+held with. Checked when an account is created and whenever roles are granted."""
+
+
+def duty_conflict(roles: Iterable[str]) -> DutiesConflict | None:
+    """The first conflict the set of `roles` would break, or None."""
+    held = list(roles)
+    for conflict in DUTY_CONFLICTS:
+        others = conflict.others(held)
+        if others:
+            return DutiesConflict(conflict.rule, conflict.role, others)
+    return None
+
+
 # -- the field policy (SPEC R2, default table) ---------------------------------------------
 
 
@@ -193,13 +265,14 @@ REVEALABLE_FIELDS = tuple(name for name, rule in FIELD_POLICY.items()
                           if any(t is Treatment.REVEALABLE for t in rule.by_role.values()))
 
 
-def treatment(actor: Actor, field: str) -> Treatment:
-    """How `field` is shown to `actor` (the most open treatment among their roles)."""
+def treatment(actor: Actor, field: str, roles: Iterable[str] | None = None) -> Treatment:
+    """How `field` is shown to `actor`: the most open treatment among their roles, or
+    among `roles` only (those that reach the customer in question, R2.9)."""
     rule = FIELD_POLICY.get(field)
     if rule is None:
         return Treatment.HIDDEN
     best = Treatment.HIDDEN
-    for role in actor.roles:
+    for role in actor.roles if roles is None else roles:
         candidate = rule.for_role(role)
         if _RANK[candidate] > _RANK[best]:
             best = candidate
@@ -348,22 +421,48 @@ class Policy:
         now = self.clock()
         return now < until <= now + BREAK_GLASS_MAX
 
-    def reaches(self, actor: Actor, portfolio: str) -> Decision | None:
-        """How the actor reaches a portfolio, or None when it is out of scope.
+    @staticmethod
+    def roles_reaching(actor: Actor, portfolio: str, permission: Permission | None = None) -> frozenset[str]:
+        """The actor's roles that reach `portfolio` (and grant `permission`, when given).
+
+        Each role keeps its own scope (R2.6, R2.9): a portfolio-scoped role reaches only
+        the person's portfolios (with a live break-glass one, which authentication adds),
+        whatever unscoped role the person also holds. So an auditor who is also an agent
+        in A reads B as an auditor, masked, and reveals nothing there.
+        """
+        reaching = set()
+        for role in actor.roles:
+            granted = ROLE_PERMISSIONS.get(role, frozenset())
+            if permission is not None and permission not in granted:
+                continue
+            if role in PORTFOLIO_SCOPED_ROLES and portfolio not in actor.portfolios:
+                continue
+            reaching.add(role)
+        return frozenset(reaching)
+
+    def reaches(self, actor: Actor, portfolio: str,
+                permission: Permission = Permission.CUSTOMERS_READ) -> Decision | None:
+        """How the actor reaches a portfolio for `permission`, or None when no role that
+        grants it reaches there (out of scope).
 
         The break-glass portfolio is among `actor.portfolios` while its grant lasts
         (authentication puts it there), so scope itself needs no second rule; what a
-        scoped actor does inside a live window is flagged for the break-glass review.
+        scoped role does inside a live window is flagged for the break-glass review.
         """
-        if not actor.is_portfolio_scoped:
-            return Decision()
-        if portfolio in actor.portfolios:
+        roles = self.roles_reaching(actor, portfolio, permission)
+        if not roles:
+            return None
+        if roles <= PORTFOLIO_SCOPED_ROLES:
             return Decision(break_glass=self.break_glass_live(actor))
-        return None
+        return Decision()
 
-    def portfolios_in_scope(self, actor: Actor) -> frozenset[str] | None:
+    def portfolios_in_scope(self, actor: Actor,
+                            permission: Permission = Permission.CUSTOMERS_READ) -> frozenset[str] | None:
         """The portfolios a listing may cover; None means every portfolio."""
-        return actor.portfolios if actor.is_portfolio_scoped else None
+        granting = {r for r in actor.roles if permission in ROLE_PERMISSIONS.get(r, frozenset())}
+        if granting and granting <= PORTFOLIO_SCOPED_ROLES:
+            return actor.portfolios
+        return None if granting else frozenset()
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -404,7 +503,7 @@ class Policy:
             raise TrainingLapsed()
         if customer is None:
             return Decision()
-        decision = self.reaches(actor, str(customer.get("portfolio")))
+        decision = self.reaches(actor, str(customer.get("portfolio")), permission)
         if decision is not None:
             return decision
         if customer_ids:
@@ -437,10 +536,28 @@ class Policy:
         if refused:
             self.refuse(op, "field_not_revealable", ids, wanted)
             raise FieldNotRevealable(refused)
+        self.require_step_up(actor, op, ids, wanted)
+
+    def require_revealable_in(self, actor: Actor, fields: Iterable[str], customer: Mapping[str, Any]) -> None:
+        """Each field revealable for a role that reveals in this customer's portfolio
+        (R2.9): the customer is already known to be within reach, so this says nothing
+        about its existence."""
+        wanted = sorted(set(fields))
+        roles = self.roles_reaching(actor, str(customer.get("portfolio")), Permission.CUSTOMERS_REVEAL)
+        refused = [f for f in wanted if treatment(actor, f, roles) is not Treatment.REVEALABLE]
+        if refused:
+            self.refuse(str(Operation.REVEAL), "field_not_revealable", _ids(customer.get("id")), wanted)
+            raise FieldNotRevealable(refused)
+
+    def require_step_up(self, actor: Actor, operation: str, customer_ids: Sequence[str] = (),
+                        fields: Iterable[str] = ()) -> None:
+        """A TOTP code entered within the last `STEP_UP_WINDOW` (R2.7, R2.11), or
+        StepUpRequired (403), recorded: a stolen session alone reveals nothing, opens
+        no break-glass, approves nothing, changes no role and no password."""
         stepped_up = actor.stepped_up_at
         now = self.clock()
         if stepped_up is None or not (now - STEP_UP_WINDOW <= stepped_up <= now + timedelta(seconds=5)):
-            self.refuse(op, "step_up_required", ids, wanted)
+            self.refuse(operation, "step_up_required", customer_ids, fields)
             raise StepUpRequired()
 
     def require_search_by(self, actor: Actor, field: str) -> None:
@@ -454,23 +571,37 @@ class Policy:
         self.refuse(str(Operation.SEARCH), "search_field_not_allowed", fields=[matched])
         raise SearchNotAllowed(field)
 
+    def require_separate_duties(self, operation: str, roles: Iterable[str]) -> None:
+        """Refuse (409, recorded) a set of roles one person may not hold (R2.9,
+        `DUTY_CONFLICTS`): checked on the roles an account would have after the change."""
+        conflict = duty_conflict(roles)
+        if conflict is not None:
+            self.refuse(operation, "separation_of_duties")
+            raise conflict
+
     # -- views ----------------------------------------------------------------------------
 
-    def revealable(self, actor: Actor) -> list[str]:
-        """Fields this actor could reveal (after a step-up), now."""
+    def revealable(self, actor: Actor, portfolio: str | None = None) -> list[str]:
+        """Fields this actor could reveal (after a step-up), now: anywhere, or in
+        `portfolio` (through the roles that reveal there)."""
         if not actor.has(Permission.CUSTOMERS_REVEAL) or not actor.training_current:
             return []
-        return [f for f in REVEALABLE_FIELDS if treatment(actor, f) is Treatment.REVEALABLE]
+        roles = None if portfolio is None else self.roles_reaching(actor, portfolio, Permission.CUSTOMERS_REVEAL)
+        return [f for f in REVEALABLE_FIELDS if treatment(actor, f, roles) is Treatment.REVEALABLE]
 
     def view(self, actor: Actor, record: Mapping[str, Any]) -> dict[str, Any]:
-        """The record as this actor may see it: each field shown, masked or left out.
+        """The record as this actor may see it: each field shown, masked or left out,
+        by the roles that reach its portfolio (R2.9: another role's wider treatment
+        does not travel out of that role's scope).
 
         Adds `masked` (fields masked here) and `revealable` (those the actor may reveal).
         """
+        portfolio = str(record.get("portfolio"))
+        readers = self.roles_reaching(actor, portfolio, Permission.CUSTOMERS_READ)
         shown: dict[str, Any] = {}
         masked: list[str] = []
         for field, value in record.items():
-            how = treatment(actor, field)
+            how = treatment(actor, field, readers)
             if how is Treatment.HIDDEN:
                 continue
             if how is Treatment.SHOWN:
@@ -481,13 +612,15 @@ class Policy:
                 shown[field] = mask(field, value)
                 if value is not None and how is not Treatment.CARD_LAST4:
                     masked.append(field)
-        revealable = set(self.revealable(actor))
+        revealable = set(self.revealable(actor, portfolio))
         shown["masked"] = sorted(masked)
         shown["revealable"] = sorted(f for f in masked if f in revealable)
         return shown
 
-    def interaction_view(self, actor: Actor, interaction: Mapping[str, Any]) -> dict[str, Any]:
-        how = treatment(actor, "notes")
+    def interaction_view(self, actor: Actor, interaction: Mapping[str, Any], portfolio: str) -> dict[str, Any]:
+        """One interaction of a customer in `portfolio`, its notes as the roles that read
+        interactions there may see them."""
+        how = treatment(actor, "notes", self.roles_reaching(actor, portfolio, Permission.INTERACTIONS_READ))
         item = {k: v for k, v in interaction.items() if k != "notes"}
         if how is Treatment.SHOWN:
             item["notes"] = interaction.get("notes")

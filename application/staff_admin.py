@@ -224,8 +224,10 @@ class StaffAdministration:
         work address); held for a second approver when any role is privileged or reads
         customer data (R2.9). No credential is ever returned to the caller."""
         self._require(actor, Permission.STAFF_MANAGE, "staff:create")
+        self.policy.require_step_up(actor, "staff:create")  # R2.11: granting roles, to a new account
         draft = _draft(username, display_name, roles, portfolios)
         email = normalise_work_email(email)
+        self.policy.require_separate_duties("staff:create", draft.roles)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         if _four_eyes(draft.roles):
@@ -246,6 +248,7 @@ class StaffAdministration:
                 self.policy.refuse("staff:add_as_operator", "not_operator")
             raise NotPermitted("operator access on the server")
         draft = _draft(username, display_name, roles, portfolios)
+        self.policy.require_separate_duties("staff:add_as_operator", draft.roles)
         if self.directory.staff_id_for(draft.username) is not None:
             raise UsernameTaken()
         return self._enrol(draft.username, draft.display_name, draft.roles, draft.portfolios)
@@ -342,6 +345,7 @@ class StaffAdministration:
     ) -> dict[str, Any] | PendingApproval:
         """Grant and revoke roles; a privileged grant waits for a second approver."""
         self._require(actor, Permission.STAFF_MANAGE, "staff:change_roles")
+        self.policy.require_step_up(actor, "staff:change_roles")  # R2.11
         if str(staff_id) == actor.staff_id:
             # Checked before anything else: self-escalation is refused, not queued,
             # and recorded, for the monitoring that looks for privilege grabs (R3.6).
@@ -356,6 +360,7 @@ class StaffAdministration:
             raise InvalidField("roles", "a role cannot be granted and revoked at once")
         if not grant and not revoke:
             raise ValidationFailed({"grant": ["grant or revoke at least one role"]})
+        self.policy.require_separate_duties("staff:change_roles", (set(member.roles) | set(grant)) - set(revoke))
         needs_second = _four_eyes(role for role in grant if role not in member.roles) or _privileged(
             role for role in revoke if role in member.roles)
         if needs_second:
@@ -411,6 +416,7 @@ class StaffAdministration:
         """The request, if `actor` may decide it now; an expired one is closed (and
         recorded) on the way."""
         self._require(actor, Permission.APPROVALS_DECIDE, operation)
+        self.policy.require_step_up(actor, operation)  # R2.11: deciding grants or withholds roles
         approval = self.approvals.approval(str(approval_id))
         if approval is None:
             raise ApprovalNotFound(approval_id)
@@ -477,6 +483,8 @@ class StaffAdministration:
     def _execute(self, approval: ApprovalRecord, record: AccessRecord, hook: InTransactionHook) -> dict[str, Any]:
         payload = approval.payload
         if approval.kind == "create_staff":
+            # Checked again: the roles may conflict with a policy changed since the request.
+            self.policy.require_separate_duties("approvals:approve", payload["roles"])
             if not payload.get("email"):
                 raise ActivationUnavailable("request made before activation by mail")
             # Nothing to sign in with comes back: the activation went to the person.
@@ -487,6 +495,9 @@ class StaffAdministration:
             member = self.identity.staff(str(approval.subject_staff_id))
             if member is None:
                 raise StaffNotFound(approval.subject_staff_id)
+            # The account may have changed while the request waited: decide on it as it is now.
+            self.policy.require_separate_duties(
+                "approvals:approve", (set(member.roles) | set(payload["grant"])) - set(payload["revoke"]))
             member.change_roles(grant=payload["grant"], revoke=payload["revoke"])
             self.app._save(member, record, in_transaction=hook)
             return member.to_record()
@@ -498,6 +509,7 @@ class StaffAdministration:
         """Emergency access to a portfolio beyond one's scope (R2.8): at most 60 minutes,
         a mandatory reason, recorded as an access record and listed for review."""
         self._require(actor, Permission.BREAK_GLASS, "break_glass:start")
+        self.policy.require_step_up(actor, "break_glass:start")  # R2.11
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= BREAK_GLASS_MAX_MINUTES:
             raise ValidationFailed({"minutes": [f"must be a whole number from 1 to {BREAK_GLASS_MAX_MINUTES}"]})
         portfolio = normalise_portfolio(portfolio)

@@ -13,6 +13,7 @@ import json
 import click
 
 from application.context import acting_as
+from application.policy import DutiesConflict
 from application.staff_admin import UsernameTaken
 from cli.context import components, fail, operator_context
 from domain.errors import DomainError
@@ -39,7 +40,8 @@ def add_staff(ctx: click.Context, username: str, roles: tuple[str, ...], portfol
                 username=username, display_name=display_name or username, roles=list(roles),
                 portfolios=list(portfolios),
             )
-        except UsernameTaken as exc:
+        except (UsernameTaken, DutiesConflict) as exc:
+            # A conflict names the rule and the roles (R2.9): the operator is bound by it too.
             fail(str(exc))
         except DomainError as exc:
             # Names the field and rule (an unknown role, a malformed username), never the value.

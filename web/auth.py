@@ -40,8 +40,9 @@ API_PREFIX = "/api/v1/"
 # The only API routes reachable without a session.
 PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/activate", "/api/v1/auth/mfa",
                           "/api/v1/openapi.json"})
-# What an account still on its one-time password may do (R2.1): change it, or leave.
-BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/password", "/api/v1/auth/logout"})
+# What an account still on its one-time password may do (R2.1): step up (R2.11), change
+# it, or leave.
+BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/step-up", "/api/v1/auth/password", "/api/v1/auth/logout"})
 
 _PURPOSE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable: no new lines into logs or metadata
 

@@ -79,7 +79,8 @@ def mfa(body: dict[str, Any]) -> dict[str, Any]:
 @blueprint.response(200, StepUpResultSchema, description="Stepped up.")
 @blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403="Code `step_up_failed`, or `password_change_required`.")
 def step_up(body: dict[str, Any]) -> dict[str, Any]:
-    """A fresh TOTP code allows reveals for 5 minutes."""
+    """A fresh TOTP code allows, for 5 minutes, reveals, break-glass, approvals, role
+    changes and a password change."""
     return {"stepped_up_until": identity().step_up(current_actor(), body["code"])}
 
 
@@ -87,9 +88,11 @@ def step_up(body: dict[str, Any]) -> dict[str, Any]:
 @blueprint.arguments(PasswordChangeSchema)
 @blueprint.response(200, PasswordChangedSchema, description="Changed; the caller's other sessions ended.")
 @blueprint.errors(*AUTHENTICATED, *WITH_BODY,
+                  e403="Code `step_up_required`: no step-up (POST /api/v1/auth/step-up) in the last 5 minutes; "
+                       "a password change needs one (R2.11).",
                   e422="Wrong current password, or the new one breaks the rules; `errors` names the field.")
 def change_password(body: dict[str, Any]) -> dict[str, Any]:
-    """Change one's password (required first of all after a one-time password)."""
+    """Change one's password (step-up first; required first of all after a one-time password)."""
     identity().change_password(current_actor(), body["current_password"], body["new_password"])
     return {"password_changed": True}  # nosec B105 - a flag, not a password
 

@@ -30,6 +30,7 @@ from application.idempotency import IdempotencyKeyReused
 from application.lockout import AccountNotLocked
 from application.policy import (
     AccessDenied,
+    DutiesConflict,
     FieldNotRevealable,
     PortfolioOutOfScope,
     SearchNotAllowed,
@@ -90,6 +91,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ApprovalExpired: (409, "approval_expired", None),
     AlreadyActivated: (409, "already_activated", None),
     ActivationUnavailable: (503, "activation_unavailable", None),
+    DutiesConflict: (409, "separation_of_duties", None),
     CustomerNotFound: (404, "not_found", None),
     SubjectErased: (410, "erased", "this customer's data has been erased"),
     VersionConflict: (412, "version_conflict", None),

@@ -38,6 +38,11 @@ blueprint = Blueprint("staff", __name__, url_prefix="/api/v1",
 
 _FORBIDDEN = ("Not allowed (codes `forbidden`, `self_role_change`, `self_approval`, "
               "`password_change_required`).")
+# R2.11: these changes need a TOTP code entered at /auth/step-up within the last 5 minutes.
+_STEP_UP = (" Code `step_up_required`: no step-up (POST /api/v1/auth/step-up) in the last 5 minutes; "
+            "this operation needs one.")
+_CONFLICT = ("Code `separation_of_duties`: one person may not hold these roles together (R2.9); "
+             "the message names the rule and the roles.")
 _PENDING = "Held for a second, different approver (R2.9)."
 _NO_CHANNEL = "Code `activation_unavailable`: the activation could not be sent; nothing was changed."
 
@@ -53,11 +58,12 @@ def _pending(pending: PendingApproval) -> Response:
 @blueprint.arguments(StaffCreateSchema)
 @blueprint.response(201, StaffCreatedSchema, description="Created.")
 @blueprint.alt_response(202, schema=ApprovalPendingSchema, description=_PENDING, success=True)
-@blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN, e409="The username is taken.", e503=_NO_CHANNEL)
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403=_FORBIDDEN + _STEP_UP,
+                  e409="Code `username_taken`: the username is taken; or " + _CONFLICT, e503=_NO_CHANNEL)
 def create_staff(body: dict[str, Any]) -> Any:
-    """Create an account (staff:manage): its activation code goes to the person's work
-    address, never to the caller; roles that are privileged or read customer data wait
-    for a second approver."""
+    """Create an account (staff:manage, step-up): its activation code goes to the
+    person's work address, never to the caller; roles that are privileged or read
+    customer data wait for a second approver."""
     result = staff_admin().create_staff(current_actor(), **body)
     if isinstance(result, PendingApproval):
         return _pending(result)
@@ -85,9 +91,9 @@ def list_staff() -> dict[str, Any]:
 @blueprint.arguments(RoleChangeSchema)
 @blueprint.response(200, StaffSchema, description="Changed.")
 @blueprint.alt_response(202, schema=ApprovalPendingSchema, description=_PENDING, success=True)
-@blueprint.errors(*AUTHENTICATED, *WITH_BODY, 404, e403=_FORBIDDEN)
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, 404, e403=_FORBIDDEN + _STEP_UP, e409=_CONFLICT)
 def change_roles(body: dict[str, Any], staff_id: str) -> Any:
-    """Grant and revoke roles (staff:manage); never one's own; privileged grants wait for approval."""
+    """Grant and revoke roles (staff:manage, step-up); never one's own; privileged grants wait for approval."""
     result = staff_admin().change_roles(current_actor(), staff_id, grant=body["grant"], revoke=body["revoke"])
     if isinstance(result, PendingApproval):
         return _pending(result)
@@ -104,11 +110,11 @@ def list_approvals() -> dict[str, Any]:
 
 @blueprint.post("/approvals/<approval_id>/approve")
 @blueprint.response(200, ApprovalExecutedSchema, description="Approved and carried out.")
-@blueprint.errors(*AUTHENTICATED, 404, e403=_FORBIDDEN,
-                  e409="Already decided (`already_decided`), expired (`approval_expired`), or the username "
-                       "was taken meanwhile.", e503=_NO_CHANNEL)
+@blueprint.errors(*AUTHENTICATED, 404, e403=_FORBIDDEN + _STEP_UP,
+                  e409="Already decided (`already_decided`), expired (`approval_expired`), the username "
+                       "was taken meanwhile, or " + _CONFLICT, e503=_NO_CHANNEL)
 def approve(approval_id: str) -> Any:
-    """Approve and carry out a request; the requester (or its subject) cannot."""
+    """Approve and carry out a request (step-up); the requester (or its subject) cannot."""
     return staff_admin().approve(current_actor(), approval_id)
 
 
@@ -125,9 +131,9 @@ def reject(body: dict[str, Any], approval_id: str) -> Any:
 @blueprint.post("/break-glass")
 @blueprint.arguments(BreakGlassSchema)
 @blueprint.response(201, BreakGlassGrantSchema, description="Granted and recorded.")
-@blueprint.errors(*AUTHENTICATED, *WITH_BODY)
+@blueprint.errors(*AUTHENTICATED, *WITH_BODY, e403="Not allowed (code `forbidden`)." + _STEP_UP)
 def start_break_glass(body: dict[str, Any]) -> Any:
-    """Emergency access to a portfolio for at most 60 minutes, with a reason (break_glass:use)."""
+    """Emergency access to a portfolio for at most 60 minutes, with a reason (break_glass:use, step-up)."""
     return staff_admin().start_break_glass(current_actor(), **body)
 
 

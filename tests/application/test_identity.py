@@ -27,6 +27,7 @@ from application.identity import (
 )
 from domain.audit import AccessRecord
 from domain.staff import StaffMember
+from tests.application.conftest import stepped_up
 from tests.web.helpers import MovableClock
 
 NEW_PASSWORD = "violet submarine under the bridge"
@@ -409,6 +410,7 @@ def test_changing_the_password_lifts_the_gate_and_ends_other_sessions(components
     clock.advance(seconds=30)
     started = identity.login(created.username, created.one_time_password)
     second = identity.complete_mfa(started.challenge, totp.at(clock.now))
+    stepped_up(identity, second.token, totp, clock)  # R2.11
     authenticated = identity.authenticate(second.token)
     assert authenticated.must_change_password
     with pytest.raises(CurrentPasswordWrong):
@@ -428,8 +430,8 @@ def test_changing_the_password_lifts_the_gate_and_ends_other_sessions(components
 
 def test_a_password_change_is_an_event_saying_who_and_why(components, identity, clock, app):
     created = new_account(components)
-    opened, _totp = enrol(identity, created, clock)
-    actor = identity.authenticate(opened.token).actor
+    opened, totp = enrol(identity, created, clock)
+    actor = stepped_up(identity, opened.token, totp, clock)
     identity.change_password(actor, created.one_time_password, NEW_PASSWORD)
     notification = app.recorder.select_notifications(start=1, limit=100_000)[-1]
     event = app.mapper.to_domain_event(notification)

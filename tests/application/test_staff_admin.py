@@ -28,7 +28,7 @@ from application.staff_admin import (
 from domain.audit import AccessRecord
 from domain.errors import DomainError, UnknownRole
 from domain.staff import StaffMember
-from tests.application.conftest import OPERATOR, make_components
+from tests.application.conftest import OPERATOR, make_components, stepped_up
 from tests.web.helpers import MovableClock
 
 
@@ -52,8 +52,9 @@ def admin_service(components, clock):
     return components.staff_admin
 
 
-def signed_in(components, clock, roles, portfolios=()):
-    """An actor as the API would build it: account, first login, session."""
+def signed_in(components, clock, roles, portfolios=(), *, step_up=True):
+    """An actor as the API would build it: account, first login, session; stepped up
+    (R2.11) unless told otherwise."""
     identity = components.identity
     created = components.staff_admin.add_staff_as_operator(
         username=f"user-{uuid.uuid4().hex[:8]}", display_name="Test Person", roles=list(roles),
@@ -62,6 +63,8 @@ def signed_in(components, clock, roles, portfolios=()):
     started = identity.login(created.username, created.one_time_password)
     totp = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret)
     opened = identity.complete_mfa(started.challenge, totp.at(clock.now))
+    if step_up:
+        return stepped_up(identity, opened.token, totp, clock), opened.token
     return identity.authenticate(opened.token).actor, opened.token
 
 
@@ -244,8 +247,8 @@ def test_data_reading_and_privileged_grants_and_privileged_revokes_wait(componen
 
 def test_the_subject_of_a_grant_cannot_approve_it(components, admin_service, clock):
     requester, _ = signed_in(components, clock, ["admin"])
-    subject, _ = signed_in(components, clock, ["admin"])
-    pending = admin_service.change_roles(requester, subject.staff_id, grant=["security_officer"])
+    subject, _ = signed_in(components, clock, ["security_officer"])
+    pending = admin_service.change_roles(requester, subject.staff_id, grant=["compliance_officer"])
     with pytest.raises(SelfRoleChange):
         admin_service.approve(subject, pending.approval_id)
 
@@ -304,8 +307,8 @@ def test_break_glass_grants_are_listed_for_review(components, admin_service, clo
     supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
     officer, _ = signed_in(components, clock, ["security_officer"])
     agent, _ = signed_in(components, clock, ["agent"], ["retail"])
-    admin_service.start_break_glass(supervisor, portfolio="sme", reason="INC-1", minutes=10)
-    clock.advance(minutes=11)
+    admin_service.start_break_glass(supervisor, portfolio="sme", reason="INC-1", minutes=1)
+    clock.advance(minutes=2)  # within the step-up's 5 minutes (R2.11)
     admin_service.start_break_glass(supervisor, portfolio="corporate", reason="INC-2", minutes=10)
     listed = admin_service.break_glass_grants(officer)
     assert [(g["portfolio"], g["reason"], g["active"]) for g in listed] == [

@@ -118,11 +118,14 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, token
     return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
 
 
-def staff_add(instance: Path, username: str, role: str, portfolio: str | None = None) -> dict[str, Any]:
-    """`strongroom staff add`, the operator's bootstrap: the new account and its one-time password."""
+def staff_add(instance: Path, username: str, role: str | tuple[str, ...], portfolio: str | None = None
+              ) -> dict[str, Any]:
+    """`strongroom staff add`, the operator's bootstrap: the new account (one role, or a
+    tuple of them) and its one-time password."""
     scope = ["--portfolio", portfolio] if portfolio else []
+    roles = [arg for name in ((role,) if isinstance(role, str) else role) for arg in ("--role", name)]
     done = subprocess.run(
-        strongroom("--instance", str(instance), "staff", "add", username, "--role", role, *scope, "--json"),
+        strongroom("--instance", str(instance), "staff", "add", username, *roles, *scope, "--json"),
         cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

@@ -137,8 +137,9 @@ def activate(client: Any, app: Any, username: str, code: str, password: str = PA
 
 
 def quick_login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),
-                portfolios: Iterable[str] = ("retail",)) -> AuthHeaders:
-    """Like `login`, with the account stored already enrolled and its password set."""
+                portfolios: Iterable[str] = ("retail",), *, stepped_up: bool = False) -> AuthHeaders:
+    """Like `login`, with the account stored already enrolled and its password set;
+    `stepped_up` for what needs a step-up within 5 minutes (R2.7, R2.11)."""
     built = components(app)
     hasher = built.identity.hasher
     if PASSWORD not in _HASHES:
@@ -155,12 +156,16 @@ def quick_login(client: Any, app: Any, username: str | None = None, roles: Itera
         built.app._save(member)
     built.identity.directory.reserve_username(member.username, str(member.id), built.identity.now())
     opened, totp, step = sign_in(client, app, member.username, PASSWORD, pyotp.TOTP(secret))
-    return AuthHeaders(opened["token"], app=app, staff_id=str(member.id), username=member.username,
-                       password=PASSWORD, totp=totp, last_step=step, session_id=opened["session_id"])
+    headers = AuthHeaders(opened["token"], app=app, staff_id=str(member.id), username=member.username,
+                          password=PASSWORD, totp=totp, last_step=step, session_id=opened["session_id"])
+    if stepped_up:
+        step_up(client, headers)
+    return headers
 
 
 def step_up(client: Any, headers: AuthHeaders) -> None:
-    """Step up the session (reveals allowed for 5 minutes)."""
+    """Step up the session: for 5 minutes, reveals, break-glass, approvals, role changes
+    and a password change are allowed (R2.7, R2.11)."""
     response = client.post("/api/v1/auth/step-up", headers=headers, json={"code": headers.next_code()})
     assert response.status_code == 200, response.get_json()
 

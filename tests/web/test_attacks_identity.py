@@ -20,6 +20,7 @@ from tests.web.helpers import (
     login,
     quick_login,
     sign_in,
+    step_up,
     use_clock,
 )
 
@@ -155,8 +156,9 @@ def test_brute_force_on_the_second_factor_locks_the_account_too(app, client, clo
 
 
 def test_brute_force_through_a_stolen_session_counts_too(app, client, clock):
-    """A stolen token must not become a free oracle for the password or the TOTP code."""
-    headers = quick_login(client, app)
+    """A stolen token must not become a free oracle for the password or the TOTP code
+    (even a stepped-up one: without a step-up a password change is refused unchecked)."""
+    headers = quick_login(client, app, stepped_up=True)
     for guess in range(5):
         response = client.post("/api/v1/auth/password", headers=headers,
                                json={"current_password": f"guess number {guess}", "new_password": "x" * 20})
@@ -202,7 +204,7 @@ def test_user_enumeration_by_timing_sees_no_difference(app, client):
 
 
 def test_privilege_escalation_by_self_grant(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     for grant in (["security_officer"], ["dpo", "auditor"], ["agent"]):
         response = client.post(f"/api/v1/staff/{admin.staff_id}/roles", headers=admin, json={"grant": grant})
         assert response.status_code == 403 and response.get_json()["code"] == "self_role_change"
@@ -214,10 +216,10 @@ def test_privilege_escalation_by_self_grant(app, client):
 def test_privilege_escalation_by_a_friendly_second_account(app, client):
     """Two accounts of one person, or two colluding admins, still leave an approval
     trail: the grant waits, and neither the requester nor its subject can approve."""
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    sock_puppet = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    sock_puppet = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     response = client.post(f"/api/v1/staff/{sock_puppet.staff_id}/roles", headers=admin,
-                           json={"grant": ["security_officer"]})
+                           json={"grant": ["compliance_officer"]})
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
     for who in (admin, sock_puppet):
@@ -233,7 +235,7 @@ def test_privilege_escalation_by_a_friendly_second_account(app, client):
     {"username": "mallory", "display_name": "M", "roles": ["agent"], "status": "active", "approved_by": "x"},
 ])
 def test_privilege_escalation_by_mass_assignment_when_creating_staff(app, client, body):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/staff", headers=admin, json=body)
     assert response.status_code == 422 and response.get_json()["code"] == "validation_failed"
     extra = (set(body) - {"username", "display_name", "roles"}).pop()
@@ -255,7 +257,7 @@ def test_privilege_escalation_by_mass_assignment_elsewhere(app, client, path, bo
 
 
 def test_mass_assignment_of_roles_through_the_role_endpoint(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     agent = quick_login(client, app)
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
                            json={"grant": ["supervisor"], "roles": ["admin"], "portfolios": ["*"]})
@@ -265,7 +267,7 @@ def test_mass_assignment_of_roles_through_the_role_endpoint(app, client):
 
 
 def test_approving_ones_own_request(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/staff", headers=admin, json={
         "username": "trent", "display_name": "Trent", "roles": ["admin"], "portfolios": [],
         "email": "trent@bank.example"})
@@ -285,12 +287,14 @@ def test_the_one_time_password_gate(app, client):
     opened, totp, step = sign_in(client, app, username, one_time)
     headers = {"Authorization": f"Bearer {opened['token']}"}
     for method, path, body in [("GET", "/api/v1/staff", None), ("GET", "/api/v1/auth/sessions", None),
-                               ("POST", "/api/v1/auth/step-up", {"code": totp.generate_otp(step + 1)}),
                                ("GET", "/api/v1/approvals", None), ("GET", "/api/v1/customers", None),
                                ("POST", "/api/v1/staff", {"username": "u-1", "display_name": "U", "roles": ["agent"]})]:
         response = client.open(path, method=method, headers=headers, json=body)
         assert response.status_code == 403, path
         assert response.get_json()["code"] == "password_change_required", path
+    # A step-up is allowed before the change, which needs one (R2.11).
+    response = client.post("/api/v1/auth/step-up", headers=headers, json={"code": totp.generate_otp(step + 1)})
+    assert response.status_code == 200
     response = client.post("/api/v1/auth/password", headers=headers,
                            json={"current_password": one_time, "new_password": PASSWORD})
     assert response.status_code == 200
@@ -316,6 +320,7 @@ def test_logout_is_allowed_before_the_password_is_changed(app, client):
 ])
 def test_common_and_short_passwords_are_refused(app, client, new_password, reason):
     headers = login(client, app)
+    step_up(client, headers)  # a password change needs one (R2.11)
     response = client.post("/api/v1/auth/password", headers=headers,
                            json={"current_password": PASSWORD, "new_password": new_password})
     assert response.status_code == 422
@@ -347,7 +352,7 @@ def test_surrogates_and_nul_in_credentials_are_refused_by_their_shape_alone(app,
 
 
 def test_malformed_codes_and_passwords_in_a_session_never_crash(app, client):
-    headers = quick_login(client, app)
+    headers = quick_login(client, app, stepped_up=True)
     response = client.post("/api/v1/auth/step-up", headers=headers, json={"code": "\u0661\u0662\u0663\u0664\u0665\u0666"})
     assert response.status_code == 403
     response = client.post("/api/v1/auth/password", headers=headers,

@@ -247,7 +247,7 @@ def test_break_glass_reaches_the_granted_portfolio_for_its_window_and_every_acce
 
     clock = MovableClock()
     use_clock(app, clock)
-    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"])
+    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"], stepped_up=True)
     theirs = plant_customer(app, portfolio="corporate")["id"]
     private = plant_customer(app, portfolio="private")["id"]
     assert client.get(f"/api/v1/customers/{theirs}", headers=supervisor).status_code == 404

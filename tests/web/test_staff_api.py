@@ -37,8 +37,8 @@ def events(app):
 
 
 def test_an_approved_agent_activates_with_the_mailed_code_and_signs_in(app, client, smtp):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     done = requested_and_approved(client, admin, officer, {
         "username": "kim", "display_name": "Kim Agent", "roles": ["agent"], "portfolios": ["retail"],
         "email": "kim@bank.example"})
@@ -51,8 +51,8 @@ def test_an_approved_agent_activates_with_the_mailed_code_and_signs_in(app, clie
 
 
 def test_the_staff_list_shows_accounts_without_secrets(app, client, smtp):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     requested_and_approved(client, admin, officer, {
         "username": "lee", "display_name": "Lee", "roles": ["agent"], "portfolios": ["retail"],
         "email": "lee@bank.example"})
@@ -68,8 +68,8 @@ def test_the_staff_list_shows_accounts_without_secrets(app, client, smtp):
 
 
 def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admin(app, client, smtp):
-    first = quick_login(client, app, roles=["admin"], portfolios=[])
-    second = quick_login(client, app, roles=["admin"], portfolios=[])
+    first = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    second = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/staff", headers=first, json={
         "username": "morgan", "display_name": "Morgan", "roles": ["security_officer"], "portfolios": [],
         "email": "morgan@bank.example"})
@@ -91,29 +91,28 @@ def test_a_privileged_account_is_held_for_approval_then_created_by_a_second_admi
 
 
 def test_roles_are_granted_and_revoked_and_privileged_grants_wait(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    other = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    other = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     agent = quick_login(client, app, roles=["agent"])
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"grant": ["supervisor"]})
     assert response.status_code == 202  # supervisor reads customer data (R2.9)
     approval_id = response.get_json()["approval_id"]
     assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other).status_code == 200
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
-                           json={"grant": ["auditor"], "revoke": ["supervisor"]})
+                           json={"grant": ["compliance_officer"], "revoke": ["supervisor"]})
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
     assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other).status_code == 200
     roles = {s["id"]: s["roles"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
-    assert roles[agent.staff_id] == ["agent", "auditor"]
-    response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["agent"]})
-    assert response.status_code == 200 and response.get_json()["roles"] == ["auditor"]
-    response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["auditor"]})
-    assert response.status_code == 202  # a privileged role's revocation waits too
+    assert roles[agent.staff_id] == ["agent", "compliance_officer"]
+    response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
+                           json={"revoke": ["compliance_officer"]})
+    assert response.status_code == 200 and response.get_json()["roles"] == ["agent"]
 
 
 def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
     agent = quick_login(client, app, roles=["agent"])
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     for method, path, body in [("POST", "/api/v1/staff", {"username": "x-ray", "display_name": "X", "roles": ["agent"],
                                                           "email": "x-ray@bank.example"}),
                                ("GET", "/api/v1/staff", None), ("GET", "/api/v1/approvals", None),
@@ -134,7 +133,7 @@ def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
 
 
 def test_who_and_why_reach_the_event_from_the_request(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     nico = quick_login(client, app, username="nico", roles=["agent", "supervisor"])
     headers = {**admin, "X-Purpose": "onboarding ticket HR-88", "X-Request-Id": "req-0123456789abcdef"}
     response = client.post(f"/api/v1/staff/{nico.staff_id}/roles", headers=headers, json={"revoke": ["supervisor"]})
@@ -147,7 +146,7 @@ def test_who_and_why_reach_the_event_from_the_request(app, client):
 
 
 def test_a_purpose_header_with_control_characters_is_refused(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     # An escape sequence would repaint an operator's terminal reading the audit trail.
     response = client.get("/api/v1/staff", headers={**admin, "X-Purpose": "ticket \x1b[2J 42"})
     assert response.status_code == 422 and "X-Purpose" in response.get_json()["errors"]
@@ -157,8 +156,8 @@ def test_a_purpose_header_with_control_characters_is_refused(app, client):
 
 
 def test_a_supervisor_breaks_the_glass_and_it_is_recorded_and_listed(app, client):
-    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/break-glass", headers=supervisor, json={
         "portfolio": "private", "reason": "INC-7 account takeover", "minutes": 20})
     assert response.status_code == 201
@@ -183,14 +182,14 @@ def test_a_supervisor_breaks_the_glass_and_it_is_recorded_and_listed(app, client
     ({"portfolio": "private", "reason": "INC-7", "minutes": 30, "until": "2099-01-01"}, "until"),
 ])
 def test_break_glass_needs_a_reason_and_at_most_sixty_minutes(app, client, body, field):
-    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"])
+    supervisor = quick_login(client, app, roles=["supervisor"], portfolios=["retail"], stepped_up=True)
     response = client.post("/api/v1/break-glass", headers=supervisor, json=body)
     assert response.status_code == 422 and field in response.get_json()["errors"]
 
 
 def test_only_break_glass_holders_break_the_glass_and_reviewers_list_it(app, client):
     agent = quick_login(client, app, roles=["agent"])
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/break-glass", headers=agent, json={"portfolio": "x", "reason": "y", "minutes": 5})
     assert response.status_code == 403
     assert client.get("/api/v1/break-glass", headers=agent).status_code == 403
@@ -204,16 +203,16 @@ def test_strongroom_staff_add_prints_a_one_time_password_that_signs_in(instance,
     app = app_factory(database_url=f"sqlite:///{instance / 'strongroom.sqlite'}")  # the store init makes
     runner = CliRunner()
     result = runner.invoke(main, ["--instance", str(instance), "staff", "add", "olga", "--role", "security_officer",
-                                  "--role", "auditor", "--json"])
+                                  "--role", "compliance_officer", "--json"])
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert created["username"] == "olga" and created["one_time_password"]
-    assert created["roles"] == ["auditor", "security_officer"] and created["portfolios"] == []
+    assert created["roles"] == ["compliance_officer", "security_officer"] and created["portfolios"] == []
     client = app.test_client()
     opened, _totp, _step = sign_in(client, app, "olga", created["one_time_password"])
     assert opened["must_change_password"] is True
     [(event, meta)] = [(e, m) for e, m in events(app) if isinstance(e, StaffMember.Enrolled)]
-    assert sorted(event.roles) == ["auditor", "security_officer"]
+    assert sorted(event.roles) == ["compliance_officer", "security_officer"]
     assert meta["actor_id"].startswith("operator:") and meta["via"] == "cli"
 
 
