@@ -108,6 +108,24 @@ _LOGINS: dict[tuple[str, str], _Login] = {}
 _LOGINS_LOCK = threading.Lock()
 
 
+_LIBRARY_PIDS: dict[str, int] = {}
+
+
+def _library(module: str) -> Any:
+    """The loaded module, initialised in this process. PKCS#11 forbids a child to use
+    the library state it inherited: `strongroom serve` builds once in the master,
+    then forks its workers, so a worker finalises and initialises it afresh."""
+    lib = pkcs11.lib(module)
+    if _LIBRARY_PIDS.setdefault(module, os.getpid()) != os.getpid():
+        try:
+            lib.finalize()
+        except PKCS11Error:
+            pass
+        lib.initialize()
+        _LIBRARY_PIDS[module] = os.getpid()
+    return lib
+
+
 def forget_sessions() -> None:
     """Drop every cached session without logging out: for after the library itself
     was finalised and initialised again (its old session handles are dead)."""
@@ -133,13 +151,8 @@ class Pkcs11Token:
         with _LOGINS_LOCK:
             login = _LOGINS.get(self._key)
             if login is not None and login.pid != os.getpid():
-                # A forked child: its parent's handles mean nothing here.
-                _LOGINS.clear()
+                _LOGINS.clear()  # a forked child: its parent's handles mean nothing here
                 login = None
-                try:
-                    pkcs11.lib(self.config.module).reinitialize()
-                except PKCS11Error:
-                    pass
             if login is not None:
                 if not hmac.compare_digest(login.pin_digest, digest):
                     raise KekError(f"the PIN for {self._where()} is wrong")
@@ -155,7 +168,7 @@ class Pkcs11Token:
     def _log_in(self) -> Any:
         where = self._where()
         try:
-            token = pkcs11.lib(self.config.module).get_token(token_label=self.config.token_label)
+            token = _library(self.config.module).get_token(token_label=self.config.token_label)
             return token.open(user_pin=self.config.pin, rw=True)
         except pkcs11.exceptions.NoSuchToken:
             raise KekError(f"no {where}: is the HSM connected and the token label right?") from None

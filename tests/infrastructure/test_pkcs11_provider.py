@@ -12,6 +12,7 @@ import os
 
 import pkcs11
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pkcs11 import Attribute, ObjectClass
 
@@ -68,6 +69,9 @@ def test_a_missing_token_a_wrong_pin_or_a_missing_kek_is_a_clear_error_that_hide
     assert "1234-token-pin" not in repr(config(softhsm))
     with pytest.raises(KekError, match="holds no KEK labelled 'kek'"):
         Pkcs11Kek(Pkcs11Token(config(softhsm)))
+    with pytest.raises(KekError, match="cannot open token 'strongroom' .module /nonexistent/libpkcs11.so"):
+        Pkcs11Token(TokenConfig(module="/nonexistent/libpkcs11.so", token_label="strongroom",
+                                kek_label="kek", signing_key_label="audit", pin="1234-token-pin"))
 
 
 def test_the_pin_comes_from_the_environment_or_an_owner_only_file(tmp_path, monkeypatch):
@@ -108,7 +112,6 @@ def test_the_audit_key_generated_in_the_token_signs_and_cannot_be_read(softhsm):
 def test_an_imported_audit_key_keeps_its_public_key_and_becomes_non_extractable(softhsm):
     softhsm.init_tokens("strongroom")
     local = Ed25519PrivateKey.generate()
-    from cryptography.hazmat.primitives import serialization
     seed = local.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                serialization.NoEncryption())
     token = Pkcs11Token(config(softhsm))
