@@ -52,6 +52,8 @@ def keys_status(ctx: click.Context, customer: str | None, as_json: bool) -> None
     with components(ctx) as built:
         status: dict[str, Any] = {"key_provider": built.settings.key_provider,
                                   **built.operations.key_status(customer)}
+        if built.settings.key_provider == "pkcs11":
+            status["token"] = built.settings.pkcs11_token_label
     if as_json:
         click.echo(json.dumps(status))
     else:

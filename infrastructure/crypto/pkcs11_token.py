@@ -143,6 +143,7 @@ class Pkcs11Token:
     def __init__(self, config: TokenConfig) -> None:
         self.config = config
         self._key = (config.module, config.token_label)
+        self._handles: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._login: _Login | None = None
         self._login = self._acquire()
 
@@ -207,6 +208,18 @@ class Pkcs11Token:
                 except PKCS11Error:
                     pass
 
+    def object(self, session: Any, object_class: ObjectClass, label: str) -> Any:
+        """The object's handle in `session`, found once per session: a handle from a
+        session that was closed (another user of the token logged out) is useless."""
+        cached = self._handles.get((int(object_class), label))
+        if cached is not None and cached[0] is session:
+            return cached[1]
+        found = self.find(session, object_class, label)
+        if found is None:
+            raise KekError(f"token {self.config.token_label!r} no longer holds {label!r}")
+        self._handles[(int(object_class), label)] = (session, found)
+        return found
+
     @staticmethod
     def find(session: Any, object_class: ObjectClass, label: str) -> Any:
         found = list(session.get_objects({Attribute.CLASS: object_class, Attribute.LABEL: label}))
@@ -234,9 +247,10 @@ class Pkcs11Kek:
             if key[Attribute.EXTRACTABLE] or not key[Attribute.SENSITIVE]:
                 # A KEK the token would export is no better than a key file.
                 raise KekError(f"the KEK {label!r} in the token is extractable; make a new one")
-            return key, bytes(key[Attribute.ID])
+            return bytes(key[Attribute.ID])
 
-        self._key, object_id = token.run(locate)
+        self._label = label
+        object_id = token.run(locate)
         # Names the KEK without saying anything about it: the token object's random id.
         self._kek_id = hashlib.sha256(b"strongroom-kek-id\x00pkcs11\x00" + object_id).hexdigest()[:16]
 
@@ -246,17 +260,20 @@ class Pkcs11Kek:
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self.token.run(lambda _: self._key.encrypt(
+        sealed = self.token.run(lambda session: self._object(session).encrypt(
             data_key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, context)))
         return nonce + bytes(sealed)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         nonce, sealed = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
         try:
-            return bytes(self.token.run(lambda _: self._key.decrypt(
+            return bytes(self.token.run(lambda session: self._object(session).decrypt(
                 sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, context))))
         except KekError:
             raise KekError("a data key does not unwrap under this KEK") from None
+
+    def _object(self, session: Any) -> Any:
+        return self.token.object(session, ObjectClass.SECRET_KEY, self._label)
 
     def close(self) -> None:
         self.token.close()
@@ -265,9 +282,8 @@ class Pkcs11Kek:
 class TokenSigningKey:
     """The Ed25519 audit key held in the token: signs, never leaves."""
 
-    def __init__(self, token: Pkcs11Token, private: Any, public_raw: bytes) -> None:
+    def __init__(self, token: Pkcs11Token, public_raw: bytes) -> None:
         self.token = token
-        self._private = private
         self.public_raw = public_raw
 
     @classmethod
@@ -275,7 +291,7 @@ class TokenSigningKey:
         """The key pair labelled `signing_key_label`, or None when the token has none."""
         label = token.config.signing_key_label
 
-        def locate(session: Any) -> tuple[Any, bytes] | None:
+        def locate(session: Any) -> bytes | None:
             private = Pkcs11Token.find(session, ObjectClass.PRIVATE_KEY, label)
             if private is None:
                 return None
@@ -285,10 +301,10 @@ class TokenSigningKey:
             if private[Attribute.EXTRACTABLE] or not private[Attribute.SENSITIVE]:
                 # A key the token would export could sign anywhere: no better than a file.
                 raise KekError(f"the audit key {label!r} in the token is extractable; make a new one")
-            return private, _raw_point(bytes(public[Attribute.EC_POINT]))
+            return _raw_point(bytes(public[Attribute.EC_POINT]))
 
         found = token.run(locate)
-        return None if found is None else cls(token, *found)
+        return None if found is None else cls(token, found)
 
     @classmethod
     def create(cls, token: Pkcs11Token, *, seed: bytes | None = None) -> TokenSigningKey:
@@ -324,7 +340,9 @@ class TokenSigningKey:
         return made
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(self.token.run(lambda _: self._private.sign(message, mechanism=Mechanism.EDDSA)))
+        label = self.token.config.signing_key_label
+        return bytes(self.token.run(lambda session: self.token.object(session, ObjectClass.PRIVATE_KEY, label)
+                                    .sign(message, mechanism=Mechanism.EDDSA)))
 
 
 def _raw_point(ec_point: bytes) -> bytes:

@@ -92,7 +92,8 @@ def test_after_rotating_into_a_token_the_instance_serves_customers_with_no_kek_f
     (instance / "kek.key").unlink()
     shown = show(instance, "kept.1@example.org")
     assert shown.exit_code == 0 and json.loads(shown.output)["email"] == "kept.1@example.org", shown.output
-    assert json.loads(run(instance, "keys", "status", "--json").output)["kek_id"] == result["kek_id"]
+    status = json.loads(run(instance, "keys", "status", "--json").output)
+    assert (status["kek_id"], status["key_provider"], status["token"]) == (result["kek_id"], "pkcs11", "hsm-a")
 
     # The audit key moved into the token unchanged: history signed before still verifies,
     # and a checkpoint the token signs now verifies with the published key.
@@ -154,3 +155,25 @@ def test_the_kek_moves_from_one_token_to_another(instance: Path, tmp_path: Path)
     assert config["pkcs11_token_label"] == "hsm-b" and config["pkcs11_pin_file"] == str(pin_file.resolve())
     assert show(instance, "kept.0@example.org").exit_code == 0
     assert run(instance, "audit", "verify").exit_code == 0
+    # Backups and their drill work from the token too (the drill builds a second
+    # instance over the same token and closes it while the first goes on).
+    created = run(instance, "backup", "create")
+    assert created.exit_code == 0, created.output
+    drilled = run(instance, "backup", "drill")
+    assert drilled.exit_code == 0, drilled.output
+
+
+def test_doctor_accepts_production_with_the_kek_in_a_token_and_no_key_file(
+        instance: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(instance, "keys", "rotate-kek", "--to", "pkcs11", "--token-label", "hsm-a").exit_code == 0
+    (instance / "kek.key").unlink()
+    config = json.loads((instance / "strongroom.json").read_text())
+    (instance / "strongroom.json").write_text(json.dumps({**config, "environment": "production"}))
+    checks = {c["check"]: c for c in json.loads(run(instance, "doctor", "--json").output)}
+    assert not any("local file" in name or "KEK file" in name for name in checks)
+    assert checks["KEK unlocks the key store and the database answers"]["passed"]
+    # Without the PIN the token stays shut, and doctor says what is missing.
+    monkeypatch.delenv("STRONGROOM_PKCS11_PIN")
+    unlocked = {c["check"]: c for c in json.loads(run(instance, "doctor", "--json").output)}[
+        "KEK unlocks the key store and the database answers"]
+    assert not unlocked["passed"] and "STRONGROOM_PKCS11_PIN" in unlocked["detail"]

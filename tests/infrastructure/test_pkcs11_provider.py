@@ -124,3 +124,18 @@ def test_an_imported_audit_key_keeps_its_public_key_and_becomes_non_extractable(
         return key[Attribute.EXTRACTABLE]
 
     assert token.run(extractable) is False
+
+
+def test_one_user_of_the_token_closing_does_not_break_the_others(softhsm):
+    """PKCS#11 logs in the whole process: the last user's logout ends every session."""
+    softhsm.init_tokens("strongroom")
+    first = Pkcs11Kek(Pkcs11Token(config(softhsm)), create=True)
+    second = Pkcs11Kek(Pkcs11Token(config(softhsm)))
+    wrapped = first.wrap(b"k" * 32, b"ctx")
+    second.close()
+    assert first.unwrap(wrapped, b"ctx") == b"k" * 32
+    first.close()  # the last one: logs out; a later use logs in again
+    assert first.unwrap(wrapped, b"ctx") == b"k" * 32
+    signer = CheckpointSigner(token_key=TokenSigningKey.create(first.token))
+    first.close()
+    assert signature_valid(signer.public_key, signer.sign(b"m"), b"m")
