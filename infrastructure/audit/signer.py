@@ -3,9 +3,10 @@
 The private half is a 32-byte seed kept in the key store wrapped by the KEK, as the
 system subject's `audit-signing` key, so it is backed up, rotated and protected
 exactly like every data key and never written anywhere in clear. With the `pkcs11`
-key provider the key is a non-extractable object in the token, which signs. The public half is
-not secret: it is written beside the instance (`audit-signing.pub`) and into every
-evidence bundle, and its fingerprint (`key_id`) names it in each checkpoint.
+key provider the key is a non-extractable object in the token, which signs. The
+public half is not secret: it is written beside the instance (`audit-signing.pub`)
+and into every evidence bundle, and its fingerprint (`key_id`) names it in each
+checkpoint.
 
 Why a signature and not just the chain: anyone who can write the table can also
 recompute every later hash after changing a row; only someone holding this key can
