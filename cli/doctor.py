@@ -28,9 +28,13 @@ def _check_instance(settings: Settings) -> list[tuple[str, bool, str]]:
             checks.append(("KEK file readable by its owner only", _owner_only(mode), f"{kek} mode {oct(mode & 0o777)}"))
         else:
             checks.append(("KEK file present", False, f"no {kek}"))
-        # A local KEK file is a development key: production keeps the KEK in an HSM.
-        checks.append(("production does not use a development (local file) KEK", not production,
-                       f"key_provider={settings.key_provider}, environment={settings.environment}"))
+        # A local KEK file is a development key: anyone with a shell as its owner (or a
+        # copy of the disk) can take it and unwrap every data key elsewhere. Production
+        # keeps the KEK in an HSM (key_provider=pkcs11), or says it accepts the risk.
+        accepted = " (allow_local_kek: accepted on purpose)" if settings.allow_local_kek else ""
+        checks.append(("production does not use a development (local file) KEK",
+                       not production or settings.allow_local_kek,
+                       f"key_provider={settings.key_provider}, environment={settings.environment}{accepted}"))
     cert, key = settings.tls_cert, settings.tls_key
     checks.append(("TLS certificate and key present", cert.exists() and key.exists(), f"{cert}, {key}"))
     if key.exists():

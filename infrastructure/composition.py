@@ -43,6 +43,7 @@ from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
+from infrastructure.crypto.pkcs11_token import DEFAULT_MODULE, Pkcs11Kek, Pkcs11Token, TokenConfig, read_pin
 from infrastructure.eventstore import recorder_environment
 from infrastructure.idempotency_store import IdempotencyTable
 from infrastructure.identity_store import IdentityStore, common_passwords
@@ -64,6 +65,7 @@ CONFIG_FILE = "strongroom.json"
 KEK_FILE = "kek.key"
 KEYS_SCHEMA = "strongroom_keys"
 ENV_PREFIX = "STRONGROOM_"
+KEY_PROVIDERS = ("local", "pkcs11")
 
 # Keys `strongroom.json` may hold that are not settings: `created_at` is written by
 # `strongroom init` as a note for people; `expected_customers` sizes the default
@@ -131,14 +133,27 @@ class Settings:
     # Hours an activation code works, and a four-eyes request waits for its decision.
     activation_ttl_hours: float = 24.0
     approval_ttl_hours: float = 72.0
+    # The `pkcs11` key provider (R1.4, infrastructure/crypto/pkcs11_token.py): the
+    # module, the token, and the labels of the KEK and the audit key in it. The PIN is
+    # no setting (it would sit in strongroom.json or show in `doctor`): it comes from
+    # STRONGROOM_PKCS11_PIN or from the file `pkcs11_pin_file` names.
+    pkcs11_module: str = DEFAULT_MODULE
+    pkcs11_token_label: str = "strongroom"
+    pkcs11_pin_file: Path | None = None
+    pkcs11_kek_label: str = "strongroom-kek"
+    pkcs11_signing_key_label: str = "strongroom-audit-signing"
+    # `doctor` refuses production with the local KEK file unless this says the risk
+    # (a shell user copying kek.key) is accepted on purpose.
+    allow_local_kek: bool = False
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
         object.__setattr__(self, "instance", instance)
-        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file"):
-            if getattr(self, name) is None:
+        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file", "pkcs11_pin_file"):
+            value = getattr(self, name)
+            if value is None:
                 continue
-            path = Path(getattr(self, name))
+            path = Path(value)
             object.__setattr__(self, name, path if path.is_absolute() else instance / path)
 
     @property
@@ -186,6 +201,9 @@ class Settings:
             bits = _number(merged, "blind_index_bits", int, 14)
         else:
             bits = bits_for(_number(merged, "expected_customers", int, 100_000))
+        key_provider = str(merged.get("key_provider", "local"))
+        if key_provider not in KEY_PROVIDERS:
+            raise ConfigurationError(f"{_where('key_provider')} must be 'local' or 'pkcs11'")
         targets = merged.get("backup_targets")
         if targets is not None and not (isinstance(targets, list) and all(isinstance(t, dict) for t in targets)):
             raise ConfigurationError("backup_targets must be a list of objects (see infrastructure/backup/targets.py)")
@@ -193,7 +211,7 @@ class Settings:
             instance=folder,
             database_url=database_url,
             keys_database_url=keys_url,
-            key_provider=str(merged.get("key_provider", "local")),
+            key_provider=key_provider,
             projection=projection,
             blind_index_bits=bits,
             key_cache_seconds=_number(merged, "key_cache_seconds", float, 60.0, allow_zero=True),
@@ -223,6 +241,12 @@ class Settings:
             smtp_timeout_seconds=_number(merged, "smtp_timeout_seconds", float, cls.smtp_timeout_seconds),
             activation_ttl_hours=_number(merged, "activation_ttl_hours", float, cls.activation_ttl_hours),
             approval_ttl_hours=_number(merged, "approval_ttl_hours", float, cls.approval_ttl_hours),
+            pkcs11_module=_text(merged, "pkcs11_module", cls.pkcs11_module),
+            pkcs11_token_label=_text(merged, "pkcs11_token_label", cls.pkcs11_token_label),
+            pkcs11_pin_file=_path(merged, "pkcs11_pin_file", None),
+            pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
+            pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
+            allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
         )
 
 
@@ -270,7 +294,16 @@ def _sender(merged: Mapping[str, Any]) -> str:
     return value
 
 
-def _path(merged: Mapping[str, Any], name: str, default: Path) -> Path:
+def _text(merged: Mapping[str, Any], name: str, default: str) -> str:
+    value = merged.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{_where(name)} must be text")
+    return value
+
+
+def _path(merged: Mapping[str, Any], name: str, default: Path | None) -> Path | None:
     value = merged.get(name)
     if value is None or value == "":
         return default
@@ -291,10 +324,21 @@ def _flag(merged: Mapping[str, Any], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{_where(name)} must be true or false")
 
 
+def token_config(settings: Settings, *, pin: str | None = None) -> TokenConfig:
+    """Where the instance's PKCS#11 token is; the PIN from `pin`, else from
+    STRONGROOM_PKCS11_PIN or `pkcs11_pin_file` (KekError when there is none)."""
+    return TokenConfig(
+        module=settings.pkcs11_module, token_label=settings.pkcs11_token_label,
+        kek_label=settings.pkcs11_kek_label, signing_key_label=settings.pkcs11_signing_key_label,
+        pin=pin if pin is not None else read_pin(settings.pkcs11_pin_file),
+    )
+
+
 def load_kek(settings: Settings) -> KekProvider:
-    if settings.key_provider == "local":
-        return LocalKek.load(settings.kek_path)
-    raise ConfigurationError(f"unknown key provider {settings.key_provider!r} (expected 'local')")
+    """The instance's KEK; a missing file or token, or a wrong PIN, raises KekError."""
+    if settings.key_provider == "pkcs11":
+        return Pkcs11Kek(Pkcs11Token(token_config(settings)))
+    return LocalKek.load(settings.kek_path)
 
 
 @dataclass
@@ -331,6 +375,8 @@ class Components:
         self.app.close()
         self.events_db.close()
         self.keys_db.close()
+        if isinstance(self.keyring.kek, Pkcs11Kek):
+            self.keyring.kek.close()  # logs out of the token
 
 
 def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: bool = True,
@@ -455,7 +501,11 @@ def rate_limiter(settings: Settings, events_db: Database, keyring: KeyRing, cloc
 def tamper_evidence(settings: Settings, app: Strongroom, keyring: KeyRing, events_db: Database,
                     *, create_schema: bool = True) -> TamperEvidence:
     """Signed checkpoints after each commit, their folder copy, and the public key (R3.3)."""
-    signer = CheckpointSigner.from_keyring(keyring)
+    # The audit key lives where the KEK lives: in the token with pkcs11 (R1.4).
+    if isinstance(keyring.kek, Pkcs11Kek):
+        signer = CheckpointSigner.in_token(keyring.kek.token, keyring)
+    else:
+        signer = CheckpointSigner.from_keyring(keyring)
     store = CheckpointStore(events_db, settings.checkpoint_dir)
     if create_schema:
         store.create_table()

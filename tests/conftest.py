@@ -78,3 +78,46 @@ def smtp_module() -> Iterator[Mailbox]:
     """The same, shared by a test module (its real server is started once)."""
     with loopback_smtp() as mailbox:
         yield mailbox
+
+
+class SoftHsm:
+    """A throwaway SoftHSM2: its own config and token folder; tokens made on demand."""
+
+    def __init__(self, folder, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.folder = folder
+        (folder / "tokens").mkdir(parents=True)
+        conf = folder / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
+                        "log.level = ERROR\nslots.removable = false\n")
+        # Read by the module in this process and by every subprocess a test starts.
+        monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+        self.module = "/usr/lib/softhsm/libsofthsm2.so"
+
+    def init_tokens(self, *labels: str, pin: str = "1234-token-pin") -> str:
+        """Initialise tokens (all before any is used), then make the module see them."""
+        import subprocess
+
+        import pkcs11
+
+        from infrastructure.crypto.pkcs11_token import forget_sessions
+
+        for label in labels:
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,  # nosec B603 B607
+                            "--pin", pin, "--so-pin", "5678-so-pin"], check=True, capture_output=True)
+        # The module reads its config and lists its tokens when initialised: the
+        # library object is shared by the whole test process, so start it afresh.
+        pkcs11.lib(self.module).reinitialize()
+        forget_sessions()
+        return pin
+
+
+@pytest.fixture
+def softhsm(tmp_path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
+    """A real SoftHSM2 (Debian's softhsm2, installed by scripts/test-services). Never
+    skipped: without it the key-provider tests fail, with the command to fix it."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("softhsm2-util") is None or not Path("/usr/lib/softhsm/libsofthsm2.so").exists():
+        pytest.fail("SoftHSM2 is not installed: apt-get install softhsm2 (scripts/test-services does it)")
+    return SoftHsm(tmp_path / "softhsm", monkeypatch)

@@ -33,6 +33,17 @@ def _context(subject_id: str, kind: str) -> bytes:
     return f"strongroom/dek/v1|{subject_id}|{kind}".encode()
 
 
+def kek_unlocks(store: KeyStore, kek: KekProvider) -> bool:
+    """Whether `kek` unwraps the store's check value (False on a store without one)."""
+    canary = store.canary()
+    if canary is None:
+        return False
+    try:
+        return kek.unwrap(canary[1], b"kek-check") == _CANARY
+    except KekError:
+        return False
+
+
 @dataclass
 class _Cached:
     key: bytes
@@ -81,6 +92,10 @@ class KeyRing:
     def aead(self, subject_id: str, kind: KeyKind | str, *, create: bool = False) -> AESGCM:
         """The cipher for a subject's key; raises SubjectErased if it was destroyed."""
         return self._entry(subject_id, str(kind), create=create).aead
+
+    def has_key(self, subject_id: str, kind: str) -> bool:
+        """Whether a (wrapped) key exists for the pair; unwraps nothing."""
+        return self.store.get(subject_id, kind) is not None
 
     def raw_key(self, subject_id: str, kind: str) -> bytes:
         """Key bytes for derivation (blind index root); never leaves infrastructure."""

@@ -17,6 +17,10 @@ from infrastructure.sql import Cursor, Database
 _BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
 
 
+class KeyRotationRaced(Exception):
+    """Keys were written under the old KEK while a rotation ran; it was rolled back."""
+
+
 @dataclass(frozen=True)
 class WrappedKey:
     subject_id: str
@@ -175,6 +179,12 @@ class KeyStore:
                 "UPDATE data_keys SET wrapped = ?, kek_id = ? WHERE subject_id = ? AND kind = ?",
                 [(k.wrapped, k.kek_id, k.subject_id, k.kind) for k in keys],
             )
+            # A key made while the rotation read the others (a server left running)
+            # would stay under the old KEK and be unreadable after: refuse, roll back.
+            cur.execute("SELECT COUNT(*) FROM data_keys WHERE kek_id <> ?", (kek_id,))
+            if cur.fetchone()[0]:
+                raise KeyRotationRaced("data keys were added during the rotation: stop every "
+                                       "server and worker, then run it again (nothing was changed)")
             cur.execute("DELETE FROM kek_check")
             cur.execute(
                 "INSERT INTO kek_check (kek_id, canary, created_at) VALUES (?, ?, ?)",

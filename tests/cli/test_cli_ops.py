@@ -33,6 +33,22 @@ def test_doctor_refuses_production_with_a_development_kek(tmp_path):
     assert failed == ["production does not use a development (local file) KEK"]
 
 
+def test_doctor_lets_production_use_a_local_kek_only_when_allowed_explicitly(tmp_path, monkeypatch):
+    """Attack named: a shell user copies kek.key; production must say it accepts that."""
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    config = json.loads((instance / "strongroom.json").read_text())
+    (instance / "strongroom.json").write_text(json.dumps({**config, "environment": "production",
+                                                          "allow_local_kek": True}))
+    result = run(instance, "doctor", "--json")
+    assert result.exit_code == 0, result.output
+    local = next(c for c in json.loads(result.output) if c["check"].startswith("production does not use"))
+    assert local["passed"] and "allow_local_kek" in local["detail"]
+
+    monkeypatch.setenv("STRONGROOM_ALLOW_LOCAL_KEK", "false")  # the environment overrides the file
+    assert run(instance, "doctor", "--json").exit_code == 1
+
+
 def test_doctor_refuses_a_kek_file_others_can_read_and_missing_tls(tmp_path):
     instance = tmp_path / "instance"
     assert run(instance, "init").exit_code == 0

@@ -15,7 +15,7 @@ from infrastructure.composition import ConfigurationError, Settings
 def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("TLS_CERT", "TLS_KEY", "READINESS_TIMEOUT", "CHECKPOINT_DIR", "CHECKPOINT_ROWS",
                  "CHECKPOINT_SECONDS", "CREATE_SCHEMA", "DATABASE_URL", "KEYS_DATABASE_URL", "PROJECTION",
-                 "BLIND_INDEX_BITS"):
+                 "BLIND_INDEX_BITS", "KEY_PROVIDER", "PKCS11_TOKEN_LABEL", "PKCS11_PIN_FILE", "ALLOW_LOCAL_KEK"):
         monkeypatch.delenv(f"STRONGROOM_{name}", raising=False)
     folder = tmp_path / "instance"
     folder.mkdir()
@@ -60,6 +60,9 @@ def test_file_then_environment_then_overrides(instance: Path, monkeypatch: pytes
     ("request_deadline_seconds", 0, "request_deadline_seconds .* must be greater than 0"),
     ("create_schema", "perhaps", "create_schema .* must be true or false"),
     ("backup_targets", "backups", "backup_targets must be a list of objects"),
+    ("key_provider", "hsm", r"key_provider .* must be 'local' or 'pkcs11'"),
+    ("pkcs11_token_label", 7, "pkcs11_token_label .* must be text"),
+    ("allow_local_kek", "maybe", "allow_local_kek .* must be true or false"),
 ])
 def test_a_bad_value_stops_loading_with_a_message_naming_it(instance: Path, name: str, value: object,
                                                             message: str) -> None:
@@ -82,3 +85,16 @@ def test_strongroom_variables_that_are_not_settings_are_left_alone(instance: Pat
     monkeypatch.setenv("STRONGROOM_DEBUG", "1")
     monkeypatch.setenv("STRONGROOM_BENCH_PG_URL", "postgresql://elsewhere/db")
     assert Settings.load(instance).instance == instance.resolve()
+
+
+def test_the_pkcs11_settings_are_typed_and_the_pin_is_not_one_of_them(instance: Path) -> None:
+    """A PIN in strongroom.json would be one more secret in a file anyone with the
+    folder can copy: it is refused; the PIN file is a path, taken from the instance."""
+    write_config(instance, key_provider="pkcs11", pkcs11_token_label="vault", pkcs11_pin_file="secrets/pin")
+    settings = Settings.load(instance)
+    assert (settings.key_provider, settings.pkcs11_token_label) == ("pkcs11", "vault")
+    assert settings.pkcs11_pin_file == instance.resolve() / "secrets" / "pin"
+    assert settings.pkcs11_module == "/usr/lib/softhsm/libsofthsm2.so" and settings.allow_local_kek is False
+    write_config(instance, key_provider="pkcs11", pkcs11_pin="1234")
+    with pytest.raises(ConfigurationError, match="unknown setting: pkcs11_pin$"):
+        Settings.load(instance)
