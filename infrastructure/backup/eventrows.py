@@ -253,6 +253,23 @@ class EventTable:
             for row in rows:
                 writer.write_row([decode_value(v, dialect="postgres") for v in row])
 
+    def record_chain_v2_from(self, position: int) -> None:
+        """Record where the restored rows' chain turns v2 (audit/chain.py), replacing
+        what the empty table was given when it was built (position 1)."""
+        if self.dialect == "sqlite":
+            self._sqlite.execute(  # autocommit: one statement
+                "INSERT OR REPLACE INTO audit_chain_format (events_table, version, from_position) "
+                "VALUES (?, 2, ?)", (self.ref.table, position))
+            return
+        from psycopg.sql import SQL, Identifier
+
+        self._pg.execute(
+            SQL("INSERT INTO {} (events_table, version, from_position) VALUES (%s, 2, %s) "
+                "ON CONFLICT (events_table, version) DO UPDATE SET from_position = excluded.from_position")
+            .format(Identifier(self.schema, "audit_chain_format")),
+            (self.ref.table, position),
+        )
+
     def finish_restore(self) -> None:
         """After inserting with explicit positions, move the id sequence past them."""
         if self.dialect == "sqlite":

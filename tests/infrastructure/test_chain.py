@@ -24,6 +24,7 @@ from eventsourcing.utils import Environment
 from infrastructure.audit.chain import GENESIS, ChainRow, epoch_micros, row_hash, state_digest
 from infrastructure.audit.verify import ChainVerifier, iter_rows
 from infrastructure.eventstore import HOOK, TimedPostgresApplicationRecorder, recorder_environment
+from tests.infrastructure.stored_states import chained_state
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def factories() -> Iterator[Callable[[dict[str, str]], InfrastructureFactory[Any
 
 def _events(n: int, stream: uuid.UUID | None = None, first: int = 1) -> list[StoredEvent]:
     stream = stream or uuid.uuid4()
-    return [StoredEvent(stream, v, "domain.x:Thing.Happened", f"ciphertext {v} é".encode()) for v in range(first, first + n)]
+    return [StoredEvent(stream, v, "domain.x:Thing.Happened", chained_state(f"ciphertext {v} é".encode()))
+            for v in range(first, first + n)]
 
 
 def _assert_chained(recorder: Any, expected_rows: int) -> list[ChainRow]:
