@@ -186,7 +186,8 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
     if from_checkpoint:
         valid = ChainVerifier(checkpoints, keys).trusted
         start = valid[-1] if valid else None
-    verifier = ChainVerifier(checkpoints, keys, start=start, v2_from=chain_v2_from(recorder))
+    v2_from = chain_v2_from(recorder)
+    verifier = ChainVerifier(checkpoints, keys, start=start, v2_from=v2_from)
     report = verifier.report
     report.problems.extend(problems)
     report.notes.extend(notes)
@@ -209,7 +210,12 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
             "it was damaged",
         ))
         return report
-    return verifier.finish()
+    report = verifier.finish()
+    if report.head_position is not None and 1 < v2_from <= report.head_position + 1:
+        report.notes.append(
+            f"rows before position {v2_from} were chained v1 (before the upgrade): their hashes commit to "
+            "the ciphertext only, not to a metadata digest")
+    return report
 
 
 class KeylessVerification:

@@ -52,6 +52,7 @@ def test_a_store_chained_v1_then_upgraded_verifies_exports_and_restores(
     verified = run(instance, "audit", "verify", "--json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.output)["rows_checked"] > v1_head
+    assert f"rows before position {v1_head + 1} were chained v1" in " ".join(json.loads(verified.output)["notes"])
     v2_rows = [p for p in raw.positions() if p > v1_head]
     assert v2_rows and all(raw.row(p)["state"][:3] == b"SR\x02" for p in v2_rows)
 
