@@ -67,6 +67,11 @@ from infrastructure.audit.metadata import auditor_view, canonical
 from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from
 
 FORMAT = "strongroom-evidence/v2"
+# Bundles exported before chain v2 still verify, every row as v1 (metadata under the
+# export signature only). Relabelling a newer bundle so gains nothing: its v2 rows'
+# hashes do not recompute as v1.
+LEGACY_FORMAT = "strongroom-evidence/v1"
+_NO_V2 = 2**63 - 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 ROWS = "rows.jsonl"
@@ -134,6 +139,7 @@ def _hex(value: Any, size: int) -> bytes:
 
 
 def _row_from_json(data: dict[str, Any]) -> ChainRow:
+    data.setdefault("chain", 1)  # a legacy bundle's rows say nothing: v1
     for name in ("position", "version", "recorded_at_us", "chain"):
         if type(data[name]) is not int:
             raise ValueError(f"{name} must be an integer")
@@ -386,10 +392,11 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
         manifest = json.loads(manifest_bytes)
         files: dict[str, dict[str, Any]] = manifest["files"]
         window, extent = manifest["window"], manifest["range"]
-        v2_from = manifest["chain_v2_from"]
+        legacy = manifest.get("format") == LEGACY_FORMAT
+        v2_from = _NO_V2 if legacy else manifest["chain_v2_from"]
     except (ValueError, KeyError, TypeError):
         return fail("the manifest does not parse")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in (FORMAT, LEGACY_FORMAT):
         return fail(f"unknown bundle format {manifest.get('format')!r}")
     if type(v2_from) is not int or v2_from < 1:
         return fail("the manifest's chain_v2_from is not a position")
@@ -422,7 +429,10 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
     if report.problems:
         return report
     v1_rows = sum(1 for r in rows if r.position < v2_from)
-    if v1_rows:
+    if legacy:
+        report.notes.append(f"a bundle exported before chain v2 ({LEGACY_FORMAT}): the metadata of its "
+                            f"{v1_rows} rows is vouched for by the export signature only")
+    elif v1_rows:
         report.notes.append(
             f"{v1_rows} row{'s' if v1_rows != 1 else ''} before position {v2_from} {'are' if v1_rows != 1 else 'is'} "
             "chained v1: their metadata is vouched for by the export signature only")

@@ -67,6 +67,8 @@ CHAIN_TAG = b"strongroom/chain/v1\x00"
 CHAIN_TAG_V2 = b"strongroom/chain/v2\x00"
 META_TAG = b"strongroom/event-metadata/v1\x00"
 SALT_BYTES = 16
+# Where each events table's chain turns v2: (events_table, version 2, from_position).
+CHAIN_FORMAT_TABLE = "audit_chain_format"
 # The clear header of a format-2 state: b"SR", the format byte 2, then the
 # 32-byte meta_digest (envelope.py); PostgreSQL's insert function reads it too.
 V2_HEADER = b"SR\x02"

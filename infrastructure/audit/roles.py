@@ -29,8 +29,9 @@ from typing import Any
 
 from psycopg import sql
 
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE
+
 CHECKPOINT_TABLE = "audit_checkpoints"
-CHAIN_FORMAT_TABLE = "audit_chain_format"
 # What the application role may not do to the audit tables beside the events.
 _AUDIT_TABLE_REVOKES = {
     CHECKPOINT_TABLE: "UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE
 from infrastructure.sql import is_postgres, sqlite_path
 
 POSITION = "position"
@@ -258,7 +259,7 @@ class EventTable:
         what the empty table was given when it was built (position 1)."""
         if self.dialect == "sqlite":
             self._sqlite.execute(  # autocommit: one statement
-                "INSERT OR REPLACE INTO audit_chain_format (events_table, version, from_position) "
+                f"INSERT OR REPLACE INTO {CHAIN_FORMAT_TABLE} (events_table, version, from_position) "  # nosec B608
                 "VALUES (?, 2, ?)", (self.ref.table, position))
             return
         from psycopg.sql import SQL, Identifier
@@ -266,7 +267,7 @@ class EventTable:
         self._pg.execute(
             SQL("INSERT INTO {} (events_table, version, from_position) VALUES (%s, 2, %s) "
                 "ON CONFLICT (events_table, version) DO UPDATE SET from_position = excluded.from_position")
-            .format(Identifier(self.schema, "audit_chain_format")),
+            .format(Identifier(self.schema, CHAIN_FORMAT_TABLE)),
             (self.ref.table, position),
         )
 

@@ -53,9 +53,14 @@ from eventsourcing.postgres import (
     PostgresProcessRecorder,
 )
 from eventsourcing.utils import EnvType, Environment, retry
-from infrastructure.audit.chain import ChainRow, meta_digest_of_state, state_digest, unreadable_row
-from infrastructure.eventstore.postgres_schema import (
+from infrastructure.audit.chain import (
     CHAIN_FORMAT_TABLE,
+    ChainRow,
+    meta_digest_of_state,
+    state_digest,
+    unreadable_row,
+)
+from infrastructure.eventstore.postgres_schema import (
     append_only_statements,
     chain_format_statements,
     chained_insert_function,

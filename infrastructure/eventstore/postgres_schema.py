@@ -43,11 +43,10 @@ import hashlib
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from eventsourcing.postgres import PostgresRecorder
-from infrastructure.audit.chain import CHAIN_TAG_V2, GENESIS, HASH_BYTES, NO_METADATA, V2_HEADER
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE, CHAIN_TAG_V2, GENESIS, HASH_BYTES, NO_METADATA, V2_HEADER
 from infrastructure.eventstore.shared import APPEND_ONLY_MESSAGE
 
 __all__ = [
-    "CHAIN_FORMAT_TABLE",
     "append_only_statements",
     "chain_format_statements",
     "chained_insert_function",
@@ -57,7 +56,6 @@ __all__ = [
 ]
 
 APPEND_ONLY_FUNCTION = "strongroom_refuse_change"
-CHAIN_FORMAT_TABLE = "audit_chain_format"
 
 
 def derived_identifier(table: str, suffix: str) -> str:

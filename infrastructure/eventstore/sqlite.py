@@ -52,6 +52,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 from infrastructure.audit.chain import (
+    CHAIN_FORMAT_TABLE,
     HASH_BYTES,
     NO_METADATA,
     ChainRow,
@@ -78,7 +79,6 @@ __all__ = ["TimedSQLiteApplicationRecorder", "TimedSQLiteProcessRecorder"]
 _STAMP_WIDTH = len("2000-01-01T00:00:00.000000+00:00")
 _NOW_FUNCTION = "strongroom_utc_now"
 _CHAIN_FUNCTION = "strongroom_chain_hash"
-CHAIN_FORMAT_TABLE = "audit_chain_format"
 
 
 def _stamp(when: datetime) -> str:

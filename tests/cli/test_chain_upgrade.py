@@ -22,6 +22,19 @@ from tests.infrastructure.before_chain_v2 import before_chain_v2
 from tests.infrastructure.chain_attacks import RawStore
 
 
+def _as_legacy_bundle(bundle: Path) -> None:
+    """Rewrite a bundle into the format exported before chain v2: no chain fields."""
+    rows = _rows(bundle)
+    for row in rows:
+        for name in ("chain", "meta_digest", "metadata_salt"):
+            row.pop(name, None)
+    _write_rows(bundle, rows)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["format"] = "strongroom-evidence/v1"
+    del manifest["chain_v2_from"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
 def _reveal(instance: Path, customer: str) -> None:
     _as_the_api(instance, lambda b: b.app.access_log.record(kind="reveal", customer_ids=[customer],
                                                             fields=["national_id"]))
@@ -41,6 +54,13 @@ def test_a_store_chained_v1_then_upgraded_verifies_exports_and_restores(
         assert run(instance, "customers", "import", str(lines), "--json").exit_code == 0
         customer = _customers(instance)[0]
         _reveal(instance, customer)
+        # A bundle as the version before exported it (strongroom-evidence/v1) still verifies.
+        legacy = tmp_path / "legacy"
+        assert run(instance, "audit", "export", "--out", str(legacy)).exit_code == 0
+        _as_legacy_bundle(legacy)
+        _resign(legacy, instance)
+        old_bundle = _verify(legacy, instance)
+        assert old_bundle.exit_code == 0 and "exported before chain v2" in old_bundle.output, old_bundle.output
         written_v1 = json.loads(run(instance, "audit", "verify", "--json").output)
         assert written_v1["intact"], written_v1
     v1_head = written_v1["head"]["position"]

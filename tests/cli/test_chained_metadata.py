@@ -175,3 +175,20 @@ def test_a_flipped_metadata_byte_in_the_raw_store_is_found(instance: Path, datab
             f"TAMPERING FOUND at position {position}: the row's contents do not match its hash"), result.output
         raw.flip_byte(position, offset)  # put it back
     assert run(instance, "audit", "verify").exit_code == 0
+
+
+def test_a_bundle_relabelled_as_exported_before_chain_v2_fails(exported: tuple[Path, list[str]], instance: Path) -> None:
+    """The insider claims the bundle predates chain v2, so its metadata would be
+    checked by the signature alone: its v2 rows' hashes do not recompute as v1."""
+    from tests.cli.test_chain_upgrade import _as_legacy_bundle
+
+    bundle, _ = exported
+    rows = _rows(bundle)
+    _move_to_another_actor(_reveal_row(rows))
+    _write_rows(bundle, rows)
+    _recount_activity(bundle, rows)
+    _as_legacy_bundle(bundle)
+    _resign(bundle, instance)
+    result = _verify(bundle, instance)
+    assert result.exit_code == 1
+    assert "the row's contents do not match its hash" in result.output, result.output
