@@ -26,7 +26,6 @@ between rows fails authentication. Format 1 (no digest) is still read.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections.abc import Hashable
@@ -46,7 +45,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from application.context import require_context
 from domain.catalogue import KeyKind, key_for
-from infrastructure.audit.chain import HASH_BYTES, META_TAG, SALT_BYTES
+from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, meta_digest
 from infrastructure.audit.metadata import CHAIN_META, auditor_view, canonical
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 
@@ -130,7 +129,7 @@ class SubjectMapper(Mapper[UUID]):
         # salted digest, so the clear header says nothing about who or why.
         salt = os.urandom(SALT_BYTES)
         text = canonical(auditor_view(topic, system[META], system))
-        digest = hashlib.sha256(META_TAG + salt + text).digest()
+        digest = meta_digest(salt, text)
         system[CHAIN_META] = {"salt": salt.hex(), "canonical": text.decode("utf-8")}
         personal = [str(kind) for kind in parts if kind is not KeyKind.SYSTEM]
         if version == 1 and personal:
@@ -166,7 +165,9 @@ class SubjectMapper(Mapper[UUID]):
         a ciphertext fails authentication.
         """
         data = stored.state
-        if data[:2] != MAGIC or len(data) < 4 or data[2] not in READABLE_FORMATS:
+        if data[:2] != MAGIC or len(data) < 4 or data[2] not in READABLE_FORMATS or (
+            data[2] == 2 and len(data) < 4 + HASH_BYTES
+        ):
             raise TamperedEvent(
                 f"stored event {stored.originator_id} v{stored.originator_version} "
                 "is not in Strongroom's envelope format"
