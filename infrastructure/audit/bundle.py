@@ -10,10 +10,20 @@ A bundle is a folder:
                           recorded_at, SHA-256 of the ciphertext, prev_hash, row_hash,
                           whether it is inside the requested window, and its metadata
                           (who, session, request, address, purpose; for access records
-                          what was seen: kinds, customer ids, field names)
+                          what was seen: kinds, customer ids, field names); from the
+                          chain's v2 start on, also the salt and metadata digest
     checkpoints.jsonl     the signed checkpoints over the exported range
     reports/verification.json   the live chain verification at export time
     reports/activity.json       counts over the window: by actor, kind and event
+
+Metadata is chained (v2 rows, see chain.py): the verifier recomputes each v2 row's
+metadata digest from its salt and the canonical JSON of its `metadata`, and that
+digest into the row hash, so metadata rewritten by someone who then signs the
+manifest again (an insider with the KEK) breaks the chain at that row. Rows before
+the v2 start (`chain_v2_from` in the manifest) are v1: their metadata is vouched
+for by the export signature only, and the report says so.
+
+The format is specified for reimplementation in docs/evidence-format.md.
 
 Why no ciphertext: a row hash commits to the SHA-256 of its ciphertext (see
 chain.py), so the digest is all a verifier needs; shipping ciphertext would hand
@@ -42,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from application.clock import utc_now
-from infrastructure.audit.chain import ChainRow
+from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, ChainRow, meta_digest
 from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
@@ -53,9 +63,15 @@ from infrastructure.audit.signer import (
     signature_valid,
 )
 from infrastructure.audit.tamper_evidence import TamperEvidence
-from infrastructure.audit.verify import ChainVerifier, Problem, Report
+from infrastructure.audit.metadata import auditor_view, canonical
+from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from
 
-FORMAT = "strongroom-evidence/v1"
+FORMAT = "strongroom-evidence/v2"
+# Bundles exported before chain v2 still verify, every row as v1 (metadata under the
+# export signature only). Relabelling a newer bundle so gains nothing: its v2 rows'
+# hashes do not recompute as v1.
+LEGACY_FORMAT = "strongroom-evidence/v1"
+_NO_V2 = 2**63 - 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 ROWS = "rows.jsonl"
@@ -93,8 +109,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _row_json(row: ChainRow, in_window: bool, metadata: dict[str, Any] | None) -> dict[str, Any]:
-    return {
+def _row_json(row: ChainRow, in_window: bool, metadata: dict[str, Any] | None, v2: bool,
+              salt: bytes | None) -> dict[str, Any]:
+    data = {
+        "chain": 2 if v2 else 1,
         "position": row.position,
         "stream_id": row.stream_id,
         "version": row.version,
@@ -107,10 +125,22 @@ def _row_json(row: ChainRow, in_window: bool, metadata: dict[str, Any] | None) -
         "in_window": in_window,
         "metadata": metadata,
     }
+    if v2:
+        data["meta_digest"] = None if row.meta_digest is None else row.meta_digest.hex()
+        data["metadata_salt"] = None if salt is None else salt.hex()
+    return data
+
+
+def _hex(value: Any, size: int) -> bytes:
+    """Exactly `size` bytes spelt as lower-case hex, or ValueError."""
+    if not isinstance(value, str) or len(value) != 2 * size or value != value.lower():
+        raise ValueError("expected lower-case hex")
+    return bytes.fromhex(value)
 
 
 def _row_from_json(data: dict[str, Any]) -> ChainRow:
-    for name in ("position", "version", "recorded_at_us"):
+    data.setdefault("chain", 1)  # a legacy bundle's rows say nothing: v1
+    for name in ("position", "version", "recorded_at_us", "chain"):
         if type(data[name]) is not int:
             raise ValueError(f"{name} must be an integer")
     return ChainRow(
@@ -122,7 +152,26 @@ def _row_from_json(data: dict[str, Any]) -> ChainRow:
         digest=bytes.fromhex(data["state_sha256"]),
         prev_hash=bytes.fromhex(data["prev_hash"]),
         row_hash=bytes.fromhex(data["row_hash"]),
+        meta_digest=_hex(data["meta_digest"], HASH_BYTES) if data["chain"] == 2 else None,
     )
+
+
+def _metadata_problem(data: dict[str, Any], v2_from: int) -> str | None:
+    """Why a row's readable metadata is not the metadata its row hash commits to."""
+    v2 = data["position"] >= v2_from
+    if data["chain"] != (2 if v2 else 1):
+        return f"the row says chain v{data['chain']}, but the chain is v2 from position {v2_from}"
+    if not v2:
+        return None
+    try:
+        salt = _hex(data.get("metadata_salt"), SALT_BYTES)
+        digest = meta_digest(salt, canonical(data.get("metadata")))
+    except (ValueError, TypeError):
+        return "the row's metadata salt or metadata cannot be read"
+    if digest.hex() != data.get("meta_digest"):
+        return ("the row's metadata is not what its row hash commits to: who, session, request, "
+                "address, purpose, or what was seen was changed")
+    return None
 
 
 # -- export -------------------------------------------------------------------------------
@@ -135,22 +184,22 @@ class _Metadata:
         self.app = app
         self.mapper = app.mapper
 
-    def of(self, notification: Any) -> dict[str, Any]:
+    def of(self, notification: Any, v2: bool) -> tuple[dict[str, Any], bytes | None]:
+        """(metadata, salt): for a v2 row the very canonical text that was chained,
+        for a v1 row the same view built from its system part (no salt)."""
         from domain.catalogue import KeyKind
 
         try:
+            if v2:
+                chained = self.mapper.chained_metadata(notification)
+                if chained is None:
+                    return {"error": "the row carries no chained metadata"}, None
+                salt, text = chained
+                return json.loads(text), salt
             system = self.mapper.open_parts(notification, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
         except Exception as exc:  # noqa: BLE001 - a row that does not open is itself evidence
-            return {"error": f"{type(exc).__name__}: the system part does not decrypt"}
-        meta = dict(system.get("_meta", {}))
-        found: dict[str, Any] = {"context": meta}
-        if notification.topic.startswith("domain.audit:AccessRecord."):
-            found["access"] = {
-                name: system.get(name) for name in ("kind", "outcome", "customer_ids", "fields", "details")
-            }
-        elif "customer_id" in system:
-            found["customer_id"] = system["customer_id"]
-        return found
+            return {"error": f"{type(exc).__name__}: the system part does not decrypt"}, None
+        return json.loads(canonical(auditor_view(notification.topic, system.get("_meta", {}), system))), None
 
 
 def export_bundle(
@@ -188,16 +237,18 @@ def export_bundle(
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     (out / "reports").mkdir(mode=0o700, exist_ok=True)
     metadata = _Metadata(app)
+    v2_from = chain_v2_from(recorder)
     activity: dict[str, Counter[str]] = {"by_actor": Counter(), "by_kind": Counter(), "by_event": Counter()}
     rows_written = window_rows = 0
     with open(out / ROWS, "w", encoding="utf-8") as handle:
         for row, notification in _rows_with_notifications(recorder, range_from, range_to):
             in_window = first <= row.position <= last
-            meta = metadata.of(notification) if notification is not None else None
+            v2 = row.position >= v2_from
+            meta, salt = metadata.of(notification, v2) if notification is not None else (None, None)
             if in_window:
                 window_rows += 1
                 _count(activity, row, meta)
-            handle.write(json.dumps(_row_json(row, in_window, meta), sort_keys=True) + "\n")
+            handle.write(json.dumps(_row_json(row, in_window, meta, v2, salt), sort_keys=True) + "\n")
             rows_written += 1
     with open(out / CHECKPOINTS, "w", encoding="utf-8") as handle:
         for checkpoint in covered:
@@ -231,6 +282,7 @@ def export_bundle(
             "rows": rows_written,
         },
         "live_chain_intact": report.intact,
+        "chain_v2_from": v2_from,
         "files": files,
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
@@ -340,10 +392,14 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
         manifest = json.loads(manifest_bytes)
         files: dict[str, dict[str, Any]] = manifest["files"]
         window, extent = manifest["window"], manifest["range"]
+        legacy = manifest.get("format") == LEGACY_FORMAT
+        v2_from = _NO_V2 if legacy else manifest["chain_v2_from"]
     except (ValueError, KeyError, TypeError):
         return fail("the manifest does not parse")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in (FORMAT, LEGACY_FORMAT):
         return fail(f"unknown bundle format {manifest.get('format')!r}")
+    if type(v2_from) is not int or v2_from < 1:
+        return fail("the manifest's chain_v2_from is not a position")
     report.notes.append(f"signed by audit key {key_id_of(key)}, as pinned")
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
     for name in sorted(present - set(files)):
@@ -366,13 +422,25 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
         return fail("rows.jsonl, checkpoints.jsonl or reports/activity.json does not parse")
     for problem in _readable_disagreements(row_data, rows, checkpoint_data, checkpoints, activity, window):
         report.problems.append(problem)
+    for data in row_data:
+        what = _metadata_problem(data, v2_from)
+        if what is not None:
+            report.problems.append(Problem(data["position"], what))
     if report.problems:
         return report
+    v1_rows = sum(1 for r in rows if r.position < v2_from)
+    if legacy:
+        report.notes.append(f"a bundle exported before chain v2 ({LEGACY_FORMAT}): the metadata of its "
+                            f"{v1_rows} rows is vouched for by the export signature only")
+    elif v1_rows:
+        report.notes.append(
+            f"{v1_rows} row{'s' if v1_rows != 1 else ''} before position {v2_from} {'are' if v1_rows != 1 else 'is'} "
+            "chained v1: their metadata is vouched for by the export signature only")
     anchor_position = extent.get("anchor_checkpoint")
     anchor = next((c for c in checkpoints if c.position == anchor_position), None)
     if anchor_position is not None and anchor is None:
         return fail(f"the anchor checkpoint at position {anchor_position} is not in the bundle")
-    verifier = ChainVerifier(checkpoints, {key_id_of(key): key}, start=anchor)
+    verifier = ChainVerifier(checkpoints, {key_id_of(key): key}, start=anchor, v2_from=v2_from)
     verifier.feed(rows)
     result = verifier.finish()
     result.notes.extend(report.notes)

@@ -481,11 +481,12 @@ class Checkpointer:
             thread.join(timeout=2)
 
     def _verify_up_to(self, position: int) -> None:
-        from infrastructure.audit.verify import ChainVerifier, iter_rows
+        from infrastructure.audit.verify import ChainVerifier, chain_v2_from, iter_rows
 
         latest = self.store.latest_in_database()
         keys = {self.signer.key_id: self.signer.public_key}
-        verifier = ChainVerifier([] if latest is None else [latest], keys, start=latest)
+        verifier = ChainVerifier([] if latest is None else [latest], keys, start=latest,
+                                 v2_from=chain_v2_from(self.recorder))
         verifier.feed(iter_rows(self.recorder, start=1 if latest is None else latest.position, stop=position))
         report = verifier.finish()
         if not report.intact:

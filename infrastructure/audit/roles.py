@@ -10,6 +10,8 @@ and owns every table and function; the *application* role is what `serve`,
   the role needs EXECUTE on it and no INSERT: it cannot write a row whose hash it
   chose, and it can neither UPDATE, DELETE nor TRUNCATE one;
 - on `audit_checkpoints`: SELECT and INSERT;
+- on `audit_chain_format` (where chain v2 starts): SELECT only, since moving the
+  recorded start would make verification hash rows the wrong way;
 - on every other table (read models, keys, identity, tracking): SELECT, INSERT,
   UPDATE, DELETE, because those are state, not history;
 - USAGE on the schemas and sequences, CONNECT on the database, and default
@@ -27,7 +29,14 @@ from typing import Any
 
 from psycopg import sql
 
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE
+
 CHECKPOINT_TABLE = "audit_checkpoints"
+# What the application role may not do to the audit tables beside the events.
+_AUDIT_TABLE_REVOKES = {
+    CHECKPOINT_TABLE: "UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+    CHAIN_FORMAT_TABLE: "INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+}
 
 
 class RolesError(Exception):
@@ -99,14 +108,14 @@ def grant_application_role(conn: Any, app_role: str, *, schemas: list[str], crea
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {} FROM {}"
         ).format(_q(schema, table), role))
     for schema in present:
-        checkpoint = conn.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            (schema, CHECKPOINT_TABLE),
-        ).fetchone()
-        if checkpoint:
-            run(conn, grants, sql.SQL(
-                "REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {} FROM {}"
-            ).format(_q(schema, CHECKPOINT_TABLE), role))
+        for table, privileges in _AUDIT_TABLE_REVOKES.items():
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            ).fetchone()
+            if found:
+                run(conn, grants, sql.SQL("REVOKE {} ON {} FROM {}").format(
+                    sql.SQL(privileges), _q(schema, table), role))
     functions = conn.execute(
         "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) "
         "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "

@@ -38,6 +38,7 @@ from infrastructure.audit.verify import (
     ChainVerifier,
     Problem,
     Report,
+    chain_v2_from,
     iter_rows,
     merge_checkpoints,
 )
@@ -170,7 +171,8 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
                  key_problem: Problem | None = None) -> Report:
     """Recompute the chain in `recorder` and check the checkpoints in `store` against `keys`.
 
-    Needs no KEK: the chain hashes ciphertext and metadata, and checkpoints are
+    Needs no KEK: the chain hashes ciphertext and clear columns (the metadata
+    digest is in the clear header), and checkpoints are
     checked with public keys, so this runs with the event store, the checkpoint
     store and a public key alone (R3.3).
     """
@@ -184,7 +186,8 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
     if from_checkpoint:
         valid = ChainVerifier(checkpoints, keys).trusted
         start = valid[-1] if valid else None
-    verifier = ChainVerifier(checkpoints, keys, start=start)
+    v2_from = chain_v2_from(recorder)
+    verifier = ChainVerifier(checkpoints, keys, start=start, v2_from=v2_from)
     report = verifier.report
     report.problems.extend(problems)
     report.notes.extend(notes)
@@ -207,7 +210,12 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
             "it was damaged",
         ))
         return report
-    return verifier.finish()
+    report = verifier.finish()
+    if report.head_position is not None and 1 < v2_from <= report.head_position + 1:
+        report.notes.append(
+            f"rows before position {v2_from} were chained v1 (before the upgrade): their hashes commit to "
+            "the ciphertext only, not to a metadata digest")
+    return report
 
 
 class KeylessVerification:

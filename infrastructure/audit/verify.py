@@ -1,8 +1,10 @@
 """Verifying the chain and its checkpoints (R3.3): no decryption key needed.
 
 Each row is checked two ways: its *link* (its `prev_hash` equals the stored hash of
-the row before it) and its *contents* (recomputing its hash from its clear columns
-and the digest of its ciphertext gives its stored `row_hash`). A changed byte or
+the row before it) and its *contents* (recomputing its hash from its clear columns,
+the digest of its ciphertext and, from the recorded v2 start on, its metadata
+digest gives its stored `row_hash`; chain.py). A row at or after the v2 start with
+no metadata digest is named too: Strongroom's mapper never writes one. A changed byte or
 stamp breaks the contents of one row; a deleted, inserted or reordered row breaks a
 link; so each problem is named at the row where it is. Then every checkpoint (from
 the table and from the folder copy) must carry a valid signature and name a row
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from infrastructure.audit.chain import GENESIS, ChainRow, row_hash
+from infrastructure.audit.chain import GENESIS, NO_METADATA, ChainRow, row_hash
 from infrastructure.audit.checkpoints import Checkpoint
 from infrastructure.audit.signer import signature_valid
 
@@ -28,6 +30,11 @@ MAX_PROBLEMS = 50
 
 class ChainRows(Protocol):
     def select_chain_rows(self, start: int, limit: int, stop: int | None = None) -> list[ChainRow]: ...
+
+
+def chain_v2_from(recorder: Any) -> int:
+    """The first position chained v2 in `recorder`'s table (see chain.py)."""
+    return int(recorder.chain_v2_from())
 
 
 def iter_rows(recorder: ChainRows, start: int = 1, stop: int | None = None, page: int = PAGE) -> Iterator[ChainRow]:
@@ -154,8 +161,10 @@ class ChainVerifier:
         *,
         start: Checkpoint | None = None,
         first_prev: bytes = GENESIS,
+        v2_from: int = 1,
     ) -> None:
         self.report = Report()
+        self.v2_from = v2_from
         self.public_keys = public_keys
         self.trusted: list[Checkpoint] = []
         for checkpoint in sorted(checkpoints, key=lambda c: c.position):
@@ -201,6 +210,7 @@ class ChainVerifier:
         report = self.report
         wanted, hash_at = self._wanted, self._hash_at
         expected_prev, prev_position = self._expected_prev, self._prev_position
+        v2_from = self.v2_from
         count = 0
         row: ChainRow | None = None
         try:
@@ -214,8 +224,18 @@ class ChainVerifier:
                 else:
                     if expected_prev is not None and row.prev_hash != expected_prev:
                         self._broken_link(row.position, prev_position)
+                    meta = None
+                    if row.position >= v2_from:
+                        meta = row.meta_digest
+                        if meta is None:
+                            self._problem(
+                                row.position,
+                                f"the row carries no metadata digest, though the chain is v2 from "
+                                f"position {v2_from}: it was not written by Strongroom's mapper",
+                            )
+                            meta = NO_METADATA
                     if row_hash(row.prev_hash, row.position, row.stream_id, row.version, row.topic,
-                                row.recorded_at_us, row.digest) != row.row_hash:
+                                row.recorded_at_us, row.digest, meta) != row.row_hash:
                         self._problem(
                             row.position,
                             "the row's contents do not match its hash: its ciphertext, stream id, "

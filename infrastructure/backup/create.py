@@ -216,7 +216,10 @@ def _create_locked(
         "columns": columns, "previous": previous,
         "after_position": after, "last_position": last_position, "rows": total_rows,
         "first_recorded_at": _stamp_text(first_recorded), "last_recorded_at": _stamp_text(last_recorded),
-        "chain": {"columns": [CHAIN_PREV, CHAIN_HEAD], "first_prev": first_prev, "head": chain_head}
+        # v2_from: where the store's chain turned v2 (audit/chain.py); a restore
+        # records it again in the new store, or its rows before it would not verify.
+        "chain": {"columns": [CHAIN_PREV, CHAIN_HEAD], "first_prev": first_prev, "head": chain_head,
+                  "v2_from": app.recorder.chain_v2_from()}
         if chained else None,
         "segments": segments,
         "checkpoints": {"file": checkpoints_segment, "sha256": sha256(checkpoints_data),

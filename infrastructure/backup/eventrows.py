@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE
 from infrastructure.sql import is_postgres, sqlite_path
 
 POSITION = "position"
@@ -252,6 +253,23 @@ class EventTable:
         with self._pg.transaction(), self._pg.cursor() as cur, cur.copy(copy) as writer:
             for row in rows:
                 writer.write_row([decode_value(v, dialect="postgres") for v in row])
+
+    def record_chain_v2_from(self, position: int) -> None:
+        """Record where the restored rows' chain turns v2 (audit/chain.py), replacing
+        what the empty table was given when it was built (position 1)."""
+        if self.dialect == "sqlite":
+            self._sqlite.execute(  # autocommit: one statement
+                f"INSERT OR REPLACE INTO {CHAIN_FORMAT_TABLE} (events_table, version, from_position) "  # nosec B608
+                "VALUES (?, 2, ?)", (self.ref.table, position))
+            return
+        from psycopg.sql import SQL, Identifier
+
+        self._pg.execute(
+            SQL("INSERT INTO {} (events_table, version, from_position) VALUES (%s, 2, %s) "
+                "ON CONFLICT (events_table, version) DO UPDATE SET from_position = excluded.from_position")
+            .format(Identifier(self.schema, CHAIN_FORMAT_TABLE)),
+            (self.ref.table, position),
+        )
 
     def finish_restore(self) -> None:
         """After inserting with explicit positions, move the id sequence past them."""

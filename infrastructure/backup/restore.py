@@ -12,7 +12,9 @@
 4. Build the schema on the destination with the same KEK (`build()`), then insert
    the rows exactly as stored (positions, `recorded_at`, chain hashes), each
    segment checked against its SHA-256 as it is read, up to the position or time.
-5. Verify the restored chain against the signed checkpoints the backup carries (those
+5. Record where the restored chain turns v2 (the backup's `chain.v2_from`, or after
+   the last restored row for a backup made before chain v2: audit/chain.py).
+   Verify the restored chain against the signed checkpoints the backup carries (those
    at or below the restored position), then write them into the destination's
    `audit_checkpoints` (and its checkpoint folder, when given): a restored store
    passes `audit verify`. A backup made before checkpoints were backed up has none;
@@ -35,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infrastructure.audit.checkpoints import Checkpoint, CheckpointStore
-from infrastructure.audit.verify import ChainVerifier, iter_rows
+from infrastructure.audit.verify import ChainVerifier, chain_v2_from, iter_rows
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
 from infrastructure.backup import restore_state
 from infrastructure.backup.keys import KeysRestored, import_keys
@@ -274,6 +276,8 @@ def _restore_marked(
                 table, target, chain, position, to_time, progress, int(newest["last_position"])
             )
             table.finish_restore()
+            if inserted.chained:
+                table.record_chain_v2_from(restored_v2_from(chain, inserted.last_position))
         finally:
             table.close()
         total = inserted.last_position
@@ -298,6 +302,14 @@ def _restore_marked(
         backup_id=newest["backup_id"], table=table_name, problems=inserted.problems,
         checkpoints=checkpoints, started_over=started_over,
     )
+
+
+def restored_v2_from(chain: list[dict[str, Any]], last_position: int) -> int:
+    """Where the restored rows' chain turns v2: the store's recorded start, or (a
+    backup made before chain v2, or a cut before the start) the next new row."""
+    recorded = [int(d["chain"]["v2_from"]) for d in chain if isinstance(d.get("chain"), dict)
+                and isinstance(d["chain"].get("v2_from"), int)]
+    return min([*recorded[-1:], last_position + 1])
 
 
 def backed_up_checkpoints(target: Target, chain: list[dict[str, Any]]) -> list[Checkpoint] | None:
@@ -329,7 +341,7 @@ def _restore_checkpoints(
         return None
     kept = [c for c in carried if c.position <= position]
     evidence = restored.tamper_evidence
-    verifier = ChainVerifier(kept, evidence.public_keys())
+    verifier = ChainVerifier(kept, evidence.public_keys(), v2_from=chain_v2_from(evidence.recorder))
     verifier.feed(iter_rows(evidence.recorder, start=1, stop=position))
     report = verifier.finish()
     if not report.intact:

@@ -11,8 +11,17 @@ authentication, which stops row-swapping by anyone with write access to the tabl
 The acting context (who, session, request, address, purpose) travels in the system
 part, so it stays readable after the customer's keys are destroyed (R3.1, R3.5).
 
-Stored layout: b"SR" | format (1) | part count (1) | parts, each
-kind code (1) | nonce (12) | length (4, big-endian) | ciphertext.
+Stored layout (format 2, written since chain v2):
+
+    b"SR" | 0x02 | meta_digest (32) | part count (1) | parts, each
+    kind code (1) | nonce (12) | length (4, big-endian) | ciphertext
+
+`meta_digest` is clear on purpose: it is what the row hash commits to about the
+row's metadata (infrastructure/audit/chain.py), and PostgreSQL's insert function
+reads it from here. The system part holds, beside the acting context (`_meta`),
+the salt and canonical text it was computed from (`_chain`, audit/metadata.py).
+The associated data of every part also binds the digest, so a header swapped
+between rows fails authentication. Format 1 (no digest) is still read.
 """
 
 from __future__ import annotations
@@ -36,10 +45,13 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from application.context import require_context
 from domain.catalogue import KeyKind, key_for
+from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, meta_digest
+from infrastructure.audit.metadata import CHAIN_META, auditor_view, canonical
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 
 MAGIC = b"SR"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 _KIND_CODES = {KeyKind.SYSTEM: 0, KeyKind.PROFILE: 1, KeyKind.KYC: 2}
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _PART_HEADER = struct.Struct(">B12sI")
@@ -50,16 +62,21 @@ class TamperedEvent(MapperDeserialisationError):
     """A stored event failed authentication: changed, moved or corrupted at rest."""
 
 
-def associated_data(originator_id: object, version: int, topic: str, kind: KeyKind) -> bytes:
-    return b"|".join(
-        (
-            b"strongroom/event/v1",
-            str(originator_id).encode(),
-            str(version).encode(),
-            topic.encode(),
-            str(kind).encode(),
-        )
-    )
+def associated_data(
+    originator_id: object, version: int, topic: str, kind: KeyKind, meta_digest: bytes | None = None
+) -> bytes:
+    """What each part's authentication binds: its row, its key kind and (format 2)
+    the clear metadata digest."""
+    fields = [
+        b"strongroom/event/v1",
+        str(originator_id).encode(),
+        str(version).encode(),
+        topic.encode(),
+        str(kind).encode(),
+    ]
+    if meta_digest is not None:
+        fields.append(meta_digest.hex().encode())
+    return b"|".join(fields)
 
 
 def split_by_key(state: dict[str, Any], snapshot: bool) -> dict[KeyKind, dict[str, Any]]:
@@ -106,20 +123,27 @@ class SubjectMapper(Mapper[UUID]):
         if class_version > 1:
             state["class_version"] = class_version
         parts = split_by_key(state, isinstance(domain_event, Snapshot))
-        parts[KeyKind.SYSTEM][META] = context.as_metadata()
+        system = parts[KeyKind.SYSTEM]
+        system[META] = context.as_metadata()
+        # What the auditor will read, committed to by the row hash (chain v2): a
+        # salted digest, so the clear header says nothing about who or why.
+        salt = os.urandom(SALT_BYTES)
+        text = canonical(auditor_view(topic, system[META], system))
+        digest = meta_digest(salt, text)
+        system[CHAIN_META] = {"salt": salt.hex(), "canonical": text.decode("utf-8")}
         personal = [str(kind) for kind in parts if kind is not KeyKind.SYSTEM]
         if version == 1 and personal:
             # A new stream is a new subject: make all its keys in one transaction
             # rather than probing for each and creating them one at a time.
             self.keyring.create_subject(str(originator_id), sorted({*personal, "profile", "kyc"}))
-        sealed = [MAGIC, bytes((FORMAT, len(parts)))]
+        sealed = [MAGIC, bytes((FORMAT,)), digest, bytes((len(parts),))]
         for kind, fields in parts.items():
             aead = self.keyring.aead(self._subject_for(kind, originator_id), kind, create=True)
             nonce = os.urandom(12)
             ciphertext = aead.encrypt(
                 nonce,
                 self.transcoder.encode(fields),
-                associated_data(originator_id, version, topic, kind),
+                associated_data(originator_id, version, topic, kind, digest),
             )
             sealed.append(_PART_HEADER.pack(_KIND_CODES[kind], nonce, len(ciphertext)))
             sealed.append(ciphertext)
@@ -141,13 +165,19 @@ class SubjectMapper(Mapper[UUID]):
         a ciphertext fails authentication.
         """
         data = stored.state
-        if data[:2] != MAGIC or data[2] != FORMAT:
+        if data[:2] != MAGIC or len(data) < 4 or data[2] not in READABLE_FORMATS or (
+            data[2] == 2 and len(data) < 4 + HASH_BYTES
+        ):
             raise TamperedEvent(
                 f"stored event {stored.originator_id} v{stored.originator_version} "
                 "is not in Strongroom's envelope format"
             )
-        offset, opened = 4, {}
-        for _ in range(data[3]):
+        digest = data[3:3 + HASH_BYTES] if data[2] == 2 else None
+        offset = 3 + (HASH_BYTES if digest is not None else 0)
+        count = data[offset]
+        offset += 1
+        opened = {}
+        for _ in range(count):
             code, nonce, length = _PART_HEADER.unpack_from(data, offset)
             offset += _PART_HEADER.size
             ciphertext = data[offset : offset + length]
@@ -169,7 +199,7 @@ class SubjectMapper(Mapper[UUID]):
                     nonce,
                     ciphertext,
                     associated_data(
-                        stored.originator_id, stored.originator_version, stored.topic, kind
+                        stored.originator_id, stored.originator_version, stored.topic, kind, digest
                     ),
                 )
             except InvalidTag:
@@ -191,7 +221,16 @@ class SubjectMapper(Mapper[UUID]):
         """The attributes the catalogue seals under the system key (never destroyed),
         without the acting context: what an erased subject's event still says."""
         system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
-        return {name: value for name, value in system.items() if name != META}
+        return {name: value for name, value in system.items() if name not in (META, CHAIN_META)}
+
+    def chained_metadata(self, stored: StoredEvent) -> tuple[bytes, str] | None:
+        """(salt, canonical text) of a format-2 event: what its meta_digest was made
+        from; None for a format-1 event, which has none."""
+        system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
+        chained = system.get(CHAIN_META)
+        if not isinstance(chained, dict):
+            return None
+        return bytes.fromhex(chained["salt"]), str(chained["canonical"])
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         cls = resolve_topic(stored_event.topic)
@@ -199,6 +238,7 @@ class SubjectMapper(Mapper[UUID]):
         for fields in self.open_parts(stored_event).values():
             _merge(state, fields)
         state.pop(META, None)
+        state.pop(CHAIN_META, None)
         id_convertor = find_id_convertor(cls, cast(Hashable, type(stored_event.originator_id)))
         state["originator_id"] = id_convertor(stored_event.originator_id)
         state["originator_version"] = stored_event.originator_version

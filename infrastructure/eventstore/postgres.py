@@ -53,9 +53,16 @@ from eventsourcing.postgres import (
     PostgresProcessRecorder,
 )
 from eventsourcing.utils import EnvType, Environment, retry
-from infrastructure.audit.chain import ChainRow, state_digest, unreadable_row
+from infrastructure.audit.chain import (
+    CHAIN_FORMAT_TABLE,
+    ChainRow,
+    meta_digest_of_state,
+    state_digest,
+    unreadable_row,
+)
 from infrastructure.eventstore.postgres_schema import (
     append_only_statements,
+    chain_format_statements,
     chained_insert_function,
     derived_identifier,
     events_table,
@@ -157,6 +164,10 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
                 event_type=self.stored_event_type_name,
             )
         )
+        # After the function is replaced, in the same transaction (chain v2).
+        self.sql_create_statements.extend(
+            chain_format_statements(schema=self.datastore.schema, table=self.events_table_name)
+        )
         self.position_at_statement = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE recorded_at <= %s "
             "ORDER BY recorded_at DESC, notification_id DESC LIMIT 1"
@@ -182,6 +193,12 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
             "SELECT notification_id, row_hash FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
+        self.chain_v2_from_exists_statement = SQL(
+            "SELECT 1 AS present FROM information_schema.tables WHERE table_schema = %s AND table_name = %s"
+        )
+        self.chain_v2_from_statement = SQL(
+            "SELECT from_position FROM {schema}.{format} WHERE events_table = %s AND version = 2"
+        ).format(schema=schema, format=Identifier(CHAIN_FORMAT_TABLE))
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -369,12 +386,13 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
                 prepare=True,
             )
             rows = curs.fetchall()
-        digest = state_digest
+        digest, meta = state_digest, meta_digest_of_state
         chain_rows: list[ChainRow] = []
         append = chain_rows.append
         for row in rows:
             try:
-                append(ChainRow(row[0], row[1], row[2], row[3], row[5], digest(row[4]), row[6], row[7]))
+                append(ChainRow(row[0], row[1], row[2], row[3], row[5], digest(row[4]), row[6], row[7],
+                                None, meta(row[4])))
             except (ValueError, TypeError) as exc:
                 append(unreadable_row(row[0], row[6], row[7], exc))
         return chain_rows
@@ -384,6 +402,19 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         """(position, row hash) of the last committed row, or None on an empty log."""
         row = self._fetchone(self.chain_head_statement, ())
         return None if row is None else (int(row["notification_id"]), bytes(row["row_hash"]))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def chain_v2_from(self) -> int:
+        """The first position chained v2 (audit/chain.py); rows before it are v1.
+
+        No record (a store whose schema the owner has not upgraded yet: its insert
+        function still chains v1) answers MAX_POSITION, which no row reaches.
+        """
+        row = self._fetchone(self.chain_v2_from_exists_statement, (self.datastore.schema, CHAIN_FORMAT_TABLE))
+        if row is None:
+            return MAX_POSITION
+        row = self._fetchone(self.chain_v2_from_statement, (self.events_table_name,))
+        return MAX_POSITION if row is None else int(row["from_position"])
 
 
 class TimedPostgresProcessRecorder(

@@ -13,11 +13,17 @@ then ours):
 
 and beside it:
 
+- `audit_chain_format` (events_table, version, from_position): the first position
+  chained the v2 way (chain.py), recorded once, under the table lock, when the
+  table is created or first opened by a version that chains v2.
+
 - `<table>_insert_timed(events[])`, the stored function through which every row is
   inserted: it takes `LOCK TABLE ... IN EXCLUSIVE MODE`, reads the last row, stamps
   `max(clock_timestamp(), last stamp)` and chains onto the last row's hash, so no
   other writer can chain onto the same row and the stamp never decreases as the id
-  grows; every row of one call shares one stamp. It is named per table because the
+  grows; every row of one call shares one stamp. It hashes v2, reading the
+  metadata digest from the state's clear header (envelope format 2; zeros for a
+  bare state, which `audit verify` names). It is named per table because the
   library's function is named per id type only (es_insert_events_uuid): two
   applications in one schema would overwrite each other's, and the one created
   last would receive both applications' events. It is SECURITY DEFINER, and PUBLIC
@@ -37,11 +43,12 @@ import hashlib
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from eventsourcing.postgres import PostgresRecorder
-from infrastructure.audit.chain import CHAIN_TAG, GENESIS, HASH_BYTES
+from infrastructure.audit.chain import CHAIN_FORMAT_TABLE, CHAIN_TAG_V2, GENESIS, HASH_BYTES, NO_METADATA, V2_HEADER
 from infrastructure.eventstore.shared import APPEND_ONLY_MESSAGE
 
 __all__ = [
     "append_only_statements",
+    "chain_format_statements",
     "chained_insert_function",
     "derived_identifier",
     "events_table",
@@ -139,6 +146,7 @@ def chained_insert_function(
         "    h bytea; "
         "    sid bytea; "
         "    top bytea; "
+        "    md bytea; "
         "    seq regclass; "
         "    e record; "
         "BEGIN "
@@ -157,11 +165,17 @@ def chained_insert_function(
         "        pos := nextval(seq); "
         "        sid := convert_to(e.originator_id::text, 'UTF8'); "
         "        top := convert_to(e.topic, 'UTF8'); "
+        "        IF substring(e.state FROM 1 FOR 3) = {header} "
+        "           AND octet_length(e.state) >= {header_bytes} THEN "
+        "            md := substring(e.state FROM 4 FOR {bytes}); "
+        "        ELSE "
+        "            md := {no_metadata}; "
+        "        END IF; "
         "        h := sha256({tag} || prev || int8send(pos) "
         "            || int4send(octet_length(sid)) || sid "
         "            || int8send(e.originator_version) "
         "            || int4send(octet_length(top)) || top "
-        "            || int8send(stamp_us) || sha256(e.state)); "
+        "            || int8send(stamp_us) || sha256(e.state) || md); "
         "        INSERT INTO {schema}.{table} (notification_id, originator_id, "
         "            originator_version, topic, state, recorded_at, prev_hash, row_hash) "
         "        VALUES (pos, e.originator_id, e.originator_version, e.topic, e.state, "
@@ -179,9 +193,42 @@ def chained_insert_function(
         lock_timeout=lock_timeout,
         channel=Identifier(channel),
         genesis=Literal(GENESIS),
-        tag=Literal(CHAIN_TAG),
+        tag=Literal(CHAIN_TAG_V2),
         qualified=Literal(qualified),
+        header=Literal(V2_HEADER),
+        header_bytes=Literal(len(V2_HEADER) + HASH_BYTES),
+        bytes=Literal(HASH_BYTES),
+        no_metadata=Literal(NO_METADATA),
     )
+
+
+def chain_format_statements(*, schema: str, table: str) -> list[Composed]:
+    """The table recording where chain v2 starts, and the record for `table`.
+
+    Recorded once: a new table chains v2 from position 1; a table with rows from
+    the upgrade (the rows before keep their v1 hashes). It runs in the same
+    transaction as the replacement of the insert function, and takes the table
+    lock first, so no row is chained between the max() and the record.
+    """
+    schema_id, table_id = Identifier(schema), Identifier(table)
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{format} ("
+            "events_table text NOT NULL, version integer NOT NULL, "
+            "from_position bigint NOT NULL, PRIMARY KEY (events_table, version))"
+        ).format(schema=schema_id, format=Identifier(CHAIN_FORMAT_TABLE)),
+        SQL(
+            "DO $BODY$ BEGIN "
+            "IF NOT EXISTS (SELECT 1 FROM {schema}.{format} "
+            "               WHERE events_table = {name} AND version = 2) THEN "
+            "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "    INSERT INTO {schema}.{format} (events_table, version, from_position) "
+            "        SELECT {name}, 2, coalesce(max(notification_id), 0) + 1 FROM {schema}.{table} "
+            "        ON CONFLICT DO NOTHING; "
+            "END IF; "
+            "END $BODY$"
+        ).format(schema=schema_id, format=Identifier(CHAIN_FORMAT_TABLE), table=table_id, name=Literal(table)),
+    ]
 
 
 def append_only_statements(

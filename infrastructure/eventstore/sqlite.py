@@ -12,6 +12,10 @@ library's columns first, unchanged, then ours):
                                   order is time order); indexed
     prev_hash, row_hash BLOB      32 bytes each: the chain (infrastructure/audit/chain.py)
 
+and `audit_chain_format` (events_table, version, from_position): the first position
+chained the v2 way, recorded when the table is first created or the store is first
+opened by a version that chains v2 (rows before it keep their v1 hashes).
+
 Why it is built this way:
 
 - The stamp is `max(now, last row's stamp)` and the hash chains onto the last row,
@@ -20,7 +24,9 @@ Why it is built this way:
   writers (even in two processes) chain onto the same predecessor. Every row of one
   `save()` shares the first row's stamp, so "as of T" never splits a unit of work.
 - The hash is computed by a Python function registered on the connection, called by
-  SQLite inside the statement, so it commits to the rowid the row really gets.
+  SQLite inside the statement, so it commits to the rowid the row really gets. It
+  hashes v2, reading the metadata digest from the state's clear header (zeros for
+  a bare state, which `audit verify` names).
 - Triggers refuse UPDATE and DELETE (R3.4): the application never changes an event
   (crypto-shredding destroys keys, not rows), so any attempt is a bug or an attack.
 
@@ -46,10 +52,13 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 from infrastructure.audit.chain import (
+    CHAIN_FORMAT_TABLE,
     HASH_BYTES,
+    NO_METADATA,
     ChainRow,
     canonical_uuid_hex,
     epoch_micros,
+    meta_digest_of_state,
     row_hash,
     state_digest,
     unreadable_row,
@@ -83,10 +92,11 @@ def _utc_now_stamp() -> str:
 def _chain_hash(
     prev: bytes, position: int, stream_id: str, version: int, topic: str, stamp: str, state: bytes
 ) -> bytes:
-    """The row hash, called by SQLite inside the INSERT (after the write lock)."""
+    """The row hash (v2), called by SQLite inside the INSERT (after the write lock)."""
     return row_hash(
         prev, position, stream_id, version, topic,
         epoch_micros(datetime.fromisoformat(stamp)), state_digest(state),
+        meta_digest_of_state(state) or NO_METADATA,
     )
 
 
@@ -150,6 +160,10 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
         self.chain_head_statement = (
             f"SELECT rowid, row_hash FROM {table} ORDER BY rowid DESC LIMIT 1"  # nosec B608
         )
+        self.chain_v2_from_statement = (
+            f"SELECT from_position FROM {CHAIN_FORMAT_TABLE} "  # nosec B608
+            "WHERE events_table = ? AND version = 2"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
@@ -176,6 +190,14 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
             f"BEGIN {refuse}; END",
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
             f"BEGIN {refuse}; END",
+            # Chain v2 from the next position, once: a new table from 1, a store
+            # upgraded with rows in it after them. The INSERT takes the write lock,
+            # so no row can slip in between the max() and the record.
+            f"CREATE TABLE IF NOT EXISTS {CHAIN_FORMAT_TABLE} ("
+            "events_table TEXT NOT NULL, version INTEGER NOT NULL, "
+            "from_position INTEGER NOT NULL, PRIMARY KEY (events_table, version))",
+            f"INSERT OR IGNORE INTO {CHAIN_FORMAT_TABLE} (events_table, version, from_position) "  # nosec B608
+            f"SELECT '{table}', 2, coalesce(max(rowid), 0) + 1 FROM {table}",
         ]
 
     def _insert_events(
@@ -303,6 +325,7 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
         chain_rows: list[ChainRow] = []
         append = chain_rows.append
         last_stamp, last_micros = None, 0  # rows of one save share a stamp
+        meta = meta_digest_of_state
         for position, stored_id, version, topic, state, stamp, prev, head in rows:
             try:
                 if stamp != last_stamp:
@@ -316,6 +339,8 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
                     digest(state),
                     prev,
                     head,
+                    None,
+                    meta(state),
                 ))
             except (ValueError, TypeError) as exc:
                 last_stamp = None
@@ -328,6 +353,20 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
             c.execute(self.chain_head_statement)
             row = c.fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def chain_v2_from(self) -> int:
+        """The first position chained v2 (audit/chain.py); rows before it are v1.
+
+        No record (a store whose schema has not been upgraded: its rows are all
+        chained v1) answers MAX_POSITION, which no row reaches.
+        """
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (CHAIN_FORMAT_TABLE,))
+            if c.fetchone() is None:
+                return MAX_POSITION
+            c.execute(self.chain_v2_from_statement, (self.events_table_name,))
+            row = c.fetchone()
+        return MAX_POSITION if row is None else int(row[0])
 
 
 class TimedSQLiteProcessRecorder(SQLiteProcessRecorder, TimedSQLiteApplicationRecorder):

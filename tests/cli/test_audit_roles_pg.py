@@ -98,6 +98,8 @@ def test_the_app_role_appends_but_never_rewrites(tmp_path: Path, owned_database:
             "'\\x" + "00" * 32 + "', '\\x" + "00" * 32 + "')",
             "UPDATE audit_checkpoints SET signature = '\\x00'",
             "DELETE FROM audit_checkpoints",
+            "UPDATE audit_chain_format SET from_position = from_position + 1",
+            "DELETE FROM audit_chain_format",
             "ALTER TABLE strongroom_events DISABLE TRIGGER USER",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):

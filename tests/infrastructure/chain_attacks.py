@@ -3,7 +3,8 @@
 Every change here bypasses the append-only triggers the way such a person would:
 on SQLite by dropping them, on PostgreSQL by disabling them as the table owner (or
 a superuser). Nothing goes through Strongroom's code; only `row_hash` is borrowed
-for the attacker who is careful enough to recompute the chain after a change.
+for the attacker who is careful enough to recompute the chain after a change (the
+v2 way, with the metadata digest from the state's clear header, as the stores do).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from infrastructure.audit.chain import epoch_micros, row_hash, state_digest
+from infrastructure.audit.chain import NO_METADATA, epoch_micros, meta_digest_of_state, row_hash, state_digest
 
 # The library names the table after the application on PostgreSQL only.
 EVENTS = {"sqlite": "stored_events", "postgres": "strongroom_events"}
@@ -129,7 +130,7 @@ class RawStore:
         micros = epoch_micros(stamp if self.postgres else datetime.fromisoformat(stamp))
         forged_hash = row_hash(
             bytes(before["row_hash"]), position + 1, stream_id, version, before["topic"], micros,
-            state_digest(bytes(before["state"])),
+            state_digest(bytes(before["state"])), meta_digest_of_state(bytes(before["state"])) or NO_METADATA,
         )
         with self.connection() as conn:
             for statement, params in (
@@ -157,7 +158,7 @@ class RawStore:
                 micros = epoch_micros(stamp if self.postgres else datetime.fromisoformat(stamp))
                 new_hash = row_hash(
                     prev, p, self._stream_id(r["originator_id"]), r["originator_version"], r["topic"],
-                    micros, state_digest(bytes(r["state"])),
+                    micros, state_digest(bytes(r["state"])), meta_digest_of_state(bytes(r["state"])) or NO_METADATA,
                 )
                 conn.execute(
                     self._sql(f"UPDATE {self.table} SET prev_hash = ?, row_hash = ? WHERE {{pos}} = ?"),

@@ -21,9 +21,10 @@ import pytest
 
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent, Tracking
 from eventsourcing.utils import Environment
-from infrastructure.audit.chain import GENESIS, ChainRow, epoch_micros, row_hash, state_digest
+from infrastructure.audit.chain import GENESIS, ChainRow, epoch_micros, meta_digest, row_hash, state_digest
 from infrastructure.audit.verify import ChainVerifier, iter_rows
 from infrastructure.eventstore import HOOK, TimedPostgresApplicationRecorder, recorder_environment
+from tests.infrastructure.stored_states import chained_state
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def factories() -> Iterator[Callable[[dict[str, str]], InfrastructureFactory[Any
 
 def _events(n: int, stream: uuid.UUID | None = None, first: int = 1) -> list[StoredEvent]:
     stream = stream or uuid.uuid4()
-    return [StoredEvent(stream, v, "domain.x:Thing.Happened", f"ciphertext {v} é".encode()) for v in range(first, first + n)]
+    return [StoredEvent(stream, v, "domain.x:Thing.Happened", chained_state(f"ciphertext {v} é".encode()))
+            for v in range(first, first + n)]
 
 
 def _assert_chained(recorder: Any, expected_rows: int) -> list[ChainRow]:
@@ -60,19 +62,33 @@ def _assert_chained(recorder: Any, expected_rows: int) -> list[ChainRow]:
 
 
 def test_the_hash_encoding_is_fixed() -> None:
-    # A known answer: changing what is hashed would orphan every stored chain, so
-    # it must be a deliberate, versioned change (the tag says v1), never an accident.
-    digest = row_hash(
-        GENESIS, 1, "6c1b3a52-55b0-4a43-9a5c-2f1f3f0b7e11", 1, "domain.customer:Customer.Registered",
-        epoch_micros(datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)), state_digest(b"ciphertext"),
-    )
-    assert digest.hex() == KNOWN_ANSWER
+    # Known answers, computed independently (hashlib and struct by hand, as
+    # docs/evidence-format.md states the bytes): changing what is hashed would orphan
+    # every stored chain, so it must be a deliberate, versioned change, never an accident.
+    fields = (GENESIS, 1, "6c1b3a52-55b0-4a43-9a5c-2f1f3f0b7e11", 1, "domain.customer:Customer.Registered",
+              epoch_micros(datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)), state_digest(b"ciphertext"))
+    meta = meta_digest(bytes(range(16)), b'{"context":{"actor_id":"staff-agent-7"}}')
+    assert meta.hex() == "9d5e12be89f54922d55006f2102b6e7cc0018ee68bff0c2e9d9f1392719b2b31"
+    assert row_hash(*fields).hex() == "da9c2af9c51815f6c251384d3f407881c48638d75d9c4f8e5797b249442c246b"
+    assert row_hash(*fields, meta).hex() == "13e2d7c5060979532fbe42e2548a5496ff35e3d08fd37756d9af0f2932ae211f"
 
 
-KNOWN_ANSWER = row_hash(
-    GENESIS, 1, "6c1b3a52-55b0-4a43-9a5c-2f1f3f0b7e11", 1, "domain.customer:Customer.Registered",
-    1_795_953_600_000_000, state_digest(b"ciphertext"),
-).hex()
+def test_a_new_store_chains_v2_from_its_first_row_and_names_a_row_without_a_metadata_digest(
+    database_url: str, factories: Any
+) -> None:
+    """Strongroom's mapper always writes the header; a bare state (the library's own
+    suites write them) is stored, and verification says its metadata is not chained."""
+    recorder = factories(recorder_environment(database_url)).application_recorder()
+    assert recorder.chain_v2_from() == 1
+    recorder.insert_events(_events(2))
+    recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "domain.x:Thing.Happened", b"bare ciphertext")])
+    rows = list(iter_rows(recorder))
+    assert [r.meta_digest is not None for r in rows] == [True, True, False]
+    verifier = ChainVerifier([], {}, v2_from=recorder.chain_v2_from())
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert [(p.position, p.what.split(",")[0]) for p in report.problems] == [
+        (3, "the row carries no metadata digest")]
 
 
 def test_every_row_chains_onto_the_row_committed_before_it(database_url: str, factories: Any) -> None:

@@ -180,3 +180,32 @@ def test_wrapped_key_copied_to_another_subject_does_not_unwrap(keyring):
     wrapped_a = keyring.store.get(a, "profile").wrapped
     with pytest.raises(KekError):
         keyring.kek.unwrap(wrapped_a, f"strongroom/dek/v1|{b}|profile".encode())
+
+
+# -- chain v2: the metadata digest in the clear header ---------------------------------
+
+
+def test_the_clear_header_carries_a_salted_digest_of_what_an_auditor_reads(mapper):
+    import hashlib
+    import json
+
+    from infrastructure.audit.chain import META_TAG, meta_digest_of_state
+
+    _, stored = _stored(mapper, Person(full_name="Ada Lovelace", email="ada@example.org", portfolio="retail"))
+    assert stored.state[:3] == b"SR\x02"
+    salt, text = mapper.chained_metadata(stored)
+    assert len(salt) == 16
+    assert json.loads(text) == {"context": dataclasses.asdict(OPERATOR)}
+    assert meta_digest_of_state(stored.state) == hashlib.sha256(META_TAG + salt + text.encode()).digest()
+    # Salted: the same metadata twice gives two digests, so a guess cannot be confirmed.
+    _, again = _stored(mapper, Person(full_name="Ada Lovelace", email="ada@example.org", portfolio="retail"))
+    assert meta_digest_of_state(again.state) != meta_digest_of_state(stored.state)
+    assert b"operator:test" not in stored.state
+
+
+def test_attack_swapping_the_clear_digest_between_rows_fails_authentication(mapper):
+    _, first = _stored(mapper, Person(full_name="Ada Lovelace", email="ada@example.org", portfolio="retail"))
+    _, second = _stored(mapper, Person(full_name="Grace Hopper", email="grace@example.org", portfolio="retail"))
+    swapped = dataclasses.replace(first, state=first.state[:3] + second.state[3:35] + first.state[35:])
+    with pytest.raises(TamperedEvent, match="failed authentication"):
+        mapper.to_domain_event(swapped)
