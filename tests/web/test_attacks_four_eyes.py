@@ -51,8 +51,8 @@ def test_the_approver_cannot_sign_in_as_the_account_they_approved(app, client, s
     next request as that account. Now nothing in any answer opens the account."""
     clock = MovableClock(datetime(2026, 11, 30, 9, 0, 10, tzinfo=UTC))
     use_clock(app, clock)
-    requester = quick_login(client, app, roles=["admin"], portfolios=[])
-    approver = quick_login(client, app, roles=["admin"], portfolios=[])
+    requester = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    approver = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     seen = [request_account(client, requester, "sec.officer", ["security_officer"]).get_json()]
     seen.append(client.get("/api/v1/approvals", headers=approver).get_json())
     approval_id = seen[0]["approval_id"]
@@ -82,8 +82,8 @@ def test_the_approver_cannot_sign_in_as_the_account_they_approved(app, client, s
 def test_an_activation_code_is_refused_when_wrong_used_or_expired(app, client, smtp):
     clock = MovableClock(datetime(2026, 11, 30, 9, 0, 10, tzinfo=UTC))
     use_clock(app, clock)
-    requester = quick_login(client, app, roles=["admin"], portfolios=[])
-    approver = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    requester = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    approver = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     for username in ("ursula", "victor"):
         approval_id = request_account(client, requester, username, ["agent"]).get_json()["approval_id"]
         assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=approver).status_code == 200
@@ -112,8 +112,8 @@ def test_an_activation_code_is_refused_when_wrong_used_or_expired(app, client, s
 def test_an_unreachable_mail_relay_answers_503_and_creates_nothing(app_factory, database_url, client):
     app = app_factory(database_url=database_url, **unreachable_smtp())
     client = app.test_client()
-    requester = quick_login(client, app, roles=["admin"], portfolios=[])
-    approver = quick_login(client, app, roles=["admin"], portfolios=[])
+    requester = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    approver = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     approval_id = request_account(client, requester, "wanda", ["agent"]).get_json()["approval_id"]
     response = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=approver)
     assert response.status_code == 503 and response.get_json()["code"] == "activation_unavailable"
@@ -127,8 +127,8 @@ def test_an_unreachable_mail_relay_answers_503_and_creates_nothing(app_factory, 
 
 
 def test_a_resent_code_goes_only_to_the_address_on_record(app, client, smtp):
-    requester = quick_login(client, app, roles=["admin"], portfolios=[])
-    approver = quick_login(client, app, roles=["admin"], portfolios=[])
+    requester = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    approver = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     approval_id = request_account(client, requester, "xena", ["agent"]).get_json()["approval_id"]
     staff_id = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=approver).get_json()["result"]["id"]
     first = smtp.code_for("xena@bank.example")
@@ -145,7 +145,7 @@ def test_a_resent_code_goes_only_to_the_address_on_record(app, client, smtp):
 
 
 def test_a_work_email_that_smuggles_a_header_is_refused(app, client, smtp):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     for email in ("x@bank.example\r\nBcc: thief@evil.example", "not-an-address", "ünï@bank.example", ""):
         response = client.post("/api/v1/staff", headers=admin, json={
             "username": "yara", "display_name": "Yara", "roles": ["agent"], "portfolios": ["retail"],
@@ -162,7 +162,7 @@ def test_an_admin_alone_cannot_make_a_data_reading_account(app, client, smtp, ro
     """Attack: an admin creates a supervisor (or any role that reads customer data),
     signs in as it and reveals national ids and IBANs. The account waits for a second
     person, the admin cannot approve it, and no code ever reaches the admin."""
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     approval_id = request_account(client, admin, "zed", [role], email=f"{admin.username}@bank.example"
                                   ).get_json()["approval_id"]
     own = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=admin)
@@ -170,9 +170,11 @@ def test_an_admin_alone_cannot_make_a_data_reading_account(app, client, smtp, ro
     assert "zed" not in [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]]
     assert smtp.messages == []
     # Granting such a role to an existing account waits the same way.
-    other = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    other = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     granted = client.post(f"/api/v1/staff/{other.staff_id}/roles", headers=admin, json={"grant": [role]})
-    assert granted.status_code == 202
+    # An auditor may hold no role that changes anything (separation of duties, item 4):
+    # that grant is refused outright rather than queued.
+    assert granted.status_code == (409 if role == "auditor" else 202), granted.get_json()
     roles = {s["id"]: s["roles"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
     assert roles[other.staff_id] == ["security_officer"]
 
@@ -181,9 +183,9 @@ def test_an_admin_alone_cannot_strip_the_other_approvers(app, client):
     """Attack: one admin revokes every other admin's role, and is left the only
     approver. Each revocation of a privileged role waits for a second person; the
     admin being stripped can neither approve nor block it."""
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    rival = quick_login(client, app, roles=["admin"], portfolios=[])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    rival = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     response = client.post(f"/api/v1/staff/{rival.staff_id}/roles", headers=admin, json={"revoke": ["admin"]})
     assert response.status_code == 202
     approval_id = response.get_json()["approval_id"]
@@ -198,8 +200,8 @@ def test_an_admin_alone_cannot_strip_the_other_approvers(app, client):
 
 
 def test_a_rejected_request_is_closed_for_good_and_recorded(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     approval_id = request_account(client, admin, "abel", ["supervisor"]).get_json()["approval_id"]
     for body in ({}, {"reason": ""}, {"reason": "x" * 501}, {"reason": "ok", "status": "approved"}):
         assert client.post(f"/api/v1/approvals/{approval_id}/reject", headers=officer, json=body).status_code == 422
@@ -227,18 +229,18 @@ def test_a_rejected_request_is_closed_for_good_and_recorded(app, client):
 def test_a_request_expires_after_72_hours(app, client):
     clock = MovableClock(datetime(2026, 11, 30, 9, 0, 10, tzinfo=UTC))
     use_clock(app, clock)
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     approval_id = request_account(client, admin, "bea", ["dpo"]).get_json()["approval_id"]
     [listed] = client.get("/api/v1/approvals", headers=officer).get_json()["items"]
     assert listed["expires_at"].startswith("2026-12-03T09:00:")
     clock.advance(hours=72, seconds=1)
     # Sessions idle out meanwhile: the approver signs in again.
-    officer = quick_login(client, app, roles=["security_officer"], portfolios=[])
+    officer = quick_login(client, app, roles=["security_officer"], portfolios=[], stepped_up=True)
     assert client.get("/api/v1/approvals", headers=officer).get_json()["items"] == []
     expired = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=officer)
     assert expired.status_code == 409 and expired.get_json()["code"] == "approval_expired"
     again = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=officer)
     assert again.status_code == 409 and again.get_json()["code"] == "already_decided"
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     assert "bea" not in [s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]]
