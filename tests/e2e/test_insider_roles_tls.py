@@ -105,7 +105,8 @@ def test_an_auditor_granted_agent_is_refused(server, instance, admin):
     # An account asked for with both (an agent in retail who audits everywhere): refused too.
     status, _, refused = call(server, "POST", "/api/v1/staff", {
         "username": f"two.hats.{uuid.uuid4().hex[:6]}", "display_name": "Two Hats",
-        "roles": ["agent", "auditor"], "portfolios": ["retail"]}, token=admin["token"])
+        "roles": ["agent", "auditor"], "portfolios": ["retail"], "email": "two.hats@bank.example"},
+        token=admin["token"])
     assert status == 409 and refused["code"] == "separation_of_duties", refused
     status, _, listed = call(server, "GET", "/api/v1/staff", token=admin["token"])
     assert not [s for s in listed["items"] if {"agent", "auditor"} <= set(s["roles"])]
