@@ -86,8 +86,8 @@ def test_break_glass_whose_access_record_fails_leaves_no_grant(app, client):
 
 
 def test_an_approval_request_and_its_execution_commit_with_their_records_or_not_at_all(app, client):
-    admin = quick_login(client, app, roles=["admin"], portfolios=[])
-    approver = quick_login(client, app, roles=["admin"], portfolios=[])
+    admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
+    approver = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     target = quick_login(client, app, roles=["agent"], portfolios=["retail"])
     approvals = components(app).staff_admin.approvals
     restore = _refuse_event_inserts(app)
@@ -107,9 +107,12 @@ def test_an_approval_request_and_its_execution_commit_with_their_records_or_not_
     finally:
         restore()
     assert failed.status_code != 200
-    # The role change (its event is its record) did not happen, and the request says so.
+    # The role change, the decision's record and the request's new status commit
+    # together or not at all: none happened, so the request is still open to decide.
     assert "security_officer" not in components(app).identity.staff(target.staff_id).roles
-    assert approvals.approval(approval_id).status == "failed"
+    assert approvals.approval(approval_id).status == "pending"
+    assert client.post(f"/api/v1/approvals/{approval_id}/approve", headers=approver).status_code == 200
+    assert "security_officer" in components(app).identity.staff(target.staff_id).roles
 
 
 # -- item 5: hostile characters in every text field ----------------------------------------------

@@ -107,7 +107,10 @@ def test_roles_are_granted_and_revoked_and_privileged_grants_wait(app, client):
     assert roles[agent.staff_id] == ["agent", "compliance_officer"]
     response = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin,
                            json={"revoke": ["compliance_officer"]})
-    assert response.status_code == 200 and response.get_json()["roles"] == ["agent"]
+    assert response.status_code == 202  # a privileged role's revocation waits too (R2.9)
+    approval_id = response.get_json()["approval_id"]
+    approved = client.post(f"/api/v1/approvals/{approval_id}/approve", headers=other)
+    assert approved.status_code == 200 and approved.get_json()["result"]["roles"] == ["agent"]
 
 
 def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
