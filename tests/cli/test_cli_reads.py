@@ -138,3 +138,12 @@ def test_replay_shows_values_only_for_a_stated_purpose(instance: Path) -> None:
     replays = [e for e in map(json.loads, reads.splitlines()) if e["event"] == "audit_read"]
     assert any(e["purpose"] == "regulator request 3" and e["details"]["values"] == "true"
                and e["customer_ids"] == [customer_id] for e in replays)
+
+
+def test_an_export_is_recorded_as_a_read_of_the_trail(instance: Path, tmp_path: Path) -> None:
+    exported = run(instance, "audit", "export", "--out", str(tmp_path / "bundle"), "--json")
+    assert exported.exit_code == 0, exported.output
+    reads = run(instance, "audit", "replay", "--actor", OPERATOR, "--kind", "access", "--format", "jsonl").output
+    (export,) = [e for e in map(json.loads, reads.splitlines()) if e["details"].get("operation") == "audit:export"]
+    assert export["event"] == "audit_read" and export["via"] == "cli" and export["purpose"] == "audit export"
+    assert export["details"]["rows"] == str(json.loads(exported.output)["window_rows"])
