@@ -244,6 +244,48 @@ class CustomerService:
         )
         return item
 
+    # -- the operator at the command line (issue 11, item 5) ----------------------------------
+
+    def operator_read(self, operator: Actor, customer_id: str, purpose: str) -> dict[str, Any]:
+        """The whole record, for the operator who runs `strongroom` (and holds the KEK), for
+        a stated purpose: recorded as a reveal of every field shown, with the purpose in the
+        record's metadata, exactly as an API reveal is. Absent or erased: recorded as
+        `denied/not_found`, then CustomerNotFound or CustomerErased."""
+        op = str(Operation.VIEW)
+        stated = self.policy.require_operator(operator, Operation.VIEW, purpose, about=customer_id)
+        try:
+            record = self.app.customer_view(customer_id)
+        except CustomerErased:
+            self.policy.not_found(op, customer_id, reason="erased")
+            raise
+        except CustomerNotFound:
+            self.policy.not_found(op, customer_id, reason="absent")
+            raise
+        shown = _shape(record)
+        with acting_as(replace(require_context(), purpose=stated)):
+            self.app.access_log.record(
+                kind="reveal", customer_ids=[str(record["id"])], fields=self.policy.returned_fields(shown),
+                details={"operation": op, "as": "operator"},
+            )
+        return shown
+
+    def operator_search(self, operator: Actor, field: str, value: str, purpose: str) -> list[str]:
+        """The ids of customers matching one exact value (blind index), in id order, for the
+        operator and a stated purpose. One access record of one shape whether it matched
+        or not (a search that finds nothing still tells the searcher something)."""
+        op = str(Operation.SEARCH)
+        stated = self.policy.require_operator(operator, Operation.SEARCH, purpose)
+        if field not in SEARCH_FIELDS:
+            raise ValidationFailed({field: ["is not searchable"]})
+        found = sorted(cid for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4)
+                       if self.app.read_model.get(cid) is not None)
+        with acting_as(replace(require_context(), purpose=stated)):
+            self.app.access_log.record(
+                kind="search", customer_ids=found, fields=["id"] if found else [],
+                details={"operation": op, "as": "operator", "by": field, "count": str(len(found))},
+            )
+        return found
+
     # -- many customers ------------------------------------------------------------------------
 
     def search(

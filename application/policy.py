@@ -29,6 +29,9 @@ One object decides, for the API, the command line and the workers alike:
 * **Step-up (R2.11).** `require_step_up` is the one check of a fresh TOTP code, for
   reveal and for every other use case that needs one (break-glass, approvals, role
   changes, password change).
+* **The operator (issue 11, item 5).** The command line acts as `OPERATOR_ROLE`, no
+  staff role: it reads whole records and searches, only for a stated purpose, each read
+  recorded as a reveal of the fields shown (`require_operator`).
 * **Separation of duties (R2.9).** `DUTY_CONFLICTS` declares, as data, which roles one
   person may not hold together; `require_separate_duties` refuses such a set (409).
 
@@ -49,6 +52,7 @@ from application.errors import ApplicationError, CustomerNotFound, ValidationFai
 from application.ports import AccessRecorder
 from application.security import PORTFOLIO_SCOPED_ROLES, ROLE_PERMISSIONS, Actor, Permission
 from domain.catalogue import Classification
+from domain.free_text import card_data_in, hostile_character
 
 # R2.7: a reveal needs a TOTP code entered this recently. The identity service
 # stamps and expires step-ups with this same window: one figure, one place.
@@ -403,6 +407,37 @@ def _ids(candidate: str | None) -> list[str]:
         return []
 
 
+# -- the operator: whoever runs `strongroom` on the host (issue 11, item 5) ---------------------
+
+OPERATOR_ROLE = "operator"
+"""The command line's actor, `operator:<OS user>@<host>`. Not a staff role: it is in neither
+ROLE_PERMISSIONS nor the field table, and no account can be granted it (domain/staff.py
+DEFAULT_ROLES), so it widens nothing in the API. The operator holds the KEK and could
+decrypt every value anyway, so masking for them would protect nothing; what stops an
+unseen read is that each one needs a stated purpose and is recorded as a reveal of exactly
+the fields shown, in the same shape as an API reveal (R3.2, R2.10)."""
+
+OPERATOR_READS = frozenset({Operation.VIEW, Operation.SEARCH})
+"""What the operator may read through the customer use cases: one record, whole; the ids
+matching one exact value."""
+
+
+CARD_DATA_IN_PURPOSE = "must not contain card data (a card number, security code or track data; PCI DSS 3.3, 3.4)"
+
+
+def stated_purpose(purpose: str | None) -> str:
+    """A purpose as a record may carry it, stripped: 1 to 200 printable characters, none
+    hostile (a bidi override would make the auditor read another reason), no card data
+    (PCI DSS 3.3, 3.4). The API's X-Purpose rule (web/auth.py); raises ValidationFailed."""
+    stated = (purpose or "").strip()
+    if not stated or len(stated) > PURPOSE_MAX_LENGTH or hostile_character(stated) or any(
+            ch < " " or ch == "\x7f" for ch in stated):
+        raise ValidationFailed({"purpose": [f"state why, in 1 to {PURPOSE_MAX_LENGTH} printable characters"]})
+    if card_data_in(stated) is not None:
+        raise ValidationFailed({"purpose": [CARD_DATA_IN_PURPOSE]})
+    return stated
+
+
 class Policy:
     """Decides every access (customer data, staff administration, the audit trail);
     records every refusal."""
@@ -516,6 +551,20 @@ class Policy:
     def require_operation(self, actor: Actor, operation: Operation,
                           customer: Mapping[str, Any] | None = None, *, about: str | None = None) -> Decision:
         return self.require(actor, OPERATIONS[operation], customer, operation=str(operation), about=about)
+
+    def require_operator(self, actor: Actor, operation: Operation, purpose: str | None,
+                         *, about: str | None = None) -> str:
+        """The operator may do `operation` (one of OPERATOR_READS) for a stated purpose;
+        returns the purpose as it will be recorded. A refusal is recorded like any other."""
+        ids = _ids(about)
+        if OPERATOR_ROLE not in actor.roles or operation not in OPERATOR_READS:
+            self.refuse(str(operation), "permission", ids)
+            raise AccessDenied()
+        try:
+            return stated_purpose(purpose)
+        except ValidationFailed:
+            self.refuse(str(operation), "purpose_missing", ids)
+            raise
 
     def require_reveal(self, actor: Actor, fields: Iterable[str], purpose: str | None,
                        *, about: str | None = None) -> None:

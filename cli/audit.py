@@ -26,6 +26,8 @@ from application.errors import ValidationFailed
 from cli.context import (
     EXIT_CHECK_FAILED,
     ISO_TIME,
+    PURPOSE,
+    PURPOSE_HELP,
     components,
     fail,
     load_settings,
@@ -225,17 +227,29 @@ def _table_line(entry: AuditEntry) -> str:
 @click.option("--kind", type=click.Choice(["change", "access"]))
 @click.option("--format", "output", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="The same as --format jsonl.")
-@click.option("--values/--no-values", default=True, show_default=True,
-              help="Decrypt changed values where the keys still exist (PANs at most BIN + last four).")
+@click.option("--values/--no-values", default=None,
+              help="Decrypt changed values where the keys still exist (PANs at most BIN + last four): "
+                   "personal data, so only with --purpose. Default: values when --purpose is given.")
+@click.option("--purpose", type=PURPOSE, help=PURPOSE_HELP + " Needed to see values.")
 @click.pass_context
 def replay_command(ctx: click.Context, customer: str | None, actor: str | None, since: datetime | None,
-                   until: datetime | None, kind: str | None, output: str, as_json: bool, values: bool) -> None:
-    """Who did what to which customer, when and why; and who saw what (R3.5)."""
+                   until: datetime | None, kind: str | None, output: str, as_json: bool, values: bool | None,
+                   purpose: str | None) -> None:
+    """Who did what to which customer, when and why; and who saw what (R3.5).
+
+    Without --purpose the replay shows no values: who, when, what, which customer and
+    which fields, never their contents. With --purpose it decrypts them too (unless
+    --no-values); --values without --purpose is refused (exit 2). Either way the replay
+    is itself recorded (kind `audit_read`, with the purpose when given).
+    """
+    if values and purpose is None:
+        fail("--values shows personal data: state why with --purpose")
+    values = purpose is not None if values is None else values
     try:
         filters = AuditFilter(customer=customer, actor=actor, kind=kind, since=since, until=until)
     except ValidationFailed as exc:
         fail(str(exc))
-    with components(ctx) as built, acting_as(operator_context("audit replay")):
+    with components(ctx) as built, acting_as(operator_context(purpose or "audit replay")):
         entries = built.audit_trail.operator_replay(filters, with_values=values)
     if as_json or output == "jsonl":
         for entry in entries:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,9 @@ from typing import Any, NoReturn
 import click
 
 from application.context import RequestContext
+from application.errors import ValidationFailed
+from application.policy import OPERATOR_ROLE, stated_purpose
+from application.security import Actor
 from infrastructure.composition import Components, ConfigurationError, Settings, build
 from infrastructure.crypto.kek import KekError
 from infrastructure.sql import DatabaseUnavailable, is_postgres, sqlite_path
@@ -40,9 +44,39 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def operator_id() -> str:
+    """`operator:<OS user>@<host>`: who ran the command, and on which machine (R3.1)."""
+    return f"operator:{getpass.getuser()}@{socket.gethostname()}"
+
+
 def operator_context(purpose: str | None = None) -> RequestContext:
     """The command line acts as the operator who runs it (R3.1)."""
-    return RequestContext(actor_id=f"operator:{getpass.getuser()}", via="cli", purpose=purpose)
+    return RequestContext(actor_id=operator_id(), via="cli", purpose=purpose)
+
+
+def operator_actor() -> Actor:
+    """The operator as the policy sees them: the `operator` role, no staff role, no
+    portfolio (application/policy.py OPERATOR_ROLE says what it may read)."""
+    return Actor(staff_id=operator_id(), username=getpass.getuser(), roles=frozenset({OPERATOR_ROLE}),
+                 portfolios=frozenset())
+
+
+class Purpose(click.ParamType):
+    """Why personal data is being read: 1 to 200 printable characters, no card data (the
+    API's X-Purpose rule). Recorded with the access; refused before anything is built."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return stated_purpose(str(value))
+        except ValidationFailed as exc:
+            self.fail("; ".join(exc.errors["purpose"]), param, ctx)
+
+
+PURPOSE = Purpose()
+PURPOSE_HELP = ("Why you read this personal data (1-200 printable characters, no card data); "
+                "kept with the access record, which names you as operator:<user>@<host>.")
 
 
 def instance_of(ctx: click.Context) -> str | None:

@@ -16,7 +16,16 @@ from marshmallow import ValidationError
 
 from application.context import acting_as
 from application.errors import CustomerErased, CustomerNotFound, ProjectionLagging, ValidationFailed
-from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
+from cli.context import (
+    EXIT_CHECK_FAILED,
+    ISO_TIME,
+    PURPOSE,
+    PURPOSE_HELP,
+    components,
+    fail,
+    operator_actor,
+    operator_context,
+)
 from domain.errors import DomainError
 from infrastructure.composition import Components
 from web.schemas import CustomerCreateSchema, flatten_errors
@@ -109,12 +118,19 @@ def import_customers(ctx: click.Context, file: Any, portfolio: str | None, batch
 
 @customers_group.command("show")
 @click.argument("customer_id")
+@click.option("--purpose", required=True, type=PURPOSE, help=PURPOSE_HELP)
 @click.pass_context
-def show_customer(ctx: click.Context, customer_id: str) -> None:
-    """Print one customer's record as JSON (an operator's read of personal data)."""
-    with components(ctx) as built:
+def show_customer(ctx: click.Context, customer_id: str, purpose: str) -> None:
+    """Print one customer's whole record as JSON, every value in full.
+
+    The operator holds the KEK, so nothing is masked; instead the read needs a stated
+    --purpose and is recorded as a reveal of every field shown, naming
+    operator:<user>@<host> and the purpose, as an API reveal is (`audit replay
+    --customer ID` shows it). An absent or erased id is recorded too (exit 1).
+    """
+    with components(ctx) as built, acting_as(operator_context(purpose)):
         try:
-            record = built.app.get_customer(customer_id)
+            record = built.customers.operator_read(operator_actor(), customer_id, purpose)
         except CustomerErased:
             click.echo(json.dumps({"id": customer_id, "status": "erased"}))
             sys.exit(EXIT_CHECK_FAILED)
@@ -128,20 +144,26 @@ def show_customer(ctx: click.Context, customer_id: str) -> None:
 @click.option("--phone")
 @click.option("--national-id")
 @click.option("--pan")
+@click.option("--purpose", required=True, type=PURPOSE, help=PURPOSE_HELP)
 @click.pass_context
-def find_customers(ctx: click.Context, **criteria: str | None) -> None:
-    """Print the ids of customers matching one exact value (blind index)."""
+def find_customers(ctx: click.Context, purpose: str, **criteria: str | None) -> None:
+    """Print the ids of customers matching one exact value (blind index).
+
+    A match confirms the value, so a search needs a stated --purpose and leaves one
+    access record (kind `search`, naming operator:<user>@<host>, the field searched by,
+    the purpose and the ids found) whether or not anything matched.
+    """
     given = {k: v for k, v in criteria.items() if v}
     if len(given) != 1:
         fail("give exactly one of --email, --phone, --national-id, --pan")
     (field, value), = given.items()
-    with components(ctx) as built:
+    with components(ctx) as built, acting_as(operator_context(purpose)):
         try:
-            found = built.app.find_customers(field, value)
+            found = built.customers.operator_search(operator_actor(), field, value, purpose)
         except DomainError as exc:
             fail(str(exc))
-        for record in found:
-            click.echo(record["id"])
+        for customer_id in found:
+            click.echo(customer_id)
 
 
 @customers_group.command("erase")

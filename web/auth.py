@@ -12,7 +12,6 @@ event and access record the request causes says who, where and why (R3.1).
 
 from __future__ import annotations
 
-import re
 import uuid
 from contextlib import AbstractContextManager
 from typing import Any
@@ -28,10 +27,10 @@ from application.identity import (
     NotAuthenticated,
     PasswordChangeRequired,
 )
+from application.policy import CARD_DATA_IN_PURPOSE, stated_purpose
 from application.ports import SessionRecord
 from application.security import Actor
 from application.staff_admin import StaffAdministration
-from domain.free_text import card_data_in, hostile_character
 from web.app import components
 from web.openapi import Api
 from web.schemas import CARD_DATA_MESSAGE
@@ -43,8 +42,6 @@ PUBLIC_RULES = frozenset({"/api/v1/auth/login", "/api/v1/auth/activate", "/api/v
 # What an account still on its one-time password may do (R2.1): step up (R2.11), change
 # it, or leave.
 BEFORE_PASSWORD_CHANGE = frozenset({"/api/v1/auth/step-up", "/api/v1/auth/password", "/api/v1/auth/logout"})
-
-_PURPOSE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable: no new lines into logs or metadata
 
 
 def identity() -> Identity:
@@ -72,12 +69,14 @@ def purpose_header() -> str | None:
     value = request.headers.get("X-Purpose")
     if value is None:
         return None
-    value = value.strip()
-    if not _PURPOSE.fullmatch(value) or hostile_character(value):
-        raise ValidationFailed({"X-Purpose": ["must be 1 to 200 printable characters"]})
-    if card_data_in(value) is not None:  # PCI DSS 3.3, 3.4: like every free text (web/schemas.py)
-        raise ValidationFailed({"X-Purpose": [CARD_DATA_MESSAGE]})
-    return value
+    try:
+        # One rule for a stated purpose, the API's and the command line's (application/policy.py).
+        return stated_purpose(value)
+    except ValidationFailed as exc:
+        # PCI DSS 3.3, 3.4: no card data, like every free text (web/schemas.py).
+        card = exc.errors.get("purpose") == [CARD_DATA_IN_PURPOSE]
+        reason = CARD_DATA_MESSAGE if card else "must be 1 to 200 printable characters"
+        raise ValidationFailed({"X-Purpose": [reason]}) from None
 
 
 def request_context(actor_id: str, session_id: str | None = None) -> RequestContext:

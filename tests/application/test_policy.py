@@ -18,6 +18,7 @@ from application.errors import CustomerNotFound, ValidationFailed, VersionConfli
 from application.policy import (
     FIELD_POLICY,
     OPERATIONS,
+    OPERATOR_ROLE,
     AccessDenied,
     FieldNotRevealable,
     Operation,
@@ -442,3 +443,28 @@ def test_the_operation_table_names_a_permission_that_exists_for_every_operation(
     assert set(OPERATIONS) == set(Operation)
     assert all(isinstance(p, Permission) for p in OPERATIONS.values())
     assert re.fullmatch(r"[a-z_]+:[a-z_]+", str(OPERATIONS[Operation.REVEAL]))
+
+
+# -- the operator at the command line (issue 11, item 5) -------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_staff_role_can_take_the_operators_way_in(policy, recorder, role):
+    """Attack: a member of staff (even one holding every role) calls the operator's whole-record
+    read to skip masking and step-up. Only the `operator` actor the command line makes may."""
+    with pytest.raises(AccessDenied):
+        policy.require_operator(actor(*ROLES, role), Operation.VIEW, "a good reason", about=RETAIL["id"])
+    assert recorder.records[-1]["kind"] == "denied" and recorder.records[-1]["customer_ids"] == [RETAIL["id"]]
+
+
+def test_the_operator_reads_and_searches_only_for_a_stated_purpose(policy, recorder):
+    operator = Actor(staff_id="operator:ops@host", username="ops", roles=frozenset({OPERATOR_ROLE}),
+                     portfolios=frozenset())
+    assert policy.require_operator(operator, Operation.SEARCH, "  KYC review  ") == "KYC review"
+    for wrong in (Operation.UPDATE, Operation.REVEAL, Operation.REVERT):
+        with pytest.raises(AccessDenied):
+            policy.require_operator(operator, wrong, "a good reason")
+    for purpose in (None, " ", "x" * 201, "why\u202e", "pan 4111111111111111"):
+        with pytest.raises(ValidationFailed):
+            policy.require_operator(operator, Operation.VIEW, purpose, about=RETAIL["id"])
+        assert recorder.records[-1]["details"] == {"operation": "view", "reason": "purpose_missing"}

@@ -98,7 +98,7 @@ def test_replay_says_who_did_what_and_who_saw_what(instance: Path) -> None:
     ids = _customers(instance)
     _as_the_api(instance, lambda b: b.app.access_log.record(
         kind="reveal", customer_ids=[ids[0]], fields=["national_id"]))
-    result = run(instance, "audit", "replay", "--customer", ids[0], "--format", "jsonl")
+    result = run(instance, "audit", "replay", "--customer", ids[0], "--format", "jsonl", "--purpose", "audit 7")
     assert result.exit_code == 0, result.output
     entries = [json.loads(line) for line in result.output.splitlines()]
     registered, reveal = entries[0], entries[-1]
@@ -119,7 +119,7 @@ def test_replay_says_who_did_what_and_who_saw_what(instance: Path) -> None:
 def test_replay_of_an_erased_customer_keeps_who_when_and_why(instance: Path) -> None:
     ids = _customers(instance)
     assert run(instance, "customers", "erase", ids[1], "--reason", "GDPR Art. 17 request").exit_code == 0
-    result = run(instance, "audit", "replay", "--customer", ids[1], "--format", "jsonl")
+    result = run(instance, "audit", "replay", "--customer", ids[1], "--format", "jsonl", "--purpose", "audit 7")
     entries = [json.loads(line) for line in result.output.splitlines()]
     registered = next(e for e in entries if e["event"] == "Customer.Registered")
     assert registered["erased"] is True and registered["values"] == "erased"

@@ -18,6 +18,9 @@ from click.testing import CliRunner
 
 from cli.main import main
 
+# Reading personal data at the command line states why (issue 11, item 5).
+WHY = ("--purpose", "support ticket 42")
+
 PLANTED = {
     "full_name": "Quintessa Plantedname",
     "email": "quintessa.planted@example.org",
@@ -103,11 +106,11 @@ def test_import_search_erase_and_nothing_in_clear_on_disk(tmp_path, store_env):
     for needle in NEEDLES + [b"737", b"extreme", b"4111111111111112"]:
         assert needle.decode() not in imported.output
 
-    found = run(instance, "customers", "find", "--email", PLANTED["email"].upper(), env=store_env)
+    found = run(instance, "customers", "find", *WHY, "--email", PLANTED["email"].upper(), env=store_env)
     assert found.exit_code == 0
     (planted_id,) = found.output.split()
-    other_id = run(instance, "customers", "find", "--national-id", "ab 111111 c", env=store_env).output.strip()
-    assert run(instance, "customers", "find", "--pan", PLANTED["pan"], env=store_env).output.split() == [planted_id]
+    other_id = run(instance, "customers", "find", *WHY, "--national-id", "ab 111111 c", env=store_env).output.strip()
+    assert run(instance, "customers", "find", *WHY, "--pan", PLANTED["pan"], env=store_env).output.split() == [planted_id]
 
     # Nothing in clear anywhere in the instance folder (SQLite files, WAL, keys, config)...
     assert _grep_tree(instance) == {}
@@ -120,19 +123,19 @@ def test_import_search_erase_and_nothing_in_clear_on_disk(tmp_path, store_env):
     erased = run(instance, "customers", "erase", planted_id, "--reason", "GDPR Art. 17 request 7", "--json", env=store_env)
     assert erased.exit_code == 0, erased.output
     assert sorted(json.loads(erased.output)["keys_destroyed"]) == ["kyc", "profile"]
-    shown = run(instance, "customers", "show", planted_id, env=store_env)
+    shown = run(instance, "customers", "show", *WHY, planted_id, env=store_env)
     assert shown.exit_code == 1 and json.loads(shown.output)["status"] == "erased"
-    other = run(instance, "customers", "show", other_id, env=store_env)
+    other = run(instance, "customers", "show", *WHY, other_id, env=store_env)
     assert other.exit_code == 0 and json.loads(other.output)["full_name"] == "Other Person"
-    assert run(instance, "customers", "find", "--email", PLANTED["email"], env=store_env).output == ""
+    assert run(instance, "customers", "find", *WHY, "--email", PLANTED["email"], env=store_env).output == ""
 
     status = json.loads(run(instance, "keys", "status", "--customer", planted_id, "--json", env=store_env).output)
     assert status["customer"]["profile"] == "destroyed" and status["data_keys"]["destroyed"] == 2
 
     rebuilt = run(instance, "projections", "rebuild", env=store_env)
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert json.loads(run(instance, "customers", "show", other_id, env=store_env).output)["email"] == "other@example.org"
-    assert run(instance, "customers", "find", "--email", "other@example.org", env=store_env).output.split() == [other_id]
+    assert json.loads(run(instance, "customers", "show", *WHY, other_id, env=store_env).output)["email"] == "other@example.org"
+    assert run(instance, "customers", "find", *WHY, "--email", "other@example.org", env=store_env).output.split() == [other_id]
 
 
 def test_a_second_init_changes_nothing(tmp_path):
@@ -158,7 +161,7 @@ def test_missing_kek_is_a_configuration_error(tmp_path):
     instance = tmp_path / "instance"
     assert run(instance, "init").exit_code == 0
     (instance / "kek.key").unlink()
-    result = run(instance, "customers", "show", "00000000-0000-4000-8000-000000000000")
+    result = run(instance, "customers", "show", *WHY, "00000000-0000-4000-8000-000000000000")
     assert result.exit_code == 2 and "no KEK file" in result.output
 
 
@@ -189,7 +192,7 @@ def test_commands_other_than_init_refuse_a_sqlite_store_that_is_not_there(tmp_pa
     assert runner.invoke(main, ["--instance", str(instance), "init", "--json"]).exit_code == 0
     missing = tmp_path / "not-mounted" / "strongroom.sqlite"
     monkeypatch.setenv("STRONGROOM_DATABASE_URL", f"sqlite:///{missing}")
-    for command in (["audit", "verify"], ["customers", "find", "--email", "a@example.org"], ["serve"]):
+    for command in (["audit", "verify"], ["customers", "find", *WHY, "--email", "a@example.org"], ["serve"]):
         result = runner.invoke(main, ["--instance", str(instance), *command])
         assert result.exit_code == 2, (command, result.output)
         assert "there is no event store at" in result.output, command

@@ -64,7 +64,7 @@ def write_file(path: Path, n: int) -> Path:
 
 
 def find_email(instance: Path, env: dict[str, str], email: str) -> list[str]:
-    found = run(instance, "customers", "find", "--email", email, env=env)
+    found = run(instance, "customers", "find", "--purpose", "support ticket 42", "--email", email, env=env)
     assert found.exit_code == 0, found.output
     return found.output.split()
 

@@ -73,7 +73,8 @@ def test_init_in_worker_mode_completes_and_a_worker_then_serves(tmp_path, pg_url
         imported = run(instance, "customers", "import", "--json", str(tmp_path / "one.jsonl"), env=env)
         assert imported.exit_code == 0, imported.output
         assert json.loads(imported.output)["imported"] == 1
-        found = run(instance, "customers", "find", "--email", "ada.worker@example.org", env=env)
+        found = run(instance, "customers", "find", "--purpose", "support ticket 42", "--email",
+                    "ada.worker@example.org", env=env)
         assert found.exit_code == 0 and len(found.output.split()) == 1, found.output
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -113,7 +114,7 @@ def _projected(instance: Path, env: dict[str, str], email: str, seconds: float =
     """True once `customers find` (the read model) knows `email`."""
     until = time.monotonic() + seconds
     while time.monotonic() < until:
-        found = run(instance, "customers", "find", "--email", email, env=env)
+        found = run(instance, "customers", "find", "--purpose", "support ticket 42", "--email", email, env=env)
         if found.exit_code == 0 and found.output.split():
             return True
         time.sleep(0.2)

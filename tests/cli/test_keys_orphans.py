@@ -90,9 +90,9 @@ def test_keys_left_by_a_killed_write_are_swept_and_recorded(instance: Path, tmp_
     # The customers whose events did commit keep their keys, and the log is untouched.
     assert json.loads(run(instance, "keys", "sweep-orphans", "--grace-hours", "0", "--json").output)["orphans"] == []
     assert json.loads(run(instance, "audit", "verify", "--json").output)["head"] == head
-    found = run(instance, "customers", "find", "--email", "kept.1@example.org")
+    found = run(instance, "customers", "find", "--purpose", "support ticket 42", "--email", "kept.1@example.org")
     assert found.exit_code == 0, found.output
-    shown = run(instance, "customers", "show", found.output.split()[0])
+    shown = run(instance, "customers", "show", "--purpose", "support ticket 42", found.output.split()[0])
     assert shown.exit_code == 0 and "kept.1@example.org" in shown.output, shown.output
 
 

@@ -71,9 +71,9 @@ def instance(tmp_path: Path, database_url: str, softhsm, monkeypatch: pytest.Mon
 
 
 def show(instance: Path, email: str) -> Result:
-    found = run(instance, "customers", "find", "--email", email)
+    found = run(instance, "customers", "find", "--purpose", "support ticket 42", "--email", email)
     assert found.exit_code == 0, found.output
-    return run(instance, "customers", "show", found.output.split()[0])
+    return run(instance, "customers", "show", "--purpose", "support ticket 42", found.output.split()[0])
 
 
 def test_after_rotating_into_a_token_the_instance_serves_customers_with_no_kek_file(instance: Path) -> None:
