@@ -117,6 +117,36 @@ def test_a_store_cut_back_with_its_checkpoints_passes_alone_and_fails_against_th
     assert f"beyond the head {kept}" in result.output
 
 
+def test_an_auditor_without_the_kek_finds_the_cut_too(instance: Path, database_url: str, tmp_path: Path) -> None:
+    kept = _latest_checkpoint(instance)
+    removed = _three_more_rows(instance)
+    _backup(instance)
+    _cut_back(instance, database_url, kept)
+    (instance / "kek.key").rename(tmp_path / "kek.key.away")  # the store and the published key only
+    result = run(instance, "audit", "verify", "--witness", str(_witness(instance)), "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["first_bad_position"] == kept + 1
+    assert any(f"witness has a checkpoint at position {removed}" in p["what"] for p in report["problems"])
+    assert any("without the KEK" in note for note in report["notes"])
+
+
+def test_a_forged_witness_checkpoint_fails_rather_than_counts(instance: Path) -> None:
+    # Someone who can write into the witness folder (or an auditor handed a doctored
+    # copy) cannot make a store look cut or rewritten, or hide anything: an unsigned
+    # checkpoint fails the run as what it is.
+    _backup(instance)
+    witness = _witness(instance)
+    newest = sorted(witness.glob("checkpoint-*.json"))[-1]
+    forged = json.loads(newest.read_text())
+    forged["position"] += 1000
+    (witness / copy_name(forged["position"])).write_text(json.dumps(forged, sort_keys=True))
+    result = _verify_store(instance, witness)
+    assert result.exit_code == 1
+    assert f"position {forged['position']}: the witnessed checkpoint signed" in result.output
+    assert "does not verify" in result.output and "truncated" not in result.output
+
+
 def test_a_store_rewritten_behind_a_witnessed_checkpoint_diverges(instance: Path, database_url: str) -> None:
     kept = _latest_checkpoint(instance)
     witnessed = _three_more_rows(instance)
