@@ -82,24 +82,29 @@ def audit_group() -> None:
                    "to pin the bundle to. A bundle is verified only against a pinned key.")
 @click.option("--from-checkpoint", is_flag=True,
               help="Trust the latest valid checkpoint and recompute only what follows it.")
+@click.option("--witness", "witness", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of witnessed checkpoints (a copy of a backup target's checkpoints/ folder): "
+                   "the store or bundle must not be behind, or differ from, any of them.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def verify_command(ctx: click.Context, bundle: Path | None, public_key: Path | None, fingerprint: str | None,
-                   from_checkpoint: bool, as_json: bool) -> None:
-    """Recompute the hash chain and check every checkpoint signature.
+                   from_checkpoint: bool, witness: Path | None, as_json: bool) -> None:
+    """Recompute the hash chain and check every checkpoint signature; with --witness,
+    also that nothing was cut off or rewritten behind the witnessed checkpoints.
 
     Exit 0 when intact; 1 naming the first bad position and what is wrong.
     """
     if bundle is not None:
         pinned = public_key.read_bytes() if public_key is not None else None
-        _print_report(verify_bundle(bundle, public_key_pem=pinned, fingerprint=fingerprint), as_json)
+        _print_report(verify_bundle(bundle, public_key_pem=pinned, fingerprint=fingerprint, witness=witness),
+                      as_json)
         return
     if public_key is not None or fingerprint:
         fail("--public-key and --key-fingerprint go with --bundle")
-    _print_report(_verify_store(ctx, from_checkpoint), as_json)
+    _print_report(_verify_store(ctx, from_checkpoint, witness), as_json)
 
 
-def _verify_store(ctx: click.Context, from_checkpoint: bool) -> Report:
+def _verify_store(ctx: click.Context, from_checkpoint: bool, witness: Path | None) -> Report:
     """With the KEK, the full check (the published key must also be the instance's
     signing key); without it, or with a wrong one, the chain and the checkpoints
     against `audit-signing.pub` alone: tamper evidence must survive the loss of the
@@ -114,13 +119,13 @@ def _verify_store(ctx: click.Context, from_checkpoint: bool) -> Report:
         except (ConfigurationError, DatabaseUnavailable, ValueError) as exc:
             fail(str(exc))
         try:
-            return keyless.verify(from_checkpoint=from_checkpoint)
+            return keyless.verify(from_checkpoint=from_checkpoint, witness=witness)
         finally:
             keyless.close()
     except (ConfigurationError, DatabaseUnavailable, ValueError) as exc:
         fail(str(exc))
     try:
-        return built.tamper_evidence.verify(from_checkpoint=from_checkpoint)
+        return built.tamper_evidence.verify(from_checkpoint=from_checkpoint, witness=witness)
     finally:
         built.close()
 

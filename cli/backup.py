@@ -90,7 +90,8 @@ def backup_create(ctx: click.Context, target_name: str | None, wait: float, as_j
             continue
         lines.extend(f"{r['target']}: {note}" for note in r["stale_locks_broken"])
         lines.append(f"{r['target']}: backup {r['backup_id']} positions {r['after_position'] + 1}..{r['last_position']}"
-                     f" ({r['rows']} rows, {r['segments']} segments, {r['seconds']:.2f}s)")
+                     f" ({r['rows']} rows, {r['segments']} segments, {r['seconds']:.2f}s);"
+                     f" {r['checkpoints_witnessed']} new checkpoints in its checkpoints/ folder")
     _emit(as_json, {"backups": results}, lines)
     if failed:
         sys.exit(EXIT_CHECK_FAILED)

@@ -4,7 +4,7 @@ It imports nothing from Strongroom: the Python standard library and `cryptograph
 only (a test checks that). It is what a third party would write from the document,
 so if the document and `strongroom audit verify --bundle` drift apart, CI sees it.
 
-    python tests/independent_verifier.py BUNDLE (--public-key PEM | --key-fingerprint HEX)
+    python tests/independent_verifier.py BUNDLE (--public-key PEM | --key-fingerprint HEX) [--witness DIR]
 
 Exit 0 and "OK ..." when the bundle verifies; exit 1 and "FAIL: <reason>" when not.
 """
@@ -136,7 +136,44 @@ def recount(rows: list[dict[str, Any]], first: int, last: int) -> dict[str, dict
     return counts
 
 
-def verify(folder: Path, pinned: str) -> str:
+def parse_checkpoint(checkpoint: dict[str, Any]) -> None:
+    integer(checkpoint.get("position"), "a checkpoint's position")
+    integer(checkpoint.get("signed_at_us"), "a checkpoint's signed_at_us")
+    checkpoint["_head"] = hexbytes(checkpoint.get("head_hash"), 32, "head_hash")
+    checkpoint["_sig"] = hexbytes(checkpoint.get("signature"), 64, "signature")
+
+
+def check_checkpoint(checkpoint: dict[str, Any], key: Ed25519PublicKey, key_id: str) -> None:
+    kid = checkpoint.get("key_id")
+    need(kid == key_id, f"checkpoint {checkpoint['position']}: another key")
+    message = (CHECKPOINT + i64(checkpoint["position"]) + checkpoint["_head"]
+               + i64(checkpoint["signed_at_us"]) + bytes((len(kid),)) + kid.encode("ascii"))
+    need(signed(key, checkpoint["_sig"], message), f"checkpoint {checkpoint['position']}: bad signature")
+
+
+def check_witness(witness: Path, manifest: dict[str, Any], rows: list[dict[str, Any]],
+                  key: Ed25519PublicKey, key_id: str) -> int:
+    """Section 11: the bundle against a folder of witnessed checkpoints."""
+    files = sorted(witness.glob("checkpoint-*.json"))
+    need(bool(files), "the witness holds no checkpoint")
+    end_text = manifest["window"]["until"] or manifest["created_at"]
+    end = (datetime.fromisoformat(end_text) - EPOCH) // timedelta(microseconds=1)
+    by_position = {row["position"]: row for row in rows}
+    low, high = rows[0]["position"], rows[-1]["position"]
+    for file in files:
+        checkpoint = json.loads(file.read_text(encoding="utf-8"))
+        parse_checkpoint(checkpoint)
+        check_checkpoint(checkpoint, key, key_id)
+        position = checkpoint["position"]
+        if low <= position <= high:
+            need(by_position[position]["_hash"] == checkpoint["_head"], f"diverges at position {position}")
+        if checkpoint["signed_at_us"] <= end:
+            need(position <= high, f"truncated: the witness has a checkpoint at position {position} "
+                                   f"beyond the head {high}")
+    return len(files)
+
+
+def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
     # 1. the files and the pinned key
     for name in ("manifest.json", "manifest.sig", "audit-signing.pub"):
         need((folder / name).is_file(), f"no {name}")
@@ -175,10 +212,7 @@ def verify(folder: Path, pinned: str) -> str:
         row["_hash"] = hexbytes(row.get("row_hash"), 32, "row_hash")
         row["_state"] = hexbytes(row.get("state_sha256"), 32, "state_sha256")
     for checkpoint in checkpoints:
-        integer(checkpoint.get("position"), "a checkpoint's position")
-        integer(checkpoint.get("signed_at_us"), "a checkpoint's signed_at_us")
-        checkpoint["_head"] = hexbytes(checkpoint.get("head_hash"), 32, "head_hash")
-        checkpoint["_sig"] = hexbytes(checkpoint.get("signature"), 64, "signature")
+        parse_checkpoint(checkpoint)
     # 6. readable values
     first, last = integer(window["first_position"], "first_position"), integer(window["last_position"], "last")
     for row in rows:
@@ -203,11 +237,7 @@ def verify(folder: Path, pinned: str) -> str:
         need(digest == row["_meta"], f"row {row['position']}: the metadata is not what the chain commits to")
     # 8. checkpoint signatures
     for checkpoint in checkpoints:
-        kid = checkpoint.get("key_id")
-        need(kid == key_id, f"checkpoint {checkpoint['position']}: another key")
-        message = (CHECKPOINT + i64(checkpoint["position"]) + checkpoint["_head"]
-                   + i64(checkpoint["signed_at_us"]) + bytes((len(kid),)) + kid.encode("ascii"))
-        need(signed(key, checkpoint["_sig"], message), f"checkpoint {checkpoint['position']}: bad signature")
+        check_checkpoint(checkpoint, key, key_id)
     # 9. the chain
     need(bool(rows), "no rows")
     anchor = extent.get("anchor_checkpoint")
@@ -236,6 +266,9 @@ def verify(folder: Path, pinned: str) -> str:
     # 12. the window
     need(sum(1 for r in rows if first <= r["position"] <= last) == window["rows"], "the window's row count")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
+    # 13. the witness (section 11), when there is one
+    if witness is not None:
+        note += f"; complete against {check_witness(witness, manifest, rows, key, key_id)} witnessed checkpoints"
     return f"OK {len(rows)} rows, {len(checkpoints)} checkpoints, key {key_id}{note}"
 
 
@@ -245,11 +278,12 @@ def main(argv: list[str]) -> int:
     pin = parser.add_mutually_exclusive_group(required=True)
     pin.add_argument("--public-key", type=Path)
     pin.add_argument("--key-fingerprint")
+    parser.add_argument("--witness", type=Path)
     args = parser.parse_args(argv)
     try:
         pinned = (fingerprint(load_key(args.public_key.read_bytes())) if args.public_key
                   else args.key_fingerprint.strip().lower())
-        print(verify(args.bundle, pinned))
+        print(verify(args.bundle, pinned, args.witness))
     except Rejected as exc:
         print(f"FAIL: {exc}")
         return 1

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from application.clock import utc_now
-from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, ChainRow, meta_digest
+from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, ChainRow, epoch_micros, meta_digest
 from infrastructure.audit.checkpoints import ChainBroken, Checkpoint
 from infrastructure.audit.signer import (
     PUBLIC_KEY_FILE,
@@ -64,7 +64,7 @@ from infrastructure.audit.signer import (
 )
 from infrastructure.audit.tamper_evidence import TamperEvidence
 from infrastructure.audit.metadata import auditor_view, canonical
-from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from
+from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from, read_witness
 
 FORMAT = "strongroom-evidence/v2"
 # Bundles exported before chain v2 still verify, every row as v1 (metadata under the
@@ -349,9 +349,22 @@ def _readable_disagreements(row_data: list[dict[str, Any]], rows: list[ChainRow]
 _SIGNATURE_TEXT = re.compile(rb"[0-9a-f]{128}\n?")
 
 
-def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprint: str | None = None) -> Report:
+def _window_end_us(window: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """The window's end in epoch microseconds: its `until`, or when the bundle was made."""
+    end = window.get("until") or manifest["created_at"]
+    return epoch_micros(datetime.fromisoformat(end))
+
+
+def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprint: str | None = None,
+                  witness: Path | None = None) -> Report:
     """Check a bundle with no database: signature, files, chain, checkpoints, and that
     every readable value agrees with the signed one it stands beside.
+
+    With a `witness` folder (checkpoints a backup target kept): each witnessed
+    checkpoint inside the bundle's range must name its row's exact hash, and the
+    bundle must reach every witnessed checkpoint signed by the window's end (`until`,
+    or `created_at` for a window open to the head): a bundle cut back to an older
+    checkpoint by someone holding the signing key fails.
 
     The signing key must be pinned, by its PEM (`public_key_pem`) or its full
     fingerprint (`fingerprint`, 64 hex digits, which `audit export` prints): the key
@@ -440,9 +453,16 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
     anchor = next((c for c in checkpoints if c.position == anchor_position), None)
     if anchor_position is not None and anchor is None:
         return fail(f"the anchor checkpoint at position {anchor_position} is not in the bundle")
-    verifier = ChainVerifier(checkpoints, {key_id_of(key): key}, start=anchor, v2_from=v2_from)
+    witnessed, witness_problems = read_witness(witness) if witness is not None else (None, [])
+    try:
+        window_end = _window_end_us(window, manifest)
+    except (ValueError, TypeError, AttributeError):
+        return fail("the manifest's window end (until, or created_at) is not a time")
+    verifier = ChainVerifier(checkpoints, {key_id_of(key): key}, start=anchor, v2_from=v2_from,
+                             witnessed=witnessed, witness_until_us=window_end)
     verifier.feed(rows)
     result = verifier.finish()
+    result.problems.extend(witness_problems)
     result.notes.extend(report.notes)
     if anchor is None and rows and rows[0].position != 1:
         result.problems.append(Problem(rows[0].position, "the bundle starts neither at the first row nor at a checkpoint"))

@@ -7,10 +7,12 @@ that wrote finishes (`flush`), and on demand (`strongroom audit checkpoint`,
 `audit export`).
 
 Each one goes into the `audit_checkpoints` table (append-only like the events) and
-is copied as a JSON file into `checkpoint_dir` (default `<instance>/checkpoints/`;
-the backup targets copy it off-site). The copy is what makes a truncated tail
-visible even to someone who also deletes checkpoint rows: `audit verify` reads both
-and a checkpoint found in either place must match the log.
+is copied as a JSON file into `checkpoint_dir` (default `<instance>/checkpoints/`).
+The copy is what makes a truncated tail visible even to someone who also deletes
+checkpoint rows: `audit verify` reads both and a checkpoint found in either place
+must match the log. Someone who also deletes the copies is caught by the third
+place: `backup create` writes the same files into each backup target's
+`checkpoints/` folder, out of the owner's reach (`audit verify --witness`).
 
 The copy can fail where the row did not (a full disk, a folder that is not there or
 not writable). The row is kept, the copy is tried `COPY_ATTEMPTS` times, and a copy
@@ -121,6 +123,24 @@ def copy_name(position: int) -> str:
     return f"checkpoint-{position:020d}.json"
 
 
+def checkpoint_file(checkpoint: Checkpoint) -> bytes:
+    """The bytes of a checkpoint's copy (in `checkpoint_dir` and a backup target's witness folder)."""
+    return json.dumps(checkpoint.as_json(), sort_keys=True).encode()
+
+
+def read_checkpoint_files(folder: Path) -> tuple[list[Checkpoint], list[str]]:
+    """The checkpoint copies in `folder` (`checkpoint-*.json`), and the names of files that do not parse."""
+    found, unreadable = [], []
+    if not folder.is_dir():
+        return [], []
+    for path in sorted(folder.glob("checkpoint-*.json")):
+        try:
+            found.append(Checkpoint.from_json(json.loads(path.read_text(encoding="utf-8"))))
+        except (ValueError, KeyError, TypeError):
+            unreadable.append(path.name)
+    return found, unreadable
+
+
 @dataclass(frozen=True)
 class CopyOutcome:
     """What one pass over the missing copies did: positions copied, positions still missing.
@@ -226,8 +246,8 @@ class CheckpointStore:
         temporary = path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
         try:
             # 0600: who signed what, and when, is for the operator and the auditors.
-            with os.fdopen(open_private(temporary), "w", encoding="utf-8") as handle:
-                json.dump(checkpoint.as_json(), handle, sort_keys=True)
+            with os.fdopen(open_private(temporary), "wb") as handle:
+                handle.write(checkpoint_file(checkpoint))
                 handle.flush()
                 os.fsync(handle.fileno())
             # A hard link never replaces: if another thread or process made the file
@@ -345,15 +365,7 @@ class CheckpointStore:
 
     def in_folder(self) -> tuple[list[Checkpoint], list[str]]:
         """Checkpoints copied to the folder, and the names of files that do not parse."""
-        found, unreadable = [], []
-        if not self.folder.is_dir():
-            return [], []
-        for path in sorted(self.folder.glob("checkpoint-*.json")):
-            try:
-                found.append(Checkpoint.from_json(json.loads(path.read_text(encoding="utf-8"))))
-            except (ValueError, KeyError, TypeError):
-                unreadable.append(path.name)
-        return found, unreadable
+        return read_checkpoint_files(self.folder)
 
 
 class Checkpointer:

@@ -41,6 +41,7 @@ from infrastructure.audit.verify import (
     chain_v2_from,
     iter_rows,
     merge_checkpoints,
+    read_witness,
 )
 
 DEFAULT_COPY_GRACE_SECONDS = 300.0
@@ -143,8 +144,9 @@ class TamperEvidence:
                 f"{self.copy_grace_seconds:g} s {'have' if len(overdue) != 1 else 'has'} no copy in the "
                 "checkpoint folder")
 
-    def verify(self, *, from_checkpoint: bool = False) -> Report:
-        """Recompute the chain (from the first row, or the latest valid checkpoint).
+    def verify(self, *, from_checkpoint: bool = False, witness: Path | None = None) -> Report:
+        """Recompute the chain (from the first row, or the latest valid checkpoint),
+        and hold it against the checkpoints in the `witness` folder if one is given.
 
         A checkpoint signed longer than the grace period ago with no copy in the
         folder fails the run too (`Report.copies_missing`), though the chain may be
@@ -152,7 +154,7 @@ class TamperEvidence:
         """
         return verify_chain(self.recorder, self.store, self.public_keys(),
                             copy_grace_seconds=self.copy_grace_seconds, from_checkpoint=from_checkpoint,
-                            key_problem=self._public_key_file_problem())
+                            key_problem=self._public_key_file_problem(), witness=witness)
 
     def flush(self) -> None:
         """Checkpoint what this process wrote, before a command exits."""
@@ -168,7 +170,7 @@ class TamperEvidence:
 
 def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519PublicKey], *,
                  copy_grace_seconds: float, from_checkpoint: bool = False,
-                 key_problem: Problem | None = None) -> Report:
+                 key_problem: Problem | None = None, witness: Path | None = None) -> Report:
     """Recompute the chain in `recorder` and check the checkpoints in `store` against `keys`.
 
     Needs no KEK: the chain hashes ciphertext and clear columns (the metadata
@@ -187,9 +189,10 @@ def verify_chain(recorder: Any, store: CheckpointStore, keys: dict[str, Ed25519P
         valid = ChainVerifier(checkpoints, keys).trusted
         start = valid[-1] if valid else None
     v2_from = chain_v2_from(recorder)
-    verifier = ChainVerifier(checkpoints, keys, start=start, v2_from=v2_from)
+    witnessed, witness_problems = read_witness(witness) if witness is not None else (None, [])
+    verifier = ChainVerifier(checkpoints, keys, start=start, v2_from=v2_from, witnessed=witnessed)
     report = verifier.report
-    report.problems.extend(problems)
+    report.problems.extend(problems + witness_problems)
     report.notes.extend(notes)
     report.copies_missing = copies_missing
     report.copy_grace_seconds = copy_grace_seconds
@@ -234,9 +237,10 @@ class KeylessVerification:
         self.copy_grace_seconds = copy_grace_seconds
         self._close = close
 
-    def verify(self, *, from_checkpoint: bool = False) -> Report:
+    def verify(self, *, from_checkpoint: bool = False, witness: Path | None = None) -> Report:
         report = verify_chain(self.recorder, self.store, {key_id_of(self.public_key): self.public_key},
-                              copy_grace_seconds=self.copy_grace_seconds, from_checkpoint=from_checkpoint)
+                              copy_grace_seconds=self.copy_grace_seconds, from_checkpoint=from_checkpoint,
+                              witness=witness)
         report.notes.append(
             f"verified without the KEK, against {PUBLIC_KEY_FILE} (key {key_id_of(self.public_key)}); "
             "that it is the instance's signing key was not confirmed"

@@ -10,18 +10,25 @@ link; so each problem is named at the row where it is. Then every checkpoint (fr
 the table and from the folder copy) must carry a valid signature and name a row
 that exists with exactly the signed hash: that catches a truncated tail and a
 history rewritten with every later hash recomputed.
+
+A *witness* (`audit verify --witness DIR`: checkpoints a backup target kept, out of
+the database owner's reach) catches what an owner who cuts back the log, the
+checkpoint table and the checkpoint folder together leaves intact: each witnessed
+checkpoint must verify, every one the rows reach must name a row with exactly its
+hash ("diverges"), and the head must not be behind the newest ("truncated").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from infrastructure.audit.chain import GENESIS, NO_METADATA, ChainRow, row_hash
-from infrastructure.audit.checkpoints import Checkpoint
+from infrastructure.audit.checkpoints import Checkpoint, read_checkpoint_files
 from infrastructure.audit.signer import signature_valid
 
 PAGE = 2000
@@ -162,7 +169,12 @@ class ChainVerifier:
         start: Checkpoint | None = None,
         first_prev: bytes = GENESIS,
         v2_from: int = 1,
+        witnessed: Sequence[Checkpoint] | None = None,
+        witness_until_us: int | None = None,
     ) -> None:
+        """`witnessed`: checkpoints from a witness folder (None: no witness given).
+        `witness_until_us`: only witnessed checkpoints signed at or before it must be
+        reached by the rows (a bundle's window end); None: all of them."""
         self.report = Report()
         self.v2_from = v2_from
         self.public_keys = public_keys
@@ -172,7 +184,12 @@ class ChainVerifier:
                 self.trusted.append(checkpoint)
         self.report.checkpoints_verified = len(self.trusted)
         self.report.latest_checkpoint = self.trusted[-1] if self.trusted else None
-        self._wanted = {c.position for c in self.trusted}
+        self.witnessed: list[Checkpoint] | None = None
+        self._witness_until_us = witness_until_us
+        if witnessed is not None:
+            self.witnessed = [c for c in sorted(witnessed, key=lambda c: c.position)
+                              if self._signature_ok(c, "witnessed ")]
+        self._wanted = {c.position for c in self.trusted} | {c.position for c in self.witnessed or ()}
         self._hash_at: dict[int, bytes] = {}
         self._start = start
         self._expected_prev: bytes | None = first_prev
@@ -185,20 +202,20 @@ class ChainVerifier:
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(Problem(position, what))
 
-    def _signature_ok(self, checkpoint: Checkpoint) -> bool:
+    def _signature_ok(self, checkpoint: Checkpoint, which: str = "") -> bool:
         key = self.public_keys.get(checkpoint.key_id)
         when = checkpoint.signed_at.isoformat()
         if key is None:
             self._problem(
                 checkpoint.position,
-                f"the checkpoint signed {when} names key {checkpoint.key_id}, which is not this "
+                f"the {which}checkpoint signed {when} names key {checkpoint.key_id}, which is not this "
                 "instance's audit key",
             )
             return False
         if not signature_valid(key, checkpoint.signature, checkpoint.message()):
             self._problem(
                 checkpoint.position,
-                f"the checkpoint signed {when} does not verify: its signature, position, "
+                f"the {which}checkpoint signed {when} does not verify: its signature, position, "
                 "head hash or time was changed",
             )
             return False
@@ -310,7 +327,36 @@ class ChainVerifier:
                     f"row {checkpoint.position}'s hash differs from the head signed in the "
                     f"checkpoint of {when}: history at or before it was rewritten",
                 )
+        if self.witnessed is not None:
+            self._check_witness()
         return report
+
+    def _check_witness(self) -> None:
+        """Every witnessed checkpoint the rows reach must name a row with its exact
+        hash; the head must reach the newest one (signed by `witness_until_us`)."""
+        report, witnessed = self.report, self.witnessed or []
+        head = report.head_position or 0
+        lowest = self._start.position if self._start is not None else (report.first_position or 1)
+        for checkpoint in witnessed:
+            if lowest <= checkpoint.position <= head and self._hash_at.get(checkpoint.position) != checkpoint.head_hash:
+                self._problem(
+                    checkpoint.position,
+                    f"diverges at position {checkpoint.position}: the witness's checkpoint signed "
+                    f"{checkpoint.signed_at.isoformat()} names another hash for this row (or no row): "
+                    "history at or before it was rewritten",
+                )
+        due = [c for c in witnessed
+               if self._witness_until_us is None or c.signed_at_us <= self._witness_until_us]
+        if due and due[-1].position > head:
+            newest = due[-1]
+            self._problem(
+                head + 1,
+                f"truncated: the witness has a checkpoint at position {newest.position} (signed "
+                f"{newest.signed_at.isoformat()}) beyond the head {head}: rows were removed from the tail",
+            )
+        if witnessed:
+            report.notes.append(
+                f"witness: {len(witnessed)} checkpoints verified, the newest at position {witnessed[-1].position}")
 
 
 def merge_checkpoints(
@@ -353,3 +399,17 @@ def merge_checkpoints(
     # ...and the stored one too, so a forged or changed one is caught either way.
     checkpoints += [by_position[p] for p in copies if p in by_position and by_position[p] != copies[p]]
     return checkpoints, problems, notes
+
+
+def read_witness(folder: Path) -> tuple[list[Checkpoint], list[Problem]]:
+    """The checkpoints in a witness folder, and what is wrong with the folder itself.
+
+    A file that does not parse, or a folder with no checkpoint at all, fails the
+    run: a witness that says nothing must not pass for one that found nothing wrong.
+    """
+    found, unreadable = read_checkpoint_files(folder)
+    problems = [Problem(int("".join(ch for ch in name if ch.isdigit()) or 0),
+                        f"witness file {name} does not parse") for name in unreadable]
+    if not found and not unreadable:
+        problems.append(Problem(0, f"the witness folder {folder} holds no checkpoint files (checkpoint-*.json)"))
+    return found, problems

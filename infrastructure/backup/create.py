@@ -6,7 +6,12 @@ event segments, then the signed checkpoints up to the last position (one
 small segment, every checkpoint: a restore verifies the chain against them and
 puts them back), then the key backup (read after the events, so every key an
 event in this backup needs is in it: keys are made before the events they seal),
-then the event manifest, last and atomically. Leftovers of an interrupted run
+then the event manifest, last and atomically. Last of all, every signed checkpoint
+the target does not hold yet goes into its `checkpoints/` folder (the witness),
+one file per checkpoint exactly as in `checkpoint_dir`, never replacing a file
+there: the off-site target is a place the database's owner does not control, so
+`audit verify --witness` can tell a store or bundle cut back to an older
+checkpoint from a complete one. Leftovers of an interrupted run
 (segments with no manifest) are removed first; the run then covers their rows.
 
 The whole run holds the target's lock (lock.py): without it a second run would
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from application.clock import utc_now
+from infrastructure.audit.checkpoints import Checkpoint, checkpoint_file, copy_name
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
 from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
 from infrastructure.backup.lock import TargetLock
@@ -46,6 +52,7 @@ from infrastructure.backup.manifest import (
 from infrastructure.backup.targets import Target
 
 SEGMENT_ROWS = 5000
+WITNESS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class BackupResult:
     segments: int
     bytes: int
     seconds: float
+    checkpoints_witnessed: int = 0
     stale_locks_broken: list[str] = field(default_factory=list)
 
 
@@ -229,11 +237,32 @@ def _create_locked(
     # Last, atomically: only now does this backup exist, and only if this run still holds the lock.
     lock.confirm()
     target.write(manifest_path(EVENTS, backup_id), canonical(manifest))
+    witnessed = witness_checkpoints(target, components.tamper_evidence.store.in_database(), lock)
     return BackupResult(
         target=target.name, backup_id=backup_id, after_position=after, last_position=last_position,
         rows=total_rows, segments=len(segments), bytes=total_bytes + len(checkpoints_data) + len(keys_data),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, checkpoints_witnessed=witnessed,
     )
+
+
+def witness_checkpoints(target: Target, checkpoints: list[Checkpoint], lock: TargetLock) -> int:
+    """Write each checkpoint with no file in the target's `checkpoints/` folder; how many were written.
+
+    A file already there is never replaced, even if it differs: a witness that the
+    database's owner could rewrite would witness nothing (a difference is for
+    `audit verify --witness` to report). Only under the target's lock, so no other
+    run writes the same name between the listing and the write.
+    """
+    present = set(target.list(WITNESS))
+    written = 0
+    for checkpoint in checkpoints:
+        name = copy_name(checkpoint.position)
+        if name in present:
+            continue
+        lock.confirm()
+        target.write(f"{WITNESS}/{name}", checkpoint_file(checkpoint))
+        written += 1
+    return written
 
 
 def _stamp_text(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_audit_cli import _resign, _verify, instance, run
+from tests.cli.test_audit_witness import _backup, _cut_back, _latest_checkpoint, _three_more_rows, _witness
 from tests.cli.test_chained_metadata import (
     TAMPERINGS,
     _recount_activity,
@@ -118,3 +119,27 @@ def test_a_row_removed_and_signed_again_is_refused_by_both(bundle: Path, instanc
     _resign(bundle, instance)
     assert independent(bundle, "--public-key", str(instance / "audit-signing.pub")).returncode == 1
     assert _verify(bundle, instance).exit_code == 1
+
+
+def test_a_bundle_cut_back_to_an_older_checkpoint_is_refused_by_both_against_the_witness(
+    instance: Path, database_url: str, tmp_path: Path
+) -> None:
+    pin = ["--public-key", str(instance / "audit-signing.pub")]
+    kept = _latest_checkpoint(instance)
+    removed = _three_more_rows(instance)
+    _backup(instance)
+    witness = ["--witness", str(_witness(instance))]
+    complete = tmp_path / "complete"
+    assert run(instance, "audit", "export", "--out", str(complete)).exit_code == 0
+    result = independent(complete, *pin, *witness)
+    assert result.returncode == 0 and "complete against" in result.stdout, result.stdout
+
+    _cut_back(instance, database_url, kept)
+    cut = tmp_path / "cut"
+    assert run(instance, "audit", "export", "--out", str(cut)).exit_code == 0
+    assert independent(cut, *pin).returncode == 0  # genuine, signed with the real key
+    refused = independent(cut, *pin, *witness)
+    assert refused.returncode == 1
+    assert f"truncated: the witness has a checkpoint at position {removed}" in refused.stdout, refused.stdout
+    assert _verify(cut, instance, *pin, *witness).exit_code == 1
+

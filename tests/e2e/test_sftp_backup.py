@@ -231,6 +231,15 @@ def test_the_command_line_backs_up_to_both_places(sshd, tmp_path):
     assert created.exit_code == 0, created.output
     assert [b["target"] for b in json.loads(created.output)["backups"]] == ["local", "offsite"]
     assert len(_manifests(sshd.root)) == 1 and len(_manifests(instance / "backups" / "local")) == 1
+    # Every signed checkpoint is witnessed off-site, byte for byte as in the instance's
+    # own folder, and the store verifies against that witness (issue 11, item 2).
+    witnessed = sorted(p.name for p in (sshd.root / "checkpoints").glob("checkpoint-*.json"))
+    assert witnessed and all((sshd.root / "checkpoints" / name).read_bytes()
+                             == (instance / "checkpoints" / name).read_bytes() for name in witnessed)
+    assert witnessed == sorted(p.name for p in (instance / "backups" / "local" / "checkpoints").iterdir())
+    against = runner.invoke(main, ["--instance", str(instance), "audit", "verify",
+                                   "--witness", str(sshd.root / "checkpoints")])
+    assert against.exit_code == 0 and "witness: " in against.output, against.output
     verified = runner.invoke(main, ["--instance", str(instance), "backup", "verify", "--target", "offsite"])
     assert verified.exit_code == 0, verified.output
     drilled = runner.invoke(main, ["--instance", str(instance), "backup", "drill", "--target", "offsite"])
@@ -303,7 +312,8 @@ def test_a_lock_left_on_the_sftp_host_by_a_dead_run_is_broken_and_the_next_run_c
         assert len(done.stale_locks_broken) == 1 and f"pid {dead.pid}" in done.stale_locks_broken[0]
         assert done.after_position == 0 and done.rows == 30
         assert [p.name for p in (sshd.root / "events").iterdir() if p.is_dir()] == [done.backup_id]
-        assert sorted(p.name for p in sshd.root.iterdir()) == ["events", "keys"]  # no lock, nothing aside
+        # no lock, nothing aside: the backup, the keys and the witnessed checkpoints
+        assert sorted(p.name for p in sshd.root.iterdir()) == ["checkpoints", "events", "keys"]
         assert verify_target(target, ManifestSigner(live.keyring)).ok
     finally:
         target.close()

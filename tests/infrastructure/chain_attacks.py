@@ -176,6 +176,10 @@ class RawStore:
     def delete_checkpoints(self) -> None:
         self.execute(f"DELETE FROM {CHECKPOINTS}")
 
+    def delete_checkpoints_after(self, position: int) -> None:
+        """Cut the checkpoint table back with the log, so it no longer names the lost tail."""
+        self.execute(f"DELETE FROM {CHECKPOINTS} WHERE position > ?", (position,))
+
     def _stream_id(self, stored: Any) -> str:
         import uuid
 
