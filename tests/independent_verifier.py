@@ -188,7 +188,8 @@ def verify(folder: Path, pinned: str) -> str:
     for checkpoint in checkpoints:
         need(checkpoint.get("signed_at") == readable_time(checkpoint["signed_at_us"]),
              f"checkpoint {checkpoint['position']}: signed_at disagrees with signed_at_us")
-    need(activity == recount(rows, first, last), "reports/activity.json disagrees with the rows")
+    counted = recount(rows, first, last)
+    need(activity == counted, "reports/activity.json disagrees with the rows")
     # 7. metadata
     v1 = 0
     for row in rows:
@@ -235,6 +236,14 @@ def verify(folder: Path, pinned: str) -> str:
     need(rows[-1]["position"] in {c["position"] for c in checkpoints}, "the last row is not pinned")
     # 12. the window
     need(sum(1 for r in rows if first <= r["position"] <= last) == window["rows"], "the window's row count")
+    # 13. the staff directory, when the bundle has one
+    if "reports/staff-directory.json" in files:
+        directory = json.loads((folder / "reports" / "staff-directory.json").read_text(encoding="utf-8"))
+        need(isinstance(directory, dict) and isinstance(directory.get("actors"), list),
+             "the staff directory is not an object with a list of actors")
+        named = {str(a.get("id")) for a in directory["actors"] if isinstance(a, dict)}
+        need(set(counted["by_actor"]) - {"None"} <= named,
+             "the staff directory does not name every actor of the window")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
     return f"OK {len(rows)} rows, {len(checkpoints)} checkpoints, key {key_id}{note}"
 
