@@ -155,3 +155,20 @@ def _resign(app: Any, bundle: Path) -> None:
     (bundle / "manifest.json").write_bytes(body)
     signer = components(app).tamper_evidence.signer
     (bundle / "manifest.sig").write_text(signer.sign(MANIFEST_TAG + body).hex() + "\n")
+
+
+def test_field_names_rewritten_and_signed_again_break_the_chain(
+    app: Any, changed: tuple[Any, str, datetime], tmp_path: Path
+) -> None:
+    """An insider claims the change touched the phone only, and signs the bundle again."""
+    _, cid, _ = changed
+    bundle = _export(app, tmp_path / "evidence")
+    rows = _rows(bundle)
+    contact = next(r for r in rows if r["stream_id"] == cid and r["topic"].endswith(".ContactChanged"))
+    contact["metadata"]["fields"] = ["phone"]
+    (bundle / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    _resign(app, bundle)
+    report = verify_bundle(bundle, public_key_pem=components(app).tamper_evidence.signer.public_pem())
+    assert not report.passed
+    assert report.first_problem.position == contact["position"]
+    assert "not what its row hash commits to" in report.first_problem.what
