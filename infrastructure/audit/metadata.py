@@ -1,8 +1,8 @@
 """What an auditor reads about a stored row, and its canonical bytes (R3.3, R6.3).
 
-The *auditor's view* of an event is built from its system part only (never a
-value, only names and ids), and is exactly the `metadata` object of a row in an
-evidence bundle:
+The *auditor's view* of an event is built from its system part, plus the names
+(never the values) of the attributes a customer's event sets; only names and ids,
+and it is exactly the `metadata` object of a row in an evidence bundle:
 
     {"context": {"actor_id", "via", "session_id", "request_id", "client_addr", "purpose"},
      "access": {"kind", "outcome", "customer_ids", "fields", "details"}}   access records
