@@ -27,6 +27,8 @@ from cli.context import (
     operator_context,
 )
 from domain.errors import DomainError
+from domain.free_text import card_data_in
+from domain.values import normalise_required_text
 from infrastructure.composition import Components
 from web.schemas import CustomerCreateSchema, flatten_errors
 
@@ -71,14 +73,31 @@ def _import_line(built: Components, text: str, portfolio: str | None,
     return None, (customer_id, created, False)
 
 
+def _stated_purpose(purpose: str | None) -> str | None:
+    """A `--purpose` as the API takes `X-Purpose`: 1 to 200 printable characters, no
+    card data (it is kept under the system key, never destroyed); None when not given."""
+    if purpose is None:
+        return None
+    try:
+        text = normalise_required_text(purpose, "purpose", max_length=200)
+    except DomainError as exc:
+        fail(f"--purpose {exc.rule}")
+    if card_data_in(text) is not None:
+        fail("--purpose must not contain card data")
+    return text
+
+
 @customers_group.command("import")
 @click.argument("file", type=click.File("r"))
 @click.option("--portfolio", help="Portfolio for lines that name none.")
+@click.option("--purpose", help="Why these customers are imported (no personal data): the purpose of "
+                                "every change the import writes, kept in the audit trail.")
 @click.option("--batch", default="", help="A name for this file's lines: the same line under another batch "
                                           "name is another customer. Default: none (a line is its own key).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def import_customers(ctx: click.Context, file: Any, portfolio: str | None, batch: str, as_json: bool) -> None:
+def import_customers(ctx: click.Context, file: Any, portfolio: str | None, purpose: str | None, batch: str,
+                     as_json: bool) -> None:
     """Import customers from JSON lines, one customer each.
 
     Valid lines are imported; each rejected line is reported by number and reason,
@@ -87,10 +106,12 @@ def import_customers(ctx: click.Context, file: Any, portfolio: str | None, batch
     twice and reports the customers the first run made as reused. `--json` reports,
     per line, the id created or reused. Exit 1 if any line was rejected.
     """
+    stated = _stated_purpose(purpose)
     lines: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     catching_up = 0
-    with components(ctx) as built, acting_as(operator_context("customer import")):
+    with components(ctx) as built, acting_as(
+            operator_context("customer import" if stated is None else f"customer import: {stated}")):
         for number, text in enumerate(file, start=1):
             if not text.strip():
                 continue

@@ -153,7 +153,7 @@ def check_checkpoint(checkpoint: dict[str, Any], key: Ed25519PublicKey, key_id: 
 
 def check_witness(witness: Path, manifest: dict[str, Any], rows: list[dict[str, Any]],
                   key: Ed25519PublicKey, key_id: str) -> int:
-    """Section 11: the bundle against a folder of witnessed checkpoints."""
+    """Section 12: the bundle against a folder of witnessed checkpoints."""
     files = sorted(witness.glob("checkpoint-*.json"))
     need(bool(files), "the witness holds no checkpoint")
     end_text = manifest["window"]["until"] or manifest["created_at"]
@@ -222,7 +222,8 @@ def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
     for checkpoint in checkpoints:
         need(checkpoint.get("signed_at") == readable_time(checkpoint["signed_at_us"]),
              f"checkpoint {checkpoint['position']}: signed_at disagrees with signed_at_us")
-    need(activity == recount(rows, first, last), "reports/activity.json disagrees with the rows")
+    counted = recount(rows, first, last)
+    need(activity == counted, "reports/activity.json disagrees with the rows")
     # 7. metadata
     v1 = 0
     for row in rows:
@@ -265,8 +266,16 @@ def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
     need(rows[-1]["position"] in {c["position"] for c in checkpoints}, "the last row is not pinned")
     # 12. the window
     need(sum(1 for r in rows if first <= r["position"] <= last) == window["rows"], "the window's row count")
+    # 13. the staff directory, when the bundle has one
+    if "reports/staff-directory.json" in files:
+        directory = json.loads((folder / "reports" / "staff-directory.json").read_text(encoding="utf-8"))
+        need(isinstance(directory, dict) and isinstance(directory.get("actors"), list),
+             "the staff directory is not an object with a list of actors")
+        named = {str(a.get("id")) for a in directory["actors"] if isinstance(a, dict)}
+        need(set(counted["by_actor"]) - {"None"} <= named,
+             "the staff directory does not name every actor of the window")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
-    # 13. the witness (section 11), when there is one
+    # 14. the witness (section 12), when there is one
     if witness is not None:
         note += f"; complete against {check_witness(witness, manifest, rows, key, key_id)} witnessed checkpoints"
     return f"OK {len(rows)} rows, {len(checkpoints)} checkpoints, key {key_id}{note}"

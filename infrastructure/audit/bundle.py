@@ -10,11 +10,14 @@ A bundle is a folder:
                           recorded_at, SHA-256 of the ciphertext, prev_hash, row_hash,
                           whether it is inside the requested window, and its metadata
                           (who, session, request, address, purpose; for access records
-                          what was seen: kinds, customer ids, field names); from the
+                          what was seen: kinds, customer ids, field names; for a
+                          customer's change the names of the fields it set); from the
                           chain's v2 start on, also the salt and metadata digest
     checkpoints.jsonl     the signed checkpoints over the exported range
     reports/verification.json   the live chain verification at export time
     reports/activity.json       counts over the window: by actor, kind and event
+    reports/staff-directory.json  who each actor id is (username, roles, portfolios,
+                          status, MFA) as of the window's end: staff_directory.py
 
 Metadata is chained (v2 rows, see chain.py): the verifier recomputes each v2 row's
 metadata digest from its salt and the canonical JSON of its `metadata`, and that
@@ -64,6 +67,7 @@ from infrastructure.audit.signer import (
 )
 from infrastructure.audit.tamper_evidence import TamperEvidence
 from infrastructure.audit.metadata import auditor_view, canonical
+from infrastructure.audit.staff_directory import staff_directory
 from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from, read_witness
 
 FORMAT = "strongroom-evidence/v2"
@@ -76,6 +80,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 ROWS = "rows.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
+STAFF_DIRECTORY = "reports/staff-directory.json"
 MANIFEST_TAG = b"strongroom/evidence-manifest/v1\x00"
 
 
@@ -240,6 +245,7 @@ def export_bundle(
     v2_from = chain_v2_from(recorder)
     activity: dict[str, Counter[str]] = {"by_actor": Counter(), "by_kind": Counter(), "by_event": Counter()}
     rows_written = window_rows = 0
+    actors: set[str] = set()
     with open(out / ROWS, "w", encoding="utf-8") as handle:
         for row, notification in _rows_with_notifications(recorder, range_from, range_to):
             in_window = first <= row.position <= last
@@ -248,6 +254,7 @@ def export_bundle(
             if in_window:
                 window_rows += 1
                 _count(activity, row, meta)
+                actors.add(_actor_of(meta))
             handle.write(json.dumps(_row_json(row, in_window, meta, v2, salt), sort_keys=True) + "\n")
             rows_written += 1
     with open(out / CHECKPOINTS, "w", encoding="utf-8") as handle:
@@ -258,6 +265,8 @@ def export_bundle(
     (out / "reports" / "activity.json").write_text(json.dumps(
         {name: dict(sorted(counter.items())) for name, counter in activity.items()}, indent=2, sort_keys=True
     ))
+    directory = staff_directory(app, last, actors - {"None"})
+    (out / STAFF_DIRECTORY).write_text(json.dumps(directory, indent=2, sort_keys=True))
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         name = path.relative_to(out).as_posix()
@@ -308,9 +317,14 @@ def _rows_with_notifications(recorder: Any, start: int, stop: int, page: int = 1
         start = rows[-1].position + 1
 
 
-def _count(activity: dict[str, Counter[str]], row: ChainRow, meta: dict[str, Any] | None) -> None:
+def _actor_of(meta: dict[str, Any] | None) -> str:
+    """The row's actor id as text ("None" when it names none), as activity.json counts it."""
     context = (meta or {}).get("context") or {}
-    activity["by_actor"][str(context.get("actor_id"))] += 1
+    return str(context.get("actor_id"))
+
+
+def _count(activity: dict[str, Counter[str]], row: ChainRow, meta: dict[str, Any] | None) -> None:
+    activity["by_actor"][_actor_of(meta)] += 1
     access = (meta or {}).get("access")
     activity["by_kind"]["access" if access else "change"] += 1
     event = f"access:{access.get('kind')}" if access else row.topic.partition(":")[2]
@@ -342,6 +356,14 @@ def _readable_disagreements(row_data: list[dict[str, Any]], rows: list[ChainRow]
     recounted = {name: dict(sorted(counter.items())) for name, counter in counted.items()}
     if activity != recounted:
         yield Problem(0, "reports/activity.json does not match the rows it counts")
+
+
+def _unnamed_actors(directory: dict[str, Any], activity: dict[str, Any]) -> list[str]:
+    """The window's actors (as activity.json, already checked against the rows, counts
+    them) that the staff directory does not name: a directory edited to hide who acted."""
+    actors = directory.get("actors")
+    named = {str(entry.get("id")) for entry in actors if isinstance(entry, dict)} if isinstance(actors, list) else set()
+    return sorted(set(activity.get("by_actor", {})) - named - {"None"})
 
 
 # manifest.sig: exactly the 64-byte Ed25519 signature in lower-case hex, and at most
@@ -431,8 +453,12 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
         rows = [_row_from_json(data) for data in row_data]
         checkpoints = [Checkpoint.from_json(data) for data in checkpoint_data]
         activity = json.loads((path / "reports" / "activity.json").read_text())
+        directory = json.loads((path / STAFF_DIRECTORY).read_text()) if STAFF_DIRECTORY in files else None
+        if directory is not None and not isinstance(directory, dict):
+            raise ValueError("the staff directory is not an object")
     except (ValueError, KeyError, TypeError, OSError):
-        return fail("rows.jsonl, checkpoints.jsonl or reports/activity.json does not parse")
+        return fail("rows.jsonl, checkpoints.jsonl, reports/activity.json or reports/staff-directory.json "
+                    "does not parse")
     for problem in _readable_disagreements(row_data, rows, checkpoint_data, checkpoints, activity, window):
         report.problems.append(problem)
     for data in row_data:
@@ -473,4 +499,8 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
     in_window = [r for r in rows if window["first_position"] <= r.position <= window["last_position"]]
     if len(in_window) != window.get("rows"):
         result.problems.append(Problem(0, "the window's row count differs from the manifest"))
+    if directory is not None and not result.problems and _unnamed_actors(directory, activity):
+        # Checked last: it is vouched for by the manifest signature only, so a chain
+        # problem, if there is one, is the better answer to give first.
+        result.problems.append(Problem(0, "reports/staff-directory.json does not name every actor of the window"))
     return result

@@ -1,13 +1,18 @@
 """What an auditor reads about a stored row, and its canonical bytes (R3.3, R6.3).
 
-The *auditor's view* of an event is built from its system part only (never a
-value, only names and ids), and is exactly the `metadata` object of a row in an
-evidence bundle:
+The *auditor's view* of an event is built from its system part, plus the names
+(never the values) of the attributes a customer's event sets; only names and ids,
+and it is exactly the `metadata` object of a row in an evidence bundle:
 
     {"context": {"actor_id", "via", "session_id", "request_id", "client_addr", "purpose"},
      "access": {"kind", "outcome", "customer_ids", "fields", "details"}}   access records
+    {"context": {...}, "fields": [...]}                                   changes to a customer
     {"context": {...}, "customer_id": "..."}                              changes naming a customer
     {"context": {...}}                                                    anything else
+
+`fields` names what a customer's event set (catalogue names such as "email",
+never a value): the auditor's "which fields did this change touch", chained with
+the rest of the view. Rows written before it was added have no `fields`.
 
 Its canonical encoding is JSON with the keys of every object sorted, no
 whitespace (`,` and `:` as separators), strings as UTF-8 (not `\\u` escapes except
@@ -22,20 +27,32 @@ export (which needs the KEK to read it) ships the very bytes that were chained.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # The key, inside the system part, of {"salt": hex, "canonical": text}.
 CHAIN_META = "_chain"
 ACCESS_RECORD_TOPIC = "domain.audit:AccessRecord."
+CUSTOMER_TOPIC = "domain.customer:Customer."
 ACCESS_FIELDS = ("kind", "outcome", "customer_ids", "fields", "details")
+# Not fields of the customer: the library's bookkeeping, and the why (kept as a reason).
+_NOT_FIELDS = frozenset({"timestamp", "originator_topic", "class_version", "reason"})
 
 
-def auditor_view(topic: str, context: Mapping[str, Any], system: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata an auditor reads: the acting context, plus what was touched."""
+def changed_fields(names: Iterable[str]) -> list[str]:
+    """The customer fields an event with these attribute names sets, sorted."""
+    return sorted({name for name in names if name not in _NOT_FIELDS and not name.startswith("_")})
+
+
+def auditor_view(topic: str, context: Mapping[str, Any], system: Mapping[str, Any],
+                 attributes: Iterable[str] = ()) -> dict[str, Any]:
+    """The metadata an auditor reads: the acting context, plus what was touched.
+    `attributes` are the names of all the event's attributes, whichever key seals them."""
     view: dict[str, Any] = {"context": dict(context)}
     if topic.startswith(ACCESS_RECORD_TOPIC):
         view["access"] = {name: system.get(name) for name in ACCESS_FIELDS}
+    elif topic.startswith(CUSTOMER_TOPIC):
+        view["fields"] = changed_fields(attributes)
     elif "customer_id" in system:
         view["customer_id"] = system["customer_id"]
     return view

@@ -122,13 +122,14 @@ class SubjectMapper(Mapper[UUID]):
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        parts = split_by_key(state, isinstance(domain_event, Snapshot))
+        snapshot = isinstance(domain_event, Snapshot)
+        parts = split_by_key(state, snapshot)
         system = parts[KeyKind.SYSTEM]
         system[META] = context.as_metadata()
         # What the auditor will read, committed to by the row hash (chain v2): a
         # salted digest, so the clear header says nothing about who or why.
         salt = os.urandom(SALT_BYTES)
-        text = canonical(auditor_view(topic, system[META], system))
+        text = canonical(auditor_view(topic, system[META], system, () if snapshot else state))
         digest = meta_digest(salt, text)
         system[CHAIN_META] = {"salt": salt.hex(), "canonical": text.decode("utf-8")}
         personal = [str(kind) for kind in parts if kind is not KeyKind.SYSTEM]
