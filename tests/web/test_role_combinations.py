@@ -71,7 +71,8 @@ def test_an_account_created_with_conflicting_roles_is_refused(app, client, rule)
     held, granted = CONFLICT_ATTEMPTS[rule]
     admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     response = client.post("/api/v1/staff", headers=admin, json={
-        "username": "two.hats", "display_name": "Two Hats", "roles": [*held, granted], "portfolios": ["retail"]})
+        "username": "two.hats", "display_name": "Two Hats", "roles": [*held, granted], "portfolios": ["retail"],
+        "email": "two.hats@bank.example"})
     refused_as_conflict(response, rule)
     assert "two.hats" not in {s["username"] for s in client.get("/api/v1/staff", headers=admin).get_json()["items"]}
     assert not client.get("/api/v1/approvals", headers=admin).get_json()["items"]
@@ -87,7 +88,9 @@ def test_an_approval_is_decided_on_the_account_as_it_is_when_approved(app, clien
                        json={"grant": ["auditor"], "revoke": ["agent"]})
     assert held.status_code == 202, held.get_json()
     response = client.post(f"/api/v1/staff/{member.staff_id}/roles", headers=admin, json={"grant": ["supervisor"]})
-    assert response.status_code == 200  # agent + supervisor: no conflict yet
+    assert response.status_code == 202  # supervisor reads customer data: four eyes (R2.9)
+    second = client.post(f"/api/v1/approvals/{response.get_json()['approval_id']}/approve", headers=approver)
+    assert second.status_code == 200, second.get_json()  # agent + supervisor: no conflict yet
     response = client.post(f"/api/v1/approvals/{held.get_json()['approval_id']}/approve", headers=approver)
     refused_as_conflict(response, "auditor_with_data_changing_role")
     assert roles_of(client, admin, member.staff_id) == ["agent", "supervisor"]
