@@ -83,15 +83,18 @@ def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
 
-def _chained(first: InTransactionHook | None, then: InTransactionHook) -> InTransactionHook:
-    """Two in-transaction hooks run one after the other, in the same transaction."""
+def chain_hooks(*hooks: InTransactionHook | None) -> InTransactionHook | None:
+    """In-transaction hooks run one after the other, in the same transaction; None
+    when there are none."""
+    present = [hook for hook in hooks if hook is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
 
-    def both(cursor: Any, positions: Sequence[int]) -> None:
-        if first is not None:
-            first(cursor, positions)
-        then(cursor, positions)
+    def every(cursor: Any, positions: Sequence[int]) -> None:
+        for hook in present:
+            hook(cursor, positions)
 
-    return both
+    return every
 
 
 class Strongroom(Application[UUID]):
@@ -152,7 +155,7 @@ class Strongroom(Application[UUID]):
         if in_transaction is not None:
             # The caller's own rows (an audit record, a grant, a lockout cleared)
             # commit with the events, or nothing does.
-            hook = _chained(hook, in_transaction)
+            hook = chain_hooks(hook, in_transaction)
         kwargs = {"in_transaction": hook} if hook is not None else {}
         try:
             recordings = self.save(*aggregates, **kwargs)

@@ -33,7 +33,7 @@ from application.context import RequestContext, current_context
 from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
 from application.policy import AccessDenied, NotPermitted, Policy, reads_customer_data
-from application.customers import Strongroom
+from application.customers import Strongroom, chain_hooks
 from application.ports import (
     ApprovalRecord,
     ApprovalStore,
@@ -142,17 +142,6 @@ class FirstAdmin:
 @dataclass(frozen=True)
 class PendingApproval:
     approval_id: str
-
-
-def _chain(first: InTransactionHook, then: InTransactionHook | None) -> InTransactionHook:
-    if then is None:
-        return first
-
-    def both(cursor: Any, positions: Sequence[int]) -> None:
-        first(cursor, positions)
-        then(cursor, positions)
-
-    return both
 
 
 # Stands in for a hash in a draft account: drafts are checked, never saved.
@@ -293,7 +282,7 @@ class StaffAdministration:
             password_hash=self.identity.hasher.hash(_unknowable_password()), must_change_password=True, email=email,
         )
         issued = self.activation.issue(member, email)
-        self._save_reserved(member, *more, in_transaction=_chain(issued, in_transaction))
+        self._save_reserved(member, *more, in_transaction=chain_hooks(issued, in_transaction))
         return StaffInvited(str(member.id), member.username)
 
     def resend_activation(self, actor: Actor, staff_id: str) -> dict[str, Any]:
