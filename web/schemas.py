@@ -72,8 +72,20 @@ def text_rule_pattern() -> str:
     return "^[^\\x00" + _code_point_class(frozenset({"Cf"})) + "]*$"
 
 
+@functools.cache
+def one_line_text_pattern() -> str:
+    """`TEXT_PATTERN` (something besides white space, no control character) with the
+    text rule's refusals added (no NUL, no format/bidi control): what the document says
+    of a one-line text field, so that nothing it calls valid is refused (schemathesis
+    found a reason with a soft hyphen, U+00AD, documented valid and refused)."""
+    refused = _CONTROL + _code_point_class(frozenset({"Cf"}))
+    return rf"^[^{refused}]*[^\s{refused}][^{refused}]*$"
+
+
 def text_rule_property(converter: Any, field: fields.Field, **_: Any) -> dict[str, Any]:
     """apispec attribute function: state the text rule on request strings (StrictSchema)."""
+    if isinstance(field, fields.String) and field.metadata.get("pattern") == TEXT_PATTERN:
+        return {"pattern": one_line_text_pattern()}
     if (isinstance(field, fields.String) and not isinstance(field, fields.Email | fields.UUID)
             and "pattern" not in field.metadata and isinstance(_owner(field), StrictSchema)
             and not any(isinstance(v, validate.OneOf | validate.Regexp) for v in field.validators)):

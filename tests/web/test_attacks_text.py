@@ -233,3 +233,21 @@ def test_card_data_in_the_purpose_header_is_refused(app, client):
     response = client.get("/api/v1/customers", headers=supervisor.with_purpose(f"call about {PAN}"))
     assert response.status_code == 422 and "X-Purpose" in response.get_json()["errors"]
     assert PAN not in response.get_data(as_text=True)
+
+
+def test_the_document_calls_valid_no_text_the_api_refuses(app):
+    """Found by schemathesis over TLS: a break-glass reason with a soft hyphen (U+00AD,
+    a format character) matched the documented pattern, and the API refused it (422).
+    Every documented pattern of a one-line text field now refuses what the text rule does."""
+    import re
+
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    patterns = [prop["pattern"] for schema in schemas.values() for prop in schema.get("properties", {}).values()
+                if isinstance(prop, dict) and "pattern" in prop and "\\s" in prop["pattern"]]
+    assert patterns, "no one-line text field states its pattern"
+    for pattern in patterns:
+        rule = re.compile(pattern)
+        assert rule.match("a real reason")
+        for refused in ("soft\u00adhyphen", "right\u200fmark", "nul\x00", "   "):
+            assert not rule.match(refused), (pattern[:40], refused)
