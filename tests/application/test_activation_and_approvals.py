@@ -30,26 +30,12 @@ from application.staff_admin import (
 from domain.audit import AccessRecord
 from domain.staff import StaffMember
 from tests.application.conftest import OPERATOR, make_components
-from tests.application.test_staff_admin import signed_in
+# The same built application and movable clock as the staff-administration tests.
+from tests.application.test_staff_admin import clock, components, signed_in  # noqa: F401 - fixtures
 from tests.smtp import unreachable_smtp
 from tests.web.helpers import MovableClock
 
 PASSWORD = "plum-coloured tractor honks at dawn"
-
-
-@pytest.fixture
-def components(tmp_path, database_url, smtp):
-    built = make_components(tmp_path, database_url, **smtp.settings)
-    with acting_as(OPERATOR):
-        yield built
-    built.close()
-
-
-@pytest.fixture
-def clock(components):
-    moving = MovableClock(datetime(2026, 11, 30, 9, 0, 10, tzinfo=UTC))
-    components.identity.clock = moving
-    return moving
 
 
 def invite(components, requester, approver, username, roles=("agent",)):

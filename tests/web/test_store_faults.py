@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import psycopg.sql
@@ -43,6 +44,18 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+def _requests_until(stop: threading.Event, app, agent, customer_id: str, kind: str) -> Iterator[tuple[float, float, Any]]:
+    """A client creating ("write") or reading customers until `stop`: (started, finished, response) each time."""
+    own = app.test_client()
+    while not stop.is_set():
+        started = time.monotonic()
+        if kind == "write":
+            response = own.post("/api/v1/customers", json=customer_body(), headers=agent)
+        else:
+            response = own.get(f"/api/v1/customers/{customer_id}", headers=agent)
+        yield started, time.monotonic(), response
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_postgres_crash_answers_503_in_time_healthz_stays_fast_and_the_restart_heals(app_factory, cluster):
@@ -59,15 +72,8 @@ def test_postgres_crash_answers_503_in_time_healthz_stays_fast_and_the_restart_h
     stop = threading.Event()
 
     def hammer(kind: str) -> None:
-        own = app.test_client()
-        while not stop.is_set():
-            started = time.monotonic()
-            if kind == "write":
-                response = own.post("/api/v1/customers", json=customer_body(), headers=agent)
-            else:
-                response = own.get(f"/api/v1/customers/{customer_id}", headers=agent)
-            answers.append((started, time.monotonic(), kind, response.status_code,
-                            response.headers.get("Retry-After")))
+        for started, finished, response in _requests_until(stop, app, agent, customer_id, kind):
+            answers.append((started, finished, kind, response.status_code, response.headers.get("Retry-After")))
 
     cluster.crash()
     crashed_at = time.monotonic()
@@ -200,14 +206,8 @@ def test_a_hung_postgres_answers_503_within_the_deadline_and_heals_when_it_answe
     stop = threading.Event()
 
     def hammer(kind: str) -> None:
-        own = app.test_client()
-        while not stop.is_set():
-            started = time.monotonic()
-            if kind == "write":
-                response = own.post("/api/v1/customers", json=customer_body(), headers=agent)
-            else:
-                response = own.get(f"/api/v1/customers/{customer_id}", headers=agent)
-            answers.append((time.monotonic() - started, response.status_code))
+        for started, finished, response in _requests_until(stop, app, agent, customer_id, kind):
+            answers.append((finished - started, response.status_code))
 
     cluster.freeze()
     try:
