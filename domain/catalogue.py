@@ -90,6 +90,10 @@ FIELDS: tuple[FieldSpec, ...] = (
             # Backups and restore drills (domain/operations.py): operational, no personal data.
             "target", "backup_id", "position", "rpo_seconds", "rto_seconds", "failures",
             "last_backups", "last_drill", "last_good_drill",
+            # Alerts (domain/alerts.py, R3.6): rule ids, ids, positions, the staff
+            # member's address as in every access record's metadata, and notes about staff.
+            "rule_id", "severity", "summary", "actor_id", "client_addr", "positions",
+            "responses", "response", "raised_at", "acknowledged_by", "acknowledged_at", "note", "applied",
         )
     ),
 )
