@@ -79,7 +79,7 @@ def _requires(name: str) -> list[str]:
         requires = metadata.requires(name) or []
     except metadata.PackageNotFoundError:
         return []
-    names = []
+    names: list[str] = []
     for text in requires:
         try:
             requirement = Requirement(text)
