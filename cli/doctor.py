@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import stat
 import sys
+from pathlib import Path
 
 import click
 
 from cli.context import EXIT_CHECK_FAILED, SETUP_ERRORS, load_settings
 from infrastructure.composition import Settings, build
+from infrastructure.software_inventory import installed, pin_mismatches, read_constraints
 from infrastructure.sql import is_postgres
+
+# The pins the product was released with (R7.5), beside the source tree in a checkout.
+CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+PINS_CHECK = "installed packages are the pinned versions (constraints.txt)"
 
 
 def _owner_only(mode: int) -> bool:
@@ -56,17 +62,41 @@ def _check_instance(settings: Settings) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def _check_pins(constraints: Path) -> tuple[bool, str]:
+    """(passed, detail): every installed package at its pinned version (PCI DSS 6.3.3):
+    a package that drifted from its pin may be one without the patch the pin brought."""
+    try:
+        problems = pin_mismatches(read_constraints(constraints), installed())
+    except (OSError, ValueError) as exc:
+        return False, f"the pins cannot be read: {exc}"
+    if not problems:
+        return True, f"{constraints}"
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return False, shown
+
+
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--constraints", type=click.Path(dir_okay=False, path_type=Path), default=CONSTRAINTS,
+              show_default="constraints.txt beside the source", help="The pinned versions to compare with.")
 @click.pass_context
-def doctor_command(ctx: click.Context, as_json: bool) -> None:
+def doctor_command(ctx: click.Context, as_json: bool, constraints: Path) -> None:
     """Check the instance; refuses a production start with development keys,
-    without TLS, or with a key file others can read (exit 1)."""
-    checks = _check_instance(load_settings(ctx))
+    without TLS, or with a key file others can read (exit 1). Installed packages
+    that differ from their pins fail in production and warn in development."""
+    settings = load_settings(ctx)
+    checks = _check_instance(settings)
+    pinned, pin_detail = _check_pins(constraints)
+    # Development warns (a developer trying a newer library); production refuses.
+    warning = not pinned and settings.environment != "production"
+    rows = [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks]
+    rows.append({"check": PINS_CHECK, "passed": pinned, "detail": pin_detail,
+                 **({"severity": "warning"} if warning else {})})
     if as_json:
-        click.echo(json.dumps([{"check": c, "passed": ok, "detail": d} for c, ok, d in checks]))
+        click.echo(json.dumps(rows))
     else:
-        for check, ok, detail in checks:
-            click.echo(f"{'ok  ' if ok else 'FAIL'}  {check}  ({detail})")
-    if not all(ok for _, ok, _ in checks):
+        for row in rows:
+            label = "ok  " if row["passed"] else ("WARN" if row.get("severity") == "warning" else "FAIL")
+            click.echo(f"{label}  {row['check']}  ({row['detail']})")
+    if not all(row["passed"] or row.get("severity") == "warning" for row in rows):
         sys.exit(EXIT_CHECK_FAILED)

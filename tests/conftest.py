@@ -16,6 +16,13 @@ import psycopg
 import pytest
 
 from tests.smtp import Mailbox, loopback_smtp
+# Each test's last result for `strongroom compliance evidence`, and the controls
+# markers checked against the catalogue (issue 14, item 4): hooks found by name here.
+from tests.results_plugin import (  # noqa: F401
+    pytest_collection_modifyitems,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "STRONGROOM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -274,6 +274,11 @@ def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
         named = {str(a.get("id")) for a in directory["actors"] if isinstance(a, dict)}
         need(set(counted["by_actor"]) - {"None"} <= named,
              "the staff directory does not name every actor of the window")
+    # 15. the bill of materials, when the bundle has one
+    if "sbom.cdx.json" in files:
+        bom = json.loads((folder / "sbom.cdx.json").read_text(encoding="utf-8"))
+        need(isinstance(bom, dict) and bom.get("bomFormat") == "CycloneDX" and isinstance(bom.get("components"), list),
+             "sbom.cdx.json is not a CycloneDX document with a list of components")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
     # 14. the witness (section 12), when there is one
     if witness is not None:

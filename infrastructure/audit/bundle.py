@@ -18,6 +18,8 @@ A bundle is a folder:
     reports/activity.json       counts over the window: by actor, kind and event
     reports/staff-directory.json  who each actor id is (username, roles, portfolios,
                           status, MFA) as of the window's end: staff_directory.py
+    sbom.cdx.json         the CycloneDX bill of materials of the exporting installation:
+                          every installed package and its version (PCI DSS 6.3.2)
 
 Metadata is chained (v2 rows, see chain.py): the verifier recomputes each v2 row's
 metadata digest from its salt and the canonical JSON of its `metadata`, and that
@@ -69,6 +71,7 @@ from infrastructure.audit.tamper_evidence import TamperEvidence
 from infrastructure.audit.metadata import auditor_view, canonical
 from infrastructure.audit.staff_directory import staff_directory
 from infrastructure.audit.verify import ChainVerifier, Problem, Report, chain_v2_from, read_witness
+from infrastructure.software_inventory import write_sbom
 
 FORMAT = "strongroom-evidence/v2"
 # Bundles exported before chain v2 still verify, every row as v1 (metadata under the
@@ -81,6 +84,7 @@ SIGNATURE = "manifest.sig"
 ROWS = "rows.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
 STAFF_DIRECTORY = "reports/staff-directory.json"
+SBOM = "sbom.cdx.json"
 MANIFEST_TAG = b"strongroom/evidence-manifest/v1\x00"
 
 
@@ -267,6 +271,8 @@ def export_bundle(
     ))
     directory = staff_directory(app, last, actors - {"None"})
     (out / STAFF_DIRECTORY).write_text(json.dumps(directory, indent=2, sort_keys=True))
+    # Listed in `files` like the rest, so the manifest signature covers it (issue 14, item 5).
+    write_sbom(out / SBOM)
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         name = path.relative_to(out).as_posix()
@@ -364,6 +370,15 @@ def _unnamed_actors(directory: dict[str, Any], activity: dict[str, Any]) -> list
     actors = directory.get("actors")
     named = {str(entry.get("id")) for entry in actors if isinstance(entry, dict)} if isinstance(actors, list) else set()
     return sorted(set(activity.get("by_actor", {})) - named - {"None"})
+
+
+def _is_cyclonedx(path: Path) -> bool:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(document, dict) and document.get("bomFormat") == "CycloneDX"
+            and isinstance(document.get("components"), list))
 
 
 # manifest.sig: exactly the 64-byte Ed25519 signature in lower-case hex, and at most
@@ -499,6 +514,8 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
     in_window = [r for r in rows if window["first_position"] <= r.position <= window["last_position"]]
     if len(in_window) != window.get("rows"):
         result.problems.append(Problem(0, "the window's row count differs from the manifest"))
+    if SBOM in files and not _is_cyclonedx(path / SBOM):
+        result.problems.append(Problem(0, f"{SBOM} is not a CycloneDX document with a list of components"))
     if directory is not None and not result.problems and _unnamed_actors(directory, activity):
         # Checked last: it is vouched for by the manifest signature only, so a chain
         # problem, if there is one, is the better answer to give first.

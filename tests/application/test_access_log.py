@@ -10,6 +10,7 @@ from domain.audit import AccessRecord
 from tests.application.conftest import customer_fields
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.1")
 def test_an_access_record_is_durable_and_names_what_was_seen(app):
     record = app.register_customer(customer_fields())
     before = app.recorder.max_notification_id()

@@ -100,6 +100,7 @@ def test_an_activation_code_expires_and_a_resent_one_replaces_it(components, clo
     assert components.activation.activate("oscar", new, PASSWORD).challenge
 
 
+@pytest.mark.controls("PCI-DSS-8.3.2")
 def test_the_code_is_kept_only_as_a_keyed_hash(components, clock, smtp):
     admin, _ = signed_in(components, clock, ["admin"])
     officer, _ = signed_in(components, clock, ["security_officer"])

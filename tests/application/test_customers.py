@@ -26,6 +26,7 @@ def test_a_registered_customer_reads_back_and_is_searchable_at_once(app):
         assert [c["id"] for c in app.find_customers(field, value)] == [record["id"]], field
 
 
+@pytest.mark.controls("ASVS-V11")
 def test_search_never_returns_a_mere_blind_index_collision(app):
     # 8-bit indexes in tests: 40 customers share 256 buckets, so collisions happen;
     # only exact matches may come back.
@@ -56,6 +57,7 @@ def test_interactions_are_projected_with_sealed_notes(app, components):
     assert row["notes"] == "Called about a planted complaint" and row["kind"] == "call"
 
 
+@pytest.mark.controls("PCI-DSS-10.2.2")
 def test_no_actor_no_write(components):
     with acting_as(None), pytest.raises(AnonymousWrite):  # type: ignore[arg-type]
         components.app.register_customer(customer_fields())
@@ -69,6 +71,7 @@ def test_unknown_and_malformed_ids_are_not_found(app):
         app.get_customer("not-a-uuid")
 
 
+@pytest.mark.controls("PCI-DSS-3.7.5", "GDPR-5.1.e", "GDPR-17", "CCPA-1798.105")
 def test_erasure_destroys_keys_purges_read_models_and_spares_others(app, components):
     erased = app.register_customer(customer_fields())
     app.record_interaction(erased["id"], kind="note", channel="branch", notes="planted note")

@@ -72,6 +72,7 @@ def access_records(app, kind=None):
 # -- first login and enrolment (R2.1, R2.2) ----------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.4.2")
 def test_first_login_proposes_a_totp_secret_and_enrols_it_only_when_a_code_comes_back(components, identity, clock):
     created = new_account(components)
     started = identity.login(created.username, created.one_time_password)
@@ -112,6 +113,7 @@ def test_a_wrong_enrolment_code_enrols_nothing_and_spends_the_challenge(componen
     assert identity.staff(created.staff_id).totp_secret is None
 
 
+@pytest.mark.controls("PCI-DSS-8.3.1")
 def test_an_enrolled_account_is_asked_for_a_code_and_shown_no_secret(components, identity, clock):
     created = new_account(components)
     _opened, totp = enrol(identity, created, clock)
@@ -132,6 +134,7 @@ def test_a_challenge_expires_after_five_minutes(components, identity, clock):
         identity.complete_mfa(started.challenge, totp.at(clock.now))
 
 
+@pytest.mark.controls("PCI-DSS-8.5.1")
 def test_each_totp_code_is_accepted_once(components, identity, clock):
     """R2.2 replay: the same code (the same time-step) never opens a second session."""
     created = new_account(components)
@@ -190,6 +193,7 @@ def test_unknown_user_wrong_password_and_locked_account_raise_the_same_error(com
     assert len(set(errors)) == 1
 
 
+@pytest.mark.controls("PCI-DSS-8.3.4")
 def test_ten_consecutive_failures_lock_the_account_for_thirty_minutes(components, identity, clock):
     created = new_account(components)
     for _ in range(10):
@@ -230,6 +234,7 @@ def test_a_complete_login_clears_the_count(components, identity, clock):
     assert identity.login(created.username, created.one_time_password).challenge  # one failure, not ten
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.4")
 def test_failed_logins_are_recorded_with_the_reason_and_no_credentials(components, identity, clock, app):
     created = new_account(components)
     with pytest.raises(InvalidCredentials):
@@ -248,6 +253,7 @@ def test_failed_logins_are_recorded_with_the_reason_and_no_credentials(component
 # -- sessions (R2.4) -------------------------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.3.2")
 def test_a_session_token_is_stored_only_as_its_hash(components, identity, clock):
     created = new_account(components)
     opened, _totp = enrol(identity, created, clock)
@@ -268,6 +274,7 @@ def test_each_login_gets_a_new_token(components, identity, clock):
     assert first.token != second.token and first.session_id != second.session_id
 
 
+@pytest.mark.controls("PCI-DSS-8.2.8")
 def test_a_session_ends_after_fifteen_idle_minutes(components, identity, clock):
     created = new_account(components)
     opened, _totp = enrol(identity, created, clock)
@@ -393,6 +400,7 @@ def test_step_up_lasts_five_minutes_and_needs_a_fresh_code(components, identity,
     ("qwertyuiopasdfghjkl", "commonly used"),
     ("iloveyou2024", "commonly used"),
 ])
+@pytest.mark.controls("PCI-DSS-8.3.6")
 def test_weak_passwords_are_refused(components, identity, clock, password, reason):
     with pytest.raises(WeakPassword) as caught:
         identity.check_password_rules(password)
@@ -404,6 +412,7 @@ def test_a_long_unusual_password_without_composition_rules_is_fine(identity):
     identity.check_password_rules("x" * 12 + "é" * 116)  # 128 characters, any script
 
 
+@pytest.mark.controls("ASVS-V7")
 def test_changing_the_password_lifts_the_gate_and_ends_other_sessions(components, identity, clock):
     created = new_account(components)
     first, totp = enrol(identity, created, clock)

@@ -109,6 +109,7 @@ def test_the_policy_table_is_the_one_written_down_in_docs():
 
 
 @pytest.mark.parametrize("field", sorted(EXPECTED))
+@pytest.mark.controls("GDPR-25")
 def test_each_role_gets_the_treatment_written_down(field):
     for role, expected in zip(TABLE_ROLES, EXPECTED[field].split(), strict=True):
         assert treatment(actor(role), field) == expected, (field, role)
@@ -117,6 +118,7 @@ def test_each_role_gets_the_treatment_written_down(field):
     assert treatment(actor("intern"), field) is Treatment.HIDDEN
 
 
+@pytest.mark.controls("GDPR-25")
 def test_a_field_missing_from_the_table_is_never_returned(policy):
     view = policy.view(actor("supervisor"), {"id": "x", "portfolio": "retail", "password_hash": "h", "pan": "4111"})
     assert "password_hash" not in view and "pan" not in view
@@ -147,6 +149,7 @@ def test_masks_keep_just_enough_to_be_useful():
     assert mask("email", None) is None
 
 
+@pytest.mark.controls("PCI-DSS-3.4.1")
 def test_a_pan_is_bin_and_last_four_to_everyone_and_last_four_to_the_auditor(policy):
     record = {"id": "x", "portfolio": "retail",
               "cards": [{"card_id": "c1", "bin": "411111", "last4": "1111", "expiry_month": "2029-12"}]}
@@ -177,6 +180,7 @@ def test_a_view_says_which_fields_are_masked_and_which_may_be_revealed(policy):
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("operation", list(Operation))
+@pytest.mark.controls("PCI-DSS-7.2.1")
 def test_every_operation_needs_its_permission(policy, recorder, role, operation):
     someone = actor(role)
     if OPERATIONS[operation] in ROLE_PERMISSIONS[role]:
@@ -191,6 +195,7 @@ def test_every_operation_needs_its_permission(policy, recorder, role, operation)
         assert record["customer_ids"] == [RETAIL["id"]]
 
 
+@pytest.mark.controls("PCI-DSS-7.2.2")
 def test_admin_and_security_officer_read_no_customer_data_and_the_auditor_never_reveals(policy):
     for role in ("admin", "security_officer"):
         for operation in Operation:
@@ -225,6 +230,7 @@ def test_out_of_scope_is_the_same_error_as_absent_and_is_recorded(policy, record
                       "details": {"operation": "view", "reason": "out_of_scope"}}
 
 
+@pytest.mark.controls("PCI-DSS-7.2.2")
 def test_scope_binds_agents_and_supervisors_only(policy):
     for role in ("agent", "supervisor"):
         with pytest.raises(CustomerNotFound):

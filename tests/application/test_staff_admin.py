@@ -107,6 +107,7 @@ def test_an_approved_agent_is_activated_by_the_person_with_the_mailed_code(compo
     assert components.identity.authenticate(opened.token).actor.roles == frozenset({"agent"})
 
 
+@pytest.mark.controls("PCI-DSS-8.2.1")
 def test_a_username_is_taken_once(components, admin_service, clock):
     admin, _ = signed_in(components, clock, ["admin"])
     with acting_as(OPERATOR):
@@ -222,6 +223,7 @@ def test_nobody_changes_their_own_roles(components, admin_service, clock):
     assert components.identity.staff(admin.staff_id).roles == ["admin"]
 
 
+@pytest.mark.controls("PCI-DSS-8.2.4")
 def test_data_reading_and_privileged_grants_and_privileged_revokes_wait(components, admin_service, clock, app):
     admin, _ = signed_in(components, clock, ["admin"])
     other_admin, _ = signed_in(components, clock, ["admin"])

@@ -94,6 +94,7 @@ def test_a_checkpoint_on_demand(instance: Path) -> None:
     assert f"checkpoint at position {with_rows['position'] + 1}" in result.output
 
 
+@pytest.mark.controls("PCI-DSS-10.2.2", "PCI-DSS-10.4.1", "GDPR-33")
 def test_replay_says_who_did_what_and_who_saw_what(instance: Path) -> None:
     ids = _customers(instance)
     _as_the_api(instance, lambda b: b.app.access_log.record(
@@ -116,6 +117,7 @@ def test_replay_says_who_did_what_and_who_saw_what(instance: Path) -> None:
     assert any(json.loads(line)["event"] == "audit_read" for line in reads.splitlines())
 
 
+@pytest.mark.controls("PCI-DSS-10.5.1")
 def test_replay_of_an_erased_customer_keeps_who_when_and_why(instance: Path) -> None:
     ids = _customers(instance)
     assert run(instance, "customers", "erase", ids[1], "--reason", "GDPR Art. 17 request").exit_code == 0
@@ -382,6 +384,7 @@ def test_a_command_that_writes_into_an_unwritable_folder_leaves_the_copy_to_the_
     assert run(instance, "audit", "verify").exit_code == 0
 
 
+@pytest.mark.controls("ASVS-V1")
 def test_a_purpose_with_a_new_line_cannot_forge_a_replay_line(instance: Path) -> None:
     """Attack (issue 10, item 10c; R3.5): an agent gives a reveal a purpose that ends the
     line and prints a second, innocent-looking entry, plus a bidi override and a terminal

@@ -61,6 +61,7 @@ def _instance(tmp_path: Path) -> Path:
     return instance
 
 
+@pytest.mark.controls("PCI-DSS-7.2.5", "PCI-DSS-10.3.2")
 def test_the_app_role_appends_but_never_rewrites(tmp_path: Path, owned_database: tuple[str, str, str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     owner, app_role, database = owned_database

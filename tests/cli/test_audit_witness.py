@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 from infrastructure.audit.checkpoints import copy_name
@@ -59,6 +60,7 @@ def _verify_store(instance: Path, *witness: Path) -> Result:
     return run(instance, "audit", "verify", *(a for w in witness for a in ("--witness", str(w))))
 
 
+@pytest.mark.controls("PCI-DSS-10.3.3")
 def test_backup_create_writes_every_checkpoint_into_the_targets_folder_and_never_replaces_one(
     instance: Path,
 ) -> None:

@@ -117,6 +117,7 @@ def test_an_exported_reveal_carries_its_chained_metadata(exported: tuple[Path, l
 
 
 @pytest.mark.parametrize("tamper", TAMPERINGS.values(), ids=TAMPERINGS.keys())
+@pytest.mark.controls("PCI-DSS-10.3.4")
 def test_metadata_rewritten_and_signed_again_by_an_insider_fails(
     exported: tuple[Path, list[str]], instance: Path, tamper: Any
 ) -> None:

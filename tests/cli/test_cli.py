@@ -72,6 +72,7 @@ def _grep_tree(folder: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("store_env", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.controls("PCI-DSS-3.5.1")
 def test_import_search_erase_and_nothing_in_clear_on_disk(tmp_path, store_env):
     instance = tmp_path / "instance"
     init = run(instance, "init", "--json", "--expected-customers", "1000", env=store_env)
@@ -147,6 +148,7 @@ def test_a_second_init_changes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in instance.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.controls("PCI-DSS-3.7.7")
 def test_wrong_kek_stops_start_up_with_a_clear_message_and_changes_nothing(tmp_path):
     instance = tmp_path / "instance"
     assert run(instance, "init").exit_code == 0

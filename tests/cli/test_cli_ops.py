@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
@@ -22,6 +23,7 @@ def test_doctor_passes_a_fresh_development_instance(tmp_path):
     assert all(check["passed"] for check in json.loads(result.output))
 
 
+@pytest.mark.controls("ASVS-V13")
 def test_doctor_refuses_production_with_a_development_kek(tmp_path):
     instance = tmp_path / "instance"
     assert run(instance, "init").exit_code == 0
@@ -60,6 +62,7 @@ def test_doctor_refuses_a_kek_file_others_can_read_and_missing_tls(tmp_path):
     assert {"KEK file readable by its owner only", "TLS certificate and key present"} <= failed
 
 
+@pytest.mark.controls("GDPR-5.1.e", "GDPR-30")
 def test_inventory_lists_every_catalogued_field_with_its_legal_basis(tmp_path):
     result = run(tmp_path / "none", "compliance", "inventory", "--json")
     assert result.exit_code == 0

@@ -57,6 +57,7 @@ def _operator_reads(instance: Path, customer: str | None = None) -> list[dict]:
             if e["actor_id"] == OPERATOR and e["event"] != "audit_read"]
 
 
+@pytest.mark.controls("PCI-DSS-8.6.1")
 def test_show_and_find_are_recorded_with_the_operator_the_purpose_and_the_fields(instance: Path) -> None:
     customer_id = _only_id(instance)
     found = run(instance, "customers", "find", "--email", EMAIL, "--purpose", "KYC review 2026-118")
@@ -140,6 +141,7 @@ def test_replay_shows_values_only_for_a_stated_purpose(instance: Path) -> None:
                and e["customer_ids"] == [customer_id] for e in replays)
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.3")
 def test_an_export_is_recorded_as_a_read_of_the_trail(instance: Path, tmp_path: Path) -> None:
     exported = run(instance, "audit", "export", "--out", str(tmp_path / "bundle"), "--json")
     assert exported.exit_code == 0, exported.output

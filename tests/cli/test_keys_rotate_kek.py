@@ -142,6 +142,7 @@ def test_a_rotation_killed_part_way_is_finished_by_running_it_again(instance: Pa
     assert shown.exit_code == 0 and json.loads(shown.output)["email"] == "kept.2@example.org", shown.output
 
 
+@pytest.mark.controls("PCI-DSS-3.7.4")
 def test_the_kek_moves_from_one_token_to_another(instance: Path, tmp_path: Path) -> None:
     assert run(instance, "keys", "rotate-kek", "--to", "pkcs11", "--token-label", "hsm-a").exit_code == 0
     (instance / "kek.key").unlink()

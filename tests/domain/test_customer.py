@@ -48,10 +48,12 @@ def test_a_registered_customer_is_active_with_normalised_fields_and_a_random_id(
     assert card["bin"] == "411111" and card["last4"] == "1111" and card["expiry_month"] == "2029-12"
 
 
+@pytest.mark.controls("GDPR-25")
 def test_two_customers_with_the_same_details_get_different_ids() -> None:
     assert register_ada().id != register_ada().id
 
 
+@pytest.mark.controls("PCI-DSS-3.4.1")
 def test_the_record_never_shows_a_full_card_number() -> None:
     ada = register_ada(cards=[{"pan": VISA_TEST_PAN, "expiry": "12/29"}])
     assert VISA_TEST_PAN not in repr(ada.to_record(include_interactions=True))
@@ -249,6 +251,7 @@ def test_an_allowed_kyc_transition_happens(start: str, target: str) -> None:
 
 
 @pytest.mark.parametrize(("start", "target"), FORBIDDEN)
+@pytest.mark.controls("ASVS-V2")
 def test_a_forbidden_kyc_transition_is_refused_naming_both_states(start: str, target: str) -> None:
     customer = customer_with_kyc(start)
     with pytest.raises(InvalidKycTransition) as refused:

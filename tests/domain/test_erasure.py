@@ -21,6 +21,7 @@ def test_an_erasure_without_a_legal_hold_destroys_both_keys() -> None:
     assert erasure.id != customer_id
 
 
+@pytest.mark.controls("GDPR-5.1.e")
 def test_under_an_aml_hold_the_kyc_key_is_destroyed_when_the_hold_ends() -> None:
     erasure = CustomerErasure.record(customer_id=str(uuid4()), reason="DSR-1043", keys_destroyed=["profile"])
     assert erasure.status == "kyc_retained" and erasure.kyc_retained

@@ -41,6 +41,7 @@ def test_every_event_class_is_exercised_by_the_whole_life(live: Callable[[], Any
 
 
 @pytest.mark.parametrize("live", WHOLE_LIVES, ids=lambda live: live.__name__)
+@pytest.mark.controls("GDPR-30")
 def test_every_event_attribute_is_a_catalogue_name(live: Callable[[], Any]) -> None:
     aggregate = live()
     declared = {f.name for cls in _event_classes(type(aggregate)).values() for f in fields(cls)}
@@ -56,6 +57,7 @@ def test_every_aggregate_attribute_is_a_catalogue_name(live: Callable[[], Any]) 
     assert names - set(CATALOGUE) == set()
 
 
+@pytest.mark.controls("PCI-DSS-3.5.1")
 def test_card_and_bank_account_events_keep_numbers_under_kyc_key_names() -> None:
     from domain.catalogue import KeyKind, key_for
     from tests.domain.lives import a_customers_whole_life

@@ -18,6 +18,7 @@ from tests.domain.examples import enrol_alice
 CODES = [f"$argon2id$recovery-code-hash-{n}" for n in range(10)]
 
 
+@pytest.mark.controls("PCI-DSS-8.3.5")
 def test_a_new_account_must_change_its_one_time_password_and_has_no_second_factor_yet() -> None:
     alice = enrol_alice(username="  Alice.Agent ")
     record = alice.to_record()

@@ -98,6 +98,7 @@ def test_an_impossible_expiry_is_refused(typed: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SENSITIVE_AUTHENTICATION_FIELDS))
+@pytest.mark.controls("PCI-DSS-3.3.1")
 def test_attack_security_code_track_or_pin_sent_with_a_card_is_refused_without_echo(name: str) -> None:
     secret = "737"  # a security code, or a stand-in for track data or a PIN block
     with pytest.raises(SensitiveAuthenticationDataRefused) as refused:

@@ -166,6 +166,7 @@ def test_gunicorns_own_error_pages_carry_the_security_headers_and_no_banner(serv
     assert MARKER.encode() not in body and b"<" not in body  # nothing the client sent comes back
 
 
+@pytest.mark.controls("ASVS-V13")
 def test_ordinary_answers_carry_no_server_banner(server):
     for path in ("/healthz", "/api/v1/openapi.json", "/no-such-page"):
         status, headers, _ = raw_exchange(server, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())

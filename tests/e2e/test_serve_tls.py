@@ -127,6 +127,7 @@ def test_tls_1_3_is_offered(server):
     assert version == "TLSv1.3"
 
 
+@pytest.mark.controls("GDPR-32", "ASVS-V12")
 def test_a_tls_1_1_client_is_refused(server):
     client = legacy_client(ssl.TLSVersion.TLSv1_1)
     with permissive_server(server["cert"], server["key"]) as control_port:
@@ -135,6 +136,7 @@ def test_a_tls_1_1_client_is_refused(server):
         handshake(client, server["port"])
 
 
+@pytest.mark.controls("ASVS-V12")
 def test_a_cipher_outside_the_intermediate_profile_is_refused(server):
     # CBC with HMAC-SHA256: OpenSSL's defaults still accept it, Mozilla's intermediate does not.
     client = legacy_client(ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256")

@@ -215,6 +215,7 @@ def test_a_host_with_another_key_receives_nothing(sshd, live, tmp_path):
     assert not (sshd.root / "events").exists()
 
 
+@pytest.mark.controls("PCI-DSS-10.3.3")
 def test_the_command_line_backs_up_to_both_places(sshd, tmp_path):
     instance = tmp_path / "instance"
     runner = CliRunner()

@@ -83,6 +83,7 @@ def backed_up_rows(target):
     return rows
 
 
+@pytest.mark.controls("PCI-DSS-10.3.3")
 def test_backups_are_incremental_and_hold_rows_exactly_as_stored(live, target):
     register(live.app, 12)
     first = create_backup(live, target, segment_rows=5)
@@ -194,6 +195,7 @@ def test_verify_finds_a_removed_increment_and_a_removed_newest_backup(live, targ
     assert any("truncated" in problem for _, problem in _problems(live, target, last_recorded=third.backup_id))
 
 
+@pytest.mark.controls("PCI-DSS-3.6.1")
 def test_the_event_backup_holds_no_key_and_the_key_backup_only_wrapped_keys(live, target, tmp_path):
     ids = register(live.app, 3)
     create_backup(live, target)
@@ -216,6 +218,7 @@ def _restored_app(live, url, keys_url):
 
 
 @pytest.mark.parametrize("into", ["sqlite", "postgres"])
+@pytest.mark.controls("GDPR-32")
 def test_restore_to_a_position_and_to_a_time_into_a_new_store(live, target, tmp_path, into, request):
     ids = register(live.app, 5)
     live.app.update_customer(ids[0], {"email": "moved@example.org"})
@@ -275,6 +278,7 @@ def test_a_corrupt_segment_stops_the_restore(live, target, tmp_path):
     assert stopped.value.file.endswith("000002.seg")
 
 
+@pytest.mark.controls("GDPR-17")
 def test_a_customer_erased_after_the_backup_stays_erased_in_every_restore(live, target, tmp_path):
     """R4.6, one way round: the live erasure ledger is applied to an older backup."""
     ids = register(live.app, 3)
@@ -298,6 +302,7 @@ def test_a_customer_erased_after_the_backup_stays_erased_in_every_restore(live, 
         restored.close()
 
 
+@pytest.mark.controls("PCI-DSS-3.7.5")
 def test_restoring_a_key_backup_never_brings_a_destroyed_key_back(live, target, tmp_path):
     """R4.6, the other way round: erased before the backup, and the live ledger lost."""
     ids = register(live.app, 2)

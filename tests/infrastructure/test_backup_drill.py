@@ -35,6 +35,7 @@ def _populate(app, n=6):
     return ids
 
 
+@pytest.mark.controls("GDPR-32")
 def test_a_drill_of_a_good_backup_passes_and_is_recorded(live, target):
     _populate(live.app)
     backup = create_backup(live, target, segment_rows=4)

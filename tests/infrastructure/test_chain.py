@@ -162,6 +162,7 @@ def test_a_row_hash_does_not_depend_on_the_store(tmp_path: Any, pg_url: str, fac
 # ------------------------------------------------------------------ append-only
 
 
+@pytest.mark.controls("PCI-DSS-10.3.2")
 def test_sqlite_refuses_to_update_or_delete_an_event(tmp_path: Any, factories: Any) -> None:
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
     recorder = factories(recorder_environment(url)).application_recorder()
@@ -181,6 +182,7 @@ def test_sqlite_refuses_to_update_or_delete_an_event(tmp_path: Any, factories: A
     _assert_chained(recorder, 2)
 
 
+@pytest.mark.controls("PCI-DSS-10.3.2")
 def test_postgres_refuses_update_delete_and_truncate_even_to_the_owner(pg_url: str, factories: Any) -> None:
     recorder = factories(recorder_environment(pg_url)).application_recorder()
     recorder.insert_events(_events(2))

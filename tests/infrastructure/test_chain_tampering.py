@@ -69,6 +69,7 @@ def test_an_untouched_store_verifies(instance: tuple[Components, RawStore]) -> N
     assert built.tamper_evidence.verify(from_checkpoint=True).intact
 
 
+@pytest.mark.controls("PCI-DSS-10.3.4")
 def test_one_flipped_ciphertext_byte_is_named(instance: tuple[Components, RawStore]) -> None:
     built, raw = instance
     raw.flip_byte(3)
@@ -86,6 +87,7 @@ def test_a_changed_timestamp_is_named(instance: tuple[Components, RawStore]) -> 
     assert position == 4 and "contents do not match" in what
 
 
+@pytest.mark.controls("PCI-DSS-10.3.4")
 def test_a_deleted_row_is_named(instance: tuple[Components, RawStore]) -> None:
     built, raw = instance
     raw.delete(3)
@@ -155,6 +157,7 @@ def test_a_checkpoint_that_does_not_verify_is_named(
     assert "does not verify" in what
 
 
+@pytest.mark.controls("PCI-DSS-10.3.4")
 def test_history_rewritten_with_every_hash_recomputed_is_caught_by_a_checkpoint(
     instance: tuple[Components, RawStore],
 ) -> None:
@@ -168,6 +171,7 @@ def test_history_rewritten_with_every_hash_recomputed_is_caught_by_a_checkpoint(
     assert "differs from the head signed in the checkpoint" in report.problems[0].what
 
 
+@pytest.mark.controls("PCI-DSS-10.7.2")
 def test_a_checkpoint_is_never_signed_over_a_tampered_chain(instance: tuple[Components, RawStore]) -> None:
     built, raw = instance
     with acting_as(OPERATOR):
@@ -179,6 +183,7 @@ def test_a_checkpoint_is_never_signed_over_a_tampered_chain(instance: tuple[Comp
     assert built.tamper_evidence.store.latest_in_database().position == head - 1
 
 
+@pytest.mark.controls("PCI-DSS-10.5.1")
 def test_verification_survives_crypto_shredding(tmp_path: Any, database_url: str) -> None:
     built = make_components(tmp_path, database_url, checkpoint_seconds=3600)
     try:

@@ -58,6 +58,7 @@ def _stored(mapper, person):
         return registered, mapper.to_stored_event(registered)
 
 
+@pytest.mark.controls("PCI-DSS-3.5.1")
 def test_round_trip_restores_the_event_and_hides_every_value(mapper):
     person = Person(full_name="Ada Plantedname", email="ada.planted@example.org", portfolio="retail")
     event, stored = _stored(mapper, person)
@@ -68,6 +69,7 @@ def test_round_trip_restores_the_event_and_hides_every_value(mapper):
     assert back.originator_id == person.id and back.timestamp == event.timestamp
 
 
+@pytest.mark.controls("PCI-DSS-10.2.2")
 def test_the_acting_context_travels_in_the_system_part(mapper):
     _, stored = _stored(mapper, Person(full_name="A", email="a@b.c", portfolio="p"))
     meta = mapper.metadata(stored)
@@ -81,6 +83,7 @@ def test_no_actor_no_write(mapper):
 
 
 @pytest.mark.parametrize("field", ["originator_id", "originator_version", "topic"])
+@pytest.mark.controls("GDPR-32")
 def test_attack_moving_a_ciphertext_to_another_row_fails_authentication(mapper, field):
     _, stored = _stored(mapper, Person(full_name="A", email="a@b.c", portfolio="p"))
     _, other = _stored(mapper, Person(full_name="B", email="b@b.c", portfolio="p"))
@@ -100,6 +103,7 @@ def test_a_stream_with_no_key_at_all_is_reported_not_crashed(mapper):
         mapper.to_domain_event(dataclasses.replace(stored, originator_id=uuid4()))
 
 
+@pytest.mark.controls("ASVS-V11")
 def test_attack_flipping_one_byte_is_detected(mapper):
     _, stored = _stored(mapper, Person(full_name="A", email="a@b.c", portfolio="p"))
     state = bytearray(stored.state)
@@ -117,6 +121,7 @@ def test_destroyed_profile_key_gives_an_explicit_erased_result_but_metadata_surv
     assert mapper.metadata(stored)["actor_id"] == "operator:test"
 
 
+@pytest.mark.controls("PCI-DSS-3.7.5")
 def test_a_destroyed_key_never_comes_back(mapper, keyring):
     person = Person(full_name="A", email="a@b.c", portfolio="p")
     _stored(mapper, person)
@@ -126,6 +131,7 @@ def test_a_destroyed_key_never_comes_back(mapper, keyring):
         keyring.aead(str(person.id), "profile", create=True)
 
 
+@pytest.mark.controls("ASVS-V11")
 def test_each_field_goes_under_the_key_the_catalogue_names(mapper, keyring):
     person = Person(full_name="A", email="a@b.c", portfolio="p")
     _, stored = _stored(mapper, person)
@@ -138,6 +144,7 @@ def test_each_field_goes_under_the_key_the_catalogue_names(mapper, keyring):
     assert mapper.open_parts(stored, only=KeyKind.KYC)[KeyKind.KYC]["full_name"] == "A"
 
 
+@pytest.mark.controls("PCI-DSS-3.7.7")
 def test_wrong_kek_stops_start_up_and_changes_nothing(tmp_path, keyring):
     store = keyring.store
     keyring.aead(str(uuid4()), "profile", create=True)
@@ -148,6 +155,7 @@ def test_wrong_kek_stops_start_up_and_changes_nothing(tmp_path, keyring):
     assert (tmp_path / "keys.sqlite").read_bytes() == before
 
 
+@pytest.mark.controls("PCI-DSS-3.6.1")
 def test_kek_file_readable_by_others_is_refused(tmp_path):
     path = tmp_path / "kek.key"
     LocalKek.create(path)
@@ -161,6 +169,7 @@ def test_missing_kek_file_is_a_clear_error(tmp_path):
         LocalKek.load(tmp_path / "kek.key")
 
 
+@pytest.mark.controls("PCI-DSS-3.7.4")
 def test_kek_rotation_rewraps_keys_and_old_events_still_read(mapper, keyring, tmp_path):
     person = Person(full_name="A", email="a@b.c", portfolio="p")
     _, stored = _stored(mapper, person)
@@ -174,6 +183,7 @@ def test_kek_rotation_rewraps_keys_and_old_events_still_read(mapper, keyring, tm
         KeyRing(keyring.store, LocalKek.load(tmp_path / "kek.key")).check_kek()
 
 
+@pytest.mark.controls("PCI-DSS-3.6.1")
 def test_wrapped_key_copied_to_another_subject_does_not_unwrap(keyring):
     a, b = str(uuid4()), str(uuid4())
     keyring.aead(a, "profile", create=True)

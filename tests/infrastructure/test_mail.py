@@ -47,6 +47,7 @@ def test_a_relay_that_demands_tls_refuses_plain_text_and_we_answer_unavailable(c
     assert MESSAGE.code not in str(refused.value) and MESSAGE.to not in str(refused.value)
 
 
+@pytest.mark.controls("ASVS-V12")
 def test_an_untrusted_relay_certificate_is_refused(certificate):
     with loopback_smtp(starttls=certificate) as mailbox:
         with pytest.raises(ActivationUnavailable):

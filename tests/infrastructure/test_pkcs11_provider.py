@@ -26,6 +26,7 @@ def config(softhsm, label: str = "strongroom", pin: str = "1234-token-pin") -> T
                        signing_key_label="audit", pin=pin)
 
 
+@pytest.mark.controls("PCI-DSS-3.6.1")
 def test_the_kek_is_made_in_the_token_and_the_token_will_not_give_it_out(softhsm):
     softhsm.init_tokens("strongroom")
     kek = Pkcs11Kek(Pkcs11Token(config(softhsm)), create=True)
@@ -74,6 +75,7 @@ def test_a_missing_token_a_wrong_pin_or_a_missing_kek_is_a_clear_error_that_hide
                                 kek_label="kek", signing_key_label="audit", pin="1234-token-pin"))
 
 
+@pytest.mark.controls("PCI-DSS-8.6.2")
 def test_the_pin_comes_from_the_environment_or_an_owner_only_file(tmp_path, monkeypatch):
     monkeypatch.delenv("STRONGROOM_PKCS11_PIN", raising=False)
     with pytest.raises(KekError, match="STRONGROOM_PKCS11_PIN"):

@@ -71,6 +71,7 @@ def test_a_bad_value_stops_loading_with_a_message_naming_it(instance: Path, name
         Settings.load(instance)
 
 
+@pytest.mark.controls("ASVS-V13")
 def test_a_misspelt_key_is_refused_rather_than_ignored(instance: Path) -> None:
     """A typo (`checkpoint_row`) must not leave the default silently in force."""
     write_config(instance, checkpoint_row=10)
@@ -87,6 +88,7 @@ def test_strongroom_variables_that_are_not_settings_are_left_alone(instance: Pat
     assert Settings.load(instance).instance == instance.resolve()
 
 
+@pytest.mark.controls("PCI-DSS-8.6.2")
 def test_the_pkcs11_settings_are_typed_and_the_pin_is_not_one_of_them(instance: Path) -> None:
     """A PIN in strongroom.json would be one more secret in a file anyone with the
     folder can copy: it is refused; the PIN file is a path, taken from the instance."""

@@ -147,6 +147,7 @@ def test_the_openapi_document_describes_the_customer_schema(client):
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
+@pytest.mark.controls("ASVS-V4")
 def test_every_route_the_app_serves_is_in_the_openapi_document(app, client):
     document = client.get("/api/v1/openapi.json").get_json()
     served = {openapi_path(rule.rule) for rule in app.url_map.iter_rules()}
@@ -190,6 +191,7 @@ SECURITY_HEADERS = {
         ("DELETE", "/healthz", 405),
     ],
 )
+@pytest.mark.controls("ASVS-V14")
 def test_every_response_carries_the_security_headers(client, method, path, status):
     response = client.open(path, method=method)
     assert response.status_code == status
@@ -209,6 +211,7 @@ def test_a_well_formed_request_id_from_the_caller_is_kept(client):
     "offered",
     ["short", "x" * 65, "abc def ghi", "id;<script>alert(1)</script>", "ada@example.org-0001"],
 )
+@pytest.mark.controls("ASVS-V1")
 def test_a_malformed_request_id_is_replaced_so_it_cannot_inject_into_logs(client, offered):
     response = client.get("/healthz", headers={"X-Request-Id": offered})
     assert response.headers["X-Request-Id"] != offered

@@ -40,6 +40,7 @@ def raw_store_bytes(instance: Path, tmp_path: Path) -> bytes:
 # -- IDOR across portfolios ---------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-7.2.2", "ASVS-V8")
 def test_idor_across_portfolios_is_answered_exactly_as_absent_and_recorded(client, app, agent):
     theirs = plant_customer(app, portfolio="corporate", email="corporate.planted@example.org")
     step_up(client, agent)
@@ -83,6 +84,7 @@ def test_idor_across_portfolios_is_answered_exactly_as_absent_and_recorded(clien
     {"id": "11111111-1111-4111-8111-111111111111"}, {"version": 7}, {"status": "closed"}, {"restricted": True},
     {"created_on": "2000-01-01T00:00:00+00:00"}, {"roles": ["admin"]}, {"is_admin": True}, {"closed_on": None},
 ])
+@pytest.mark.controls("ASVS-V2")
 def test_mass_assignment_on_create_is_refused(client, app, agent, extra):
     before = position(app)
     response = client.post("/api/v1/customers", json=customer_body(**extra), headers=agent)
@@ -136,6 +138,7 @@ STORED_FORMS = [f'"{CVV}"'.encode(), b'"cvv"', b'"cvc"', b'"security_code"', b'"
     ("swipe pasted into the PAN", customer_body(email="sad6.planted@example.org",
                                                 cards=[{"pan": "4111111111111111=2912" + CVV[:2], "expiry": "12/29"}])),
 ])
+@pytest.mark.controls("PCI-DSS-3.3.1")
 def test_a_card_security_code_is_refused_and_never_logged_or_stored(client, app, agent, instance, tmp_path,
                                                                      capsys, caplog, where, body):
     caplog.set_level(logging.DEBUG)
@@ -283,6 +286,7 @@ def test_an_agent_may_not_reveal_a_restricted_field(client, app, agent):
 # -- least privilege ---------------------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.4")
 def test_an_admin_reading_customer_data_is_403_everywhere_and_recorded(client, app):
     admin = quick_login(client, app, roles=["admin"], portfolios=[])
     cid = plant_customer(app)["id"]
@@ -339,6 +343,7 @@ TABLE_ROLES = ("agent", "supervisor", "compliance_officer", "dpo", "auditor")
 
 
 @pytest.mark.parametrize("role", TABLE_ROLES)
+@pytest.mark.controls("PCI-DSS-3.4.1")
 def test_masking_per_role_matches_the_spec_table(client, app, role):
     reader = quick_login(client, app, roles=[role], portfolios=["retail"])
     cid = plant_customer(app, segment="gold")["id"]
@@ -366,6 +371,7 @@ def test_masking_per_role_matches_the_spec_table(client, app, role):
 
 
 @pytest.mark.parametrize("role", ["admin", "security_officer"])
+@pytest.mark.controls("GDPR-25")
 def test_roles_without_customer_data_get_none_of_it(client, app, role):
     reader = quick_login(client, app, roles=[role], portfolios=[])
     cid = plant_customer(app)["id"]

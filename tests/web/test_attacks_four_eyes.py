@@ -158,6 +158,7 @@ def test_a_work_email_that_smuggles_a_header_is_refused(app, client, smtp):
 
 
 @pytest.mark.parametrize("role", ["agent", "supervisor", "compliance_officer", "dpo", "auditor"])
+@pytest.mark.controls("PCI-DSS-8.2.4")
 def test_an_admin_alone_cannot_make_a_data_reading_account(app, client, smtp, role):
     """Attack: an admin creates a supervisor (or any role that reads customer data),
     signs in as it and reveals national ids and IBANs. The account waits for a second

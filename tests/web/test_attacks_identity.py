@@ -46,6 +46,7 @@ def attempt(client, username, password):
 # -- stolen or leftover sessions (R2.4) -----------------------------------------------------------------
 
 
+@pytest.mark.controls("ASVS-V7")
 def test_session_reuse_after_logout(app, client):
     headers = quick_login(client, app)
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
@@ -55,6 +56,7 @@ def test_session_reuse_after_logout(app, client):
         assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
 
 
+@pytest.mark.controls("PCI-DSS-8.2.8")
 def test_session_reuse_after_the_idle_timeout(app, client, clock):
     headers = quick_login(client, app)
     clock.advance(minutes=14, seconds=59)
@@ -74,6 +76,7 @@ def test_session_reuse_after_the_absolute_timeout(app, client, clock):
     assert client.get("/api/v1/auth/sessions", headers=headers).status_code == 401
 
 
+@pytest.mark.controls("ASVS-V7")
 def test_a_token_in_the_url_is_not_accepted(app, client):
     headers = quick_login(client, app)
     for parameter in ("access_token", "token", "bearer", "Authorization"):
@@ -81,6 +84,7 @@ def test_a_token_in_the_url_is_not_accepted(app, client):
         assert response.status_code == 401, parameter
 
 
+@pytest.mark.controls("ASVS-V7")
 def test_a_guessed_or_altered_token_is_refused(app, client):
     headers = quick_login(client, app)
     token = headers.token
@@ -92,6 +96,7 @@ def test_a_guessed_or_altered_token_is_refused(app, client):
 # -- the second factor (R2.2) ---------------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.5.1")
 def test_totp_replay_at_login(app, client, clock):
     headers = quick_login(client, app)  # used the code of the current step
     used = headers.totp.generate_otp(headers.last_step)
@@ -100,6 +105,7 @@ def test_totp_replay_at_login(app, client, clock):
     assert response.status_code == 401 and response.get_json()["code"] == "invalid_credentials"
 
 
+@pytest.mark.controls("PCI-DSS-8.5.1")
 def test_totp_replay_at_step_up(app, client, clock):
     headers = quick_login(client, app)
     clock.advance(seconds=30)
@@ -132,6 +138,7 @@ def test_a_recovery_code_cannot_be_used_twice(app, client):
 # -- guessing (R2.3) --------------------------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.3.4", "ASVS-V6")
 def test_brute_force_locks_the_account_after_ten_failures_for_thirty_minutes(app, client, clock):
     headers = quick_login(client, app)
     for _ in range(10):
@@ -167,6 +174,7 @@ def test_brute_force_through_a_stolen_session_counts_too(app, client, clock):
     assert attempt(client, headers.username, PASSWORD).status_code == 401  # locked
 
 
+@pytest.mark.controls("ASVS-V6")
 def test_user_enumeration_sees_the_same_answer(app, client):
     headers = quick_login(client, app)
     locked = quick_login(client, app)
@@ -203,6 +211,7 @@ def test_user_enumeration_by_timing_sees_no_difference(app, client):
 # -- escalation (R2.9) --------------------------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.2.4")
 def test_privilege_escalation_by_self_grant(app, client):
     admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     for grant in (["security_officer"], ["dpo", "auditor"], ["agent"]):
@@ -282,6 +291,7 @@ def test_approving_ones_own_request(app, client):
 # -- one-time and weak passwords (R2.1) ----------------------------------------------------------------------
 
 
+@pytest.mark.controls("PCI-DSS-8.3.5")
 def test_the_one_time_password_gate(app, client):
     _staff_id, username, one_time = create_staff(app, roles=["admin"], portfolios=[])
     opened, totp, step = sign_in(client, app, username, one_time)
@@ -318,6 +328,7 @@ def test_logout_is_allowed_before_the_password_is_changed(app, client):
     ("qwertyuiopasdfgh", "commonly used"),
     ("sunshine2024", "commonly used"),
 ])
+@pytest.mark.controls("PCI-DSS-8.3.6", "ASVS-V6")
 def test_common_and_short_passwords_are_refused(app, client, new_password, reason):
     headers = login(client, app)
     step_up(client, headers)  # a password change needs one (R2.11)

@@ -159,6 +159,7 @@ def _text_fields(app, client):
 
 
 @pytest.mark.parametrize("char", HOSTILE, ids=[f"U+{ord(c):04X}" for c in HOSTILE])
+@pytest.mark.controls("ASVS-V2")
 def test_hostile_characters_in_any_text_field_are_refused_and_write_nothing(app, client, char):
     for method, path, headers, body, field in _text_fields(app, client):
         before = position(app)
@@ -206,6 +207,7 @@ def _card_data_cases(app, client):
     ]
 
 
+@pytest.mark.controls("PCI-DSS-3.3.1")
 def test_card_data_in_free_text_is_refused_naming_the_field_never_echoing_it(app, client):
     supervisor, cases = _card_data_cases(app, client)
     for path, body, field in cases:

@@ -42,6 +42,7 @@ def _reveal(client: Any, app: Any) -> tuple[str, Any]:
     return cid, supervisor
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.1", "GDPR-33")
 def test_an_auditor_sees_who_revealed_what_and_why_but_no_value(client: Any, app: Any, auditor: Any) -> None:
     cid, supervisor = _reveal(client, app)
     response = client.get(EVENTS, query_string={"customer": cid}, headers=auditor)
@@ -66,6 +67,7 @@ def test_an_auditor_sees_who_revealed_what_and_why_but_no_value(client: Any, app
     assert all(e["actor_id"] == supervisor.staff_id for e in mine.get_json()["items"])
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.3")
 def test_reading_the_trail_is_itself_recorded(client: Any, app: Any, auditor: Any) -> None:
     before = position(app)
     assert client.get(EVENTS, headers=auditor).status_code == 200
@@ -76,6 +78,7 @@ def test_reading_the_trail_is_itself_recorded(client: Any, app: Any, auditor: An
 
 
 @pytest.mark.parametrize("role", ["auditor", "compliance_officer"])
+@pytest.mark.controls("PCI-DSS-10.4.1")
 def test_auditors_and_compliance_officers_may_read(client: Any, app: Any, role: str) -> None:
     headers = quick_login(client, app, roles=[role], portfolios=[])
     assert client.get(EVENTS, headers=headers).status_code == 200
@@ -141,6 +144,7 @@ def test_bad_queries_are_refused_with_422(client: Any, app: Any, auditor: Any, q
     assert response.get_json()["code"] == "validation_failed"
 
 
+@pytest.mark.controls("PCI-DSS-10.7.2")
 def test_verify_says_intact_and_then_where_it_is_not(client: Any, app: Any, auditor: Any, database_url: str) -> None:
     customer = client.post("/api/v1/customers", json=customer_body(),
                            headers=quick_login(client, app, roles=["agent"], portfolios=["retail"]))

@@ -28,6 +28,7 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.controls("PCI-DSS-8.4.2")
 def test_first_login_enrols_totp_returns_recovery_codes_and_asks_for_a_new_password(app, client):
     _staff_id, username, one_time = create_staff(app, roles=["agent"])
     response = client.post("/api/v1/auth/login", json={"username": username, "password": one_time})
@@ -50,6 +51,7 @@ def test_first_login_enrols_totp_returns_recovery_codes_and_asks_for_a_new_passw
     assert client.get("/api/v1/auth/sessions", headers=bearer(opened["token"])).status_code == 200
 
 
+@pytest.mark.controls("PCI-DSS-8.3.1")
 def test_a_later_login_asks_for_a_code_and_shows_no_secret(app, client):
     headers = login(client, app)
     response = client.post("/api/v1/auth/login", json={"username": headers.username, "password": PASSWORD})
@@ -126,6 +128,7 @@ def _concrete(rule: str) -> str:
     return re.sub(r"<[^>]+>", str(uuid.uuid4()), rule)
 
 
+@pytest.mark.controls("ASVS-V4")
 def test_every_api_route_except_the_login_steps_needs_a_token(app, client):
     """A new endpoint that forgot authentication fails here."""
     checked = 0

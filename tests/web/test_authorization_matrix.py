@@ -151,6 +151,7 @@ CELLS = [
 
 @pytest.mark.parametrize(("method", "rule", "operation", "role", "scope"), CELLS,
                          ids=[f"{m} {r.removeprefix(PREFIX) or '/'} {role} {scope}" for m, r, _, role, scope in CELLS])
+@pytest.mark.controls("PCI-DSS-7.2.1", "ASVS-V8")
 def test_the_api_answers_what_the_policy_says(world, method, rule, operation, role, scope):
     method, path, kwargs, extra = request_for(world, method, rule, operation, scope)
     response = world["client"].open(path, method=method, headers={**world["headers"][role], **extra}, **kwargs)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from application.context import acting_as
 from tests.application.conftest import OPERATOR
 
@@ -29,6 +31,7 @@ def _checkpoint_a_new_row(app) -> None:
     assert built.tamper_evidence.checkpoint() is not None  # the row is signed even though the copy fails
 
 
+@pytest.mark.controls("PCI-DSS-10.7.2")
 def test_readiness_warns_while_a_checkpoint_has_no_copy_and_clears_once_it_is_made(
     app_factory, database_url, tmp_path
 ):

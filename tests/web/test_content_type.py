@@ -36,6 +36,7 @@ def test_logout_with_a_body_that_is_not_json_is_415_and_the_session_lives_on(cli
 
 
 @pytest.mark.parametrize(("content_type", "body"), NOT_JSON)
+@pytest.mark.controls("ASVS-V4")
 def test_a_login_with_a_body_that_is_not_json_is_415(client, content_type, body):
     sent = {"Content-Type": content_type} if content_type else {}
     response = client.post("/api/v1/auth/login", headers=sent,

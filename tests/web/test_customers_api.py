@@ -43,6 +43,7 @@ def test_an_agent_creates_a_customer_and_gets_the_masked_view_with_an_etag(clien
         assert planted not in body
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.1")
 def test_reading_a_customer_answers_the_masked_view_and_records_the_access(client, app, agent):
     created = client.post("/api/v1/customers", json=customer_body(), headers=agent).get_json()
     before = position(app)
@@ -202,6 +203,7 @@ def test_a_customer_reads_as_of_a_past_moment_and_reverts_to_it(client, app):
     assert types[-1] == "Reverted" and "ContactChanged" in types  # history is kept, never rewritten
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
 def test_an_erased_customer_is_410_gone(client, app, agent):
     from application.context import acting_as
 

@@ -179,6 +179,7 @@ def test_a_body_that_is_not_json_is_a_415(client):
                        415, "unsupported_media_type")
 
 
+@pytest.mark.controls("ASVS-V16")
 def test_an_unexpected_exception_is_a_500_without_its_message(client, capsys):
     response = client.get("/api/v1/boom")
     body = assert_error_shape(response, 500, "internal_error")
@@ -227,6 +228,7 @@ def test_application_errors_map_to_their_status(client, capsys, name, status, co
 
 
 @pytest.mark.parametrize("fault", sorted(STORE_FAULTS))
+@pytest.mark.controls("ASVS-V16")
 def test_a_store_that_is_down_full_or_contended_answers_503_with_retry_after(client, capsys, fault):
     response = client.get(f"/api/v1/raise/{fault}")
     body = assert_error_shape(response, 503, "unavailable")

@@ -159,6 +159,7 @@ def test_a_malformed_key_is_refused(client, app, agent, key):
     assert registrations(app) == 0
 
 
+@pytest.mark.controls("ASVS-V14")
 def test_no_personal_data_is_kept_with_the_outcome(client, app, agent, tmp_path: Path, database_url):
     """The stored outcome holds neither the body nor a key a client filled with an email."""
     body = customer_body(email="planted.idem@example.org")

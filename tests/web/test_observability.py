@@ -59,6 +59,7 @@ def test_requests_are_counted_by_method_rule_and_status(client):
     assert any(s.labels["endpoint"] == "/healthz" and s.value == 3 for s in latency)
 
 
+@pytest.mark.controls("ASVS-V14")
 def test_metrics_and_logs_carry_no_query_strings_paths_or_personal_data(client, capsys):
     client.get(f"/healthz?email={PLANTED_EMAIL}")
     client.get(f"/api/v1/things/{PLANTED_ID}?email={PLANTED_EMAIL}")
@@ -98,6 +99,7 @@ def test_prometheus_can_ask_for_openmetrics(client):
     assert response.get_data(as_text=True).rstrip().endswith("# EOF")
 
 
+@pytest.mark.controls("ASVS-V16")
 def test_each_request_is_one_json_log_line_with_its_id_and_rule(client, capsys):
     capsys.readouterr()
     response = client.get(f"/api/v1/things/t-1?email={PLANTED_EMAIL}", headers={"X-Request-Id": "trace-0000-0001"},

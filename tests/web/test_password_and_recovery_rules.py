@@ -85,6 +85,7 @@ def mfa(client, username: str, code: str, password: str = PASSWORD):
     return client.post("/api/v1/auth/mfa", json={"challenge": started["challenge"], "code": code})
 
 
+@pytest.mark.controls("PCI-DSS-8.3.2")
 def test_recovery_codes_carry_80_bits_and_are_kept_salted(app, client):
     headers = login(client, app)
     codes = headers.recovery_codes

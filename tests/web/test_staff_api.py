@@ -135,6 +135,7 @@ def test_staff_endpoints_refuse_who_may_not_and_what_is_not_there(app, client):
     assert client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={}).status_code == 422
 
 
+@pytest.mark.controls("PCI-DSS-10.2.1.2")
 def test_who_and_why_reach_the_event_from_the_request(app, client):
     admin = quick_login(client, app, roles=["admin"], portfolios=[], stepped_up=True)
     nico = quick_login(client, app, username="nico", roles=["agent", "supervisor"])

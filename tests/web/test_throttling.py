@@ -52,6 +52,7 @@ def test_each_role_searches_by_what_it_may_reveal_and_kyc_by_anything(client, ap
 # -- every search spends the actor's budget (R2.11, R7.4) ---------------------------------------
 
 
+@pytest.mark.controls("ASVS-V2")
 def test_the_sixth_search_in_a_minute_answers_429_with_retry_after_and_others_are_unaffected(app_factory):
     app = app_factory(search_per_minute=5)
     client = app.test_client()

@@ -65,6 +65,7 @@ def test_postgres_url_becomes_the_postgres_environment() -> None:
     assert "POSTGRES_SCHEMA" not in plain and "POSTGRES_SSLMODE" not in plain
 
 
+@pytest.mark.controls("ASVS-V12")
 def test_sslmode_in_the_url_reaches_the_postgres_connection(pg_url: str) -> None:
     # The attack: an operator asks for verify-full and silently gets libpq's
     # default "prefer", which talks to an impostor server. The local test server
