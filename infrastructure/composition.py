@@ -24,6 +24,7 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from application.activation import Activation
+from application.alerts import AlertDesk
 from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
@@ -57,6 +58,7 @@ from infrastructure.passwords import (
     recovery_code_matches,
 )
 from infrastructure.rate_limits import DatabaseRateLimiter
+from infrastructure.alerts_table import AlertTable
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -369,6 +371,9 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
+    alerts: AlertDesk | None = None
+    alert_table: AlertTable | None = None
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -419,7 +424,11 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
             create_tables(cur, events_db.dialect)
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
-    projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
+    alert_table = AlertTable(events_db, keyring)  # issue 12: the alerts read model (R3.6)
+    if create_schema:
+        alert_table.create_tables()
+    projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline",
+                                    alerts=alert_table)
     idempotency = IdempotencyTable(events_db, keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
     if create_schema:
         idempotency.create_tables()
@@ -432,6 +441,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         read_model=directory,
         projection=projection,
         idempotency=idempotency,
+        alert_records=alert_table,
     )
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
 
@@ -474,6 +484,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
+        alerts=AlertDesk(app, alert_table, policy), alert_table=alert_table,
     )
 
 
