@@ -1,0 +1,83 @@
+"""`strongroom alerts list|ack` (R3.6): the operator lists alerts with filters and
+acknowledges one with a note, as operator:<user>@<host>; each listing is recorded;
+the client address an alert carries is never printed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from application.context import RequestContext, acting_as
+from cli.context import operator_id
+from domain.alerts import Alert
+from domain.audit import AccessRecord
+from infrastructure.composition import Settings, build
+from tests.cli.test_cli import run
+
+ADDRESS = "192.0.2.44"
+
+
+def raise_alerts(instance, env):
+    settings = Settings.load(instance, {k.removeprefix("STRONGROOM_").lower(): v for k, v in env.items()})
+    built = build(settings)
+    try:
+        with acting_as(RequestContext(actor_id="monitor", via="worker")):
+            ids = []
+            for n, (rule, severity) in enumerate([("login_burst", "medium"), ("break_glass", "critical"),
+                                                  ("login_burst", "medium")]):
+                alert = Alert.raise_alert(rule_id=rule, key=str(n), severity=severity, summary=f"{rule} seen",
+                                          actor_id="staff-7", client_addr=ADDRESS, positions=[n])
+                built.app.save(alert)
+                ids.append(str(alert.id))
+        return ids
+    finally:
+        built.close()
+
+
+def listings(instance, env) -> list:
+    settings = Settings.load(instance, {k.removeprefix("STRONGROOM_").lower(): v for k, v in env.items()})
+    built = build(settings)
+    try:
+        events = [built.app.mapper.to_domain_event(n)
+                  for n in built.app.recorder.select_notifications(start=1, limit=10_000)]
+        return [e for e in events if isinstance(e, AccessRecord.Event) and e.details.get("operation") == "alerts:list"]
+    finally:
+        built.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request, tmp_path):
+    if request.param == "sqlite":
+        return {}
+    return {"STRONGROOM_DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
+def test_the_operator_lists_and_acknowledges_alerts(tmp_path, store_env):
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json", env=store_env).exit_code == 0
+    ids = raise_alerts(instance, store_env)
+
+    listed = run(instance, "alerts", "list", "--json", "--rule", "login_burst", env=store_env)
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted([ids[0], ids[2]]) and ADDRESS not in listed.output
+    table = run(instance, "alerts", "list", "--severity", "critical", env=store_env)
+    assert table.exit_code == 0 and ids[1] in table.output and ids[0] not in table.output
+
+    acked = run(instance, "alerts", "ack", ids[1], "--note", "break-glass was a drill", "--json", env=store_env)
+    assert acked.exit_code == 0, acked.output
+    assert json.loads(acked.output)["acknowledged_by"] == operator_id()
+    again = run(instance, "alerts", "ack", ids[1], "--note", "again", env=store_env)
+    assert again.exit_code == 1 and "already acknowledged" in again.output
+    missing = run(instance, "alerts", "ack", "00000000-0000-4000-8000-000000000000", "--note", "x", env=store_env)
+    assert missing.exit_code == 1 and "no such alert" in missing.output
+    blank = run(instance, "alerts", "ack", ids[0], "--note", "   ", env=store_env)
+    assert blank.exit_code == 2 and "note" in blank.output
+    open_ones = run(instance, "alerts", "list", "--json", "--status", "open", env=store_env)
+    assert {json.loads(line)["id"] for line in open_ones.output.splitlines()} == {ids[0], ids[2]}
+    bad = run(instance, "alerts", "list", "--since", "2026-02-01", "--until", "2026-01-01", env=store_env)
+    assert bad.exit_code == 2 and "since" in bad.output
+
+    records = listings(instance, store_env)
+    assert len(records) == 3 and all(r.kind == "audit_read" for r in records)
