@@ -29,7 +29,7 @@ from application.context import require_context
 from application.customers import Strongroom
 from application.errors import ApplicationError, ValidationFailed, VersionConflict
 from application.policy import OPERATOR_ROLE, Policy
-from application.ports import AlertQuery, AlertRecords
+from application.ports import AlertDeliveries, AlertQuery, AlertRecords
 from application.security import Actor, Permission
 from domain.alerts import SEVERITIES, STATUSES, Alert
 from domain.errors import InvalidField
@@ -127,10 +127,12 @@ def _after(cursor: str | None) -> tuple[str, str] | None:
 class AlertDesk:
     """The alerts use cases; see the module docstring."""
 
-    def __init__(self, app: Strongroom, records: AlertRecords, policy: Policy) -> None:
+    def __init__(self, app: Strongroom, records: AlertRecords, policy: Policy,
+                 *, deliveries: AlertDeliveries | None = None) -> None:
         self.app = app
         self.records = records
         self.policy = policy
+        self.deliveries = deliveries
 
     # -- who may ---------------------------------------------------------------------------
 
@@ -198,6 +200,36 @@ class AlertDesk:
                 continue  # a response was recorded meanwhile: look again
             return alert.to_record()
         raise AlertAlreadyAcknowledged(alert_id)
+
+    # -- webhook deliveries that gave up ------------------------------------------------------
+
+    def dead_letters(self, actor: Actor) -> list[dict[str, Any]]:
+        """Webhook deliveries that failed every attempt; the listing is recorded."""
+        self._require(actor, Permission.ALERTS_ACKNOWLEDGE, "alerts:dead_letters")
+        found = [] if self.deliveries is None else self.deliveries.dead_letters()
+        self.app.access_log.record(kind="audit_read", details={"operation": "alerts:dead_letters",
+                                                               "returned": str(len(found))})
+        return found
+
+    def redeliver(self, actor: Actor, alert_id: str) -> int:
+        """Queue an alert's dead webhook deliveries again; the request is an event on the
+        alert (`ResponseApplied`, webhook), so the trail shows who sent it again."""
+        self._require(actor, Permission.ALERTS_ACKNOWLEDGE, "alerts:redeliver")
+        require_context()
+        if not _is_uuid(alert_id):
+            raise AlertNotFound(alert_id)
+
+        self._alert(alert_id)  # 404 for an alert that does not exist
+        queued = 0 if self.deliveries is None else self.deliveries.redeliver(str(alert_id))
+
+        def record() -> None:
+            alert = self._alert(alert_id)
+            alert.record_response("webhook", "redelivery requested")
+            self.app._save(alert)
+
+        if queued:
+            self.app._unconditionally(record)
+        return queued
 
     def _alert(self, alert_id: str) -> Alert:
         try:

@@ -59,6 +59,7 @@ from infrastructure.passwords import (
 )
 from infrastructure.rate_limits import DatabaseRateLimiter
 from infrastructure.alerts_table import AlertTable
+from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox, WebhookRefused, check_url, read_secret
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -147,11 +148,22 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 12: alerts sent to webhooks (R3.6, infrastructure/webhooks.py). https URLs
+    # (plain http to loopback only, never in production); the signing secret is no
+    # setting: STRONGROOM_WEBHOOK_SECRET, or the owner-readable file `webhook_secret_file`.
+    # `webhook_every_alert` false: only alerts whose rule asks for the "webhook" response.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret_file: Path | None = None
+    webhook_every_alert: bool = True
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 1.0
+    webhook_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
         object.__setattr__(self, "instance", instance)
-        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file", "pkcs11_pin_file"):
+        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file", "pkcs11_pin_file",
+                     "webhook_secret_file"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -249,6 +261,13 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 12: webhooks (R3.6).
+            webhook_urls=_webhook_urls(merged, production=str(merged.get("environment")) == "production"),
+            webhook_secret_file=_path(merged, "webhook_secret_file", None),
+            webhook_every_alert=_flag(merged, "webhook_every_alert", cls.webhook_every_alert),
+            webhook_max_attempts=_number(merged, "webhook_max_attempts", int, cls.webhook_max_attempts),
+            webhook_backoff_seconds=_number(merged, "webhook_backoff_seconds", float, cls.webhook_backoff_seconds),
+            webhook_timeout_seconds=_number(merged, "webhook_timeout_seconds", float, cls.webhook_timeout_seconds),
         )
 
 
@@ -314,6 +333,27 @@ def _path(merged: Mapping[str, Any], name: str, default: Path | None) -> Path | 
     return Path(value)
 
 
+def _webhook_urls(merged: Mapping[str, Any], *, production: bool) -> tuple[str, ...]:
+    """A JSON list, or (from the environment) URLs separated by commas; each checked
+    (infrastructure/webhooks.py `check_url`). The message never echoes a URL: one may
+    carry a token in its path."""
+    value = merged.get("webhook_urls") or []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else [u.strip() for u in value.split(",")]
+        except ValueError:
+            raise ConfigurationError(f"{_where('webhook_urls')} must be a list of URLs") from None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(u, str) for u in value):
+        raise ConfigurationError(f"{_where('webhook_urls')} must be a list of URLs")
+    urls = tuple(u for u in value if u)
+    for number, url in enumerate(urls, 1):
+        try:
+            check_url(url, production=production)
+        except WebhookRefused as exc:
+            raise ConfigurationError(f"{_where('webhook_urls')}: URL {number}: {exc}") from None
+    return urls
+
+
 def _flag(merged: Mapping[str, Any], name: str, default: bool) -> bool:
     value = merged.get(name, default)
     if isinstance(value, bool):
@@ -374,6 +414,7 @@ class Components:
     # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
     alerts: AlertDesk | None = None
     alert_table: AlertTable | None = None
+    webhooks: WebhookOutbox | None = None
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -425,8 +466,13 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     alert_table = AlertTable(events_db, keyring)  # issue 12: the alerts read model (R3.6)
+    webhooks = WebhookOutbox(events_db, [check_url(u) for u in settings.webhook_urls],
+                             every_alert=settings.webhook_every_alert)
     if create_schema:
         alert_table.create_tables()
+        webhooks.create_tables()
+    if webhooks.targets:
+        alert_table.on_new.append(webhooks.enqueue)  # queued in the alert's own transaction
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline",
                                     alerts=alert_table)
     idempotency = IdempotencyTable(events_db, keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
@@ -484,8 +530,28 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
-        alerts=AlertDesk(app, alert_table, policy), alert_table=alert_table,
+        alerts=AlertDesk(app, alert_table, policy, deliveries=webhooks), alert_table=alert_table,
+        webhooks=webhooks,
     )
+
+
+def webhook_dispatcher(built: Components) -> WebhookDispatcher | None:
+    """The dispatcher for this instance's webhooks (issue 12), None when none are
+    configured; a missing or weak secret is a ConfigurationError. Saved alerts wake
+    it at once when they are saved in this process."""
+    settings = built.settings
+    if built.webhooks is None or built.alert_table is None or not built.webhooks.targets:
+        return None
+    try:
+        secret = read_secret(settings.webhook_secret_file)
+    except WebhookRefused as exc:
+        raise ConfigurationError(str(exc)) from None
+    dispatcher = WebhookDispatcher(
+        built.webhooks, built.alert_table, secret, max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds, timeout_seconds=settings.webhook_timeout_seconds,
+    )
+    built.app.alert_listeners.append(dispatcher.wake)
+    return dispatcher
 
 
 def throttle_limits(settings: Settings) -> ThrottleLimits:

@@ -28,7 +28,7 @@ from application.ports.activation import (
     ActivationRecord,
     ActivationStore,
 )
-from application.ports.alerts import AlertQuery, AlertRecords
+from application.ports.alerts import AlertDeliveries, AlertQuery, AlertRecords
 from application.ports.audit import AccessRecorder, AuditedApplication, ChainReport, ChainVerification
 from application.ports.customers import (
     CustomerReadModel,
@@ -73,7 +73,7 @@ __all__ = [
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
     "IdempotentOutcome",
-    "AlertQuery", "AlertRecords",
+    "AlertDeliveries", "AlertQuery", "AlertRecords",
     "InTransactionHook", "KeyInventory", "Limit", "RateLimiter", "LogPositions", "LoginChallenge", "LoginThrottle",
     "NoLongerPending",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",

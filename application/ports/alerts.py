@@ -39,3 +39,13 @@ class AlertRecords(Protocol):
 
     def counts(self) -> list[tuple[str, str, str, int]]:
         """(rule_id, severity, status, count) for every combination present."""
+
+
+class AlertDeliveries(Protocol):
+    """Webhook deliveries of alerts that gave up (infrastructure/webhooks.py)."""
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Deliveries that failed every attempt: alert id, target label, attempts, last error."""
+
+    def redeliver(self, alert_id: str) -> int:
+        """Queue an alert's dead deliveries again, due now; returns how many are queued."""
