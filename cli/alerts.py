@@ -15,16 +15,17 @@ security officer reads that through the API, or the operator through
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from application.alerts import AlertAlreadyAcknowledged, AlertFilter, AlertNotFound
+from application.alerts import AlertAlreadyAcknowledged, AlertDesk, AlertFilter, AlertNotFound
 from application.context import acting_as
 from application.errors import ValidationFailed
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_actor, operator_context
 from domain.alerts import SEVERITIES, STATUSES
+from infrastructure.composition import Components
 
 SHOWN = ("id", "raised_at", "severity", "rule_id", "status", "actor_id", "summary", "customer_ids",
          "positions", "responses", "applied", "acknowledged_by", "acknowledged_at", "note")
@@ -32,6 +33,12 @@ SHOWN = ("id", "raised_at", "severity", "rule_id", "status", "actor_id", "summar
 
 def _shown(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in SHOWN}
+
+
+def _desk(built: Components) -> AlertDesk:
+    if built.alerts is None:  # pragma: no cover - the composition root always builds it
+        fail("alerts are not available in this build")
+    return built.alerts
 
 
 def _invalid(exc: ValidationFailed) -> str:
@@ -64,10 +71,10 @@ def list_alerts(ctx: click.Context, status: str | None, severity: str | None, ru
         fail(_invalid(exc))
     found: list[dict[str, Any]] = []
     with components(ctx) as built, acting_as(operator_context("alerts listed by an operator")):
-        assert built.alerts is not None  # nosec B101 - built by the composition root
+        desk = _desk(built)
         cursor = None
         while len(found) < limit:
-            page = built.alerts.list_alerts(operator_actor(), filters, limit=min(200, limit - len(found)),
+            page = desk.list_alerts(operator_actor(), filters, limit=min(200, limit - len(found)),
                                             cursor=cursor)
             found.extend(page.items)
             cursor = page.next_cursor
@@ -93,9 +100,8 @@ def list_alerts(ctx: click.Context, status: str | None, severity: str | None, ru
 def acknowledge(ctx: click.Context, alert_id: str, note: str, as_json: bool) -> None:
     """Acknowledge an alert with a note, as operator:<user>@<host>."""
     with components(ctx) as built, acting_as(operator_context("alert acknowledged by an operator")):
-        assert built.alerts is not None  # nosec B101 - built by the composition root
         try:
-            record = built.alerts.acknowledge(operator_actor(), alert_id, note)
+            record = _desk(built).acknowledge(operator_actor(), alert_id, note)
         except AlertNotFound:
             fail("no such alert", EXIT_CHECK_FAILED)
         except AlertAlreadyAcknowledged as exc:
@@ -106,3 +112,37 @@ def acknowledge(ctx: click.Context, alert_id: str, note: str, as_json: bool) -> 
         click.echo(json.dumps(_shown(record), sort_keys=True))
     else:
         click.echo(f"acknowledged {record['id']} as {record['acknowledged_by']}")
+
+
+@alerts_group.command("dead-letters")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def dead_letters(ctx: click.Context, as_json: bool) -> None:
+    """Webhook deliveries that failed every attempt (redeliver them with `redeliver ID`)."""
+    with components(ctx) as built, acting_as(operator_context("webhook dead letters listed by an operator")):
+        found = _desk(built).dead_letters(operator_actor())
+    if as_json:
+        for item in found:
+            click.echo(json.dumps(item, sort_keys=True))
+        return
+    if not found:
+        click.echo("no dead letters")
+    for item in found:
+        since = datetime.fromtimestamp(item["dead_since"], UTC).isoformat(timespec="seconds")
+        click.echo(f"{item['alert_id']}  {item['target']}  {item['attempts']} attempts  "
+                   f"last error: {item['last_error']}  since {since}")
+
+
+@alerts_group.command("redeliver")
+@click.argument("alert_id")
+@click.pass_context
+def redeliver(ctx: click.Context, alert_id: str) -> None:
+    """Send an alert's dead webhook deliveries again (the request is recorded on the alert)."""
+    with components(ctx) as built, acting_as(operator_context("webhook redelivery by an operator")):
+        try:
+            queued = _desk(built).redeliver(operator_actor(), alert_id)
+        except AlertNotFound:
+            fail("no such alert", EXIT_CHECK_FAILED)
+    if not queued:
+        fail(f"alert {alert_id} has no dead webhook delivery", EXIT_CHECK_FAILED)
+    click.echo(f"queued {queued} delivery(ies) of {alert_id}; a running dispatcher sends them within a second")

@@ -18,8 +18,12 @@ from tests.cli.test_cli import run
 ADDRESS = "192.0.2.44"
 
 
+def settings_from(env):
+    return {k.removeprefix("STRONGROOM_").lower(): v for k, v in env.items() if k != "STRONGROOM_WEBHOOK_SECRET"}
+
+
 def raise_alerts(instance, env):
-    settings = Settings.load(instance, {k.removeprefix("STRONGROOM_").lower(): v for k, v in env.items()})
+    settings = Settings.load(instance, settings_from(env))
     built = build(settings)
     try:
         with acting_as(RequestContext(actor_id="monitor", via="worker")):
@@ -36,7 +40,7 @@ def raise_alerts(instance, env):
 
 
 def listings(instance, env) -> list:
-    settings = Settings.load(instance, {k.removeprefix("STRONGROOM_").lower(): v for k, v in env.items()})
+    settings = Settings.load(instance, settings_from(env))
     built = build(settings)
     try:
         events = [built.app.mapper.to_domain_event(n)
@@ -81,3 +85,52 @@ def test_the_operator_lists_and_acknowledges_alerts(tmp_path, store_env):
 
     records = listings(instance, store_env)
     assert len(records) == 3 and all(r.kind == "audit_read" for r in records)
+
+
+def test_worker_webhooks_dead_letters_then_the_operator_redelivers(tmp_path, pg_url):
+    """`strongroom worker --webhooks` (a real process, PostgreSQL) gives up on a receiver
+    that is down; `alerts dead-letters` lists it and `alerts redeliver` sends it once the
+    receiver is back."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.e2e.server import ROOT, clean_env, strongroom
+    from tests.infrastructure.test_webhooks import free_port
+    from tests.infrastructure.webhook_receiver import SECRET, webhook_receiver
+
+    port = free_port()
+    env = {"STRONGROOM_DATABASE_URL": pg_url, "STRONGROOM_WEBHOOK_URLS": f"http://127.0.0.1:{port}/hook",
+           "STRONGROOM_WEBHOOK_SECRET": SECRET, "STRONGROOM_WEBHOOK_MAX_ATTEMPTS": "2",
+           "STRONGROOM_WEBHOOK_BACKOFF_SECONDS": "0.05"}
+    instance = tmp_path / "instance"
+    assert run(instance, "init", "--json", env=env).exit_code == 0
+    worker = subprocess.Popen(strongroom("--instance", str(instance), "worker", "--webhooks"), cwd=ROOT,
+                              env={**clean_env(), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        alert_id = raise_alerts(instance, env)[1]
+        deadline = time.monotonic() + 30  # the worker process starts on a busy machine
+        while True:
+            listed = run(instance, "alerts", "dead-letters", "--json", env=env)
+            dead = [json.loads(line) for line in listed.output.splitlines()]
+            if len(dead) == 3:
+                break
+            assert time.monotonic() < deadline, listed.output
+            time.sleep(0.2)
+        assert alert_id in {d["alert_id"] for d in dead} and {d["attempts"] for d in dead} == {2}
+        assert SECRET not in listed.output
+        with webhook_receiver(port=port) as receiver:
+            sent = run(instance, "alerts", "redeliver", alert_id, env=env)
+            assert sent.exit_code == 0, sent.output
+            started = time.monotonic()
+            while not receiver.taken():
+                assert time.monotonic() - started < 5.0
+                time.sleep(0.02)
+            assert [d.delivery_id for d in receiver.taken()] == [alert_id] and receiver.taken()[0].verified
+        nothing = run(instance, "alerts", "redeliver", alert_id, env=env)
+        assert nothing.exit_code == 1 and "no dead webhook delivery" in nothing.output
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=10)[0].decode()
+    assert worker.returncode == 0, output
+    assert SECRET not in output and "webhook delivery dead-lettered" in output
