@@ -134,3 +134,38 @@ def test_worker_webhooks_dead_letters_then_the_operator_redelivers(tmp_path, pg_
         output = worker.communicate(timeout=10)[0].decode()
     assert worker.returncode == 0, output
     assert SECRET not in output and "webhook delivery dead-lettered" in output
+
+
+def test_doctor_checks_webhooks_and_never_shows_the_secret(tmp_path, monkeypatch):
+    """Attack named: alerts sent in clear over the network (plain http) in production,
+    or signed with a secret that another local user can read."""
+    from tests.infrastructure.webhook_receiver import SECRET
+
+    instance = tmp_path / "instance"
+    assert run(instance, "init").exit_code == 0
+    config = json.loads((instance / "strongroom.json").read_text())
+    monkeypatch.setenv("STRONGROOM_WEBHOOK_URLS", "http://127.0.0.1:9/t0k3n")
+    missing = run(instance, "doctor", "--json")
+    assert missing.exit_code == 1
+    failed = {c["check"]: c["detail"] for c in json.loads(missing.output) if not c["passed"]}
+    assert list(failed) == ["webhook signing secret usable"] and "t0k3n" not in missing.output
+
+    secret_file = tmp_path / "webhook.secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o644)
+    monkeypatch.setenv("STRONGROOM_WEBHOOK_SECRET_FILE", str(secret_file))
+    readable = run(instance, "doctor", "--json")
+    assert readable.exit_code == 1 and "chmod 600" in readable.output
+    secret_file.chmod(0o600)
+    fine = run(instance, "doctor", "--json")
+    assert fine.exit_code == 0, fine.output
+    assert SECRET not in fine.output and "t0k3n" not in fine.output
+
+    (instance / "strongroom.json").write_text(json.dumps({**config, "environment": "production",
+                                                          "allow_local_kek": True}))
+    production = run(instance, "doctor", "--json")
+    assert production.exit_code == 2 and "plain http webhooks are refused in production" in production.output
+    monkeypatch.setenv("STRONGROOM_WEBHOOK_URLS", "https://hooks.example.org/t0k3n")
+    https = run(instance, "doctor", "--json")
+    assert https.exit_code == 0, https.output
+    assert {c["check"] for c in json.loads(https.output)} >= {"webhooks use https", "webhook signing secret usable"}
