@@ -231,6 +231,18 @@ class AlertDesk:
             self.app._unconditionally(record)
         return queued
 
+    def record_webhook_outcome(self, alert_id: str, outcome: str) -> None:
+        """The webhook dispatcher's report (delivered, or dead-lettered): an event on
+        the alert, so the trail shows the response applied (R3.6)."""
+        require_context()
+
+        def record() -> None:
+            alert = self._alert(alert_id)
+            alert.record_response("webhook", outcome)
+            self.app._save(alert)
+
+        self.app._unconditionally(record)
+
     def _alert(self, alert_id: str) -> Alert:
         try:
             alert: Any = self.app.repository.get(UUID(str(alert_id)))

@@ -25,6 +25,7 @@ from eventsourcing.utils import Environment
 
 from application.activation import Activation
 from application.alerts import AlertDesk
+from application.context import RequestContext, acting_as
 from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
@@ -535,6 +536,10 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     )
 
 
+# Who the webhook dispatcher's records name (the events of delivery outcomes).
+WEBHOOK_ACTOR = "worker:webhooks"
+
+
 def webhook_dispatcher(built: Components) -> WebhookDispatcher | None:
     """The dispatcher for this instance's webhooks (issue 12), None when none are
     configured; a missing or weak secret is a ConfigurationError. Saved alerts wake
@@ -546,9 +551,17 @@ def webhook_dispatcher(built: Components) -> WebhookDispatcher | None:
         secret = read_secret(settings.webhook_secret_file)
     except WebhookRefused as exc:
         raise ConfigurationError(str(exc)) from None
+    desk = built.alerts
+
+    def record_outcome(alert_id: str, outcome: str) -> None:
+        if desk is not None:
+            with acting_as(RequestContext(actor_id=WEBHOOK_ACTOR, via="worker")):
+                desk.record_webhook_outcome(alert_id, outcome)
+
     dispatcher = WebhookDispatcher(
         built.webhooks, built.alert_table, secret, max_attempts=settings.webhook_max_attempts,
         backoff_seconds=settings.webhook_backoff_seconds, timeout_seconds=settings.webhook_timeout_seconds,
+        on_outcome=record_outcome,
     )
     built.app.alert_listeners.append(dispatcher.wake)
     return dispatcher

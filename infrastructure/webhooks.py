@@ -289,8 +289,12 @@ class WebhookDispatcher:
 
     def __init__(self, outbox: WebhookOutbox, alerts: AlertTable, secret: bytes, *,
                  max_attempts: int = 8, backoff_seconds: float = 1.0, timeout_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
         self.outbox = outbox
+        # Told (alert id, outcome) once a delivery is done either way: the composition
+        # records it as an event on the alert.
+        self.on_outcome = on_outcome
         self.alerts = alerts
         self._secret = secret
         self.max_attempts = max_attempts
@@ -342,6 +346,7 @@ class WebhookDispatcher:
         if error is None:
             self.outbox.delivered(item)
             log.info("alert delivered to webhook", extra={"fields": fields})
+            self._tell(item.alert_id, f"delivered to {target.label}")
             return
         attempts = item.attempts + 1
         retry_in = None if attempts >= self.max_attempts else min(
@@ -349,6 +354,18 @@ class WebhookDispatcher:
         self.outbox.failed(item, error, retry_in)
         log.warning("webhook delivery failed" if retry_in is not None else "webhook delivery dead-lettered",
                     extra={"fields": {**fields, "error": error, "retry_in_seconds": retry_in}})
+        if retry_in is None:
+            self._tell(item.alert_id, f"dead letter at {target.label} after {attempts} attempts ({error})")
+
+    def _tell(self, alert_id: str, outcome: str) -> None:
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(alert_id, outcome)
+        except Exception as exc:
+            # The deliveries table is the truth about delivery; the event is its record.
+            log.warning("webhook outcome not recorded on the alert",
+                        extra={"fields": {"alert_id": alert_id, "exc_type": type(exc).__name__}})
 
     def _post(self, target: WebhookTarget, body: bytes, alert_id: str) -> str | None:
         """None when the receiver took it (2xx); else what went wrong, in a few words."""

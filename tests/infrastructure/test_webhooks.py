@@ -14,6 +14,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,9 +141,14 @@ def test_a_receiver_that_is_down_gets_a_dead_letter_then_the_redelivery(built: A
             assert components.alerts.redeliver(OFFICER, alert_id) == 1
             wait_for(lambda: receiver.taken(), 2.0)
             assert [d.delivery_id for d in receiver.taken()] == [alert_id] and receiver.taken()[0].verified
+        # The dead letter, the redelivery and the delivery are each an event on the alert.
+        wait_for(lambda: components.alert_table.get(alert_id)["applied"]["webhook"].startswith("delivered"), 2.0)
     assert components.webhooks.dead_letters() == []
-    # The redelivery is on the alert's record in the log (who asked, when).
-    assert components.alert_table.get(alert_id)["applied"] == {"webhook": "redelivery requested"}
+    assert components.alert_table.get(alert_id)["applied"] == {"webhook": f"delivered to http://127.0.0.1:{port}"}
+    stored = components.app.recorder.select_events(uuid.UUID(alert_id))
+    outcomes = [getattr(components.app.mapper.to_domain_event(e), "outcome", None) for e in stored]
+    assert outcomes == [None, f"dead letter at http://127.0.0.1:{port} after 3 attempts (URLError)",
+                        "redelivery requested", f"delivered to http://127.0.0.1:{port}"]
 
 
 def test_every_configured_receiver_gets_each_alert_and_a_failed_save_queues_nothing(built: Any) -> None:
