@@ -46,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,13 @@ from infrastructure.sql import Cursor, Database
 log = logging.getLogger(WORKER_LOGGER)
 
 TABLE = "webhook_deliveries"
-SECRET_ENV = "STRONGROOM_WEBHOOK_SECRET"
+SECRET_ENV = "STRONGROOM_WEBHOOK_SECRET"  # nosec B105 - the variable's name, not a secret
 SECRET_MIN_LENGTH = 32
 SIGNATURE_HEADER = "X-Strongroom-Signature"
 DELIVERY_HEADER = "X-Strongroom-Delivery"
 MAX_BACKOFF_SECONDS = 300.0
 POLL_SECONDS = 0.5
-CLAIM_BATCH = 20
+PARALLEL_DELIVERIES = 8  # deliveries in flight at once, per dispatcher
 # The fields of an alert a webhook receives: ids and vocabulary, no personal data.
 SENT_FIELDS = ("id", "rule_id", "severity", "summary", "actor_id", "customer_ids", "positions",
                "responses", "raised_at", "status")
@@ -216,7 +217,7 @@ class WebhookOutbox:
                 (str(record["id"]), target.key, target.label, now, now),
             )
 
-    def claim(self, lease_seconds: float, limit: int = CLAIM_BATCH) -> list[Claimed]:
+    def claim(self, lease_seconds: float, limit: int) -> list[Claimed]:
         """Due rows no one holds, leased to the caller for `lease_seconds`."""
         now = time.time()
         lock = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
@@ -304,6 +305,9 @@ class WebhookDispatcher:
         self._targets = {t.key: t for t in outbox.targets}
         self._wake = threading.Event()
         self._opener = urllib.request.build_opener(_NoRedirect())
+        # Kept for the dispatcher's life: its threads (and their SQLite connections,
+        # one per thread) are reused rather than made for every batch.
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES, thread_name_prefix="webhook")
 
     def __repr__(self) -> str:  # never the secret
         return f"WebhookDispatcher(targets={[t.label for t in self._targets.values()]})"
@@ -312,25 +316,39 @@ class WebhookDispatcher:
         self._wake.set()
 
     def run_forever(self, stop: Callable[[], bool]) -> None:
-        while not stop():
-            self._wake.clear()
-            try:
-                self.deliver_due()
-            except Exception as exc:
-                # A store outage (or anything else) pauses delivery; the queue waits in the database.
-                log.warning("webhook delivery paused", extra={"fields": {"exc_type": type(exc).__name__}})
-            self._wake.wait(POLL_SECONDS)
+        """Claim due deliveries as threads come free and send them in parallel: a
+        receiver that hangs until the timeout holds one thread, not the others' alerts
+        (a claimed row is leased, so it is not claimed again while in flight)."""
+        inflight: set[Future[None]] = set()
+        try:
+            while not stop():
+                self._wake.clear()
+                inflight = {f for f in inflight if not f.done()}
+                free = PARALLEL_DELIVERIES - len(inflight)
+                claimed: list[Claimed] = []
+                if free > 0:
+                    try:
+                        claimed = self.outbox.claim(lease_seconds=self.timeout_seconds + 30.0, limit=free)
+                    except Exception as exc:
+                        # A store outage pauses delivery; the queue waits in the database.
+                        log.warning("webhook delivery paused", extra={"fields": {"exc_type": type(exc).__name__}})
+                for item in claimed:
+                    future = self._pool.submit(self._deliver_safely, item)
+                    future.add_done_callback(lambda _: self._wake.set())
+                    inflight.add(future)
+                if claimed and len(claimed) == free:
+                    continue  # more may be due; a finished delivery wakes the loop
+                self._wake.wait(POLL_SECONDS)
+        finally:
+            self._pool.shutdown(wait=True)
 
-    def deliver_due(self) -> int:
-        """Try every due delivery once; returns how many were tried."""
-        tried = 0
-        while True:
-            claimed = self.outbox.claim(lease_seconds=self.timeout_seconds + 30.0)
-            if not claimed:
-                return tried
-            for item in claimed:
-                self._deliver(item)
-                tried += 1
+    def _deliver_safely(self, item: Claimed) -> None:
+        try:
+            self._deliver(item)
+        except Exception as exc:
+            # The store went away mid-delivery: the lease runs out and the row is tried again.
+            log.warning("webhook delivery interrupted",
+                        extra={"fields": {"alert_id": item.alert_id, "exc_type": type(exc).__name__}})
 
     def _deliver(self, item: Claimed) -> None:
         target = self._targets.get(item.target)
@@ -343,19 +361,21 @@ class WebhookDispatcher:
         body = payload(record)
         error = self._post(target, body, item.alert_id)
         fields = {"alert_id": item.alert_id, "target": target.label, "attempt": item.attempts + 1}
+        # The outcome goes on the alert before the row changes state, so whoever sees a
+        # dead letter (and redelivers it) finds its event already in the log.
         if error is None:
+            self._tell(item.alert_id, f"delivered to {target.label}")
             self.outbox.delivered(item)
             log.info("alert delivered to webhook", extra={"fields": fields})
-            self._tell(item.alert_id, f"delivered to {target.label}")
             return
         attempts = item.attempts + 1
         retry_in = None if attempts >= self.max_attempts else min(
             self.backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+        if retry_in is None:
+            self._tell(item.alert_id, f"dead letter at {target.label} after {attempts} attempts ({error})")
         self.outbox.failed(item, error, retry_in)
         log.warning("webhook delivery failed" if retry_in is not None else "webhook delivery dead-lettered",
                     extra={"fields": {**fields, "error": error, "retry_in_seconds": retry_in}})
-        if retry_in is None:
-            self._tell(item.alert_id, f"dead letter at {target.label} after {attempts} attempts ({error})")
 
     def _tell(self, alert_id: str, outcome: str) -> None:
         if self.on_outcome is None:

@@ -238,3 +238,20 @@ def test_the_signature_covers_timestamp_and_body() -> None:
     moved = header.replace("t=1700000000", "t=1700000001")  # a replay with a fresh time
     assert not verify_signature(SECRET.encode(), moved, body, now=1_700_000_010)
     assert not verify_signature(SECRET.encode(), "garbage", body)
+
+
+def test_a_receiver_that_hangs_holds_up_no_other(built: Any) -> None:
+    """Attack (or accident): one receiver accepts connections and never answers; alerts
+    still reach the others within 2 s, and the hung one is retried after its timeout."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    try:
+        with webhook_receiver() as receiver:
+            components = built(f"http://127.0.0.1:{hung.getsockname()[1]}/hook", receiver.url)
+            with Running(components):
+                ids = {raise_alert(components, str(n)) for n in range(1, 4)}
+                took = wait_for(lambda: len(receiver.taken()) == 3, 2.0)
+            assert took < 2.0 and {d.delivery_id for d in receiver.taken()} == ids
+    finally:
+        hung.close()
