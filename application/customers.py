@@ -30,6 +30,7 @@ from application.errors import (
 )
 from application.idempotency import KEEP_FOR, IdempotentWrites, fingerprint, pending_write
 from application.ports import (
+    AlertRecords,
     CustomerReadModel,
     IdempotencyStore,
     IdempotentOutcome,
@@ -41,6 +42,7 @@ from application.ports import (
 )
 from application.restore import as_utc
 from application.retention import DestroyAllKeys
+from domain.alerts import Alert
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from domain.staff import StaffMember
@@ -113,6 +115,7 @@ class Strongroom(Application[UUID]):
         projection: Projection,
         retention: RetentionPolicy | None = None,
         idempotency: IdempotencyStore | None = None,
+        alert_records: AlertRecords | None = None,
     ) -> None:
         # Set before super().__init__, which builds the mapper and the stores.
         self._mapper_factory = mapper_factory
@@ -122,6 +125,10 @@ class Strongroom(Application[UUID]):
         self.retention = retention or DestroyAllKeys()
         # Retried writes answer from their first outcome (R7.6); None: not offered.
         self.writes = IdempotentWrites(idempotency) if idempotency is not None else None
+        # The alerts table (R3.6), written with every alert's events; and who hears
+        # at once that alerts were stored (the webhook dispatcher's `wake`).
+        self.alert_records = alert_records
+        self.alert_listeners: list[Callable[[], None]] = []
         super().__init__(env)
         self.access_log = AccessLog(self)
 
@@ -129,6 +136,22 @@ class Strongroom(Application[UUID]):
         return self._mapper_factory(self.construct_transcoder())
 
     # -- the unit of work ----------------------------------------------------------------
+
+    def _record(self, processing_event: Any) -> Any:
+        """Every path that stores events comes here (`save`, `_save`, a process
+        application's policy): an alert's row in the alerts table joins the
+        transaction that stores its events, in both projection modes (R3.6), and
+        the listeners hear of it once it is committed."""
+        alerts = [a for a in processing_event.aggregates.values() if isinstance(a, Alert)]
+        if not alerts or self.alert_records is None:
+            return super()._record(processing_event)
+        hook = self.alert_records.in_transaction([(a.to_record(), a.version) for a in alerts])
+        kwargs = processing_event.saved_kwargs
+        kwargs["in_transaction"] = chain_hooks(kwargs.get("in_transaction"), hook)
+        recordings = super()._record(processing_event)
+        for listener in list(self.alert_listeners):
+            listener()
+        return recordings
 
     def _save(self, *aggregates: Any, in_transaction: InTransactionHook | None = None) -> int:
         """Save aggregates and their projection atomically; return the last position.

@@ -185,7 +185,7 @@ DATA_CHANGING = frozenset({
 DATA_READING = frozenset({Permission.CUSTOMERS_READ, Permission.INTERACTIONS_READ, Permission.CUSTOMERS_EXPORT})
 # Who watches staff (the audit trail, alerts): an account manager who watched too
 # could grant, then silence what the grant sets off.
-MONITORING = frozenset({Permission.AUDIT_READ, Permission.ALERTS_READ})
+MONITORING = frozenset({Permission.AUDIT_READ, Permission.ALERTS_READ, Permission.ALERTS_ACKNOWLEDGE})
 
 DUTY_CONFLICTS: tuple[DutyConflict, ...] = (
     # R2.9: the auditor checks everyone's changes, so makes (or approves) none.

@@ -38,6 +38,8 @@ class Permission(StrEnum):
     CUSTOMERS_SEARCH_RESTRICTED = "customers:search_restricted"
     # R2.3 / issue 10 item 8: end a lockout early, with a reason (security officer).
     STAFF_UNLOCK = "staff:unlock"
+    # R3.6 / issue 12: close an alert with a note (security officer; others only read).
+    ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
 
 
 P = Permission
@@ -62,7 +64,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     "security_officer": frozenset({
         P.STAFF_READ, P.SESSIONS_MANAGE, P.ALERTS_READ, P.AUDIT_READ, P.REPORTS_READ,
-        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK,
+        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK, P.ALERTS_ACKNOWLEDGE,
     }),
     "auditor": frozenset({P.CUSTOMERS_READ, P.INTERACTIONS_READ, P.AUDIT_READ, P.REPORTS_READ}),
     "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE}),

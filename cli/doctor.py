@@ -13,6 +13,7 @@ from cli.context import EXIT_CHECK_FAILED, SETUP_ERRORS, load_settings
 from infrastructure.composition import Settings, build
 from infrastructure.software_inventory import installed, pin_mismatches, read_constraints
 from infrastructure.sql import is_postgres
+from infrastructure.webhooks import WebhookRefused, check_url, read_secret
 
 # The pins the product was released with (R7.5), beside the source tree in a checkout.
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
@@ -49,6 +50,7 @@ def _check_instance(settings: Settings) -> list[tuple[str, bool, str]]:
     if production and is_postgres(settings.database_url):
         verified = "sslmode=verify-full" in settings.database_url
         checks.append(("PostgreSQL connection verifies the server (sslmode=verify-full)", verified, "R1.6"))
+    checks.extend(_check_webhooks(settings, production))
     try:
         built = build(settings, create_schema=False)
         try:
@@ -73,6 +75,26 @@ def _check_pins(constraints: Path) -> tuple[bool, str]:
         return True, f"{constraints}"
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
     return False, shown
+
+
+def _check_webhooks(settings: Settings, production: bool) -> list[tuple[str, bool, str]]:
+    """Issue 12 (R3.6): webhooks over https (plain http only to loopback, never in
+    production; the settings refuse it too) and a usable signing secret. Details name
+    receivers by scheme and host only, and never show the secret."""
+    if not settings.webhook_urls:
+        return []
+    labels = ", ".join(check_url(url).label for url in settings.webhook_urls)
+    plain = [url for url in settings.webhook_urls if not url.startswith("https://")]
+    checks = [("webhooks use https" + ("" if production else " (plain http to loopback allowed outside production)"),
+               not plain or not production, labels)]
+    try:
+        read_secret(settings.webhook_secret_file)
+    except WebhookRefused as exc:
+        checks.append(("webhook signing secret usable", False, str(exc)))
+    else:
+        source = "STRONGROOM_WEBHOOK_SECRET" if settings.webhook_secret_file is None else str(settings.webhook_secret_file)
+        checks.append(("webhook signing secret usable", True, f"from {source}"))
+    return checks
 
 
 @click.command("doctor")

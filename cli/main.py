@@ -12,6 +12,7 @@ import click
 
 from application.errors import ApplicationError
 from cli import (
+    alerts,
     audit,
     backup,
     bench,
@@ -54,6 +55,7 @@ main.add_command(backup.restore_command)
 main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
+main.add_command(alerts.alerts_group)  # issue 12 (R3.6)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -6,11 +6,13 @@ import logging
 import signal
 import sys
 from datetime import datetime
+from collections.abc import Callable
 from typing import NoReturn
 
 import click
 
 from cli.context import EXIT_USAGE, ISO_TIME, components, fail
+from infrastructure.composition import ConfigurationError, webhook_dispatcher
 from infrastructure.logs import WORKER_LOGGER, configure_process_logging
 
 log = logging.getLogger(WORKER_LOGGER)
@@ -48,17 +50,40 @@ def _refuse(message: str) -> NoReturn:
 
 
 @click.command("worker")
+@click.option("--webhooks", is_flag=True,
+              help="Deliver alerts to the configured webhooks instead of projecting (issue 12).")
 @click.pass_context
-def worker_command(ctx: click.Context) -> None:
+def worker_command(ctx: click.Context, webhooks: bool) -> None:
     """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker)."""
     # Every line the worker writes is JSON, like the server's (R7.3).
     configure_process_logging()
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    if webhooks:
+        run_webhooks(ctx, lambda: stopping["now"])
+        return
     with components(ctx, refuse=_refuse) as built:
         log.info("worker following the log",
                     extra={"fields": {"position": built.operations.read_model_position()}})
         try:
             built.operations.follow_log(stop=lambda: stopping["now"])
+        except KeyboardInterrupt:
+            pass
+
+
+def run_webhooks(ctx: click.Context, stop: Callable[[], bool]) -> None:
+    """`strongroom worker --webhooks`: deliver alerts until stopped (R3.6). Any number may
+    run on one PostgreSQL (rows are leased, infrastructure/webhooks.py); on SQLite,
+    `strongroom serve` starts exactly one."""
+    with components(ctx, refuse=_refuse) as built:
+        try:
+            dispatcher = webhook_dispatcher(built)
+        except ConfigurationError as exc:
+            _refuse(str(exc))
+        if dispatcher is None:
+            _refuse("no webhook is configured (webhook_urls): nothing to deliver")
+        log.info("webhook dispatcher delivering alerts", extra={"fields": {"dispatcher": repr(dispatcher)}})
+        try:
+            dispatcher.run_forever(stop)
         except KeyboardInterrupt:
             pass

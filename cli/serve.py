@@ -13,6 +13,7 @@ import os
 import shutil
 import ssl
 import stat
+import subprocess  # nosec B404 - starts our own webhook dispatcher
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,9 @@ from cli.context import EXIT_USAGE, instance_of, require_store
 from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
 from infrastructure.logs import SERVE_LOGGER, configure_process_logging
+from infrastructure.sql import is_postgres
 from infrastructure.tls import restrict_groups
+from infrastructure.webhooks import WebhookRefused, read_secret
 
 # Everything `serve` writes is a JSON log line on stderr (R7.3), its own start-up
 # lines and refusals included: a log collector reading the stream never meets a
@@ -133,6 +136,35 @@ def _check_tls_files(settings: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
+def _start_webhook_dispatcher(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """On SQLite, the one webhook dispatcher (issue 12, R3.6): `strongroom worker
+    --webhooks` as a child of the master, so exactly one process delivers however many
+    API workers serve. On PostgreSQL run `strongroom worker --webhooks` apart (as many
+    as wanted: deliveries are leased). A missing secret stops serve here, not later."""
+    if not settings.webhook_urls or is_postgres(settings.database_url):
+        return None
+    try:
+        read_secret(settings.webhook_secret_file)
+    except WebhookRefused as exc:
+        refuse(str(exc))
+    script = Path(sys.executable).with_name("strongroom")
+    entry = [str(script)] if script.exists() else [sys.executable, "-c", "from cli.main import run; run()"]
+    command = [*entry, "--instance", str(settings.instance), "worker", "--webhooks"]
+    child = subprocess.Popen(command)  # nosec B603 - our own entry point, no shell, no outside input
+    log.info("webhook dispatcher started", extra={"fields": {"pid": child.pid}})
+    return child
+
+
+def _stop(child: subprocess.Popen[bytes] | None) -> None:
+    if child is None:
+        return
+    child.terminate()
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
@@ -201,6 +233,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         "control_socket_disable": True,
         "child_exit": _mark_worker_dead,
     }
+    webhooks = _start_webhook_dispatcher(settings)
     log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
              extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})
     try:
@@ -210,3 +243,4 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         # master may remove the metrics folder the workers share.
         if os.getpid() == master_pid:
             _remove_metrics_dir(own_metrics_dir)
+            _stop(webhooks)

@@ -24,6 +24,8 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
 from application.activation import Activation
+from application.alerts import AlertDesk
+from application.context import RequestContext, acting_as
 from application.audit_trail import AuditTrail
 from application.customer_service import CustomerService
 from application.customers import Strongroom
@@ -57,6 +59,8 @@ from infrastructure.passwords import (
     recovery_code_matches,
 )
 from infrastructure.rate_limits import DatabaseRateLimiter
+from infrastructure.alerts_table import AlertTable
+from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox, WebhookRefused, check_url, read_secret
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
@@ -145,11 +149,22 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 12: alerts sent to webhooks (R3.6, infrastructure/webhooks.py). https URLs
+    # (plain http to loopback only, never in production); the signing secret is no
+    # setting: STRONGROOM_WEBHOOK_SECRET, or the owner-readable file `webhook_secret_file`.
+    # `webhook_every_alert` false: only alerts whose rule asks for the "webhook" response.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret_file: Path | None = None
+    webhook_every_alert: bool = True
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 1.0
+    webhook_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
         object.__setattr__(self, "instance", instance)
-        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file", "pkcs11_pin_file"):
+        for name in ("tls_cert", "tls_key", "checkpoint_dir", "smtp_ca_file", "pkcs11_pin_file",
+                     "webhook_secret_file"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -247,6 +262,13 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 12: webhooks (R3.6).
+            webhook_urls=_webhook_urls(merged, production=str(merged.get("environment")) == "production"),
+            webhook_secret_file=_path(merged, "webhook_secret_file", None),
+            webhook_every_alert=_flag(merged, "webhook_every_alert", cls.webhook_every_alert),
+            webhook_max_attempts=_number(merged, "webhook_max_attempts", int, cls.webhook_max_attempts),
+            webhook_backoff_seconds=_number(merged, "webhook_backoff_seconds", float, cls.webhook_backoff_seconds),
+            webhook_timeout_seconds=_number(merged, "webhook_timeout_seconds", float, cls.webhook_timeout_seconds),
         )
 
 
@@ -312,6 +334,27 @@ def _path(merged: Mapping[str, Any], name: str, default: Path | None) -> Path | 
     return Path(value)
 
 
+def _webhook_urls(merged: Mapping[str, Any], *, production: bool) -> tuple[str, ...]:
+    """A JSON list, or (from the environment) URLs separated by commas; each checked
+    (infrastructure/webhooks.py `check_url`). The message never echoes a URL: one may
+    carry a token in its path."""
+    value = merged.get("webhook_urls") or []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else [u.strip() for u in value.split(",")]
+        except ValueError:
+            raise ConfigurationError(f"{_where('webhook_urls')} must be a list of URLs") from None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(u, str) for u in value):
+        raise ConfigurationError(f"{_where('webhook_urls')} must be a list of URLs")
+    urls = tuple(u for u in value if u)
+    for number, url in enumerate(urls, 1):
+        try:
+            check_url(url, production=production)
+        except WebhookRefused as exc:
+            raise ConfigurationError(f"{_where('webhook_urls')}: URL {number}: {exc}") from None
+    return urls
+
+
 def _flag(merged: Mapping[str, Any], name: str, default: bool) -> bool:
     value = merged.get(name, default)
     if isinstance(value, bool):
@@ -369,6 +412,10 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
+    alerts: AlertDesk | None = None
+    alert_table: AlertTable | None = None
+    webhooks: WebhookOutbox | None = None
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -419,7 +466,16 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
             create_tables(cur, events_db.dialect)
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
-    projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")
+    alert_table = AlertTable(events_db, keyring)  # issue 12: the alerts read model (R3.6)
+    webhooks = WebhookOutbox(events_db, [check_url(u) for u in settings.webhook_urls],
+                             every_alert=settings.webhook_every_alert)
+    if create_schema:
+        alert_table.create_tables()
+        webhooks.create_tables()
+    if webhooks.targets:
+        alert_table.on_new.append(webhooks.enqueue)  # queued in the alert's own transaction
+    projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline",
+                                    alerts=alert_table)
     idempotency = IdempotencyTable(events_db, keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
     if create_schema:
         idempotency.create_tables()
@@ -432,6 +488,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         read_model=directory,
         projection=projection,
         idempotency=idempotency,
+        alert_records=alert_table,
     )
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
 
@@ -474,7 +531,40 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
+        alerts=AlertDesk(app, alert_table, policy, deliveries=webhooks), alert_table=alert_table,
+        webhooks=webhooks,
     )
+
+
+# Who the webhook dispatcher's records name (the events of delivery outcomes).
+WEBHOOK_ACTOR = "worker:webhooks"
+
+
+def webhook_dispatcher(built: Components) -> WebhookDispatcher | None:
+    """The dispatcher for this instance's webhooks (issue 12), None when none are
+    configured; a missing or weak secret is a ConfigurationError. Saved alerts wake
+    it at once when they are saved in this process."""
+    settings = built.settings
+    if built.webhooks is None or built.alert_table is None or not built.webhooks.targets:
+        return None
+    try:
+        secret = read_secret(settings.webhook_secret_file)
+    except WebhookRefused as exc:
+        raise ConfigurationError(str(exc)) from None
+    desk = built.alerts
+
+    def record_outcome(alert_id: str, outcome: str) -> None:
+        if desk is not None:
+            with acting_as(RequestContext(actor_id=WEBHOOK_ACTOR, via="worker")):
+                desk.record_webhook_outcome(alert_id, outcome)
+
+    dispatcher = WebhookDispatcher(
+        built.webhooks, built.alert_table, secret, max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds, timeout_seconds=settings.webhook_timeout_seconds,
+        on_outcome=record_outcome,
+    )
+    built.app.alert_listeners.append(dispatcher.wake)
+    return dispatcher
 
 
 def throttle_limits(settings: Settings) -> ThrottleLimits:

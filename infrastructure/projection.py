@@ -21,8 +21,10 @@ from typing import Any
 
 from application.errors import SubjectErased
 from application.ports import InTransactionHook
+from domain.alerts import Alert
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
+from infrastructure.alerts_table import AlertTable
 from infrastructure.faults import is_store_unavailable, remaining
 from infrastructure.logs import WORKER_LOGGER
 from infrastructure.readmodel import CustomerDirectory, CustomerRow, InteractionRow
@@ -63,6 +65,7 @@ class _Batch:
         self.records: dict[str, CustomerRow] = {}
         self.interactions: list[InteractionRow] = []
         self.purges: list[str] = []
+        self.alerts: dict[str, tuple[dict[str, Any], int, int]] = {}  # id -> (record, version, position), R3.6
 
     def customer(self, customer: Customer, new_events: Sequence[Any]) -> None:
         cid = str(customer.id)
@@ -76,8 +79,12 @@ class _Batch:
         self.purges.append(customer_id)
 
     def write(
-        self, directory: CustomerDirectory, cur: Any, position: int, fresh: frozenset[str] = frozenset()
+        self, directory: CustomerDirectory, cur: Any, position: int, fresh: frozenset[str] = frozenset(),
+        alerts: AlertTable | None = None, *, announce: bool = True,
     ) -> None:
+        if alerts is not None:
+            for record, version, at in self.alerts.values():
+                alerts.upsert(cur, record, version, at, announce=announce)
         directory.upsert(cur, list(self.records.values()), position, fresh=fresh)
         directory.add_interactions(cur, self.interactions, position)
         for customer_id in self.purges:
@@ -88,10 +95,14 @@ class _Batch:
 class CustomerProjection:
     """Implements the application's Projection port for the customer directory."""
 
-    def __init__(self, directory: CustomerDirectory, database: Database, *, inline: bool = True) -> None:
+    def __init__(self, directory: CustomerDirectory, database: Database, *, inline: bool = True,
+                 alerts: AlertTable | None = None) -> None:
         self.directory = directory
         self.db = database
         self.is_inline = inline
+        # The alerts table is written with each alert's events (Strongroom._record);
+        # following and rebuilding the log fill it as well, so it can be made again.
+        self.alerts = alerts
 
     # -- inline -----------------------------------------------------------------------------
 
@@ -174,7 +185,8 @@ class CustomerProjection:
             last = notifications[-1].id
             fresh = frozenset(batch.records) - written if empty else frozenset()
             with self.db.transaction() as cur:
-                batch.write(self.directory, cur, last, fresh)
+                # A rebuild (or restore) announces no alert: its webhooks went out once.
+                batch.write(self.directory, cur, last, fresh, self.alerts, announce=not empty)
             written.update(batch.records)
             done += len(notifications)
             if progress is not None:
@@ -186,6 +198,11 @@ class CustomerProjection:
         oid = str(notification.originator_id)
         try:
             event = app.mapper.to_domain_event(notification)
+            if isinstance(event, Alert.Event):
+                if self.alerts is not None:
+                    alert = app.repository.get(event.originator_id, version=event.originator_version)
+                    batch.alerts[oid] = (alert.to_record(), alert.version, notification.id)
+                return
             if isinstance(event, Customer.Event):
                 customer = cache.get(oid)
                 if customer is None or customer.version != event.originator_version - 1:
@@ -211,6 +228,8 @@ class CustomerProjection:
         """Empty the read model and project the log again, up to `upto` if given."""
         with self.db.transaction() as cur:
             self.directory.clear(cur)
+            if self.alerts is not None:
+                self.alerts.clear(cur)
         return self.catch_up(app, upto=upto, progress=progress, empty=True)
 
     def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:

@@ -45,6 +45,7 @@ from application.identity import (
     StepUpFailed,
 )
 from application.activation import ActivationUnavailable
+from application.alerts import AlertAlreadyAcknowledged, AlertNotFound
 from application.staff_admin import (
     AlreadyActivated,
     ApprovalAlreadyDecided,
@@ -117,6 +118,9 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     RateLimited: (429, "rate_limited", "too many requests; try again later"),
     PasswordCheckBusy: (503, "busy", None),
     AccountNotLocked: (409, "not_locked", None),
+    # Alerts (R3.6): a second acknowledgement keeps the first note.
+    AlertNotFound: (404, "not_found", None),
+    AlertAlreadyAcknowledged: (409, "already_acknowledged", None),
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some

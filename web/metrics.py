@@ -25,6 +25,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -44,6 +45,7 @@ class RequestMetrics:
     """Request counts and latency for one app, in a registry of its own."""
 
     def __init__(self, components: Any, timeout: float) -> None:
+        self.alerts = AlertCounts(components)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "strongroom_http_requests", "HTTP requests answered.",
@@ -72,6 +74,7 @@ class RequestMetrics:
         else:
             registry = CollectorRegistry()
             registry.register(_Forward(self.registry))
+        registry.register(self.alerts)
         return registry
 
 
@@ -83,6 +86,57 @@ class _Forward(Collector):
 
     def collect(self) -> Iterator[Any]:
         return iter(self.source.collect())
+
+
+# Alerts (issue 12, R3.6): counted from the alerts table when scraped, not per process,
+# so every API process answers the same figures.
+ALERT_SERIES_MAX = 200  # label sets beyond this are summed under rule_id="<other>"
+ALERT_COUNTS_TTL = 15.0  # seconds a count is reused: bounds the queries a scraper can cause
+
+
+class AlertCounts(Collector):
+    """`strongroom_alerts{rule_id,severity,status}` and `strongroom_webhook_deliveries{status}`.
+
+    Labels are rule ids (names a rule gives itself), the severity and status
+    vocabularies and delivery states: never a person, an address or a customer. The
+    figures are reused for `ALERT_COUNTS_TTL` seconds, so /metrics (which needs no
+    session) cannot be used to hammer the database, and a prober watching it learns
+    of an alert only some seconds later (docs/threat-model.md: scrape /metrics from
+    the monitoring network). A store that does not answer leaves the series out."""
+
+    def __init__(self, components: Any) -> None:
+        self.table = getattr(components, "alert_table", None)
+        self.webhooks = getattr(components, "webhooks", None)
+        self._cached: tuple[float, list[tuple[str, str, str, int]], dict[str, int]] | None = None
+
+    def _counts(self) -> tuple[list[tuple[str, str, str, int]], dict[str, int]]:
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < ALERT_COUNTS_TTL:
+            return self._cached[1], self._cached[2]
+        alerts = self.table.counts() if self.table is not None else []
+        deliveries = self.webhooks.counts() if self.webhooks is not None else {}
+        self._cached = (now, alerts, deliveries)
+        return alerts, deliveries
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            alerts, deliveries = self._counts()
+        except Exception:
+            return  # the database is away: /readyz says so; /metrics still answers
+        family = GaugeMetricFamily("strongroom_alerts", "Alerts in the alerts table, by rule, severity and status.",
+                                   labels=["rule_id", "severity", "status"])
+        shown: dict[tuple[str, str, str], int] = {}
+        for rule_id, severity, status, count in alerts:
+            key = (rule_id, severity, status) if len(shown) < ALERT_SERIES_MAX else ("<other>", severity, status)
+            shown[key] = shown.get(key, 0) + count
+        for labels, count in shown.items():
+            family.add_metric(list(labels), count)
+        yield family
+        webhook = GaugeMetricFamily("strongroom_webhook_deliveries", "Webhook deliveries of alerts, by state.",
+                                    labels=["status"])
+        for status in ("pending", "delivered", "dead"):
+            webhook.add_metric([status], deliveries.get(status, 0))
+        yield webhook
 
 
 def endpoint_label() -> str:

@@ -12,6 +12,7 @@
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
 * `activation`: activation codes of new accounts and the channel that delivers them.
+* `alerts`: the alerts read model (R3.6).
 
 `infrastructure/` implements them and `infrastructure/composition.py` wires the
 implementations in; tests may pass simple fakes for logic-only tests, never as the
@@ -27,6 +28,7 @@ from application.ports.activation import (
     ActivationRecord,
     ActivationStore,
 )
+from application.ports.alerts import AlertDeliveries, AlertQuery, AlertRecords
 from application.ports.audit import AccessRecorder, AuditedApplication, ChainReport, ChainVerification
 from application.ports.customers import (
     CustomerReadModel,
@@ -71,6 +73,7 @@ __all__ = [
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
     "IdempotentOutcome",
+    "AlertDeliveries", "AlertQuery", "AlertRecords",
     "InTransactionHook", "KeyInventory", "Limit", "RateLimiter", "LogPositions", "LoginChallenge", "LoginThrottle",
     "NoLongerPending",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",

@@ -27,6 +27,9 @@ _VALID_BUT_REFUSED = {
     "POST /api/v1/customers/{customer_id}/interactions": ["422"],
     # `since` after `until`, or a cursor this API never gave.
     "GET /api/v1/audit/events": ["422"],
+    # The same for alerts (R3.6); a note of blanks only is refused by the domain.
+    "GET /api/v1/alerts": ["422"],
+    "POST /api/v1/alerts/{alert_id}/ack": ["422"],
     # The current password, and the password rules (not a common password, not the username).
     "POST /api/v1/auth/password": ["422"],
     # Neither a role to grant nor one to revoke (both lists may be absent or empty, not both).
