@@ -21,6 +21,7 @@ from cli import (
     doctor,
     init,
     keys,
+    monitor,
     projections,
     serve,
     staff,
@@ -54,6 +55,7 @@ main.add_command(backup.restore_command)
 main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
+main.add_command(monitor.monitor_group)
 
 
 def run() -> None:  # pragma: no cover - console entry

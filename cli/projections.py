@@ -48,13 +48,21 @@ def _refuse(message: str) -> NoReturn:
 
 
 @click.command("worker")
+@click.option("--monitor", "monitor", is_flag=True,
+              help="Run the monitor (R3.6) instead: follow the log, raise alerts, apply responses.")
 @click.pass_context
-def worker_command(ctx: click.Context) -> None:
-    """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker)."""
+def worker_command(ctx: click.Context, monitor: bool) -> None:
+    """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker);
+    with --monitor, the monitor (PostgreSQL; on SQLite it runs inside `serve`)."""
     # Every line the worker writes is JSON, like the server's (R7.3).
     configure_process_logging()
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    if monitor:
+        from cli.monitor import run_monitor
+
+        run_monitor(ctx, stop=lambda: stopping["now"], refuse=_refuse)
+        return
     with components(ctx, refuse=_refuse) as built:
         log.info("worker following the log",
                     extra={"fields": {"position": built.operations.read_model_position()}})

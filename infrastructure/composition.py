@@ -29,6 +29,7 @@ from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
 from application.lockout import LockoutAdministration
+from application.monitoring import BusinessHours, Rule, RuleError, rules_from
 from application.ports import Limit
 from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
@@ -145,6 +146,13 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 12, monitoring (R3.6): rule overrides as JSON (rule id -> threshold,
+    # window_seconds, severity, responses, enabled; application/monitoring.py), and
+    # the business hours outside which access raises `off_hours`.
+    monitor_rules: str = ""
+    monitor_business_hours: str = "07:00-19:00"
+    monitor_business_days: str = "mon,tue,wed,thu,fri"
+    monitor_time_zone: str = "UTC"
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -247,7 +255,37 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 12, monitoring (R3.6).
+            **_monitor_settings(merged),
         )
+
+
+def _monitor_settings(merged: Mapping[str, Any]) -> dict[str, str]:
+    """Issue 12: the monitor's settings, checked now so a bad rule stops start-up."""
+    rules = merged.get("monitor_rules") or ""
+    chosen = {
+        "monitor_rules": rules if isinstance(rules, str) else json.dumps(rules),
+        "monitor_business_hours": _text(merged, "monitor_business_hours", Settings.monitor_business_hours),
+        "monitor_business_days": _text(merged, "monitor_business_days", Settings.monitor_business_days),
+        "monitor_time_zone": _text(merged, "monitor_time_zone", Settings.monitor_time_zone),
+    }
+    try:
+        rules_from(chosen["monitor_rules"])
+        BusinessHours.parse(chosen["monitor_business_hours"], chosen["monitor_business_days"],
+                            chosen["monitor_time_zone"])
+    except RuleError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return chosen
+
+
+def monitor_rules(settings: Settings) -> tuple[Rule, ...]:
+    """The active rules (defaults with `monitor_rules` applied)."""
+    return rules_from(settings.monitor_rules)
+
+
+def monitor_hours(settings: Settings) -> BusinessHours:
+    return BusinessHours.parse(settings.monitor_business_hours, settings.monitor_business_days,
+                               settings.monitor_time_zone)
 
 
 def _read_config(config_file: Path, names: set[str]) -> dict[str, Any]:
