@@ -313,6 +313,15 @@ class RuleEngine:
         return [Finding(rule, key, f"no complete backup for {hours} h (limit {rule.window_seconds / 3600:g} h)",
                         details={"since": since.isoformat()})]
 
+    def unreadable(self, position: int, at: datetime) -> list[Finding]:
+        """A row of the log failed authentication as the monitor read it: someone
+        changed the stored bytes (R3.3). Raised at once, like a failed verification."""
+        rule = self.rules.get("chain_verification_failed")
+        if rule is None:
+            return []
+        return [Finding(rule, f"row:{position}", "a log row failed authentication when the monitor read it",
+                        positions=(position,), details={"position": str(position)})]
+
     # -- the rules ---------------------------------------------------------------------------
 
     def _burst(self, rule_id: str, group: str, obs: Observation, item: str, *, distinct: bool = False,

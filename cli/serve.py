@@ -24,6 +24,7 @@ from cli.context import EXIT_USAGE, instance_of, require_store
 from cli.metrics_folders import make_metrics_folder, remove_stale_metrics_folders
 from infrastructure.composition import ConfigurationError, Settings
 from infrastructure.logs import SERVE_LOGGER, configure_process_logging
+from infrastructure.sql import is_postgres
 from infrastructure.tls import restrict_groups
 
 # Everything `serve` writes is a JSON log line on stderr (R7.3), its own start-up
@@ -72,6 +73,16 @@ def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _start_monitor(worker: Any) -> None:
+    """On SQLite (whose recorder cannot notify a separate process), the monitor runs
+    as a thread of the server (issue 12, R3.6): every worker offers to run it, and a
+    file lock lets exactly one of them do so at a time (infrastructure/monitor.py)."""
+    from infrastructure.monitor import InProcessMonitor
+
+    built = worker.wsgi.extensions["strongroom"]
+    InProcessMonitor(built, built.settings.instance / "monitor.lock").start()
 
 
 class StrongroomServer:
@@ -201,6 +212,8 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         "control_socket_disable": True,
         "child_exit": _mark_worker_dead,
     }
+    if not is_postgres(settings.database_url):
+        options["post_worker_init"] = _start_monitor  # on PostgreSQL: `strongroom worker --monitor`
     log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
              extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})
     try:

@@ -56,6 +56,7 @@ from domain.alerts import Alert, alert_id
 from domain.audit import AccessRecord
 from domain.operations import RECOVERY_LOG_ID, RecoveryLog
 from domain.staff import StaffMember
+from infrastructure.crypto.envelope import TamperedEvent
 from infrastructure.faults import is_store_unavailable
 from infrastructure.logs import WORKER_LOGGER
 from infrastructure.sql import Cursor, Database, adapt_cursor
@@ -191,7 +192,11 @@ class LogMonitor:
         topic = notification.topic
         if not topic.startswith(_WATCHED):
             return []
-        entry = self.trail.entry(notification, with_values=topic in _WITH_VALUES)
+        try:
+            entry = self.trail.entry(notification, with_values=topic in _WITH_VALUES)
+        except TamperedEvent:
+            # A changed row must not stop the monitor; it is itself the alert.
+            return self.engine.unreadable(notification.id, notification.recorded_at) if raising else []
         return self.engine.observe(observation_of(entry), raising=raising)
 
     # -- one step --------------------------------------------------------------------------------
