@@ -160,6 +160,13 @@ def rules_from(overrides: str | Mapping[str, Any] | None) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def alerts_only() -> str:
+    """A `monitor_rules` value under which every rule only records its alert: for load
+    generators and fuzzers whose synthetic traffic looks like misuse by design (the
+    benchmarks, a schemathesis run), which must not have their sessions ended."""
+    return json.dumps({rule.id: {"responses": ["alert"]} for rule in DEFAULT_RULES}, sort_keys=True)
+
+
 def _changed(rule: Rule, change: Mapping[str, Any]) -> Rule:
     where = f"monitor_rules.{rule.id}"
     threshold = change.get("threshold", rule.threshold)

@@ -57,6 +57,7 @@ from infrastructure.passwords import (
     new_recovery_codes,
     recovery_code_matches,
 )
+from infrastructure.monitor import create_monitor_tables
 from infrastructure.rate_limits import DatabaseRateLimiter
 from infrastructure.projection import CustomerProjection
 from infrastructure.readmodel import CustomerDirectory, create_tables
@@ -455,6 +456,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     if create_schema:
         with events_db.transaction() as cur:
             create_tables(cur, events_db.dialect)
+            create_monitor_tables(cur, events_db.dialect)  # issue 12: the monitor's position
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline")

@@ -386,8 +386,6 @@ def build_monitor(built: Any, *, on_alert: Callable[[list[str]], None] | None = 
 
     settings = built.settings
     store = MonitorStore(built.events_db, built.keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
-    if settings.create_schema:
-        store.create_tables()
     return LogMonitor(built.app, built.audit_trail, store, built.identity.sessions,
                       rules=monitor_rules(settings), hours=monitor_hours(settings),
                       clock=built.identity.now, on_alert=on_alert)
