@@ -274,7 +274,7 @@ class LogMonitor:
                 self.store.write(cur, last, learned)
         self.engine.new_addresses.clear()
         for alert in alerts:
-            log.warning("alert raised", extra={"fields": {
+            log.info("alert raised", extra={"fields": {
                 "alert_id": str(alert.id), "rule_id": alert.rule_id, "severity": alert.severity,
                 "applied": sorted(alert.applied)}})
         if alerts and self.on_alert is not None:
