@@ -397,8 +397,10 @@ class InProcessMonitor:
     monitor, the others try again every few seconds (so a worker that dies hands it
     on). One monitor per instance, however many workers."""
 
-    def __init__(self, built: Any, lock_path: Path, *, poll: float = 0.1, retry: float = 2.0) -> None:
+    def __init__(self, built: Any, lock_path: Path, *, poll: float = 0.1, retry: float = 2.0,
+                 on_alert: Callable[[list[str]], None] | None = None) -> None:
         self.built = built
+        self.on_alert = on_alert  # the webhook dispatcher's wake, when one is wired (built apart)
         self.lock_path = lock_path
         self.poll = poll
         self.retry = retry
@@ -425,7 +427,7 @@ class InProcessMonitor:
                 self.running = True
                 log.info("monitor running in this server process", extra={"fields": {"lock": str(self.lock_path)}})
                 try:
-                    build_monitor(self.built).run_forever(stop=self._stop.is_set, wait=self._stop.wait,
+                    build_monitor(self.built, on_alert=self.on_alert).run_forever(stop=self._stop.is_set, wait=self._stop.wait,
                                                           idle_wait=self.poll)
                 except Exception as exc:  # noqa: BLE001 - logged, lock handed on, tried again
                     log.error("the monitor stopped", extra={"fields": {"exc_type": type(exc).__name__}})
