@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from application.audit_trail import AuditTrail
@@ -235,8 +236,8 @@ class LogMonitor:
     def _overdue(self) -> list[Finding]:
         try:
             recovery: Any = self.app.repository.get(RECOVERY_LOG_ID)
-            backups = recovery.last_backups.values()
-        except Exception:  # noqa: BLE001 - no recovery log yet: never backed up
+            backups = list(recovery.last_backups.values())
+        except AggregateNotFoundError:  # no recovery log yet: never backed up
             backups = []
         last = max(((datetime.fromisoformat(b["at"]), int(b["position"])) for b in backups), default=None)
         first = self.app.recorder.select_timed_notifications(1, 1)
