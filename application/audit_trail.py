@@ -253,9 +253,22 @@ class AuditTrail:
         )
         return entries
 
+    def record_verification(self, *, intact: bool, problems: int) -> None:
+        """`strongroom audit verify` ran over the store: its outcome, recorded like the
+        API's verify, so the monitor sees a failed verification (R3.6) in the log."""
+        self.app.access_log.record(kind="audit_read", details={
+            "operation": "audit:verify", "intact": str(intact).lower(), "problems": str(problems)})
+
     def record_export(self, rows: int) -> None:
         """An evidence bundle of `rows` rows was written: a read of the trail, recorded."""
         self.app.access_log.record(kind="audit_read", details={"operation": "audit:export", "rows": str(rows)})
+
+    def entry(self, notification: TimedNotification, *, with_values: bool = False) -> AuditEntry:
+        """One log row as an entry of the trail: the one decoder of the acting context
+        (sealed under the system key) that the monitor shares (application/monitoring.py)."""
+        decoded = self._entry(notification, AuditFilter(), with_values)
+        assert decoded is not None  # nosec B101 - no filter, so nothing is filtered out
+        return decoded
 
     # -- scanning -------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,10 +30,10 @@ import pyotp
 
 from application.activation import Activation, ActivationUnavailable
 from application.context import RequestContext, current_context
+from application.customers import Strongroom, chain_hooks
 from application.errors import ApplicationError, ValidationFailed
 from application.identity import Identity
 from application.policy import AccessDenied, NotPermitted, Policy, reads_customer_data
-from application.customers import Strongroom, chain_hooks
 from application.ports import (
     ApprovalRecord,
     ApprovalStore,
@@ -183,9 +183,6 @@ class StaffAdministration:
     # Decides and records every refusal here, as it does for customer data (R2.10,
     # PCI DSS 10.2.1.2): an agent probing staff administration leaves a trace.
     policy: Policy
-    # Called with each new break-glass grant, after it is recorded: the monitoring
-    # worker (R3.6) hangs its high-severity alert here.
-    break_glass_hooks: list[Callable[[BreakGlassGrant], None]] = field(default_factory=list)
     # Activation out of band (R2.9); None: accounts cannot be made through the API.
     activation: Activation | None = None
     approval_ttl: timedelta = APPROVAL_TTL
@@ -496,7 +493,9 @@ class StaffAdministration:
 
     def start_break_glass(self, actor: Actor, *, portfolio: str, reason: str, minutes: int) -> dict[str, Any]:
         """Emergency access to a portfolio beyond one's scope (R2.8): at most 60 minutes,
-        a mandatory reason, recorded as an access record and listed for review."""
+        a mandatory reason, recorded as an access record and listed for review. The
+        monitor (application/monitoring.py) reads that record from the log and raises
+        the high-severity alert (`break_glass_opened`)."""
         self._require(actor, Permission.BREAK_GLASS, "break_glass:start")
         self.policy.require_step_up(actor, "break_glass:start")  # R2.11
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= BREAK_GLASS_MAX_MINUTES:
@@ -516,8 +515,6 @@ class StaffAdministration:
                 "grant_id": grant.grant_id, "portfolio": portfolio, "minutes": str(minutes),
                 "expires_at": grant.expires_at.isoformat(),
             }, in_transaction=self.break_glass.grant_writer(grant))
-        for hook in self.break_glass_hooks:
-            hook(grant)
         return self._grant_view(grant, now)
 
     def break_glass_grants(self, actor: Actor) -> list[dict[str, Any]]:

@@ -79,6 +79,11 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 figures = measure_recovery(scratch, progress, **bench.recovery_sizes)
                 bench.suites.setdefault("recovery", {})[kind] = dict(
                     zip(RECOVERY_FIGURE_NAMES, figures, strict=True))
+            if "monitor" in bench.chosen:
+                # Only here: it runs the monitor (issue 12) in a thread of this process.
+                from benchmarks.monitor_bench import run_monitor
+
+                bench.suites.setdefault("monitor", {})[kind] = run_monitor(scratch, bench.sizes, progress)
         if "api" in bench.chosen:
             # Only here: it starts the real server through the `strongroom` command.
             from benchmarks.api_bench import ApiBenchError, measure_api

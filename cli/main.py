@@ -22,6 +22,7 @@ from cli import (
     doctor,
     init,
     keys,
+    monitor,
     projections,
     serve,
     staff,
@@ -56,6 +57,7 @@ main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
 main.add_command(alerts.alerts_group)  # issue 12 (R3.6)
+main.add_command(monitor.monitor_group)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -52,15 +52,26 @@ def _refuse(message: str) -> NoReturn:
 @click.command("worker")
 @click.option("--webhooks", is_flag=True,
               help="Deliver alerts to the configured webhooks instead of projecting (issue 12).")
+@click.option("--monitor", "monitor", is_flag=True,
+              help="Run the monitor (R3.6) instead: follow the log, raise alerts, apply responses.")
 @click.pass_context
-def worker_command(ctx: click.Context, webhooks: bool) -> None:
-    """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker)."""
+def worker_command(ctx: click.Context, webhooks: bool, monitor: bool) -> None:
+    """Run projections apart from the API (PostgreSQL, STRONGROOM_PROJECTION=worker);
+    with --monitor, the monitor (PostgreSQL; on SQLite it runs inside `serve`);
+    with --webhooks, the webhook delivery."""
     # Every line the worker writes is JSON, like the server's (R7.3).
     configure_process_logging()
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    if webhooks and monitor:
+        _refuse("give --monitor or --webhooks, not both: --monitor delivers webhooks too")
     if webhooks:
         run_webhooks(ctx, lambda: stopping["now"])
+        return
+    if monitor:
+        from cli.monitor import run_monitor
+
+        run_monitor(ctx, stop=lambda: stopping["now"], refuse=_refuse)
         return
     with components(ctx, refuse=_refuse) as built:
         log.info("worker following the log",

@@ -77,6 +77,16 @@ def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def _start_monitor(worker: Any) -> None:
+    """On SQLite (whose recorder cannot notify a separate process), the monitor runs
+    as a thread of the server (issue 12, R3.6): every worker offers to run it, and a
+    file lock lets exactly one of them do so at a time (infrastructure/monitor.py)."""
+    from infrastructure.monitor import InProcessMonitor
+
+    built = worker.wsgi.extensions["strongroom"]
+    InProcessMonitor(built, built.settings.instance / "monitor.lock").start()
+
+
 class StrongroomServer:
     """A gunicorn application whose workers each call `create_app(config)` after the fork."""
 
@@ -234,6 +244,8 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         "child_exit": _mark_worker_dead,
     }
     webhooks = _start_webhook_dispatcher(settings)
+    if not is_postgres(settings.database_url):
+        options["post_worker_init"] = _start_monitor  # on PostgreSQL: `strongroom worker --monitor`
     log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
              extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})
     try:

@@ -31,6 +31,7 @@ from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
 from application.lockout import LockoutAdministration
+from application.monitoring import BusinessHours, Rule, RuleError, rules_from
 from application.ports import Limit
 from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
@@ -58,6 +59,7 @@ from infrastructure.passwords import (
     new_recovery_codes,
     recovery_code_matches,
 )
+from infrastructure.monitor import create_monitor_tables
 from infrastructure.rate_limits import DatabaseRateLimiter
 from infrastructure.alerts_table import AlertTable
 from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox, WebhookRefused, check_url, read_secret
@@ -159,6 +161,13 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: float = 1.0
     webhook_timeout_seconds: float = 5.0
+    # Issue 12, monitoring (R3.6): rule overrides as JSON (rule id -> threshold,
+    # window_seconds, severity, responses, enabled; application/monitoring.py), and
+    # the business hours outside which access raises `off_hours`.
+    monitor_rules: str = ""
+    monitor_business_hours: str = "07:00-19:00"
+    monitor_business_days: str = "mon,tue,wed,thu,fri"
+    monitor_time_zone: str = "UTC"
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -269,7 +278,37 @@ class Settings:
             webhook_max_attempts=_number(merged, "webhook_max_attempts", int, cls.webhook_max_attempts),
             webhook_backoff_seconds=_number(merged, "webhook_backoff_seconds", float, cls.webhook_backoff_seconds),
             webhook_timeout_seconds=_number(merged, "webhook_timeout_seconds", float, cls.webhook_timeout_seconds),
+            # Issue 12, monitoring (R3.6).
+            **_monitor_settings(merged),
         )
+
+
+def _monitor_settings(merged: Mapping[str, Any]) -> dict[str, str]:
+    """Issue 12: the monitor's settings, checked now so a bad rule stops start-up."""
+    rules = merged.get("monitor_rules") or ""
+    chosen = {
+        "monitor_rules": rules if isinstance(rules, str) else json.dumps(rules),
+        "monitor_business_hours": _text(merged, "monitor_business_hours", Settings.monitor_business_hours),
+        "monitor_business_days": _text(merged, "monitor_business_days", Settings.monitor_business_days),
+        "monitor_time_zone": _text(merged, "monitor_time_zone", Settings.monitor_time_zone),
+    }
+    try:
+        rules_from(chosen["monitor_rules"])
+        BusinessHours.parse(chosen["monitor_business_hours"], chosen["monitor_business_days"],
+                            chosen["monitor_time_zone"])
+    except RuleError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return chosen
+
+
+def monitor_rules(settings: Settings) -> tuple[Rule, ...]:
+    """The active rules (defaults with `monitor_rules` applied)."""
+    return rules_from(settings.monitor_rules)
+
+
+def monitor_hours(settings: Settings) -> BusinessHours:
+    return BusinessHours.parse(settings.monitor_business_hours, settings.monitor_business_days,
+                               settings.monitor_time_zone)
 
 
 def _read_config(config_file: Path, names: set[str]) -> dict[str, Any]:
@@ -464,6 +503,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     if create_schema:
         with events_db.transaction() as cur:
             create_tables(cur, events_db.dialect)
+            create_monitor_tables(cur, events_db.dialect)  # issue 12: the monitor's position
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
     directory = CustomerDirectory(events_db, keyring, blind_index)
     alert_table = AlertTable(events_db, keyring)  # issue 12: the alerts read model (R3.6)

@@ -39,6 +39,8 @@ COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 _BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
 _TIME = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"}
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
+# A lock set by the monitor lasts until a security officer ends it (ten years stand for that).
+MONITOR_LOCK = timedelta(days=3650)
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -311,6 +313,43 @@ class IdentityStore:
                                                       (staff_id,))
 
         return clear
+
+    # -- monitoring responses (R3.6; application/monitoring.py MonitorResponses) ------------------
+    # Each is an in-transaction hook, so the response commits with the alert that records it.
+
+    def lapsing_step_ups(self, staff_id: str) -> InTransactionHook:
+        dialect = self.db.dialect
+
+        def lapse(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute(
+                "UPDATE auth_sessions SET stepped_up_at = NULL WHERE staff_id = ? AND ended_at IS NULL",
+                (staff_id,))
+
+        return lapse
+
+    def ending_sessions(self, staff_id: str, at: datetime, reason: str) -> InTransactionHook:
+        dialect = self.db.dialect
+
+        def end(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute(
+                "UPDATE auth_sessions SET ended_at = ?, end_reason = ? WHERE staff_id = ? AND ended_at IS NULL",
+                (_ts(at), reason, staff_id))
+
+        return end
+
+    def locking(self, staff_id: str, at: datetime) -> InTransactionHook:
+        """Locked far into the future: only a security officer's unlock (which deletes
+        the row, application/lockout.py) ends it."""
+        dialect = self.db.dialect
+        until = _ts(at + MONITOR_LOCK)
+
+        def lock(raw_cursor: Any, _positions: Sequence[int]) -> None:
+            adapt_cursor(dialect, raw_cursor).execute(
+                "INSERT INTO auth_login_failures (staff_id, failures, locked_until, last_failure_at)"
+                " VALUES (?, 0, ?, ?) ON CONFLICT (staff_id) DO UPDATE SET locked_until = excluded.locked_until",
+                (staff_id, until, _ts(at)))
+
+        return lock
 
     # -- TOTP replay ------------------------------------------------------------------------------
 

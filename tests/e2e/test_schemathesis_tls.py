@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.server import call, clean_env, first_sign_in, initialise, serving, staff_add
+from tests.e2e.server import call, clean_env, first_sign_in, initialise, monitor_alerts_only, serving, staff_add
 from tests.web.schemathesis_config import config
 
 pytestmark = pytest.mark.slow
@@ -60,6 +60,7 @@ def as_toml(settings: dict[str, Any]) -> str:
 def test_schemathesis_finds_nothing_against_the_running_server(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     initialise(instance)
+    monitor_alerts_only(instance)  # fuzzing looks like an oracle attack: alerted, never cut off
     supervisor = staff_add(instance, "fuzz.supervisor", "supervisor", "retail")
     with serving(instance, tmp_path / "serve.log", workers=2) as server:
         token, _ = first_sign_in(server, supervisor, "amber-kettle orchards at dusk")

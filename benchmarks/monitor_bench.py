@@ -1,0 +1,259 @@
+"""Monitor figures for `strongroom bench --suite monitor` (issue 12), each beside its baseline.
+
+1. `event_to_alert_median`, `event_to_alert_p99`: from the commit of a break-glass
+   access record to the commit of its alert, while 8 clients read customers and write
+   access records through the real use cases (`CustomerService.read`), the monitor
+   running as it does in production for the store (PostgreSQL: `strongroom worker
+   --monitor`, a process of its own woken by LISTEN/NOTIFY; SQLite: a thread polling
+   every 0.1 s, as inside `serve`). The probe's alert is found by its id (derived from
+   the probe's log position), polled every 2 ms. The baseline is the goal itself (R3.6:
+   median 200 ms, p99 2 s), so a ratio of 1 or more meets it.
+2. `throughput_with_monitor`: the same 8 clients' reads per second with the monitor
+   running, against the same reads with no monitor, alternating (ABAB). Goal >= 0.9.
+3. `catch_up`: rows per second of a monitor reading a backlog from position 0 (decoding
+   every access record and staff event, evaluating every rule, storing what it finds)
+   against paging the same rows raw with `select_notifications`. Goal >= 0.5.
+
+The clients are in-process threads (no HTTP): the figures are what the monitor costs
+and how fast it answers, not what TLS and JSON cost.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess  # nosec B404
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+from uuid import UUID
+
+from application.context import RequestContext, acting_as
+from application.customer_service import CustomerService
+from application.monitoring import MONITOR_ACTOR
+from benchmarks.audit import _agent, _concurrently, _fill, _read_raw
+from benchmarks.figures import Figure, Goal, median, percentile, ratio_at_least
+from benchmarks.measures import BenchmarkError, Sizes
+from benchmarks.scratch import Scratch
+from domain.alerts import alert_id
+from domain.audit import AccessRecord
+from infrastructure.composition import Components
+from infrastructure.monitor import LogMonitor, build_monitor
+
+Progress = Callable[[str], None]
+CLIENTS = 8
+MEDIAN_GOAL = 0.2
+P99_GOAL = 2.0
+MONITOR_FIGURE_NAMES = ("event_to_alert_median", "event_to_alert_p99", "throughput_with_monitor", "catch_up")
+
+
+class _Thread:
+    """The monitor as a thread of this process: how it runs inside `serve` on SQLite."""
+
+    def __init__(self, built: Components) -> None:
+        self.built = built
+        self.stop = threading.Event()
+        self.monitor: LogMonitor = build_monitor(built)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            with acting_as(RequestContext(actor_id=MONITOR_ACTOR, via="worker")):
+                self.monitor.run_forever(stop=self.stop.is_set, wait=self.stop.wait, idle_wait=0.1)
+        except BaseException as exc:  # noqa: BLE001 - reported by __exit__
+            self.error = exc
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        if self.error is not None:
+            raise BenchmarkError(f"the monitor failed: {type(self.error).__name__}")
+
+
+class _Process:
+    """`strongroom worker --monitor` over the benchmark's store: how it runs on PostgreSQL."""
+
+    def __init__(self, built: Components) -> None:
+        self.built = built
+        self.log = built.settings.instance / "monitor.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        settings = self.built.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+        env.update(STRONGROOM_DATABASE_URL=settings.database_url,
+                   STRONGROOM_KEYS_DATABASE_URL=settings.keys_database_url)
+        with self.log.open("ab") as out:
+            # Our own console script, fixed arguments.
+            self.process = subprocess.Popen(  # nosec B603
+                [str(Path(sys.executable).with_name("strongroom")), "--instance", str(settings.instance),
+                 "worker", "--monitor"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "monitor following the log" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise BenchmarkError("strongroom worker --monitor did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _running(built: Components) -> _Thread | _Process:
+    """The monitor as production runs it for this store, starting from the head."""
+    with acting_as(RequestContext(actor_id=MONITOR_ACTOR, via="worker")):
+        build_monitor(built).catch_up()  # the figures are about new events
+    return _Process(built) if built.events_db.dialect == "postgres" else _Thread(built)
+
+
+def _load(built: Components, ids: list[str], stop: threading.Event, done: list[int]) -> Callable[[int], None]:
+    service = CustomerService(built.app)
+
+    def client(n: int) -> None:
+        actor, context = _agent(n)
+        # The same picks every run, so runs compare; not security-relevant.
+        rng = random.Random(n)  # nosec B311
+        count = 0
+        with acting_as(context):
+            while not stop.is_set():
+                service.read(actor, ids[rng.randrange(len(ids))])
+                count += 1
+        done[n] = count
+
+    return client
+
+
+def measure_latency(built: Components, ids: list[str], probes: int, progress: Progress) -> tuple[Figure, Figure]:
+    """Break-glass record committed -> its alert committed, under 8 clients' load."""
+    latencies: list[float] = []
+    stop_load = threading.Event()
+    done = [0] * CLIENTS
+    load = threading.Thread(target=lambda: _concurrently(CLIENTS, _load(built, ids, stop_load, done)), daemon=True)
+    with _running(built):
+        load.start()
+        time.sleep(0.5)
+        _, context = _agent(CLIENTS + 1)
+        with acting_as(context):
+            for probe in range(probes):
+                position, committed = _probe(built, probe)
+                latencies.append(_stored_at(built, alert_id("break_glass_opened", str(position))) - committed)
+                time.sleep(0.05)
+        stop_load.set()
+        load.join(timeout=30)
+    progress(f"monitor: {probes} probes, median {median(latencies) * 1000:.0f} ms, "
+             f"p99 {percentile(latencies, 99) * 1000:.0f} ms, under {sum(done):,} reads")
+    middle = Figure(
+        label=f"event to alert, median ({CLIENTS} clients reading)", value=median(latencies), baseline=MEDIAN_GOAL,
+        unit="s", baseline_is="the goal of issue 12 (R3.6): 0.2 s median, 2 s p99", higher_is_better=False,
+        goal=Goal("<= 0.2 s", lambda f: f.value <= MEDIAN_GOAL),
+    )
+    tail = Figure(
+        label=f"event to alert, p99 ({CLIENTS} clients reading)", value=percentile(latencies, 99),
+        baseline=P99_GOAL, unit="s", baseline_is="the goal of issue 12 (R3.6): 0.2 s median, 2 s p99",
+        higher_is_better=False, goal=Goal("<= 2 s", lambda f: f.value <= P99_GOAL),
+    )
+    return middle, tail
+
+
+def _probe(built: Components, n: int) -> tuple[int, float]:
+    """A break-glass access record, sealed as the access log seals one; (its position,
+    when its commit returned)."""
+    record = AccessRecord(kind="break_glass", outcome="allowed", customer_ids=[], fields=[],
+                          details={"grant_id": f"bench-{n}", "portfolio": "private", "minutes": "1"})
+    stored = [built.app.mapper.to_stored_event(e) for e in record.collect_events()]
+    positions = built.app.recorder.insert_events(stored)
+    committed = time.perf_counter()
+    if not positions:
+        raise BenchmarkError("the recorder returned no position for the probe")
+    return max(positions), committed
+
+
+def _stored_at(built: Components, wanted: UUID) -> float:
+    """When the alert `wanted` was first seen stored (polled every 2 ms, 10 s at most)."""
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        if built.app.recorder.select_events(wanted, limit=1):
+            return time.perf_counter()
+        time.sleep(0.002)
+    raise BenchmarkError("a break-glass record raised no alert within 10 s")
+
+
+def measure_throughput(built: Components, ids: list[str], repeats: int, seconds: float,
+                       progress: Progress) -> Figure:
+    """Reads/second by 8 clients with the monitor running against the same without."""
+    rates: dict[str, list[float]] = {"with": [], "without": []}
+    for repeat in range(repeats):
+        for name in ("with", "without") if repeat % 2 == 0 else ("without", "with"):
+            stop, done = threading.Event(), [0] * CLIENTS
+            timer = threading.Timer(seconds, stop.set)
+            if name == "with":
+                with _running(built):
+                    timer.start()
+                    elapsed = _concurrently(CLIENTS, _load(built, ids, stop, done))
+            else:
+                timer.start()
+                elapsed = _concurrently(CLIENTS, _load(built, ids, stop, done))
+            rates[name].append(sum(done) / elapsed)
+        progress(f"monitor throughput {repeat + 1}/{repeats}: {rates['with'][-1]:,.0f} reads/s with, "
+                 f"{rates['without'][-1]:,.0f} without")
+    return Figure(
+        label=f"masked reads with the monitor running ({CLIENTS} clients)", value=median(rates["with"]),
+        baseline=median(rates["without"]), unit="reads/s",
+        baseline_is="the same CustomerService.read calls with no monitor running", higher_is_better=True,
+        goal=ratio_at_least(0.9),
+    )
+
+
+def measure_catch_up(built: Components, repeats: int, progress: Progress) -> Figure:
+    """Rows/second of a monitor reading the log from 0 against raw paging of it."""
+    monitor_rates: list[float] = []
+    raw_rates: list[float] = []
+    for repeat in range(repeats):
+        with built.events_db.transaction() as cur:
+            cur.execute("DELETE FROM monitor_position")
+        monitor = build_monitor(built)
+        with acting_as(RequestContext(actor_id=MONITOR_ACTOR, via="worker")):
+            start = time.perf_counter()
+            rows = monitor.catch_up()
+            monitor_rates.append(rows / (time.perf_counter() - start))
+        start = time.perf_counter()
+        raw = _read_raw(built.app)
+        raw_rates.append(raw / (time.perf_counter() - start))
+        progress(f"monitor catch-up {repeat + 1}/{repeats}: {monitor_rates[-1]:,.0f} rows/s, "
+                 f"raw {raw_rates[-1]:,.0f} rows/s ({rows} rows)")
+    return Figure(
+        label="monitor catch-up over a backlog (every rule, alerts stored)", value=median(monitor_rates),
+        baseline=median(raw_rates), unit="rows/s",
+        baseline_is="select_notifications paged by 500 over the same rows, no decryption",
+        higher_is_better=True, goal=ratio_at_least(0.5),
+    )
+
+
+def run_monitor(scratch: Scratch, sizes: Sizes, progress: Progress) -> dict[str, Figure]:
+    """The monitor figures for one kind of store (the caller sets an acting context)."""
+    built = scratch.components(blind_index_bits=10)
+    try:
+        ids = _fill(built, customers=min(200, sizes.customers), access_records=sizes.customers * 10,
+                    progress=progress)
+        middle, tail = measure_latency(built, ids, probes=max(20, sizes.repeats * 10), progress=progress)
+        throughput = measure_throughput(built, ids, sizes.repeats, seconds=2.0, progress=progress)
+        catch_up = measure_catch_up(built, sizes.repeats, progress)
+    finally:
+        scratch.release(built)
+    return dict(zip(MONITOR_FIGURE_NAMES, (middle, tail, throughput, catch_up), strict=True))
