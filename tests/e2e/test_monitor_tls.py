@@ -1,8 +1,9 @@
 """The monitor checked from outside (issue 12; R3.6, R2.8, R7.4): attacks over TLS against
 a real `strongroom serve` (two workers) on PostgreSQL, watched by a real
 `strongroom worker --monitor` process woken by NOTIFY; each alert must be stored
-exactly once within 2 s of the request that completed it, with its response applied.
-Alerts are read from the store (the listing API is built apart).
+exactly once within 2 s of the request that completed it, with its response applied —
+in the store, in `GET /api/v1/alerts` (as a security officer) and at a real webhook
+receiver on loopback, its signature checked with the shared secret.
 
 Then the monitor is killed with SIGKILL in the middle of a burst and started again:
 the burst still raises its alert, once. And once on SQLite, where the monitor runs
@@ -26,6 +27,7 @@ import pytest
 from application.context import RequestContext, acting_as
 from infrastructure.composition import Settings, build
 from tests.conftest import fresh_pg_database
+from tests.infrastructure.webhook_receiver import SECRET, Receiver, webhook_receiver
 from tests.e2e.server import (
     ROOT,
     call,
@@ -43,12 +45,16 @@ WITHIN = 2.0  # seconds from the completing request to the stored alert (R3.6)
 
 
 class AlertReader:
-    """Alerts as stored in the log, read with the instance's keys (as the operator)."""
+    """Alerts as stored in the log, read with the instance's keys (as the operator); with
+    a server, an officer's token and a receiver, each alert waited for must also be
+    listed by the API and delivered to the receiver, within the same time."""
 
-    def __init__(self, instance: Path) -> None:
+    def __init__(self, instance: Path, *, server: dict | None = None, officer: str | None = None,
+                 receiver: Receiver | None = None) -> None:
         self.built = build(Settings.load(instance, {"create_schema": False}))
         self.seen: list[Any] = []
         self.after = 0
+        self.server, self.officer, self.receiver = server, officer, receiver
 
     def refresh(self) -> list[Any]:
         app = self.built.app
@@ -65,13 +71,36 @@ class AlertReader:
         started = since if since is not None else time.monotonic()
         while True:
             found = [a for a in self.refresh() if a.rule_id == rule_id and actor_id in (None, a.actor_id)]
-            if found:
+            if found and self._listed_and_delivered(str(found[0].id)):
                 took = time.monotonic() - started
                 assert took <= within, f"{rule_id} took {took:.2f} s"
                 return app_alert(self.built.app, found[0].id)
             if time.monotonic() - started > within:
                 pytest.fail(f"no {rule_id} alert within {within} s")
             time.sleep(0.05)
+
+    def _listed_and_delivered(self, alert_id: str) -> bool:
+        if self.server is not None and self.officer is not None:
+            status, _, page = call(self.server, "GET", f"/api/v1/alerts/{alert_id}", token=self.officer)
+            if status != 200:
+                return False
+        if self.receiver is not None:
+            delivered = [d for d in self.receiver.taken() if d.alert["id"] == alert_id]
+            if not delivered:
+                return False
+            assert all(d.verified for d in delivered), "a delivery failed its signature check"
+        return True
+
+    def listed(self, rule_id: str) -> list[dict[str, Any]]:
+        """The alerts of `rule_id` the API lists to the security officer."""
+        status, _, page = call(self.server, "GET", f"/api/v1/alerts?rule_id={rule_id}&limit=200", token=self.officer)
+        assert status == 200, page
+        return list(page["items"])
+
+    def delivered(self, alert_id: str) -> int:
+        """Deliveries of the alert the receiver took (repeats by delivery id dropped)."""
+        assert self.receiver is not None
+        return len([d for d in self.receiver.taken() if d.alert["id"] == alert_id])
 
     def count(self, rule_id: str, actor_id: str | None = None) -> int:
         return len([a for a in self.refresh() if a.rule_id == rule_id and actor_id in (None, a.actor_id)])
@@ -130,18 +159,29 @@ def configure(instance: Path, **settings: Any) -> None:
     (instance / "strongroom.json").write_text(json.dumps({**config, **settings}))
 
 
+def with_webhook(instance: Path, receiver: Receiver) -> None:
+    """Alerts go to `receiver`, signed with a secret from an owner-only file."""
+    secret = instance / "webhook.secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    configure(instance, webhook_urls=[receiver.url], webhook_secret_file=str(secret),
+              webhook_backoff_seconds=0.2)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("monitor-pg")
-    with fresh_pg_database() as url:
+    with fresh_pg_database() as url, webhook_receiver() as receiver:
         instance = folder / "instance"
         admin = initialise(instance, {"STRONGROOM_DATABASE_URL": url})
         configure(instance, database_url=url, **ALL_WEEK)
+        with_webhook(instance, receiver)
         accounts = {name: staff_add(instance, name, role, portfolio) for name, role, portfolio in (
             ("prober", "agent", "retail"), ("prober.two", "agent", "retail"),
             ("glass.sup", "supervisor", "retail"), ("wanderer", "agent", "retail"),
-            ("second.admin", "admin", None), ("dual.role", ("agent", "supervisor"), "retail"))}
-        reader = AlertReader(instance)
+            ("second.admin", "admin", None), ("dual.role", ("agent", "supervisor"), "retail"),
+            ("watcher", "security_officer", None))}
+        reader = None
         try:
             with serving(instance, folder / "serve.log", workers=2) as server, \
                     monitor_process(instance, folder / "monitor.log") as monitor:
@@ -150,10 +190,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     if name != "dual.role":
                         tokens[name] = first_sign_in(server, account, PASSWORD)
                         _USED_STEPS[id(tokens[name][1])] = int(time.time()) // 30 + 1
+                reader = AlertReader(instance, server=server, officer=tokens["watcher"][0], receiver=receiver)
                 yield {"server": server, "instance": instance, "tokens": tokens, "admin": admin, "reader": reader,
-                       "ids": {n: a["id"] for n, a in accounts.items()}, "monitor": monitor, "folder": folder}
+                       "ids": {n: a["id"] for n, a in accounts.items()}, "monitor": monitor, "folder": folder,
+                       "receiver": receiver}
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
+
+
+def once_everywhere(reader: AlertReader, rule_id: str, actor_id: str | None = None) -> None:
+    """Exactly one alert of the rule (for the actor) in the store, in the API's listing
+    and at the receiver: nothing raised or delivered twice."""
+    assert reader.count(rule_id, actor_id) == 1
+    listed = [a for a in reader.listed(rule_id) if actor_id in (None, a["actor_id"])]
+    assert len(listed) == 1, listed
+    assert reader.delivered(listed[0]["id"]) == 1
 
 
 def test_a_search_oracle_is_alerted_once_and_the_probers_sessions_end(world):
@@ -163,11 +215,11 @@ def test_a_search_oracle_is_alerted_once_and_the_probers_sessions_end(world):
         assert status == 200 and body["items"] == [], body
         completed = time.monotonic()
     alert = world["reader"].wait_for("searches_empty", world["ids"]["prober"], since=completed)
-    assert alert.severity == "critical" and alert.applied == {"end_sessions": "every live session ended"}
+    assert alert.severity == "critical" and alert.applied["end_sessions"] == "every live session ended"
     # The response, seen from outside: the prober's token no longer works.
     assert call(server, "GET", "/api/v1/customers?portfolio=retail", token=token)[0] == 401
     time.sleep(0.5)
-    assert world["reader"].count("searches_empty", world["ids"]["prober"]) == 1
+    once_everywhere(world["reader"], "searches_empty", world["ids"]["prober"])
 
 
 def test_a_password_spray_from_one_address_is_alerted_once(world):
@@ -181,7 +233,7 @@ def test_a_password_spray_from_one_address_is_alerted_once(world):
     alert = world["reader"].wait_for("login_failures_address", since=completed)
     assert alert.client_addr == "127.0.0.9" and alert.details["count"] == "10"
     time.sleep(0.5)
-    assert world["reader"].count("login_failures_address") == 1
+    once_everywhere(world["reader"], "login_failures_address")
 
 
 def test_break_glass_is_alerted_at_once(world):
@@ -194,6 +246,7 @@ def test_break_glass_is_alerted_at_once(world):
     assert status == 201, grant
     alert = world["reader"].wait_for("break_glass_opened", world["ids"]["glass.sup"], since=completed)
     assert alert.severity == "critical" and alert.details["grant_id"] == grant["id"]
+    once_everywhere(world["reader"], "break_glass_opened", world["ids"]["glass.sup"])
 
 
 def test_a_role_change_is_alerted(world):
@@ -205,6 +258,7 @@ def test_a_role_change_is_alerted(world):
     assert status == 200, changed
     alert = world["reader"].wait_for("privilege_change", world["ids"]["second.admin"], since=completed)
     assert alert.details == {"staff_id": subject, "revoked": "supervisor"}
+    once_everywhere(world["reader"], "privilege_change", world["ids"]["second.admin"])
 
 
 def test_a_sign_in_from_a_new_address_is_alerted(world):
@@ -219,6 +273,7 @@ def test_a_sign_in_from_a_new_address_is_alerted(world):
     assert status == 200, opened
     alert = world["reader"].wait_for("new_address", world["ids"]["wanderer"], since=completed)
     assert alert.client_addr == "127.0.0.23"
+    once_everywhere(world["reader"], "new_address", world["ids"]["wanderer"])
 
 
 def test_a_monitor_killed_in_the_middle_of_a_burst_raises_its_alert_once_after_restart(world):
@@ -237,7 +292,7 @@ def test_a_monitor_killed_in_the_middle_of_a_burst_raises_its_alert_once_after_r
         alert = reader.wait_for("searches_empty", prober, since=started, within=WITHIN + 3)
         assert alert.positions and len(alert.positions) == 10
         time.sleep(1.0)
-        assert reader.count("searches_empty", prober) == 1
+        once_everywhere(reader, "searches_empty", prober)
         assert reader.count("searches_empty") == 2  # the first test's, and this one: none twice
     logged = (world["folder"] / "monitor-again.log").read_text().splitlines()
     assert logged and all(json.loads(line) for line in logged)  # JSON lines only (R7.3)
@@ -248,20 +303,24 @@ def test_on_sqlite_the_monitor_runs_inside_serve(tmp_path: Path):
     initialise(instance)
     configure(instance, **ALL_WEEK)
     account = staff_add(instance, "lone.prober", "agent", "retail")
-    with serving(instance, tmp_path / "serve.log", workers=2) as server:
-        token, _ = first_sign_in(server, account, PASSWORD)
-        for guess in range(10):
-            assert call(server, "GET", f"/api/v1/customers?email=g{guess}%40example.org", token=token)[0] == 200
-        completed = time.monotonic()
-        reader = AlertReader(instance)
-        try:
-            alert = reader.wait_for("searches_empty", account["id"], since=completed)
-            assert alert.applied == {"end_sessions": "every live session ended"}
-            assert call(server, "GET", "/api/v1/customers?portfolio=retail", token=token)[0] == 401
-            time.sleep(0.5)
-            assert reader.count("searches_empty") == 1  # two workers, one monitor
-        finally:
-            reader.close()
+    officer = staff_add(instance, "lone.watcher", "security_officer")
+    with webhook_receiver() as receiver:
+        with_webhook(instance, receiver)
+        with serving(instance, tmp_path / "serve.log", workers=2) as server:
+            token, _ = first_sign_in(server, account, PASSWORD)
+            watcher, _ = first_sign_in(server, officer, PASSWORD)
+            for guess in range(10):
+                assert call(server, "GET", f"/api/v1/customers?email=g{guess}%40example.org", token=token)[0] == 200
+            completed = time.monotonic()
+            reader = AlertReader(instance, server=server, officer=watcher, receiver=receiver)
+            try:
+                alert = reader.wait_for("searches_empty", account["id"], since=completed)
+                assert alert.applied["end_sessions"] == "every live session ended"
+                assert call(server, "GET", "/api/v1/customers?portfolio=retail", token=token)[0] == 401
+                time.sleep(0.5)
+                once_everywhere(reader, "searches_empty")  # two workers, one monitor, one dispatcher
+            finally:
+                reader.close()
     running = [line for line in (tmp_path / "serve.log").read_text().splitlines()
                if "monitor running in this server process" in line]
     assert len(running) == 1
