@@ -180,6 +180,7 @@ class DutyConflict:
 DATA_CHANGING = frozenset({
     Permission.CUSTOMERS_CREATE, Permission.CUSTOMERS_UPDATE, Permission.CUSTOMERS_REVERT,
     Permission.CUSTOMERS_ERASE, Permission.INTERACTIONS_CREATE, Permission.PRIVACY_MANAGE,
+    Permission.CONSENTS_RECORD,
     Permission.STAFF_MANAGE, Permission.SESSIONS_MANAGE, Permission.KEYS_MANAGE, Permission.APPROVALS_DECIDE,
 })
 DATA_READING = frozenset({Permission.CUSTOMERS_READ, Permission.INTERACTIONS_READ, Permission.CUSTOMERS_EXPORT})
@@ -700,6 +701,16 @@ class Policy:
             kind="denied", outcome="denied", customer_ids=list(customer_ids), fields=list(fields),
             details={"operation": operation, "reason": reason},
         )
+
+
+RESTRICTED_READERS = frozenset({"compliance_officer", "dpo"})
+"""R5.6: a restricted customer is left out of searches and listings, except for these
+roles, whose work (an investigation, the data-subject request itself) requires them."""
+
+
+def sees_restricted(actor: Actor) -> bool:
+    """Whether searches and listings by `actor` include restricted customers (R5.6)."""
+    return bool(actor.roles & RESTRICTED_READERS)
 
 
 def reads_customer_data(role: str) -> bool:

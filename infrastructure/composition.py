@@ -25,6 +25,8 @@ from eventsourcing.utils import Environment
 
 from application.activation import Activation
 from application.audit_trail import AuditTrail
+from application.consent import ConsentLedger
+from application.privacy_requests import PrivacyRequests
 from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
@@ -35,6 +37,7 @@ from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
+from infrastructure.privacy_export import ExportSeal
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
 from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, KeylessVerification, TamperEvidence
 from infrastructure.backup.restore_state import RestoreIncomplete, refuse_incomplete_restore
@@ -369,6 +372,9 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Issue 13 (R5.2, R5.3, R5.6): the consent ledger and data-subject requests.
+    consents: ConsentLedger
+    privacy: PrivacyRequests
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -466,14 +472,19 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         break_glass=identity_store, policy=policy, activation=activation,
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
     )
+    audit_trail = AuditTrail(app, evidence, policy=policy)
+    consents = ConsentLedger(app, policy, clock=lambda: identity.now())
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
         events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
         customers=CustomerService(app, policy=policy, throttle=throttle),
-        audit_trail=AuditTrail(app, evidence, policy=policy),
+        audit_trail=audit_trail,
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
+        consents=consents,
+        privacy=PrivacyRequests(app, policy, consents, audit_trail, ExportSeal(evidence.signer),
+                                clock=lambda: identity.now()),
     )
 
 

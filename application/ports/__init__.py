@@ -12,6 +12,7 @@
 * `identity`: staff sessions, challenges, lockout, TOTP steps, directory,
   approvals, break-glass.
 * `activation`: activation codes of new accounts and the channel that delivers them.
+* `privacy`: sealing a data-subject export (signed, encrypted to the requester).
 
 `infrastructure/` implements them and `infrastructure/composition.py` wires the
 implementations in; tests may pass simple fakes for logic-only tests, never as the
@@ -46,6 +47,7 @@ from application.ports.event_log import (
     TimedNotification,
 )
 from application.ports.idempotency import IdempotencyStore, IdempotentOutcome
+from application.ports.privacy import ExportRecipient, ExportSealer
 from application.ports.identity import (
     ApprovalRecord,
     ApprovalStore,
@@ -66,7 +68,7 @@ from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
     "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
-    "ActivationStore",
+    "ActivationStore", "ExportRecipient", "ExportSealer",
     "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",
