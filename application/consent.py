@@ -22,7 +22,7 @@ from application.clock import Clock, utc_now
 from application.context import require_context
 from application.customers import Strongroom
 from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
-from application.policy import Decision, Policy
+from application.policy import Decision, Operation, Policy
 from application.security import Actor, Permission
 from domain.consent import CONSENT_PURPOSES, check_purpose_channel
 from domain.customer import Customer
@@ -71,23 +71,24 @@ class ConsentLedger:
 
     # -- the ledger ------------------------------------------------------------------------
 
-    def _reach(self, actor: Actor, permission: Permission, customer_id: str, operation: str) -> tuple[
-            dict[str, Any], Decision]:
-        self.policy.require(actor, permission, operation=operation, about=customer_id)
+    def _reach(self, actor: Actor, operation: Operation, customer_id: str) -> tuple[dict[str, Any], Decision]:
+        """The projected record if the actor may do `operation` on it, else the 404 an
+        absent id gets (R2.6), recorded either way (as CustomerService does)."""
+        self.policy.require_operation(actor, operation, about=customer_id)
         try:
             record = self.app.customer_view(customer_id)
         except CustomerErased:
-            self.policy.not_found(operation, customer_id, reason="erased")
+            self.policy.not_found(str(operation), customer_id, reason="erased")
             raise
         except CustomerNotFound:
-            self.policy.not_found(operation, customer_id, reason="absent")
+            self.policy.not_found(str(operation), customer_id, reason="absent")
             raise
-        return record, self.policy.require(actor, permission, record, operation=operation)
+        return record, self.policy.require_operation(actor, operation, record)
 
     def consents(self, actor: Actor, customer_id: str) -> dict[str, Any]:
         """The customer's whole ledger (oldest first) and what is in force now; the read
         is recorded like any read of customer data."""
-        record, decision = self._reach(actor, Permission.CUSTOMERS_READ, customer_id, "consents_list")
+        record, decision = self._reach(actor, Operation.CONSENTS_LIST, customer_id)
         customer = self.app._customer(str(record["id"]))
         ledger = customer.ledger()
         self.app.access_log.record(kind="consents", customer_ids=[str(record["id"])], fields=["consents"],
@@ -98,7 +99,7 @@ class ConsentLedger:
                notice_version: str, source: str) -> dict[str, Any]:
         """Record one answer; returns the entry. A grant on a restricted or closed record is
         refused by the domain's rule; a withdrawal always goes through (GDPR Art. 7(3))."""
-        record, decision = self._reach(actor, Permission.CONSENTS_RECORD, customer_id, "consents_record")
+        record, decision = self._reach(actor, Operation.CONSENTS_RECORD, customer_id)
         entry = self.withdraw_or_grant(str(record["id"]), purpose=purpose, channel=channel, granted=granted,
                                        notice_version=notice_version, source=source)
         self.app.access_log.record(kind="consents", customer_ids=[str(record["id"])], fields=["consents"],

@@ -74,6 +74,9 @@ class Operation(StrEnum):
     INTERACTIONS_LIST = "interactions_list"
     INTERACTIONS_CREATE = "interactions_create"
     REVERT = "revert"
+    # R5.2 (issue 13): the consent ledger of one customer.
+    CONSENTS_LIST = "consents_list"
+    CONSENTS_RECORD = "consents_record"
 
 
 OPERATIONS: Mapping[Operation, Permission] = {
@@ -87,6 +90,8 @@ OPERATIONS: Mapping[Operation, Permission] = {
     Operation.INTERACTIONS_LIST: Permission.INTERACTIONS_READ,
     Operation.INTERACTIONS_CREATE: Permission.INTERACTIONS_CREATE,
     Operation.REVERT: Permission.CUSTOMERS_REVERT,
+    Operation.CONSENTS_LIST: Permission.CUSTOMERS_READ,
+    Operation.CONSENTS_RECORD: Permission.CONSENTS_RECORD,
 }
 
 # R6.4: these rights lapse with the training.
