@@ -22,6 +22,7 @@ from cli import (
     init,
     keys,
     projections,
+    requests,
     serve,
     staff,
 )
@@ -54,6 +55,8 @@ main.add_command(backup.restore_command)
 main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
+main.add_command(requests.requests_group)
+main.add_command(requests.consents_group)
 
 
 def run() -> None:  # pragma: no cover - console entry
