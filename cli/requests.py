@@ -33,11 +33,6 @@ from domain.privacy_requests import JURISDICTIONS, KINDS, STATUSES, VERIFICATION
 from infrastructure.privacy_export import ExportUnreadable, open_export
 
 
-DEADLINE_CHECK_SECONDS = 3600
-"""How often `strongroom worker` checks request deadlines (R5.3): hourly is ample
-against deadlines counted in days."""
-
-
 def _write_private(path: Path, data: bytes) -> None:
     """Write a file only this user can read (an export holds personal data)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -45,11 +40,12 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def watch_deadlines(built: Any, stop: threading.Event, log: logging.Logger,
-                    every: float = DEADLINE_CHECK_SECONDS) -> threading.Thread:
-    """Run `check_deadlines` now and every `every` seconds until `stop` is set, in a
-    daemon thread (the worker's). Alert ids are deterministic, so two workers, or a
-    worker and a cron job, never raise the same alert twice."""
+def watch_deadlines(built: Any, stop: threading.Event, log: logging.Logger) -> threading.Thread:
+    """Run `check_deadlines` now and every `privacy_deadline_check_seconds` (default an
+    hour: ample against deadlines counted in days) until `stop` is set, in a daemon
+    thread. Alert ids are deterministic, so several processes, or a process and a cron
+    job, never raise the same alert twice."""
+    every = float(built.settings.privacy_deadline_check_seconds)
 
     def loop() -> None:
         while not stop.is_set():

@@ -66,6 +66,18 @@ def _remove_metrics_dir(path: str | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _watch_privacy_deadlines(worker: Any) -> None:
+    # R5.3 (issue 13): each worker checks data-subject request deadlines hourly; the
+    # alert ids are deterministic, so several workers never raise one twice.
+    import threading
+
+    from cli.requests import watch_deadlines
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "strongroom" in getattr(app, "extensions", {}):
+        watch_deadlines(app.extensions["strongroom"], threading.Event(), log)
+
+
 def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
     # A dead worker's counters stay in the sum, but its live gauges must go.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -200,6 +212,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         # nothing here needs it, so it is not opened at all.
         "control_socket_disable": True,
         "child_exit": _mark_worker_dead,
+        "post_worker_init": _watch_privacy_deadlines,
     }
     log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
              extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})

@@ -148,6 +148,9 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 13 (R5.3): how often `strongroom serve`'s workers and `strongroom worker`
+    # check data-subject request deadlines and raise their overdue alerts.
+    privacy_deadline_check_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -250,6 +253,9 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 13 (R5.3).
+            privacy_deadline_check_seconds=_number(merged, "privacy_deadline_check_seconds", float,
+                                                   cls.privacy_deadline_check_seconds),
         )
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,8 @@ def world(store: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
     assert imported.returncode == 0, imported.stderr
     accounts = {role: staff_add(instance, f"e2e.{role}", role, "retail") for role in ("agent", "supervisor", "dpo")}
     lines.unlink()
-    with serving(instance, folder / "serve.log") as running:
+    # The server's workers check deadlines every second here (an hour by default).
+    with serving(instance, folder / "serve.log", env={"STRONGROOM_PRIVACY_DEADLINE_CHECK_SECONDS": "1"}) as running:
         tokens = {role: first_sign_in(running, account, PASSWORD)[0] for role, account in accounts.items()}
         yield {"server": running, "instance": instance, "folder": folder, "tokens": tokens, "accounts": accounts,
                "store": store}
@@ -165,3 +168,30 @@ def test_an_access_request_exported_and_read_back_as_a_dpo_would(world: dict[str
     assert [v for v in planted if v in raw] == []
     log = world["server"]["log"].read_text()
     assert [v for v in planted if v.decode() in log] == [] and PASSPHRASE not in log
+
+
+def test_the_server_raises_the_overdue_alert_of_a_late_request_once(world: dict[str, Any]) -> None:
+    server, tokens, instance = world["server"], world["tokens"], world["instance"]
+    subject = _find(world, SUBJECT["email"])
+    late = (datetime.now(UTC) - timedelta(days=50)).isoformat()
+    status, _, request = call(server, "POST", "/api/v1/requests", {"customer_id": subject, "kind": "objection",
+                                                                   "jurisdiction": "ccpa", "received_at": late},
+                              token=tokens["dpo"])
+    assert status == 201 and request["overdue"] is True
+
+    def raised() -> list[dict[str, Any]]:
+        replay = _cli(instance, "audit", "replay", "--kind", "change", "--format", "jsonl", env=world["store"])
+        assert replay.returncode == 0, replay.stderr
+        return [e for e in map(json.loads, replay.stdout.splitlines()) if e["event"] == "Alert.Raised"]
+
+    deadline = time.monotonic() + 30
+    while not raised() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(raised()) == 1
+    time.sleep(2)  # several more checks by the server: still one alert
+    assert len(raised()) == 1
+    checked = _cli(instance, "requests", "check-deadlines", "--json", env=world["store"])
+    # Overdue, and this request's alert (its id is derived from the request) already
+    # raised by the server: nothing new here.
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout) == {"raised": [], "overdue": [request["id"]]}
