@@ -36,7 +36,7 @@ Progress = Callable[[str], None]
 EVENTS = 1_000
 ACCESS_RECORDS = 10_000
 BATCH = 500
-PASSPHRASE = "benchmark passphrase, not a secret"
+PASSPHRASE = "benchmark passphrase, not a secret"  # nosec B105 - encrypts throwaway data
 
 
 def _subject(built: Components, progress: Progress) -> str:
