@@ -8,7 +8,7 @@ import json
 import uuid
 
 from infrastructure.privacy_export import open_export
-from tests.web.customers_support import plant_customer
+from tests.web.customers_support import access_records_since, plant_customer, position
 from tests.web.helpers import quick_login
 
 PASSPHRASE = "a long and private passphrase"
@@ -104,7 +104,11 @@ def test_who_may_handle_requests(app, client):
     compliance = quick_login(client, app, roles=["compliance_officer"])
     customer = plant_customer(app)
     request_id = _request(client, dpo, customer["id"], "erasure")
+    before = position(app)
     assert client.get("/api/v1/requests", headers=agent).status_code == 403
+    # The refusal is an access record (PCI DSS 10.2.1.2), naming the operation refused.
+    (refusal,) = access_records_since(app, before)
+    assert (refusal.kind, refusal.details["operation"]) == ("denied", "privacy:list")
     listed = client.get("/api/v1/requests", headers=compliance, query_string={"status": "verified"})
     assert listed.status_code == 200 and [r["id"] for r in listed.get_json()["items"]] == [request_id]
     assert client.post(f"/api/v1/requests/{request_id}/complete", headers=compliance, json={}).status_code == 403
