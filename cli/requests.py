@@ -321,6 +321,11 @@ def record_consent(ctx: click.Context, customer_id: str, purpose: str, channel: 
     click.echo(f"{'granted' if entry['granted'] else 'withdrawn'} {purpose}/{channel} for {customer_id}")
 
 
+def _processed(out: str, done: Any, what: str) -> None:
+    _write_private(Path(out), "".join(json.dumps(item, sort_keys=True) + "\n" for item in done.items).encode())
+    click.echo(f"{len(done.items)} {what} written to {out}; {done.left_out} left out")
+
+
 @consents_group.command("marketing-list")
 @click.option("--channel", required=True, type=click.Choice(("email", "phone", "sms", "post")))
 @click.option("--portfolio")
@@ -330,5 +335,25 @@ def marketing_list(ctx: click.Context, channel: str, portfolio: str | None, out:
     """The marketing contact list: only customers whose consent is in force (R5.2, R5.6)."""
     done = _run(ctx, "marketing contact list", lambda built: built.consents.marketing_contacts(
         dpo_operator(), channel, portfolio=portfolio))
-    _write_private(Path(out), "".join(json.dumps(item, sort_keys=True) + "\n" for item in done.items).encode())
-    click.echo(f"{len(done.items)} contact(s) written to {out}; {done.left_out} left out")
+    _processed(out, done, "contact(s)")
+
+
+@consents_group.command("data-sharing-export")
+@click.option("--portfolio")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON lines for the partner.")
+@click.pass_context
+def data_sharing_export(ctx: click.Context, portfolio: str | None, out: str) -> None:
+    """The file handed to partners: only customers who agreed to data sharing (R5.2, R5.6)."""
+    done = _run(ctx, "data sharing export", lambda built: built.consents.data_sharing_export(
+        dpo_operator(), portfolio=portfolio))
+    _processed(out, done, "customer(s)")
+
+
+@consents_group.command("profiling-run")
+@click.option("--portfolio")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON lines, one profile each.")
+@click.pass_context
+def profiling_run(ctx: click.Context, portfolio: str | None, out: str) -> None:
+    """Marketing profiles: only customers who agreed to profiling (R5.2, R5.6)."""
+    done = _run(ctx, "profiling run", lambda built: built.consents.profiling_run(dpo_operator(), portfolio=portfolio))
+    _processed(out, done, "profile(s)")

@@ -122,3 +122,17 @@ def test_check_deadlines_alerts_an_overdue_request_once(instance: Path) -> None:
     assert len(json.loads(first.output)["raised"]) == 1
     again = json.loads(run(instance, "requests", "check-deadlines", "--json").output)
     assert again["raised"] == [] and len(again["overdue"]) == 1
+
+
+@pytest.mark.parametrize(("command", "purpose", "what"), [("data-sharing-export", "data_sharing", "customer(s)"),
+                                                          ("profiling-run", "profiling", "profile(s)")])
+def test_data_sharing_and_profiling_leave_out_whoever_withdrew(instance: Path, tmp_path: Path, command: str,
+                                                               purpose: str, what: str) -> None:
+    ada, bob = _ids(instance)
+    for customer, answer in ((ada, "--grant"), (bob, "--grant"), (bob, "--withdraw")):
+        assert run(instance, "consents", "record", customer, "--purpose", purpose, "--channel", "online", answer,
+                   "--notice-version", "v1", "--source", "web_form").exit_code == 0
+    out = tmp_path / "out.jsonl"
+    done = run(instance, "consents", command, "--out", str(out))
+    assert done.exit_code == 0 and f"1 {what}" in done.output and "1 left out" in done.output
+    assert [json.loads(line)["customer_id"] for line in out.read_text().splitlines()] == [ada]
