@@ -334,3 +334,20 @@ def test_an_export_sealed_to_an_x25519_key_opens_only_with_its_private_key(compo
     # Tampering: one byte of ciphertext changed fails authentication.
     with pytest.raises(ExportUnreadable):
         open_export(sealed[:-1] + bytes([sealed[-1] ^ 1]), private_key_pem=private_pem)
+
+
+def test_a_refused_rectification_changes_nothing_and_leaves_the_request_open(components, dpo):
+    """Fault: the domain refuses the corrected value; neither the customer nor the request moves."""
+    privacy, app = components.privacy, components.app
+    cid = _new_customer(app)
+    before = app.recorder.max_notification_id()
+    with as_staff(dpo):
+        request = privacy.receive(dpo, customer_id=cid, kind="rectification", jurisdiction="gdpr")
+        privacy.verify(dpo, request["id"], method="id_document")
+        version = privacy.get(dpo, request["id"])["version"]
+        with pytest.raises(Exception, match="email"):
+            privacy.complete(dpo, request["id"], changes={"email": "not an address"})
+        after = privacy.get(dpo, request["id"])
+    assert after["status"] == "verified" and after["version"] == version
+    assert app.get_customer(cid)["email"] == "ada.planted@example.org"
+    assert app.recorder.max_notification_id() == before + 2  # the receipt and the verification only
