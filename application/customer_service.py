@@ -23,7 +23,7 @@ from application.context import acting_as, require_context
 from application.customers import Strongroom
 from application.errors import CustomerErased, CustomerNotFound, ValidationFailed
 from application.ports import IdempotentOutcome
-from application.policy import Decision, Operation, Policy
+from application.policy import Decision, Operation, Policy, sees_restricted
 from application.security import Actor
 from application.throttle import Throttle
 
@@ -347,8 +347,8 @@ class CustomerService:
         found = []
         for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4):
             record = self.app.read_model.get(cid)
-            if record is None:
-                continue
+            if record is None or (record.get("restricted") and not sees_restricted(actor)):
+                continue  # R5.6: restricted records are left out of searches but for compliance roles
             decision = self.policy.reaches(actor, str(record["portfolio"]))
             if decision is None:
                 out_of_scope.append(cid)
@@ -385,8 +385,8 @@ class CustomerService:
         page = []
         for cid in ids[:limit]:
             record = self.app.read_model.get(cid)
-            if record is None:
-                continue
+            if record is None or (record.get("restricted") and not sees_restricted(actor)):
+                continue  # R5.6, as in _matches
             decision = self.policy.reaches(actor, str(record["portfolio"]))
             if decision is not None:
                 page.append((record, decision))

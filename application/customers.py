@@ -81,6 +81,16 @@ UNCONDITIONAL_ATTEMPTS = 10
 T = TypeVar("T")
 
 
+def apply_changes(customer: Customer, changes: dict[str, Any]) -> None:
+    """Field changes through the domain method each belongs to (the normal update path:
+    a PATCH, and a rectification request, R5.3)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        groups.setdefault(_FIELD_GROUPS[name], {})[name] = value
+    for group, values in groups.items():
+        _CHANGES[group](customer, values)
+
+
 def erasure_id(customer_id: UUID | str) -> UUID:
     return uuid.uuid5(ERASURE_NAMESPACE, str(customer_id))
 
@@ -304,11 +314,7 @@ class Strongroom(Application[UUID]):
             customer = self._customer(customer_id)
             if expected_version is not None and customer.version != expected_version:
                 raise VersionConflict(customer_id, customer.version)
-            groups: dict[str, dict[str, Any]] = {}
-            for name, value in changes.items():
-                groups.setdefault(_FIELD_GROUPS[name], {})[name] = value
-            for group, values in groups.items():
-                _CHANGES[group](customer, values)
+            apply_changes(customer, changes)
             self._save(customer)
             return customer.to_record()
 

@@ -74,6 +74,9 @@ class Operation(StrEnum):
     INTERACTIONS_LIST = "interactions_list"
     INTERACTIONS_CREATE = "interactions_create"
     REVERT = "revert"
+    # R5.2 (issue 13): the consent ledger of one customer.
+    CONSENTS_LIST = "consents_list"
+    CONSENTS_RECORD = "consents_record"
 
 
 OPERATIONS: Mapping[Operation, Permission] = {
@@ -87,6 +90,8 @@ OPERATIONS: Mapping[Operation, Permission] = {
     Operation.INTERACTIONS_LIST: Permission.INTERACTIONS_READ,
     Operation.INTERACTIONS_CREATE: Permission.INTERACTIONS_CREATE,
     Operation.REVERT: Permission.CUSTOMERS_REVERT,
+    Operation.CONSENTS_LIST: Permission.CUSTOMERS_READ,
+    Operation.CONSENTS_RECORD: Permission.CONSENTS_RECORD,
 }
 
 # R6.4: these rights lapse with the training.
@@ -180,6 +185,7 @@ class DutyConflict:
 DATA_CHANGING = frozenset({
     Permission.CUSTOMERS_CREATE, Permission.CUSTOMERS_UPDATE, Permission.CUSTOMERS_REVERT,
     Permission.CUSTOMERS_ERASE, Permission.INTERACTIONS_CREATE, Permission.PRIVACY_MANAGE,
+    Permission.CONSENTS_RECORD,
     Permission.STAFF_MANAGE, Permission.SESSIONS_MANAGE, Permission.KEYS_MANAGE, Permission.APPROVALS_DECIDE,
 })
 DATA_READING = frozenset({Permission.CUSTOMERS_READ, Permission.INTERACTIONS_READ, Permission.CUSTOMERS_EXPORT})
@@ -700,6 +706,16 @@ class Policy:
             kind="denied", outcome="denied", customer_ids=list(customer_ids), fields=list(fields),
             details={"operation": operation, "reason": reason},
         )
+
+
+RESTRICTED_READERS = frozenset({"compliance_officer", "dpo"})
+"""R5.6: a restricted customer is left out of searches and listings, except for these
+roles, whose work (an investigation, the data-subject request itself) requires them."""
+
+
+def sees_restricted(actor: Actor) -> bool:
+    """Whether searches and listings by `actor` include restricted customers (R5.6)."""
+    return bool(actor.roles & RESTRICTED_READERS)
 
 
 def reads_customer_data(role: str) -> bool:

@@ -40,6 +40,9 @@ class Permission(StrEnum):
     STAFF_UNLOCK = "staff:unlock"
     # R3.6 / issue 12: close an alert with a note (security officer; others only read).
     ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
+    # R5.2, R5.3 (issue 13): record a customer's consent answers; read data-subject requests.
+    CONSENTS_RECORD = "consents:record"
+    PRIVACY_READ = "privacy:read"
 
 
 P = Permission
@@ -47,20 +50,22 @@ P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "agent": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_CREATE, P.CUSTOMERS_UPDATE, P.CUSTOMERS_REVEAL,
-        P.INTERACTIONS_READ, P.INTERACTIONS_CREATE,
+        P.INTERACTIONS_READ, P.INTERACTIONS_CREATE, P.CONSENTS_RECORD,
     }),
     "supervisor": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_CREATE, P.CUSTOMERS_UPDATE, P.CUSTOMERS_REVEAL,
         P.CUSTOMERS_EXPORT, P.CUSTOMERS_REVERT, P.INTERACTIONS_READ, P.INTERACTIONS_CREATE,
-        P.BREAK_GLASS, P.REPORTS_READ,
+        P.BREAK_GLASS, P.REPORTS_READ, P.CONSENTS_RECORD,
     }),
     "compliance_officer": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.INTERACTIONS_READ,
         P.AUDIT_READ, P.REPORTS_READ, P.ALERTS_READ, P.APPROVALS_DECIDE, P.CUSTOMERS_SEARCH_RESTRICTED,
+        P.PRIVACY_READ,
     }),
     "dpo": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.CUSTOMERS_ERASE,
         P.INTERACTIONS_READ, P.REPORTS_READ, P.PRIVACY_MANAGE, P.APPROVALS_DECIDE,
+        P.PRIVACY_READ, P.CONSENTS_RECORD,
     }),
     "security_officer": frozenset({
         P.STAFF_READ, P.SESSIONS_MANAGE, P.ALERTS_READ, P.AUDIT_READ, P.REPORTS_READ,

@@ -84,6 +84,11 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 from benchmarks.monitor_bench import run_monitor
 
                 bench.suites.setdefault("monitor", {})[kind] = run_monitor(scratch, bench.sizes, progress)
+            if "privacy" in bench.chosen:
+                # Issue 13: one function per figure, in benchmarks/privacy.py FIGURES.
+                from benchmarks.privacy import run_privacy
+
+                bench.suites.setdefault("privacy", {})[kind] = run_privacy(scratch, bench.sizes, progress)
         if "api" in bench.chosen:
             # Only here: it starts the real server through the `strongroom` command.
             from benchmarks.api_bench import ApiBenchError, measure_api
@@ -214,7 +219,7 @@ def print_tables(bench: BenchRun) -> None:
         for store, figures in per_store.items():
             console.print(_figure_table(f"{suite} ({machine['stores'][store]})", figures))
         _print_baselines(console, [f for figures in per_store.values() for f in figures.values()])
-    repeated = bool(bench.results) or "audit" in bench.suites  # recovery and api time single runs
+    repeated = bool(bench.results) or bool({"audit", "privacy"} & set(bench.suites))  # recovery and api time single runs
     console.print(
         "ratio: above 1 is better than the baseline."
         + (f" Medians of {sizes.repeats} repeats." if repeated else "")

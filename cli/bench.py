@@ -7,7 +7,8 @@ picks what is measured: `core` (writes, rebuild, lookups per store, the default)
 PostgreSQL), `audit` (audit verify and access records, per store), `recovery`
 (restore, incremental backup, drill RTO, per store), `faults` (the API while a
 PostgreSQL cluster of its own is crashed and restarted), `monitor` (event-to-alert latency,
-throughput with the monitor, catch-up; per store), or `all`. The suites live in
+throughput with the monitor, catch-up; per store), `privacy` (the data-subject
+access export, per store), or `all`. The suites live in
 the top-level `benchmarks` package, imported only when the command runs, so
 `strongroom --help` stays fast. See docs/benchmarks.md for what each figure is.
 """
@@ -37,7 +38,8 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @click.option("--store", type=click.Choice([*STORES, "both"]), default="both", show_default=True,
               help="Which store to measure (the api suite always runs on PostgreSQL).")
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="core", show_default=True,
-              help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, faults, monitor, or all.")
+              help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, faults, monitor, "
+                   "privacy, or all.")
 @click.option("--pg-url", envvar="STRONGROOM_BENCH_PG_URL", default=DEFAULT_PG_ADMIN_URL,
               show_default=True,
               help="PostgreSQL admin database; throwaway sr_bench_* databases are made beside it.")

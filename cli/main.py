@@ -24,6 +24,7 @@ from cli import (
     keys,
     monitor,
     projections,
+    requests,
     serve,
     staff,
 )
@@ -58,6 +59,8 @@ main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
 main.add_command(alerts.alerts_group)  # issue 12 (R3.6)
 main.add_command(monitor.monitor_group)
+main.add_command(requests.requests_group)
+main.add_command(requests.consents_group)
 
 
 def run() -> None:  # pragma: no cover - console entry

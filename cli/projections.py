@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from datetime import datetime
 from collections.abc import Callable
 from typing import NoReturn
@@ -76,10 +77,17 @@ def worker_command(ctx: click.Context, webhooks: bool, monitor: bool) -> None:
     with components(ctx, refuse=_refuse) as built:
         log.info("worker following the log",
                     extra={"fields": {"position": built.operations.read_model_position()}})
+        # R5.3 (issue 13): overdue data-subject requests raise their alerts from here.
+        from cli.requests import watch_deadlines
+
+        deadlines_stop = threading.Event()
+        watch_deadlines(built, deadlines_stop, log)
         try:
             built.operations.follow_log(stop=lambda: stopping["now"])
         except KeyboardInterrupt:
             pass
+        finally:
+            deadlines_stop.set()
 
 
 def run_webhooks(ctx: click.Context, stop: Callable[[], bool]) -> None:

@@ -69,12 +69,31 @@ def _remove_metrics_dir(path: str | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _watch_privacy_deadlines(worker: Any) -> None:
+    # R5.3 (issue 13): each worker checks data-subject request deadlines hourly; the
+    # alert ids are deterministic, so several workers never raise one twice.
+    import threading
+
+    from cli.requests import watch_deadlines
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "strongroom" in getattr(app, "extensions", {}):
+        watch_deadlines(app.extensions["strongroom"], threading.Event(), log)
+
+
 def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
     # A dead worker's counters stay in the sum, but its live gauges must go.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _watch_deadlines_and_monitor(worker: Any) -> None:
+    """SQLite: each worker watches request deadlines and offers to run the monitor.
+    (gunicorn takes one `post_worker_init`; setting it twice kept only the last.)"""
+    _watch_privacy_deadlines(worker)
+    _start_monitor(worker)
 
 
 def _start_monitor(worker: Any) -> None:
@@ -242,10 +261,11 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, thread
         # nothing here needs it, so it is not opened at all.
         "control_socket_disable": True,
         "child_exit": _mark_worker_dead,
+        "post_worker_init": _watch_privacy_deadlines,
     }
     webhooks = _start_webhook_dispatcher(settings)
     if not is_postgres(settings.database_url):
-        options["post_worker_init"] = _start_monitor  # on PostgreSQL: `strongroom worker --monitor`
+        options["post_worker_init"] = _watch_deadlines_and_monitor  # on PostgreSQL: `worker --monitor`
     log.info(f"serving https://{_bind(host, port)} with {workers} worker(s)",
              extra={"fields": {"url": f"https://{_bind(host, port)}", "workers": workers, "threads": threads}})
     try:

@@ -20,6 +20,8 @@ ACCESS_KINDS = frozenset({
     "break_glass", "session_ended", "audit_read", "approval",
     # R2.9: account activation out of band.
     "activation", "activation_failed", "activation_sent",
+    # R5.2: the consent ledger read or written.
+    "consents",
 })
 OUTCOMES = frozenset({"allowed", "denied", "not_found", "failed", "succeeded"})
 

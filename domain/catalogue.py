@@ -50,6 +50,7 @@ class FieldSpec:
 _CONTRACT = "contract (GDPR Art. 6(1)(b))"
 _AML = "legal obligation: AML/CTF customer due diligence (GDPR Art. 6(1)(c))"
 _LEGIT = "legitimate interest: running the service (GDPR Art. 6(1)(f))"
+_CONSENT = "legal obligation: demonstrate consent (GDPR Art. 7(1), Art. 6(1)(c))"
 _PCI = "contract; PCI DSS v4.0.1 3.3-3.5 governs storage"
 _WHILE = "while the relationship lasts; erased on request"
 _AML_5Y = "5 years after the relationship ends (AML), then key destroyed"
@@ -72,6 +73,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("interactions", Classification.PERSONAL, "customer service history", _CONTRACT, _WHILE, KeyKind.PROFILE),
     FieldSpec("notes", Classification.PERSONAL, "customer service history", _CONTRACT, _WHILE, KeyKind.PROFILE),
     FieldSpec("preferences", Classification.PERSONAL, "honour the customer's choices", _CONTRACT, _WHILE, KeyKind.PROFILE),
+    # The consent ledger (R5.2, domain/consent.py): each entry and the ledger as kept.
+    FieldSpec("consent", Classification.PERSONAL, "record the customer's consent", _CONSENT, _WHILE, KeyKind.PROFILE),
+    FieldSpec("consents", Classification.PERSONAL, "record the customer's consent", _CONSENT, _WHILE, KeyKind.PROFILE),
     # Staff secrets: never shown; kept under the staff member's own key.
     FieldSpec("password_hash", Classification.SECRET, "authenticate staff", _LEGIT, "while the account exists", KeyKind.PROFILE),
     FieldSpec("totp_secret", Classification.SECRET, "second factor for staff", _LEGIT, "while the account exists", KeyKind.PROFILE),
@@ -94,6 +98,10 @@ FIELDS: tuple[FieldSpec, ...] = (
             # member's address as in every access record's metadata, and notes about staff.
             "rule_id", "severity", "summary", "actor_id", "client_addr", "positions",
             "responses", "response", "raised_at", "acknowledged_by", "acknowledged_at", "note", "applied",
+            # Data-subject requests (domain/privacy_requests.py, R5.3): codes, ids, times and
+            # reasons without personal data, kept after an erasure as proof it was handled.
+            "jurisdiction", "received_at", "deadline", "verification", "extension", "completion",
+            "rejection", "export", "exports",
         )
     ),
 )

@@ -21,6 +21,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.consent import current_consents, new_consent
 from domain.errors import (
     BankAccountNotFound,
     CardNotFound,
@@ -209,6 +210,7 @@ class Customer(Aggregate):
         self.status = "active"
         self.restricted = False
         self.closed_on: str | None = None
+        self.consents: list[dict[str, Any]] = []
 
     # --- rules ------------------------------------------------------------------------
 
@@ -481,6 +483,48 @@ class Customer(Aggregate):
                 "occurred_at": occurred_at,
             },
         ]
+
+    # --- consent (R5.2) -------------------------------------------------------------------
+
+    def record_consent(self, *, purpose: str, channel: str, granted: bool, notice_version: str,
+                       source: str, actor_id: str) -> dict[str, Any]:
+        """Record the customer's answer for one purpose and channel; returns the entry.
+
+        The entry (with its time and the actor who recorded it) is made here, before
+        the event, so replay is deterministic."""
+        entry = new_consent(purpose=purpose, channel=channel, granted=granted,
+                            notice_version=notice_version, source=source, actor_id=actor_id)
+        self._record_consent(consent=entry)
+        return dict(entry)
+
+    @event("ConsentRecorded")
+    def _record_consent(self, consent: dict[str, Any]) -> None:
+        self.check_consent_change(bool(consent["granted"]))
+        self.consents = [*self.ledger(), dict(consent)]
+
+    def check_consent_change(self, granted: bool) -> None:
+        """A withdrawal is always accepted (GDPR Art. 7(3): as easy to withdraw as to
+        give), even on a closed or restricted record; a grant changes the record, so
+        it follows the record's rules (R5.6: a restricted record is read-only)."""
+        if granted:
+            self.check_editable()
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every consent entry, oldest first (a record saved before R5.2 has none)."""
+        return [dict(entry) for entry in getattr(self, "consents", [])]
+
+    def consents_in_force(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return current_consents(self.ledger())
+
+    def may_process(self, purpose: str, channel: str) -> bool:
+        """Whether processing for `purpose` on `channel` has the customer's consent now:
+        the latest answer for the pair is a grant, and the record is not restricted
+        (R5.6: restricted data is left out of every processing that is not required),
+        nor closed (the relationship has ended)."""
+        if self.restricted or self.status == "closed":
+            return False
+        entry = self.consents_in_force().get((purpose, channel))
+        return entry is not None and entry["granted"] is True
 
     # --- lifecycle ---------------------------------------------------------------------------
 

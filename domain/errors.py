@@ -164,3 +164,36 @@ class ErasureAlreadyComplete(DomainError):
             field="keys_destroyed",
             rule="a key is destroyed once",
         )
+
+
+class PrivacyRequestClosed(DomainError):
+    """A data-subject request already completed or rejected cannot change (R5.3)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "status: the request is closed (completed or rejected)",
+            field="status",
+            rule="a closed request is final",
+        )
+
+
+class IdentityNotVerified(DomainError):
+    """A data-subject request is acted on only after the requester's identity is verified (R5.3)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "verification: the requester's identity has not been verified",
+            field="verification",
+            rule="verify the requester before acting",
+        )
+
+
+class AlreadyExtended(DomainError):
+    """A deadline is extended once (GDPR Art. 12(3); CCPA 1798.145)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "deadline: the deadline has already been extended once",
+            field="deadline",
+            rule="one extension per request",
+        )

@@ -27,6 +27,8 @@ from application.activation import Activation
 from application.alerts import AlertDesk
 from application.context import RequestContext, acting_as
 from application.audit_trail import AuditTrail
+from application.consent import ConsentLedger
+from application.privacy_requests import PrivacyRequests
 from application.customer_service import CustomerService
 from application.customers import Strongroom
 from application.identity import Identity
@@ -38,6 +40,7 @@ from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
+from infrastructure.privacy_export import ExportSeal
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
 from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, KeylessVerification, TamperEvidence
 from infrastructure.backup.restore_state import RestoreIncomplete, refuse_incomplete_restore
@@ -168,6 +171,9 @@ class Settings:
     monitor_business_hours: str = "07:00-19:00"
     monitor_business_days: str = "mon,tue,wed,thu,fri"
     monitor_time_zone: str = "UTC"
+    # Issue 13 (R5.3): how often `strongroom serve`'s workers and `strongroom worker`
+    # check data-subject request deadlines and raise their overdue alerts.
+    privacy_deadline_check_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -280,6 +286,9 @@ class Settings:
             webhook_timeout_seconds=_number(merged, "webhook_timeout_seconds", float, cls.webhook_timeout_seconds),
             # Issue 12, monitoring (R3.6).
             **_monitor_settings(merged),
+            # Issue 13 (R5.3).
+            privacy_deadline_check_seconds=_number(merged, "privacy_deadline_check_seconds", float,
+                                                   cls.privacy_deadline_check_seconds),
         )
 
 
@@ -451,6 +460,9 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Issue 13 (R5.2, R5.3, R5.6): the consent ledger and data-subject requests.
+    consents: ConsentLedger
+    privacy: PrivacyRequests
     # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
     alerts: AlertDesk | None = None
     alert_table: AlertTable | None = None
@@ -563,16 +575,21 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         break_glass=identity_store, policy=policy, activation=activation,
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
     )
+    audit_trail = AuditTrail(app, evidence, policy=policy)
+    consents = ConsentLedger(app, policy, clock=lambda: identity.now())
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
         events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
         customers=CustomerService(app, policy=policy, throttle=throttle),
-        audit_trail=AuditTrail(app, evidence, policy=policy),
+        audit_trail=audit_trail,
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
         alerts=AlertDesk(app, alert_table, policy, deliveries=webhooks), alert_table=alert_table,
         webhooks=webhooks,
+        consents=consents,
+        privacy=PrivacyRequests(app, policy, consents, audit_trail, ExportSeal(evidence.signer),
+                                clock=lambda: identity.now()),
     )
 
 

@@ -185,11 +185,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     timeout = health.readiness_timeout(built)
     closer.closers.append(health.install(app, api, built).stop)
     closer.closers.append(metrics.install(app, api, built, timeout).stop)
-    from web import alerts_api, audit_api, auth, customers  # bearer tokens -> actors; the /api/v1 resources
+    from web import alerts_api, audit_api, auth, customers, privacy_api  # bearer tokens -> actors; the /api/v1 resources
 
     auth.install(app, api)
     customers.install(app, api)
     audit_api.install(app, api)
     alerts_api.install(app, api)  # issue 12 (R3.6)
+    privacy_api.install(app, api)
     api.register_blueprint(openapi.blueprint)
     return app

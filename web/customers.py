@@ -244,6 +244,7 @@ def read_customer(query: dict[str, Any], customer_id: uuid.UUID) -> Any:
 @blueprint.arguments(CustomerPatchSchema)
 @blueprint.response(200, CustomerViewSchema, description="Changed; the new masked view.", headers=_ETAG)
 @blueprint.errors(*_ON_ONE, *WITH_BODY, 412, 428, e403=_FORBIDDEN,
+                  e409="Processing of this customer is restricted (`restricted`, R5.6): the record is read-only.",
                   e422="Validation failed (unknown field, broken rule, a KYC change the rules do not "
                        "allow; `errors` names the fields), or `idempotency_key_reused`.")
 @accepts_lagging(_one)
@@ -301,6 +302,7 @@ def list_interactions(customer_id: uuid.UUID) -> dict[str, Any]:
 @blueprint.arguments(InteractionCreateSchema)
 @blueprint.response(201, InteractionSchema, description="Recorded.")
 @blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN,
+                  e409="Processing of this customer is restricted (`restricted`, R5.6).",
                   e422="Validation failed, or `idempotency_key_reused`.")
 @accepts_lagging(_its_interactions)
 def add_interaction(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, Any]:
@@ -317,6 +319,7 @@ def add_interaction(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, A
 @blueprint.arguments(RevertRequestSchema)
 @blueprint.response(200, CustomerViewSchema, description="Reverted; the new masked view.", headers=_ETAG)
 @blueprint.errors(*_ON_ONE, *WITH_BODY, e403=_FORBIDDEN,
+                  e409="Processing of this customer is restricted (`restricted`, R5.6).",
                   e422="Validation failed, `to` is before the customer existed, or `idempotency_key_reused`.")
 @accepts_lagging(_one)
 def revert_customer(body: dict[str, Any], customer_id: uuid.UUID) -> Any:
@@ -342,6 +345,9 @@ ENDPOINT_OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", PREFIX + "/<uuid:customer_id>/interactions"): "interactions_list",
     ("POST", PREFIX + "/<uuid:customer_id>/interactions"): "interactions_create",
     ("POST", PREFIX + "/<uuid:customer_id>/revert"): "revert",
+    # R5.2 (web/privacy_api.py): the consent ledger.
+    ("GET", PREFIX + "/<uuid:customer_id>/consents"): "consents_list",
+    ("POST", PREFIX + "/<uuid:customer_id>/consents"): "consents_record",
 }
 
 

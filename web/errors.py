@@ -58,7 +58,8 @@ from application.staff_admin import (
     UsernameTaken,
 )
 from application.throttle import PasswordCheckBusy, RateLimited
-from domain.errors import DomainError
+from application.privacy_requests import PrivacyRequestNotFound
+from domain.errors import AlreadyExtended, CustomerRestricted, DomainError, IdentityNotVerified, PrivacyRequestClosed
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
 from infrastructure.logs import ERROR_LOGGER
@@ -99,6 +100,12 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     # Before ValidationFailed, its base: a retry's key used for another request (R7.6).
     IdempotencyKeyReused: (422, "idempotency_key_reused", "this Idempotency-Key was used for a different request"),
     ValidationFailed: (422, "validation_failed", "the request is not valid"),
+    # Issue 13 (R5.3, R5.6): before DomainError, their base; each names its rule.
+    CustomerRestricted: (409, "restricted", None),
+    PrivacyRequestClosed: (409, "request_closed", None),
+    IdentityNotVerified: (409, "identity_not_verified", None),
+    AlreadyExtended: (409, "already_extended", None),
+    PrivacyRequestNotFound: (404, "not_found", None),
     DomainError: (422, "validation_failed", "the request is not valid"),
     ValidationError: (422, "validation_failed", "the request is not valid"),
     StoreUnavailable: (503, "unavailable", UNAVAILABLE_MESSAGE),

@@ -13,6 +13,7 @@
   approvals, break-glass.
 * `activation`: activation codes of new accounts and the channel that delivers them.
 * `alerts`: the alerts read model (R3.6).
+* `privacy`: sealing a data-subject export (signed, encrypted to the requester).
 
 `infrastructure/` implements them and `infrastructure/composition.py` wires the
 implementations in; tests may pass simple fakes for logic-only tests, never as the
@@ -48,6 +49,7 @@ from application.ports.event_log import (
     TimedNotification,
 )
 from application.ports.idempotency import IdempotencyStore, IdempotentOutcome
+from application.ports.privacy import ExportRecipient, ExportSealer
 from application.ports.identity import (
     ApprovalRecord,
     ApprovalStore,
@@ -68,7 +70,7 @@ from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
     "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
-    "ActivationStore",
+    "ActivationStore", "ExportRecipient", "ExportSealer",
     "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",

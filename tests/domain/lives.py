@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from domain.operations import RecoveryLog
+from domain.privacy_requests import PrivacyRequest
 from domain.staff import StaffMember
 from tests.domain.examples import DE_IBAN, GB_IBAN, MASTERCARD_TEST_PAN, VISA_TEST_PAN, enrol_alice, register_ada
 
@@ -29,6 +32,8 @@ def a_customers_whole_life() -> Customer:
     account_id = ada.add_bank_account({"iban": DE_IBAN})
     ada.remove_bank_account(account_id)
     ada.record_interaction("complaint", "phone", "Disputes a fee.", occurred_at="2026-01-05T10:00:00+01:00")
+    ada.record_consent(purpose="marketing_contact", channel="email", granted=True, notice_version="2026-11",
+                       source="web_form", actor_id="staff-1")
     ada.revert_to(past, "changes were keyed on the wrong record")
     ada.restrict("accuracy contested")
     ada.lift_restriction("accuracy confirmed")
@@ -67,5 +72,25 @@ def a_recovery_logs_whole_life() -> RecoveryLog:
     return log
 
 
+def a_privacy_requests_whole_life() -> PrivacyRequest:
+    received = datetime.now(timezone.utc) - timedelta(days=3)
+    request = PrivacyRequest.receive(customer_id="1b0d4d52-5bb8-4b4a-9d6c-2b7a1f1c9e10", kind="access",
+                                     jurisdiction="gdpr", received_at=received, now=received)
+    request.verify(by="staff-dpo", method="id_document", at=received)
+    request.extend(by="staff-dpo", reason="many systems to search", at=received)
+    request.record_export(sha256="0" * 64, at=received)
+    request.complete(by="staff-dpo", at=received, result={"exports": "1"})
+    return request
+
+
+def a_rejected_privacy_request() -> PrivacyRequest:
+    """The other way a request ends (a request completes or is rejected, never both)."""
+    received = datetime.now(timezone.utc)
+    request = PrivacyRequest.receive(customer_id="1b0d4d52-5bb8-4b4a-9d6c-2b7a1f1c9e10", kind="erasure",
+                                     jurisdiction="ccpa", received_at=received, now=received)
+    request.reject(by="staff-dpo", reason="identity not established", at=received)
+    return request
+
+
 WHOLE_LIVES = [a_customers_whole_life, a_staff_members_whole_life, an_erasures_whole_life,
-               a_recovery_logs_whole_life]
+               a_recovery_logs_whole_life, a_privacy_requests_whole_life, a_rejected_privacy_request]

@@ -40,6 +40,18 @@ _VALID_BUT_REFUSED = {
     "POST /api/v1/auth/activate": ["422"],
     # A reason of blanks only.
     "POST /api/v1/approvals/{approval_id}/reject": ["422"],
+    # Issue 13: a channel the purpose does not use (data sharing by phone); a time of receipt
+    # in the future; an extension after the deadline; a reason of blanks; rectified values
+    # the domain refuses; an export key that is not X25519 or RSA, or both a passphrase and
+    # a key; lifting a restriction that is not in force.
+    "POST /api/v1/customers/{customer_id}/consents": ["422"],
+    "POST /api/v1/requests": ["422"],
+    "POST /api/v1/requests/{request_id}/verify": ["422"],
+    "POST /api/v1/requests/{request_id}/extend": ["422"],
+    "POST /api/v1/requests/{request_id}/reject": ["422"],
+    "POST /api/v1/requests/{request_id}/complete": ["422"],
+    "POST /api/v1/requests/{request_id}/export": ["422"],
+    "POST /api/v1/restrictions/{customer_id}/lift": ["422"],
     # Step-up with a code that is not the current TOTP code: 403 step_up_failed.
     # (403 is already among the accepted answers.)
 }

@@ -29,6 +29,7 @@ SUCCESS = {
     Operation.CREATE: 201, Operation.SEARCH: 200, Operation.VIEW: 200, Operation.UPDATE: 200,
     Operation.REVEAL: 200, Operation.HISTORY: 200, Operation.INTERACTIONS_LIST: 200,
     Operation.INTERACTIONS_CREATE: 201, Operation.REVERT: 200, Operation.VIEW_AS_OF: 200,
+    Operation.CONSENTS_LIST: 200, Operation.CONSENTS_RECORD: 201,
 }
 SCOPES = ("in_scope", "out_of_scope")
 
@@ -61,6 +62,9 @@ STATED = {
     ("compliance_officer", Operation.VIEW, "out_of_scope"): 200,
     ("compliance_officer", Operation.CREATE, "in_scope"): 403,
     ("dpo", Operation.REVEAL, "out_of_scope"): 200,
+    ("agent", Operation.CONSENTS_RECORD, "in_scope"): 201,
+    ("auditor", Operation.CONSENTS_RECORD, "in_scope"): 403,
+    ("dpo", Operation.CONSENTS_RECORD, "out_of_scope"): 201,
 }
 
 
@@ -138,6 +142,9 @@ def request_for(world: dict[str, Any], method: str, rule: str, operation: Operat
         kwargs["json"] = {"kind": "note", "channel": "matrix", "notes": "a note"}
     elif operation is Operation.REVERT:
         kwargs["json"] = {"to": datetime.now(UTC).isoformat(), "reason": "authorisation matrix"}
+    elif operation is Operation.CONSENTS_RECORD:
+        kwargs["json"] = {"purpose": "marketing_contact", "channel": "email", "granted": True,
+                          "notice_version": "v1", "source": "web_form"}
     return method, path, kwargs, extra
 
 
