@@ -15,6 +15,7 @@ from cli import (
     audit,
     backup,
     bench,
+    certificates,
     compliance,
     customers,
     db,
@@ -22,6 +23,7 @@ from cli import (
     init,
     keys,
     projections,
+    retention,
     serve,
     staff,
 )
@@ -54,6 +56,9 @@ main.add_command(backup.restore_command)
 main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
+# Issue 13: the retention run (R5.5) and offline certificate checks (R5.4).
+main.add_command(retention.retention_group)
+audit.audit_group.add_command(certificates.verify_certificate_command)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -94,6 +94,8 @@ FIELDS: tuple[FieldSpec, ...] = (
             # member's address as in every access record's metadata, and notes about staff.
             "rule_id", "severity", "summary", "actor_id", "client_addr", "positions",
             "responses", "response", "raised_at", "acknowledged_by", "acknowledged_at", "note", "applied",
+            # Erasure holds and retention (issue 13, R5.4, R5.5): key kinds, hold codes, dates.
+            "kept", "hold_until", "under_investigation",
         )
     ),
 )

@@ -34,6 +34,12 @@ from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
+from application.erasure_service import ErasureService
+from application.retention import AmlRetention
+from application.retention_run import RetentionRun
+from infrastructure.audit.erasure_certificate import ErasureCertificates
+from infrastructure.held_kyc import HeldKycReader
+from infrastructure.retention_candidates import ReadModelRetentionCandidates
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
 from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, KeylessVerification, TamperEvidence
@@ -145,6 +151,11 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 13 (R5.4, R5.5): the AML retention after a relationship ends (0: no
+    # retention hold, only investigations hold) and the profile data's retention after
+    # the last contact with a customer whose relationship ended.
+    aml_retention_years: float = 5.0
+    profile_retention_years: float = 2.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -247,6 +258,11 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 13: retention periods (R5.4, R5.5).
+            aml_retention_years=_number(merged, "aml_retention_years", float, cls.aml_retention_years,
+                                        allow_zero=True),
+            profile_retention_years=_number(merged, "profile_retention_years", float,
+                                            cls.profile_retention_years),
         )
 
 
@@ -369,6 +385,9 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Issue 13: erasure against AML holds with certificates (R5.4), the retention run (R5.5).
+    erasures: ErasureService
+    retention: RetentionRun
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -432,6 +451,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         read_model=directory,
         projection=projection,
         idempotency=idempotency,
+        retention=AmlRetention(settings.aml_retention_years),
     )
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
 
@@ -474,6 +494,10 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
+        erasures=ErasureService(app, policy, ErasureCertificates(evidence.signer), HeldKycReader(app.recorder, app.mapper),
+                                clock=lambda: identity.now()),
+        retention=RetentionRun(app, ReadModelRetentionCandidates(events_db),
+                               profile_years=settings.profile_retention_years, clock=lambda: identity.now()),
     )
 
 

@@ -35,6 +35,7 @@ from application.ports.customers import (
     RetentionPolicy,
     SubjectKeys,
 )
+from application.ports.erasure import CertificateIssuer, HeldKyc, RetentionCandidates
 from application.ports.event_log import (
     EventAppender,
     EventMetadata,
@@ -65,7 +66,7 @@ from application.ports.operations import KeyInventory, LogPositions, ReadModelPo
 from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
-    "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
+    "AccessRecorder", "ActivationChannel", "CertificateIssuer", "HeldKyc", "RetentionCandidates", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
     "ActivationStore",
     "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
