@@ -49,6 +49,7 @@ from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
+from infrastructure.crypto.ledger_watch import ledger_watch
 from infrastructure.crypto.pkcs11_token import DEFAULT_MODULE, Pkcs11Kek, Pkcs11Token, TokenConfig, read_pin
 from infrastructure.eventstore import recorder_environment
 from infrastructure.idempotency_store import IdempotencyTable
@@ -393,6 +394,7 @@ class Components:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
         self.app.close()
         self.events_db.close()
+        self.keyring.close()  # the key-ledger listener (issue 13)
         self.keys_db.close()
         if isinstance(self.keyring.kek, Pkcs11Kek):
             self.keyring.kek.close()  # logs out of the token
@@ -429,6 +431,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
             key_store.create_tables()
         keyring = KeyRing(key_store, kek, cache_seconds=settings.key_cache_seconds)
         keyring.check_kek()
+        keyring.watch = ledger_watch(keys_db)
     except KekError:
         keys_db.close()
         events_db.close()
