@@ -2,7 +2,10 @@
 
 Destroys the keys whose retention has ended (application/retention_run.py), one line
 per customer as it goes (ids and key kinds only), each step recorded in the chained
-log as the operator's. Safe to run twice or to stop half-way: run it again.
+log as the operator's; then expires the key backups older than
+`key_backup_retention_days` (their generation keys destroyed, their copies pruned on
+every target, infrastructure/backup/generations.py). Safe to run twice or to stop
+half-way: run it again.
 
 `--now` runs as of another time, for rehearsals and tests; a production instance
 refuses it, since a clock moved forward destroys keys before their time.
@@ -11,13 +14,17 @@ refuses it, since a clock moved forward destroys keys before their time.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import sys
+from datetime import datetime, timedelta
+from typing import Any
 
 import click
 
 from application.context import acting_as
 from application.retention_run import RetentionAction
-from cli.context import ISO_TIME, components, fail, operator_context
+from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
+from infrastructure.backup.generations import expire_key_backups
+from infrastructure.backup.targets import TargetError, targets_from_config
 
 
 @click.group("retention")
@@ -47,7 +54,26 @@ def run_command(ctx: click.Context, dry_run: bool, as_json: bool, now: datetime 
 
         with acting_as(operator_context("retention run (R5.5)")):
             done = built.retention.run(dry_run=dry_run, now=now, progress=say)
+            backups: dict[str, Any] = {}
+            if not dry_run:
+                # Expired key backups: their generation keys destroyed, their copies pruned.
+                try:
+                    targets = targets_from_config(built.settings.instance, built.settings.backup_targets)
+                except TargetError as exc:
+                    fail(str(exc))
+                try:
+                    backups = expire_key_backups(built.keyring, targets,
+                                                 timedelta(days=built.settings.key_backup_retention_days),
+                                                 now or built.identity.now())
+                finally:
+                    for target in targets:
+                        target.close()
     summary = {"dry_run": dry_run, "customers": len(done),
-               "keys": sum(len(a.keys) for a in done)}
+               "keys": sum(len(a.keys) for a in done), "key_backups": backups}
     click.echo(json.dumps({"summary": summary}) if as_json else
-               f"{'dry run: ' if dry_run else ''}{summary['customers']} customer(s), {summary['keys']} key(s)")
+               f"{'dry run: ' if dry_run else ''}{summary['customers']} customer(s), {summary['keys']} key(s); "
+               f"key backup generations expired: {len(backups.get('generations_expired', []))}, "
+               f"pruned: {sum(len(v) for v in backups.get('pruned', {}).values())}"
+               + (f", targets not reached: {', '.join(backups['failed'])}" if backups.get("failed") else ""))
+    if backups.get("failed"):
+        sys.exit(EXIT_CHECK_FAILED)

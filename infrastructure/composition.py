@@ -157,6 +157,8 @@ class Settings:
     # the last contact with a customer whose relationship ended.
     aml_retention_years: float = 5.0
     profile_retention_years: float = 2.0
+    # Key backups are kept this long, each under a generation key destroyed at expiry.
+    key_backup_retention_days: float = 35.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -264,6 +266,8 @@ class Settings:
                                         allow_zero=True),
             profile_retention_years=_number(merged, "profile_retention_years", float,
                                             cls.profile_retention_years),
+            key_backup_retention_days=_number(merged, "key_backup_retention_days", float,
+                                              cls.key_backup_retention_days),
         )
 
 
@@ -498,7 +502,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
         erasures=ErasureService(app, policy, ErasureCertificates(evidence.signer), HeldKycReader(app.recorder, app.mapper),
-                                clock=lambda: identity.now()),
+                                clock=lambda: identity.now(),
+                                backup_retention=timedelta(days=settings.key_backup_retention_days)),
         retention=RetentionRun(app, ReadModelRetentionCandidates(events_db),
                                profile_years=settings.profile_retention_years, clock=lambda: identity.now()),
     )

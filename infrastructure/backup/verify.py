@@ -16,12 +16,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from application.clock import utc_now
 
 from infrastructure.backup.create import complete_manifests
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV
 from infrastructure.backup.manifest import (
     EVENTS,
+    KEYS,
     BackupCorrupt,
     ManifestSigner,
     decode_segment,
@@ -169,6 +173,10 @@ def _verify_keys(target: Target, signer: ManifestSigner, document: dict[str, Any
             raise BackupCorrupt(file, "key manifest SHA-256 does not match the event manifest")
         keys_manifest = parse_manifest(file, data)
         signer.check(file, keys_manifest)
+        expires = keys_manifest.get("expires_at")
+        if expires and datetime.fromisoformat(expires) <= utc_now() and not target.list(
+                f"{KEYS}/{keys_manifest['backup_id']}"):
+            return  # an expired key backup, pruned on purpose (backup/generations.py)
         for entry in keys_manifest["segments"]:
             json.loads(read_segment(target, entry))
     except BackupCorrupt as exc:

@@ -25,13 +25,16 @@ from infrastructure.backup.targets import LocalTarget
 from infrastructure.backup.verify import verify_target
 from infrastructure.composition import Settings, build
 from infrastructure.crypto.kek import LocalKek
+from infrastructure.backup.generations import open_keys
 from tests.application.conftest import OPERATOR, customer_fields, make_components
 from tests.conftest import PG_ADMIN_URL, _database_url
 
 
 @pytest.fixture
 def live(tmp_path, database_url):
-    built = make_components(tmp_path, database_url)
+    # No AML retention hold: erasures here destroy both keys, and the backups must
+    # keep both destroyed (holds are tests/application/test_erasure_holds.py's).
+    built = make_components(tmp_path, database_url, aml_retention_years=0)
     with acting_as(OPERATOR):
         yield built
     built.close()
@@ -303,7 +306,7 @@ def test_restoring_a_key_backup_never_brings_a_destroyed_key_back(live, target, 
     ids = register(live.app, 2)
     live.app.erase_customer(ids[0], "GDPR Art. 17 request")
     create_backup(live, target)
-    keys = json.loads((next((target.root / "keys").rglob("keys.seg"))).read_bytes())
+    keys = open_keys(live.keyring, next((target.root / "keys").rglob("keys.seg")).read_bytes())
     assert not [k for k in keys["data_keys"] if k[0] == ids[0]]  # only the ledger entry travels
     assert {(s, k) for s, k, _ in keys["destroyed_keys"]} == {(ids[0], "profile"), (ids[0], "kyc")}
 
