@@ -190,5 +190,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.install(app, api)
     customers.install(app, api)
     audit_api.install(app, api)
+    from web import erasure_api  # issue 13: erasure against AML holds (R5.4)
+
+    erasure_api.install(app, api)
     api.register_blueprint(openapi.blueprint)
     return app
