@@ -16,10 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-
-from application.clock import utc_now
 
 from infrastructure.backup.create import complete_manifests
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV
@@ -33,6 +30,7 @@ from infrastructure.backup.manifest import (
     parse_manifest,
     sha256,
 )
+from infrastructure.backup.keys import GENERATIONS_SUBJECT
 from infrastructure.backup.targets import Target
 
 
@@ -173,10 +171,13 @@ def _verify_keys(target: Target, signer: ManifestSigner, document: dict[str, Any
             raise BackupCorrupt(file, "key manifest SHA-256 does not match the event manifest")
         keys_manifest = parse_manifest(file, data)
         signer.check(file, keys_manifest)
-        expires = keys_manifest.get("expires_at")
-        if expires and datetime.fromisoformat(expires) <= utc_now() and not target.list(
-                f"{KEYS}/{keys_manifest['backup_id']}"):
-            return  # an expired key backup, pruned on purpose (backup/generations.py)
+        backup_id = str(keys_manifest["backup_id"])
+        if not target.list(f"{KEYS}/{backup_id}") and signer.keyring.store.is_destroyed(
+                GENERATIONS_SUBJECT, f"key-backup:{backup_id}"):
+            # An expired key backup, pruned on purpose (backup/generations.py): only this
+            # installation could destroy its generation key; a segment deleted by anyone
+            # else, with its generation alive, is still reported missing.
+            return
         for entry in keys_manifest["segments"]:
             json.loads(read_segment(target, entry))
     except BackupCorrupt as exc:
