@@ -70,8 +70,6 @@ class RetentionRun:
         now = now or self.clock()
         done = []
         for action in self._due(now, dry_run=dry_run):
-            if not dry_run:
-                self._apply(action, now)
             done.append(action)
             if progress is not None:
                 progress(action)
@@ -79,19 +77,29 @@ class RetentionRun:
 
     def _due(self, now: datetime, *, dry_run: bool) -> Iterator[RetentionAction]:
         for customer_id in self.candidates.last_contact_before(now - self.profile_retention):
-            decision = self.app.plan_erasure(customer_id, now=now)
-            if decision is None:
+            if dry_run:
+                decision = self.app.plan_erasure(customer_id, now=now)
+                if decision is None:
+                    continue
+                destroy, hold_until = tuple(decision.destroy), decision.hold_until
+                yield RetentionAction(customer_id, "erase", destroy,
+                                      None if hold_until is None else hold_until.isoformat())
                 continue
-            yield RetentionAction(customer_id, "erase", tuple(decision.destroy),
-                                  None if decision.hold_until is None else decision.hold_until.isoformat())
+            # The erasure decides the hold itself (one load of the customer, not two).
+            result = self.app.erase_customer(customer_id, PROFILE_REASON, now=now)
+            yield RetentionAction(customer_id, "erase", tuple(result["keys_destroyed"]), result["hold_until"])
         for erasure in self._erasures():
             customer_id = str(erasure.customer_id)
             if erasure.kyc_retained and self._hold_ended(erasure, now):
+                if not dry_run:
+                    self.app.end_hold(customer_id, KYC_REASON)
                 yield RetentionAction(customer_id, "destroy_kyc", ("kyc",))
                 continue
             status = self.app.keys.status(customer_id)
             live = tuple(k for k in erasure.keys_destroyed if status.get(k) == "active")
             if live:
+                if not dry_run:
+                    self.app.keys.destroy(customer_id, list(live))
                 yield RetentionAction(customer_id, "finish", live)
 
     def _hold_ended(self, erasure: Any, now: datetime) -> bool:
@@ -112,11 +120,3 @@ class RetentionRun:
             if len(page) < _PAGE:
                 return
             start = page[-1].id + 1
-
-    def _apply(self, action: RetentionAction, now: datetime) -> None:
-        if action.action == "erase":
-            self.app.erase_customer(action.customer_id, PROFILE_REASON, now=now)
-        elif action.action == "destroy_kyc":
-            self.app.end_hold(action.customer_id, KYC_REASON)
-        else:
-            self.app.keys.destroy(action.customer_id, list(action.keys))

@@ -9,4 +9,4 @@ holds what a figure is, and `runner` runs the chosen suites and prints them.
 """
 
 STORES = ("sqlite", "postgres")
-SUITES = ("core", "api", "audit", "recovery", "faults")
+SUITES = ("core", "api", "audit", "recovery", "faults", "privacy")
