@@ -397,3 +397,29 @@ def test_verify_follows_the_hash_chain_across_increments(live, target):
                     [_row(3, "Qg==", "Qw=="), _row(5, "RA==", "RQ==")], previous=first, after=2)
     problems = _problems(live, target)
     assert problems == [("events/20260101T000001000000Z-bbbbbb/000001.seg", "hash chain broken at position 5")]
+
+
+def test_a_customer_erased_under_an_aml_hold_after_the_backup_stays_erased_in_a_restore(tmp_path, database_url,
+                                                                                       target):
+    """R4.6 with a hold (issue 13): the profile key stays destroyed in the restore; the
+    KYC key the hold keeps comes back with it, still only behind the erasure."""
+    held = make_components(tmp_path, database_url)  # the default 5-year AML retention
+    try:
+        with acting_as(OPERATOR):
+            ids = register(held.app, 2)
+            create_backup(held, target)
+            result = held.erasures.erase(ids[0], "DSR-2026-12")
+            assert result["keys_destroyed"] == ["profile"]
+            restored_at = restore_backup(live=held, target=target, into_url=f"sqlite:///{tmp_path / 'r.sqlite'}",
+                                         position=2)
+        assert restored_at.keys.withheld == 1  # the profile key, kept destroyed
+        restored = _restored_app(held, restored_at.into, restored_at.keys_into)
+        try:
+            with pytest.raises(CustomerErased):
+                restored.app.get_customer(ids[0])
+            assert restored.keyring.status(ids[0]) == {"profile": "destroyed", "kyc": "active"}
+            assert restored.app.get_customer(ids[1])["email"] == "c1@example.org"
+        finally:
+            restored.close()
+    finally:
+        held.close()
