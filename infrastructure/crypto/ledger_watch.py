@@ -5,8 +5,9 @@ process that had read a customer went on reading them for that long after anothe
 process erased them. Every cached customer key is dropped as soon as the erasure
 ledger (`destroyed_keys`) moves:
 
-* SQLite: the ledger's highest rowid is read before each use of a cached customer key
-  (rows are only ever added; one indexed look-up in a local file).
+* SQLite: before each use of a cached customer key, `PRAGMA data_version` tells
+  whether another connection wrote to the key store; only then is the ledger's highest
+  rowid read (rows are only ever added) and compared with the one last seen.
 * PostgreSQL: `KeyStore.destroy` sends NOTIFY on `CHANNEL` in its transaction, and a
   listener thread with its own connection marks the cache stale when it arrives; no
   query per use. While the listener is not connected (start-up, a lost connection)
@@ -35,12 +36,15 @@ class LedgerWatch(Protocol):
 
 
 class PolledLedger:
-    """SQLite: compare the ledger's highest rowid with the one last seen."""
+    """SQLite: compare the ledger's highest rowid with the one last seen, looked up only
+    when `PRAGMA data_version` says another connection has written to the key store
+    since this thread last looked (a counter in shared memory: no page is read)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._mark = self._read()
         self._lock = threading.Lock()
+        self._seen = threading.local()
 
     def _read(self) -> int:
         with self.db.transaction(write=False) as cur:
@@ -48,7 +52,19 @@ class PolledLedger:
             row = cur.fetchone()
         return int(row[0] or 0) if row else 0
 
+    def _written_elsewhere(self) -> bool:
+        connection = getattr(self.db, "_connection", None)
+        if connection is None:
+            return True
+        version = connection().execute("PRAGMA data_version").fetchone()[0]
+        if getattr(self._seen, "version", None) == version:
+            return False
+        self._seen.version = version
+        return True
+
     def changed(self) -> bool:
+        if not self._written_elsewhere():
+            return False
         mark = self._read()
         with self._lock:
             moved, self._mark = mark != self._mark, mark
