@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from application.clock import Clock, utc_now
 from application.context import acting_as, require_context
@@ -61,6 +62,14 @@ def certificate_body(result: dict[str, Any], *, issued_at: datetime,
     }
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 class ErasureService:
     """Erasures, certificates, holds and the restricted KYC read (R5.4)."""
 
@@ -77,10 +86,12 @@ class ErasureService:
         """Erase under R5.4's rules and return the outcome with its signed certificate.
 
         `actor` is the staff member asking through the API (`customers:erase`, the
-        DPO); None for the operator's command. Repeating an erasure answers the first
+        DPO, after a step-up); None for the operator's command. Repeating an erasure answers the first
         one's outcome with a fresh certificate."""
         if actor is not None:
             self.policy.require(actor, Permission.CUSTOMERS_ERASE, operation="erase", about=customer_id)
+            # Irreversible: a stolen session alone erases nobody (R2.11).
+            self.policy.require_step_up(actor, "erase", [customer_id] if _is_uuid(customer_id) else [])
         now = self.clock()
         result = self.app.erase_customer(customer_id, reason, now=now)
         return {**result, "certificate": self.certificates.issue(

@@ -101,7 +101,9 @@ def erasures() -> ErasureService:
 @blueprint.post("/erasures/<uuid:customer_id>")
 @blueprint.arguments(ErasureRequestSchema)
 @blueprint.response(200, ErasureResultSchema, description="Erased; the certificate is for the customer.")
-@blueprint.errors(*_ON_ONE, *WITH_BODY, e403="Not allowed: `forbidden` (needs `customers:erase`).")
+@blueprint.errors(*_ON_ONE, *WITH_BODY, e403="Not allowed: `forbidden` (needs `customers:erase`), or "
+                                             "`step_up_required` (no step-up in the last 5 minutes: POST "
+                                             "/api/v1/auth/step-up).")
 def erase(body: dict[str, Any], customer_id: uuid.UUID) -> dict[str, Any]:
     """Erase a customer under R5.4's rules: the profile key goes now; under an AML hold
     the KYC key is kept, restricted, until the hold ends. Answers a signed certificate.

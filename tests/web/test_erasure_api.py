@@ -28,6 +28,9 @@ def test_the_dpo_erases_under_aml_hold_and_only_compliance_reads_the_kept_kyc_pa
                        headers=agent).status_code == 403
 
     dpo = quick_login(client, app, roles=["dpo"], portfolios=[])
+    refused = client.post(f"/api/v1/erasures/{cid}", json={"reason": "DSR-2026-7"}, headers=dpo)
+    assert refused.status_code == 403 and refused.get_json()["code"] == "step_up_required"  # a stolen session alone
+    step_up(client, dpo)
     erased = client.post(f"/api/v1/erasures/{cid}", json={"reason": "DSR-2026-7"}, headers=dpo)
     assert erased.status_code == 200, erased.get_json()
     result = erased.get_json()
@@ -80,6 +83,7 @@ def test_the_dpo_erases_under_aml_hold_and_only_compliance_reads_the_kept_kyc_pa
 def test_the_investigation_hold_is_a_compliance_officers_recorded_decision(client, app):
     cid = plant_customer(app)["id"]
     dpo = quick_login(client, app, roles=["dpo"], portfolios=[])
+    step_up(client, dpo)
     body = {"open": True, "reason": "case AML-2026-114"}
     assert client.put(f"/api/v1/aml-holds/{cid}", json=body, headers=dpo).status_code == 403
     officer = quick_login(client, app, roles=["compliance_officer"], portfolios=[])
