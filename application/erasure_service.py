@@ -97,16 +97,6 @@ class ErasureService:
         return {**result, "certificate": self.certificates.issue(
             certificate_body(result, issued_at=now, backup_retention=self.backup_retention))}
 
-    def certificate(self, customer_id: str, *, position: int | None = None) -> dict[str, Any]:
-        """A fresh certificate for an erasure already recorded (after the retention run
-        destroyed a kept key, say). CustomerNotFound when there is none."""
-        record = self.app.erasure_record(customer_id)
-        if record is None:
-            raise CustomerNotFound(customer_id)
-        record = {**record, "position": position}
-        return self.certificates.issue(certificate_body(record, issued_at=self.clock(),
-                                                        backup_retention=self.backup_retention))
-
     def held_kyc(self, actor: Actor, customer_id: str, purpose: str | None) -> dict[str, Any]:
         """The KYC part an AML hold keeps, for a compliance officer with a purpose;
         recorded as a reveal of exactly the fields returned. A customer with no kept
