@@ -122,6 +122,9 @@ class NotifiedLedger:
             self._stop.wait(self.RETRY_SECONDS)
 
     def changed(self) -> bool:
+        # A process forked after the watch started has no listener thread: cache off.
+        if not self._thread.is_alive():
+            return True
         with self._lock:
             if not self._listening:
                 return True
