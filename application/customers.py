@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -44,7 +44,8 @@ from application.restore import as_utc
 from application.retention import DestroyAllKeys
 from domain.alerts import Alert
 from domain.customer import Customer
-from domain.erasure import CustomerErasure
+from domain.erasure import CustomerErasure, HoldDecision
+from domain.holds import InvestigationFlag, investigation_id
 from domain.staff import StaffMember
 
 # Erasure records have an id derived from the customer id (itself random, R1.5), so
@@ -472,8 +473,64 @@ class Strongroom(Application[UUID]):
             return False
         return True
 
-    def erase_customer(self, customer_id: UUID | str, reason: str) -> dict[str, Any]:
+    def erasure_record(self, customer_id: UUID | str) -> dict[str, Any] | None:
+        """The customer's erasure as recorded (keys destroyed, kept and why, hold end),
+        or None when it was never erased."""
+        try:
+            erasure: Any = self.repository.get(erasure_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return dict(erasure.to_record())
+
+    def under_investigation(self, customer_id: UUID | str) -> bool:
+        """Whether a compliance officer has an AML investigation open on the customer."""
+        try:
+            flag: Any = self.repository.get(investigation_id(customer_id))
+        except AggregateNotFoundError:
+            return False
+        return bool(flag.under_investigation)
+
+    def set_investigation(self, customer_id: UUID | str, *, open_: bool, reason: str) -> dict[str, Any]:
+        """Open or close the AML investigation flag of a customer, a recorded decision
+        (R5.4). The customer must exist (or have been erased: a hold may begin after
+        the profile is gone, and the KYC part it keeps is what is investigated)."""
+        require_context()
+        try:
+            cid = str(UUID(str(customer_id)))
+        except ValueError:
+            raise CustomerNotFound(customer_id) from None
+        if not self.recorder.select_events(UUID(cid), limit=1):
+            raise CustomerNotFound(customer_id)
+        flag: Any
+        try:
+            flag = self.repository.get(investigation_id(cid))
+        except AggregateNotFoundError:
+            if not open_:
+                raise ValidationFailed({"under_investigation": ["no investigation is open"]}) from None
+            flag = InvestigationFlag.open_for(cid, reason)
+        else:
+            # A flag already in the asked state raises InvalidField (422).
+            flag.reopen(reason) if open_ else flag.close(reason)
+        self._save(flag)
+        return dict(flag.to_record())
+
+    def plan_erasure(self, customer_id: UUID | str, *, now: datetime) -> HoldDecision | None:
+        """What erasing the customer now would destroy and keep (None: already erased)."""
+        if self.is_erased(customer_id):
+            return None
+        try:
+            customer: Customer | None = self._customer(customer_id)
+        except CustomerErased:
+            customer = None
+        return self.retention.decide(customer, under_investigation=self.under_investigation(customer_id), now=now)
+
+    def erase_customer(self, customer_id: UUID | str, reason: str, *, now: datetime | None = None) -> dict[str, Any]:
         """Crypto-shred a customer (R5.4): record the erasure, purge, destroy keys.
+
+        The retention policy decides what goes now: the profile key always; the KYC
+        key unless an AML hold keeps it (then the record says which holds and until
+        when, and the retention run destroys it when the hold ends, R5.5). `now` is
+        the caller's clock (tests move it).
 
         The erasure record is written first (with the read-model purge in the same
         transaction) and the keys destroyed after; if destruction fails the command
@@ -481,35 +538,61 @@ class Strongroom(Application[UUID]):
         be left with live keys unnoticed.
         """
         require_context()
+        when = now or datetime.now(UTC)
         try:
             customer: Customer | None = self._customer(customer_id)
         except CustomerErased:
             customer = None  # keys already gone: finish recording below
         erasure: Any
         purged = True
+        position: int | None = None
         try:
             erasure = self.repository.get(erasure_id(customer_id))
         except AggregateNotFoundError:
-            kinds = self.retention.keys_to_destroy(customer)
+            decision = self.retention.decide(customer, under_investigation=self.under_investigation(customer_id),
+                                             now=when)
             erasure = CustomerErasure.record(
-                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason, keys_destroyed=kinds,
+                id=erasure_id(customer_id), customer_id=str(customer_id), reason=reason,
+                keys_destroyed=decision.destroy, kept=decision.kept, hold_until=decision.hold_until,
                 portfolio=None if customer is None else customer.portfolio,
             )
             try:
-                self._save(erasure)
+                position = self._save(erasure)
             except VersionConflict:
                 # Another request recorded this erasure first: finish the job with its record.
                 erasure = self.repository.get(erasure_id(customer_id))
-            except ProjectionLagging:
+            except ProjectionLagging as lag:
                 # Recorded; the worker purges the read model when it gets there. The
                 # keys go now, whatever the read model's pace.
                 purged = False
+                position = lag.position
         self.keys.destroy(str(customer_id), list(erasure.keys_destroyed))
         return {
             "customer_id": str(customer_id),
             "erasure_id": str(erasure.id),
             "keys_destroyed": list(erasure.keys_destroyed),
+            "kept": {kind: list(reasons) for kind, reasons in erasure.kept.items()},
+            "hold_until": erasure.hold_until,
+            "status": erasure.status,
             "recorded_at": erasure.created_on.isoformat(),
+            # The log position of the erasure record (None: recorded by an earlier call).
+            "position": position,
             # False when a separate worker has yet to purge the read model (R7.4).
             "read_model_purged": purged,
         }
+
+    def end_hold(self, customer_id: UUID | str, reason: str) -> dict[str, Any]:
+        """The hold on a kept KYC key ended: record its destruction, then destroy it
+        (R5.5). Safe to repeat: a recorded destruction whose key is still live (a run
+        killed between the two) is finished, never recorded twice."""
+        require_context()
+        erasure: Any = self.repository.get(erasure_id(customer_id))
+        position: int | None = None
+        if erasure.kyc_retained:
+            erasure.record_kyc_key_destroyed(reason)
+            try:
+                position = self._save(erasure)
+            except ProjectionLagging as lag:
+                position = lag.position
+        self.keys.destroy(str(customer_id), list(erasure.keys_destroyed))
+        return {**erasure.to_record(), "position": position}

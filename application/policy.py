@@ -423,6 +423,11 @@ decrypt every value anyway, so masking for them would protect nothing; what stop
 unseen read is that each one needs a stated purpose and is recorded as a reveal of exactly
 the fields shown, in the same shape as an API reveal (R3.2, R2.10)."""
 
+HELD_KYC_ROLES = frozenset({"compliance_officer"})
+"""Who reads the KYC part an AML hold keeps, and opens or closes an investigation (R5.4)."""
+HELD_KYC_OPERATION = "held_kyc"
+AML_DECISION_OPERATION = "aml_investigation"
+
 OPERATOR_READS = frozenset({Operation.VIEW, Operation.SEARCH})
 """What the operator may read through the customer use cases: one record, whole; the ids
 matching one exact value."""
@@ -571,6 +576,29 @@ class Policy:
         except ValidationFailed:
             self.refuse(str(operation), "purpose_missing", ids)
             raise
+
+    def require_held_kyc(self, actor: Actor, purpose: str | None, *, about: str | None = None) -> str:
+        """Reading the KYC part an AML hold keeps after an erasure (R5.4, GDPR Art. 18):
+        a compliance officer only (whatever else a role may reveal), with current
+        training, a stated purpose and a fresh step-up; returns the purpose as it will
+        be recorded. The operator is refused too: the hold restricts processing to
+        the AML purpose, and the command line's reads are not that."""
+        op = HELD_KYC_OPERATION
+        self.require(actor, Permission.CUSTOMERS_REVEAL, operation=op, about=about, roles=HELD_KYC_ROLES)
+        ids = _ids(about)
+        try:
+            stated = stated_purpose(purpose)
+        except ValidationFailed:
+            self.refuse(op, "purpose_missing", ids)
+            raise
+        self.require_step_up(actor, op, ids)
+        return stated
+
+    def require_aml_decision(self, actor: Actor, *, about: str | None = None) -> None:
+        """Opening or closing an AML investigation hold is a compliance officer's
+        recorded decision (R5.4); anyone else is refused, and the refusal recorded."""
+        self.require(actor, Permission.CUSTOMERS_READ, operation=AML_DECISION_OPERATION, about=about,
+                     roles=HELD_KYC_ROLES)
 
     def require_reveal(self, actor: Actor, fields: Iterable[str], purpose: str | None,
                        *, about: str | None = None) -> None:

@@ -50,6 +50,7 @@ class BenchRun:
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     fault_sizes: dict[str, int] = field(default_factory=dict)
+    privacy_sizes: dict[str, int] = field(default_factory=dict)  # issue 13
 
 
 def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
@@ -75,6 +76,12 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 bench.results[kind] = run_store(scratch, bench.sizes, progress)
             if "audit" in bench.chosen:
                 bench.suites.setdefault("audit", {})[kind] = run_audit(scratch, bench.sizes, progress)
+            if "privacy" in bench.chosen:
+                # Issue 13: the retention run (benchmarks/retention_bench.py).
+                from benchmarks.retention_bench import measure_retention
+
+                bench.suites.setdefault("privacy", {})[kind] = measure_retention(
+                    scratch, progress, customers=bench.privacy_sizes.get("customers", 100_000))
             if "recovery" in bench.chosen:
                 figures = measure_recovery(scratch, progress, **bench.recovery_sizes)
                 bench.suites.setdefault("recovery", {})[kind] = dict(

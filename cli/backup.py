@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from application.restore import RecoveryRecords
 from cli.context import EXIT_CHECK_FAILED, ISO_TIME, components, fail, operator_context
 from infrastructure.backup.create import create_backup
 from infrastructure.backup.drill import run_drill
+from infrastructure.backup.generations import expire_key_backups
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner
 from infrastructure.backup.restore import RestoreRefused, restore_backup
 from infrastructure.backup.targets import Target, TargetError, targets_from_config
@@ -74,6 +75,9 @@ def backup_create(ctx: click.Context, target_name: str | None, wait: float, as_j
     results, failed = [], False
     with components(ctx) as built, acting_as(operator_context("backup")), _targets(built, target_name) as targets:
         signer = ManifestSigner(built.keyring)
+        # Expired key backups go first (issue 13): destroyed generation keys, pruned copies.
+        expire_key_backups(built.keyring, targets, timedelta(days=built.settings.key_backup_retention_days),
+                           built.identity.now())
         for target in targets:
             try:
                 result = create_backup(built, target, signer=signer, wait=wait)

@@ -80,7 +80,7 @@ def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: st
                            if v is not None})
     fault_sizes = {"clients": fault_clients or 8, "outage_seconds": outage_seconds or (3 if quick else 10)}
     bench = BenchRun(sizes, api_sizes, recovery_sizes, chosen=set(SUITES) if suite == "all" else {suite},
-                     fault_sizes=fault_sizes)
+                     fault_sizes=fault_sizes, privacy_sizes={"customers": 2_000 if quick else 100_000})
     began = time.perf_counter()
 
     def progress(message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -190,19 +191,29 @@ def find_customers(ctx: click.Context, purpose: str, **criteria: str | None) -> 
 @customers_group.command("erase")
 @click.argument("customer_id")
 @click.option("--reason", required=True, help="Why (no personal data): kept in the audit trail.")
+@click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the signed erasure certificate (JSON) here, for the customer and auditors.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def erase_customer(ctx: click.Context, customer_id: str, reason: str, as_json: bool) -> None:
-    """Crypto-shred a customer: destroy their keys, purge read models (R5.4)."""
+def erase_customer(ctx: click.Context, customer_id: str, reason: str, certificate_path: Path | None,
+                   as_json: bool) -> None:
+    """Crypto-shred a customer under R5.4's rules: the profile key goes now; under an AML
+    hold the KYC key is kept, restricted, until the hold ends. Issues a signed certificate."""
     with components(ctx) as built, acting_as(operator_context(f"erasure: {reason}")):
         try:
-            result = built.app.erase_customer(customer_id, reason)
+            result = built.erasures.erase(customer_id, reason)
         except CustomerNotFound as exc:
             fail(str(exc), EXIT_CHECK_FAILED)
+    certificate = result.pop("certificate")
+    if certificate_path is not None:
+        certificate_path.write_text(json.dumps(certificate, indent=2, sort_keys=True) + "\n")
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps({**result, "certificate": certificate}))
     else:
         click.echo(f"erased {customer_id}: keys destroyed {', '.join(result['keys_destroyed'])}")
+        for kind, holds in result["kept"].items():
+            click.echo(f"  {kind} key kept ({', '.join(holds)}) until {result['hold_until']}: restricted to "
+                       "compliance officers; the retention run destroys it when the hold ends")
         if not result["read_model_purged"]:
             click.echo("  the read model is catching up: the worker purges it when it gets there")
 

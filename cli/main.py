@@ -16,6 +16,7 @@ from cli import (
     audit,
     backup,
     bench,
+    certificates,
     compliance,
     customers,
     db,
@@ -25,6 +26,7 @@ from cli import (
     monitor,
     projections,
     requests,
+    retention,
     serve,
     staff,
 )
@@ -61,6 +63,9 @@ main.add_command(alerts.alerts_group)  # issue 12 (R3.6)
 main.add_command(monitor.monitor_group)
 main.add_command(requests.requests_group)
 main.add_command(requests.consents_group)
+# Issue 13: the retention run (R5.5) and offline certificate checks (R5.4).
+main.add_command(retention.retention_group)
+audit.audit_group.add_command(certificates.verify_certificate_command)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -102,6 +102,8 @@ FIELDS: tuple[FieldSpec, ...] = (
             # reasons without personal data, kept after an erasure as proof it was handled.
             "jurisdiction", "received_at", "deadline", "verification", "extension", "completion",
             "rejection", "export", "exports",
+            # Erasure holds and retention (issue 13, R5.4, R5.5): key kinds, hold codes, dates.
+            "kept", "hold_until", "under_investigation",
         )
     ),
 )

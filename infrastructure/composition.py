@@ -39,6 +39,12 @@ from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
+from application.erasure_service import ErasureService
+from application.retention import AmlRetention
+from application.retention_run import RetentionRun
+from infrastructure.audit.erasure_certificate import ErasureCertificates
+from infrastructure.held_kyc import HeldKycReader
+from infrastructure.retention_candidates import ReadModelRetentionCandidates
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.privacy_export import ExportSeal
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
@@ -49,6 +55,7 @@ from infrastructure.crypto.envelope import SubjectMapper
 from infrastructure.crypto.kek import KekError, KekProvider, LocalKek
 from infrastructure.crypto.keyring import BLIND_INDEX_ROOT, SYSTEM_SUBJECT, KeyRing
 from infrastructure.crypto.keystore import KeyStore
+from infrastructure.crypto.ledger_watch import ledger_watch
 from infrastructure.crypto.pkcs11_token import DEFAULT_MODULE, Pkcs11Kek, Pkcs11Token, TokenConfig, read_pin
 from infrastructure.eventstore import recorder_environment
 from infrastructure.idempotency_store import IdempotencyTable
@@ -174,6 +181,13 @@ class Settings:
     # Issue 13 (R5.3): how often `strongroom serve`'s workers and `strongroom worker`
     # check data-subject request deadlines and raise their overdue alerts.
     privacy_deadline_check_seconds: float = 3600.0
+    # Issue 13 (R5.4, R5.5): the AML retention after a relationship ends (0: no
+    # retention hold, only investigations hold) and the profile data's retention after
+    # the last contact with a customer whose relationship ended.
+    aml_retention_years: float = 5.0
+    profile_retention_years: float = 2.0
+    # Key backups are kept this long, each under a generation key destroyed at expiry.
+    key_backup_retention_days: float = 35.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -289,6 +303,13 @@ class Settings:
             # Issue 13 (R5.3).
             privacy_deadline_check_seconds=_number(merged, "privacy_deadline_check_seconds", float,
                                                    cls.privacy_deadline_check_seconds),
+            # Issue 13: retention periods (R5.4, R5.5).
+            aml_retention_years=_number(merged, "aml_retention_years", float, cls.aml_retention_years,
+                                        allow_zero=True),
+            profile_retention_years=_number(merged, "profile_retention_years", float,
+                                            cls.profile_retention_years),
+            key_backup_retention_days=_number(merged, "key_backup_retention_days", float,
+                                              cls.key_backup_retention_days),
         )
 
 
@@ -463,6 +484,9 @@ class Components:
     # Issue 13 (R5.2, R5.3, R5.6): the consent ledger and data-subject requests.
     consents: ConsentLedger
     privacy: PrivacyRequests
+    # Issue 13: erasure against AML holds with certificates (R5.4), the retention run (R5.5).
+    erasures: ErasureService
+    retention: RetentionRun
     # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
     alerts: AlertDesk | None = None
     alert_table: AlertTable | None = None
@@ -472,6 +496,7 @@ class Components:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
         self.app.close()
         self.events_db.close()
+        self.keyring.close()  # the key-ledger listener (issue 13)
         self.keys_db.close()
         if isinstance(self.keyring.kek, Pkcs11Kek):
             self.keyring.kek.close()  # logs out of the token
@@ -508,6 +533,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
             key_store.create_tables()
         keyring = KeyRing(key_store, kek, cache_seconds=settings.key_cache_seconds)
         keyring.check_kek()
+        keyring.watch = ledger_watch(keys_db)
     except KekError:
         keys_db.close()
         events_db.close()
@@ -541,6 +567,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         projection=projection,
         idempotency=idempotency,
         alert_records=alert_table,
+        retention=AmlRetention(settings.aml_retention_years),
     )
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
 
@@ -590,6 +617,11 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         consents=consents,
         privacy=PrivacyRequests(app, policy, consents, audit_trail, ExportSeal(evidence.signer),
                                 clock=lambda: identity.now()),
+        erasures=ErasureService(app, policy, ErasureCertificates(evidence.signer), HeldKycReader(app.recorder, app.mapper),
+                                clock=lambda: identity.now(),
+                                backup_retention=timedelta(days=settings.key_backup_retention_days)),
+        retention=RetentionRun(app, ReadModelRetentionCandidates(events_db),
+                               profile_years=settings.profile_retention_years, clock=lambda: identity.now()),
     )
 
 

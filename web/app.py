@@ -192,5 +192,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     audit_api.install(app, api)
     alerts_api.install(app, api)  # issue 12 (R3.6)
     privacy_api.install(app, api)
+    from web import erasure_api  # issue 13: erasure against AML holds (R5.4)
+
+    erasure_api.install(app, api)
     api.register_blueprint(openapi.blueprint)
     return app

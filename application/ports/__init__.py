@@ -38,6 +38,7 @@ from application.ports.customers import (
     RetentionPolicy,
     SubjectKeys,
 )
+from application.ports.erasure import CertificateIssuer, HeldKyc, RetentionCandidates
 from application.ports.event_log import (
     EventAppender,
     EventMetadata,
@@ -70,7 +71,7 @@ from application.ports.throttle import Limit, RateLimiter
 
 __all__ = [
     "AccessRecorder", "ActivationChannel", "ActivationCodeSpent", "ActivationMessage", "ActivationRecord",
-    "ActivationStore", "ExportRecipient", "ExportSealer",
+    "ActivationStore", "CertificateIssuer", "ExportRecipient", "ExportSealer", "HeldKyc", "RetentionCandidates",
     "ApprovalRecord", "ApprovalStore", "AuditedApplication", "BreakGlassGrant",
     "BreakGlassStore", "ChainReport", "ChainVerification", "ChallengeStore", "CustomerReadModel",
     "EventAppender", "EventMetadata", "EventOpener", "EventSealer", "EventStore", "IdempotencyStore",

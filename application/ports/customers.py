@@ -8,9 +8,11 @@ projection that keeps it in step with the log (R1.3, R5.4).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from domain.customer import Customer
+from domain.erasure import HoldDecision
 
 
 class SubjectKeys(Protocol):
@@ -68,8 +70,8 @@ class Projection(Protocol):
 
 
 class RetentionPolicy(Protocol):
-    """Which keys an erasure destroys now (R5.4): the hook for AML holds."""
+    """Which keys an erasure destroys now and which an AML hold keeps (R5.4)."""
 
-    def keys_to_destroy(self, customer: Customer | None) -> list[str]:
-        """Key kinds an erasure request destroys now for this customer (None when its
-        keys are already gone and only the record of the erasure is missing)."""
+    def decide(self, customer: Customer | None, *, under_investigation: bool, now: datetime) -> HoldDecision:
+        """The keys to destroy now for this customer (None when its keys are already
+        gone and only the record of the erasure is missing), and any hold."""

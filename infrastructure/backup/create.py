@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from application.clock import utc_now
 from infrastructure.audit.checkpoints import Checkpoint, checkpoint_file, copy_name
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
+from infrastructure.backup.generations import seal_keys
 from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
 from infrastructure.backup.lock import TargetLock
 from infrastructure.backup.manifest import (
@@ -201,15 +203,20 @@ def _create_locked(
     lock.confirm()
     target.write(checkpoints_segment, checkpoints_data)
 
-    # Keys apart (R4.2), read after the events.
+    # Keys apart (R4.2), read after the events, sealed under this backup's own
+    # generation key, which expires (infrastructure/backup/generations.py, issue 13).
     exported = export_keys(components.keyring.store)
-    keys_data = json.dumps(exported, separators=(",", ":")).encode()
+    keys_data = seal_keys(components.keyring, backup_id,
+                          json.dumps(exported, separators=(",", ":")).encode())
     keys_segment = segment_path(KEYS, backup_id, KEYS_SEGMENT)
     lock.confirm()
     target.write(keys_segment, keys_data)
-    now = utc_now().isoformat(timespec="microseconds")
+    created = utc_now()
+    now = created.isoformat(timespec="microseconds")
+    retention = timedelta(days=components.settings.key_backup_retention_days)
     keys_manifest = signer.sign({
         "format": FORMAT, "kind": KEYS, "backup_id": backup_id, "created_at": now,
+        "expires_at": (created + retention).isoformat(timespec="microseconds"),
         "kek_ids": sorted({k[3] for k in exported["data_keys"]}),
         "data_keys": len(exported["data_keys"]), "destroyed_keys": len(exported["destroyed_keys"]),
         "segments": [{"file": keys_segment, "sha256": sha256(keys_data), "bytes": len(keys_data)}],

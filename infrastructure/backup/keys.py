@@ -20,12 +20,16 @@ from typing import Any
 from infrastructure.crypto.keystore import KeyStore
 
 KEYS_SEGMENT = "keys.seg"
+GENERATIONS_SUBJECT = "key-backup-generations"  # generations.GENERATIONS_SUBJECT
 
 
 def export_keys(store: KeyStore) -> dict[str, Any]:
     """One consistent read of the whole key store."""
     with store.db.transaction(write=False) as cur:
-        cur.execute("SELECT subject_id, kind, wrapped, kek_id, created_at FROM data_keys ORDER BY subject_id, kind")
+        # Generation keys stay in the live store: a backup that held its own (or an
+        # older one's) would outlive their expiry (infrastructure/backup/generations.py).
+        cur.execute("SELECT subject_id, kind, wrapped, kek_id, created_at FROM data_keys WHERE subject_id <> ?"
+                    " ORDER BY subject_id, kind", (GENERATIONS_SUBJECT,))
         data_keys = [
             [s, k, base64.b64encode(bytes(w)).decode(), kek, created]
             for s, k, w, kek, created in cur.fetchall()

@@ -100,6 +100,7 @@ class ManifestSigner:
     """Signs and checks manifests with the installation's backup-signing key."""
 
     def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring  # also asked whether a key backup's generation expired (generations.py)
         seed = keyring.raw_key(SYSTEM_SUBJECT, SIGNING_KIND)
         self._private = Ed25519PrivateKey.from_private_bytes(seed)
         self.public_key = self._private.public_key()

@@ -40,6 +40,7 @@ from infrastructure.audit.checkpoints import Checkpoint, CheckpointStore
 from infrastructure.audit.verify import ChainVerifier, chain_v2_from, iter_rows
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
 from infrastructure.backup import restore_state
+from infrastructure.backup.generations import KeyBackupExpired, open_keys
 from infrastructure.backup.keys import KeysRestored, import_keys
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest
 from infrastructure.backup.targets import Target
@@ -51,7 +52,11 @@ from infrastructure.backup.verify import (
     restorable_segments,
 )
 from infrastructure.composition import KEYS_SCHEMA, Components, Settings, build
+from cryptography.exceptions import InvalidTag
+
+from application.clock import utc_now
 from infrastructure.crypto.kek import KekProvider
+from infrastructure.crypto.keyring import KeyRing
 from infrastructure.crypto.keystore import KeyStore, WrappedKey
 from infrastructure.sql import Database, is_postgres, sqlite_path
 
@@ -189,7 +194,8 @@ def verified_chain(target: Target, signer: ManifestSigner) -> list[dict[str, Any
     return chain
 
 
-def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, Any]) -> dict[str, Any]:
+def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, Any],
+                    keyring: KeyRing) -> dict[str, Any]:
     file = document["keys"]["file"]
     try:
         data = target.read(file)
@@ -199,10 +205,18 @@ def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, 
     signer.check(file, keys_manifest)
     (entry,) = keys_manifest["segments"]
     try:
-        exported: dict[str, Any] = json.loads(read_segment(target, entry))
-    except ValueError:
-        raise BackupCorrupt(entry["file"], "key backup does not parse") from None
-    return exported
+        data = read_segment(target, entry)
+    except BackupCorrupt as exc:
+        if keys_manifest.get("expires_at") and datetime.fromisoformat(keys_manifest["expires_at"]) <= utc_now():
+            raise RestoreRefused(f"key backup {document['backup_id']} has expired and was pruned "
+                                 "(key backups are kept key_backup_retention_days)") from exc
+        raise
+    try:
+        return open_keys(keyring, data)
+    except KeyBackupExpired as exc:
+        raise RestoreRefused(str(exc)) from None
+    except (ValueError, InvalidTag):
+        raise BackupCorrupt(entry["file"], "key backup does not parse or open") from None
 
 
 def restore_backup(
@@ -251,7 +265,7 @@ def _restore_marked(
         raise RestoreRefused("--to needs a timezone, e.g. 2026-11-29T12:00:00+00:00")
 
     # Keys first: build() would otherwise make a fresh system key and blind-index root.
-    exported = load_key_backup(target, signer, newest)
+    exported = load_key_backup(target, signer, newest, live.keyring)
     # The first write into the destination: until `complete`, nothing may take it for a store.
     restore_state.begin(into_db, backup_id=newest["backup_id"], position=position,
                         keys_store=list(store_identity(keys_into_url)), tables_before=tables_before,

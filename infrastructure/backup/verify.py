@@ -22,6 +22,7 @@ from infrastructure.backup.create import complete_manifests
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV
 from infrastructure.backup.manifest import (
     EVENTS,
+    KEYS,
     BackupCorrupt,
     ManifestSigner,
     decode_segment,
@@ -29,6 +30,7 @@ from infrastructure.backup.manifest import (
     parse_manifest,
     sha256,
 )
+from infrastructure.backup.keys import GENERATIONS_SUBJECT
 from infrastructure.backup.targets import Target
 
 
@@ -169,6 +171,13 @@ def _verify_keys(target: Target, signer: ManifestSigner, document: dict[str, Any
             raise BackupCorrupt(file, "key manifest SHA-256 does not match the event manifest")
         keys_manifest = parse_manifest(file, data)
         signer.check(file, keys_manifest)
+        backup_id = str(keys_manifest["backup_id"])
+        if not target.list(f"{KEYS}/{backup_id}") and signer.keyring.store.is_destroyed(
+                GENERATIONS_SUBJECT, f"key-backup:{backup_id}"):
+            # An expired key backup, pruned on purpose (backup/generations.py): only this
+            # installation could destroy its generation key; a segment deleted by anyone
+            # else, with its generation alive, is still reported missing.
+            return
         for entry in keys_manifest["segments"]:
             json.loads(read_segment(target, entry))
     except BackupCorrupt as exc:

@@ -23,6 +23,7 @@ from application.errors import SubjectErased
 from domain.catalogue import KeyKind
 from infrastructure.crypto.kek import KekError, KekProvider
 from infrastructure.crypto.keystore import KeyStore, WrappedKey
+from infrastructure.crypto.ledger_watch import LedgerWatch
 
 SYSTEM_SUBJECT = "00000000-0000-0000-0000-000000000000"
 BLIND_INDEX_ROOT = "blind-index-root"
@@ -54,10 +55,14 @@ class _Cached:
 class KeyRing:
     """Data keys by (subject, kind); the only place that unwraps them."""
 
-    def __init__(self, store: KeyStore, kek: KekProvider, *, cache_seconds: float = 60.0) -> None:
+    def __init__(self, store: KeyStore, kek: KekProvider, *, cache_seconds: float = 60.0,
+                 watch: LedgerWatch | None = None) -> None:
         self.store = store
         self.kek = kek
         self.cache_seconds = cache_seconds
+        # Another process's erasure drops this process's cached customer keys at once
+        # (R5.4, issue 13); None: a short-lived ring (a backup, a restore) that needs none.
+        self.watch = watch
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._sweep_at = 1024
         self._lock = threading.Lock()
@@ -106,7 +111,8 @@ class KeyRing:
         cache_key = (subject_id, kind)
         cached = self._cache.get(cache_key)
         if cached is not None and cached.expires > now:
-            return cached
+            if subject_id == SYSTEM_SUBJECT or not self._ledger_moved():
+                return cached
         stored = self.store.get(subject_id, kind)
         if stored is None:
             if create:
@@ -115,6 +121,19 @@ class KeyRing:
                 raise SubjectErased(subject_id, kind)
             raise KeyError(f"no {kind} key for subject {subject_id}")
         return self._remember(stored, now)
+
+    def _ledger_moved(self) -> bool:
+        """Whether keys were destroyed (here or elsewhere) since the last look; if so,
+        every cached customer key is dropped (the system's are never destroyed)."""
+        if self.watch is None or not self.watch.changed():
+            return False
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == SYSTEM_SUBJECT}
+        return True
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
 
     def _remember(self, stored: WrappedKey, now: float) -> _Cached:
         key = self.kek.unwrap(stored.wrapped, _context(stored.subject_id, stored.kind))
@@ -156,6 +175,7 @@ class KeyRing:
     def prefetch(self, subject_ids: list[str], kind: KeyKind | str) -> None:
         """Unwrap several subjects' keys with one query (search candidates)."""
         now = time.monotonic()
+        self._ledger_moved()
         missing = [
             sid for sid in subject_ids
             if (c := self._cache.get((sid, str(kind)))) is None or c.expires <= now

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from application.clock import utc_now
 from infrastructure.sql import Cursor, Database
 
+LEDGER_CHANNEL = "strongroom_keys_destroyed"  # ledger_watch.CHANNEL
+
 _BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
 
 
@@ -167,6 +169,10 @@ class KeyStore:
                     (subject_id, kind, _now()),
                 )
                 destroyed.append(kind)
+            if self.db.dialect == "postgres":
+                # Every other process's key cache drops its keys when this commits
+                # (infrastructure/crypto/ledger_watch.py); SQLite readers poll the ledger.
+                cur.execute("SELECT pg_notify(?, '')", (LEDGER_CHANNEL,))
         # A deleted row is not yet gone from disk (free pages, WAL frames, dead
         # tuples); reclaiming scrubs the last copy of the wrapped key.
         self.db.reclaim("data_keys")

@@ -77,14 +77,15 @@ def test_erasure_destroys_keys_purges_read_models_and_spares_others(app, compone
     app.record_interaction(erased["id"], kind="note", channel="branch", notes="planted note")
     kept = app.register_customer(customer_fields(email="kept@example.org", full_name="Kept Customer"))
     result = app.erase_customer(erased["id"], reason="GDPR Art. 17 request #1")
-    assert sorted(result["keys_destroyed"]) == ["kyc", "profile"]
+    # R5.4: the relationship ends with the erasure, so the AML hold keeps the KYC key.
+    assert result["keys_destroyed"] == ["profile"] and result["kept"] == {"kyc": ["aml_retention"]}
     with pytest.raises(CustomerErased):
         app.get_customer(erased["id"])
     with pytest.raises(CustomerErased):
         app.customer_view(erased["id"])
     assert app.find_customers("email", "ada.planted@example.org") == []
     assert app.find_customers("national_id", "QQ123456C") == [app.customer_view(kept["id"])]
-    assert components.keyring.status(erased["id"]) == {"profile": "destroyed", "kyc": "destroyed"}
+    assert components.keyring.status(erased["id"]) == {"profile": "destroyed", "kyc": "active"}
     assert app.get_customer(kept["id"])["full_name"] == "Kept Customer"
     # Erasing again finds the first record: idempotent, and still erased.
     assert app.erase_customer(erased["id"], reason="again")["erasure_id"] == result["erasure_id"]

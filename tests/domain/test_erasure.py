@@ -48,3 +48,47 @@ def test_the_application_may_name_the_erasure_after_the_customers_random_id() ->
         id=erasure_id, customer_id=customer_id, reason="DSR", keys_destroyed=["profile", "kyc"]
     )
     assert erasure.id == erasure_id
+
+
+# -- the AML hold rule (R5.4, issue 13) -------------------------------------------------------
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from domain.erasure import aml_hold  # noqa: E402
+
+FIVE_YEARS = timedelta(days=5 * 365.25)
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
+
+
+def test_a_relationship_that_ended_recently_keeps_the_kyc_key_until_five_years_after() -> None:
+    ended = NOW - timedelta(days=400)
+    decision = aml_hold(closed_on=ended, under_investigation=False, now=NOW, retention=FIVE_YEARS)
+    assert decision.destroy == ("profile",) and decision.kept == {"kyc": ["aml_retention"]}
+    assert decision.hold_until == ended + FIVE_YEARS
+
+
+def test_an_open_relationship_ends_with_the_erasure_and_is_held_from_then() -> None:
+    decision = aml_hold(closed_on=None, under_investigation=False, now=NOW, retention=FIVE_YEARS)
+    assert decision.kept == {"kyc": ["aml_retention"]} and decision.hold_until == NOW + FIVE_YEARS
+
+
+def test_past_the_retention_both_keys_go_unless_an_investigation_is_open() -> None:
+    long_ago = NOW - 2 * FIVE_YEARS
+    free = aml_hold(closed_on=long_ago, under_investigation=False, now=NOW, retention=FIVE_YEARS)
+    assert free.destroy == ("profile", "kyc") and free.kept == {} and free.hold_until is None
+    held = aml_hold(closed_on=long_ago, under_investigation=True, now=NOW, retention=FIVE_YEARS)
+    assert held.destroy == ("profile",) and held.kept == {"kyc": ["aml_investigation"]}
+
+
+def test_a_kept_key_must_say_why_and_only_a_kept_key() -> None:
+    with pytest.raises(InvalidField):
+        CustomerErasure.record(customer_id=str(uuid4()), reason="DSR", keys_destroyed=["profile"],
+                               kept={"kyc": ["because"]})
+    with pytest.raises(InvalidField):
+        CustomerErasure.record(customer_id=str(uuid4()), reason="DSR", keys_destroyed=["profile", "kyc"],
+                               kept={"kyc": ["aml_retention"]})
+    erasure = CustomerErasure.record(customer_id=str(uuid4()), reason="DSR", keys_destroyed=["profile"],
+                                     kept={"kyc": ["aml_investigation"]}, hold_until=NOW)
+    assert erasure.kept == {"kyc": ["aml_investigation"]} and erasure.hold_until == NOW.isoformat()
+    erasure.record_kyc_key_destroyed("hold ended")
+    assert erasure.kept == {} and erasure.status == "complete"

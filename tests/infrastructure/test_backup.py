@@ -25,13 +25,16 @@ from infrastructure.backup.targets import LocalTarget
 from infrastructure.backup.verify import verify_target
 from infrastructure.composition import Settings, build
 from infrastructure.crypto.kek import LocalKek
+from infrastructure.backup.generations import open_keys
 from tests.application.conftest import OPERATOR, customer_fields, make_components
 from tests.conftest import PG_ADMIN_URL, _database_url
 
 
 @pytest.fixture
 def live(tmp_path, database_url):
-    built = make_components(tmp_path, database_url)
+    # No AML retention hold: erasures here destroy both keys, and the backups must
+    # keep both destroyed (holds are tests/application/test_erasure_holds.py's).
+    built = make_components(tmp_path, database_url, aml_retention_years=0)
     with acting_as(OPERATOR):
         yield built
     built.close()
@@ -308,7 +311,7 @@ def test_restoring_a_key_backup_never_brings_a_destroyed_key_back(live, target, 
     ids = register(live.app, 2)
     live.app.erase_customer(ids[0], "GDPR Art. 17 request")
     create_backup(live, target)
-    keys = json.loads((next((target.root / "keys").rglob("keys.seg"))).read_bytes())
+    keys = open_keys(live.keyring, next((target.root / "keys").rglob("keys.seg")).read_bytes())
     assert not [k for k in keys["data_keys"] if k[0] == ids[0]]  # only the ledger entry travels
     assert {(s, k) for s, k, _ in keys["destroyed_keys"]} == {(ids[0], "profile"), (ids[0], "kyc")}
 
@@ -399,3 +402,29 @@ def test_verify_follows_the_hash_chain_across_increments(live, target):
                     [_row(3, "Qg==", "Qw=="), _row(5, "RA==", "RQ==")], previous=first, after=2)
     problems = _problems(live, target)
     assert problems == [("events/20260101T000001000000Z-bbbbbb/000001.seg", "hash chain broken at position 5")]
+
+
+def test_a_customer_erased_under_an_aml_hold_after_the_backup_stays_erased_in_a_restore(tmp_path, database_url,
+                                                                                       target):
+    """R4.6 with a hold (issue 13): the profile key stays destroyed in the restore; the
+    KYC key the hold keeps comes back with it, still only behind the erasure."""
+    held = make_components(tmp_path, database_url)  # the default 5-year AML retention
+    try:
+        with acting_as(OPERATOR):
+            ids = register(held.app, 2)
+            create_backup(held, target)
+            result = held.erasures.erase(ids[0], "DSR-2026-12")
+            assert result["keys_destroyed"] == ["profile"]
+            restored_at = restore_backup(live=held, target=target, into_url=f"sqlite:///{tmp_path / 'r.sqlite'}",
+                                         position=2)
+        assert restored_at.keys.withheld == 1  # the profile key, kept destroyed
+        restored = _restored_app(held, restored_at.into, restored_at.keys_into)
+        try:
+            with pytest.raises(CustomerErased):
+                restored.app.get_customer(ids[0])
+            assert restored.keyring.status(ids[0]) == {"profile": "destroyed", "kyc": "active"}
+            assert restored.app.get_customer(ids[1])["email"] == "c1@example.org"
+        finally:
+            restored.close()
+    finally:
+        held.close()

@@ -129,6 +129,19 @@ def change_password(client, app) -> Attempt:
     )
 
 
+def erase(client, app) -> Attempt:
+    """Issue 13: an erasure cannot be undone (R4.6)."""
+    from tests.web.customers_support import plant_customer
+
+    dpo = quick_login(client, app, roles=["dpo"], portfolios=[])
+    customer_id = plant_customer(app)["id"]
+    return Attempt(
+        dpo,
+        lambda: client.post(f"/api/v1/erasures/{customer_id}", headers=dpo, json={"reason": "DSR-2026-9"}),
+        lambda: app.extensions["strongroom"].app.is_erased(customer_id),
+    )
+
+
 OPERATIONS = {
     "break_glass:start": break_glass,
     "approvals:approve": approve,
@@ -136,6 +149,7 @@ OPERATIONS = {
     "staff:change_roles/grant": grant_role,
     "staff:change_roles/revoke": revoke_role,
     "auth:password_change": change_password,
+    "erase": erase,
 }
 
 
@@ -202,5 +216,5 @@ def test_the_openapi_document_names_the_step_up_on_each_such_route(app, client):
     paths = client.get("/api/v1/openapi.json").get_json()["paths"]
     for path, method in [("/api/v1/break-glass", "post"), ("/api/v1/approvals/{approval_id}/approve", "post"),
                          ("/api/v1/staff", "post"), ("/api/v1/staff/{staff_id}/roles", "post"),
-                         ("/api/v1/auth/password", "post")]:
+                         ("/api/v1/auth/password", "post"), ("/api/v1/erasures/{customer_id}", "post")]:
         assert "step_up_required" in paths[path][method]["responses"]["403"]["description"], path

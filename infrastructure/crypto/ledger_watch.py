@@ -1,0 +1,143 @@
+"""Telling a process's key cache, at once, that another process destroyed keys (R5.4).
+
+The key ring keeps unwrapped keys for up to `key_cache_seconds`; without this, a
+process that had read a customer went on reading them for that long after another
+process erased them. Every cached customer key is dropped as soon as the erasure
+ledger (`destroyed_keys`) moves:
+
+* SQLite: before each use of a cached customer key, `PRAGMA data_version` tells
+  whether another connection wrote to the key store; only then is the ledger's highest
+  rowid read (rows are only ever added) and compared with the one last seen.
+* PostgreSQL: `KeyStore.destroy` sends NOTIFY on `CHANNEL` in its transaction, and a
+  listener thread with its own connection marks the cache stale when it arrives; no
+  query per use. While the listener is not connected (start-up, a lost connection)
+  the watch answers "changed" on every use: the cache is off rather than stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+from infrastructure.crypto.keystore import LEDGER_CHANNEL
+from infrastructure.sql import Database
+
+CHANNEL = LEDGER_CHANNEL
+_log = logging.getLogger(__name__)
+
+
+class LedgerWatch(Protocol):
+    def changed(self) -> bool:
+        """True when keys may have been destroyed since the last call (drop the cache)."""
+
+    def close(self) -> None:
+        """Stop watching."""
+
+
+class PolledLedger:
+    """SQLite: compare the ledger's highest rowid with the one last seen, looked up only
+    when `PRAGMA data_version` says another connection has written to the key store
+    since this thread last looked (a counter in shared memory: no page is read)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._mark = self._read()
+        self._lock = threading.Lock()
+        self._seen = threading.local()
+
+    def _read(self) -> int:
+        with self.db.transaction(write=False) as cur:
+            cur.execute("SELECT MAX(rowid) FROM destroyed_keys")
+            row = cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _written_elsewhere(self) -> bool:
+        connection = getattr(self.db, "_connection", None)
+        if connection is None:
+            return True
+        version = connection().execute("PRAGMA data_version").fetchone()[0]
+        if getattr(self._seen, "version", None) == version:
+            return False
+        self._seen.version = version
+        return True
+
+    def changed(self) -> bool:
+        if not self._written_elsewhere():
+            return False
+        mark = self._read()
+        with self._lock:
+            moved, self._mark = mark != self._mark, mark
+        return moved
+
+    def close(self) -> None:
+        return None
+
+
+class NotifiedLedger:
+    """PostgreSQL: LISTEN on `CHANNEL` in a thread; stale until the listener is up."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self._dirty = True
+        self._listening = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="key-ledger-listener", daemon=True)
+        self._thread.start()
+        # Start-up waits (briefly) for the listener, so the cache is usable at once.
+        self._ready.wait(timeout=5.0)
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            conn: Any = None
+            try:
+                conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+                conn.execute(f"LISTEN {CHANNEL}")
+                with self._lock:
+                    # Whatever was destroyed while nobody listened: drop everything once.
+                    self._dirty, self._listening = True, True
+                self._ready.set()
+                while not self._stop.is_set():
+                    for _ in conn.notifies(timeout=0.5):
+                        with self._lock:
+                            self._dirty = True
+            except Exception as exc:  # noqa: BLE001 - any failure: stop trusting the cache, retry
+                _log.warning("key ledger listener lost its connection (%s); key cache off until it is back",
+                             type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._listening = False
+                self._ready.set()
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001,S110  # nosec B110 - closing a broken connection
+                        pass
+            self._stop.wait(self.RETRY_SECONDS)
+
+    def changed(self) -> bool:
+        # A process forked after the watch started has no listener thread: cache off.
+        if not self._thread.is_alive():
+            return True
+        with self._lock:
+            if not self._listening:
+                return True
+            moved, self._dirty = self._dirty, False
+        return moved
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def ledger_watch(db: Database) -> LedgerWatch:
+    """The watch that suits the key store's database."""
+    if db.dialect == "postgres":
+        return NotifiedLedger(str(getattr(db, "pool").conninfo))
+    return PolledLedger(db)
