@@ -38,6 +38,8 @@ class Permission(StrEnum):
     CUSTOMERS_SEARCH_RESTRICTED = "customers:search_restricted"
     # R2.3 / issue 10 item 8: end a lockout early, with a reason (security officer).
     STAFF_UNLOCK = "staff:unlock"
+    # R6.4: record someone's security-training completion (admin, compliance officer).
+    TRAINING_RECORD = "training:record"
 
 
 P = Permission
@@ -55,6 +57,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "compliance_officer": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.INTERACTIONS_READ,
         P.AUDIT_READ, P.REPORTS_READ, P.ALERTS_READ, P.APPROVALS_DECIDE, P.CUSTOMERS_SEARCH_RESTRICTED,
+        P.TRAINING_RECORD,
     }),
     "dpo": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.CUSTOMERS_ERASE,
@@ -65,7 +68,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK,
     }),
     "auditor": frozenset({P.CUSTOMERS_READ, P.INTERACTIONS_READ, P.AUDIT_READ, P.REPORTS_READ}),
-    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE}),
+    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE, P.TRAINING_RECORD}),
 }
 
 # Roles whose scope is limited to their portfolios (R2.6); the others see every
@@ -91,7 +94,10 @@ class Actor:
     session_id: str | None = None
     stepped_up_at: datetime | None = None
     break_glass_until: datetime | None = None
-    training_current: bool = True
+    # R6.4: when this person last completed security training (None: never). The
+    # policy decides, with its own clock, whether that is recent enough for reveal
+    # and export; absent means untrained, so an actor built without it reveals nothing.
+    trained_at: datetime | None = None
     permissions: frozenset[Permission] = field(default=frozenset())
 
     def __post_init__(self) -> None:

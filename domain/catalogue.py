@@ -94,6 +94,9 @@ FIELDS: tuple[FieldSpec, ...] = (
             # member's address as in every access record's metadata, and notes about staff.
             "rule_id", "severity", "summary", "actor_id", "client_addr", "positions",
             "responses", "response", "raised_at", "acknowledged_by", "acknowledged_at", "note", "applied",
+            # Security training (domain/staff.py, R6.4): a course, its version, when, an
+            # evidence reference (a certificate id, no document) and who recorded it.
+            "trainings", "course", "course_version", "completed_at", "evidence_ref", "recorded_by",
         )
     ),
 )

@@ -34,6 +34,7 @@ from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
+from application.training import TrainingRecords
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
 from infrastructure.audit.tamper_evidence import DEFAULT_COPY_GRACE_SECONDS, KeylessVerification, TamperEvidence
@@ -145,6 +146,8 @@ class Settings:
     # `doctor` refuses production with the local KEK file unless this says the risk
     # (a shell user copying kek.key) is accepted on purpose.
     allow_local_kek: bool = False
+    # Issue 14 (R6.1, R6.2, R6.4): security training lapses after this many days.
+    training_validity_days: float = 365.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -247,6 +250,8 @@ class Settings:
             pkcs11_kek_label=_text(merged, "pkcs11_kek_label", cls.pkcs11_kek_label),
             pkcs11_signing_key_label=_text(merged, "pkcs11_signing_key_label", cls.pkcs11_signing_key_label),
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
+            # Issue 14 (R6.1, R6.2, R6.4).
+            training_validity_days=_number(merged, "training_validity_days", float, cls.training_validity_days),
         )
 
 
@@ -369,6 +374,8 @@ class Components:
     operations: Operations
     # Ending a lockout early, by a security officer (R2.3).
     lockouts: LockoutAdministration
+    # Security training completions (R6.4).
+    training: TrainingRecords
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -441,7 +448,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     # Step-up times are stamped by the identity's clock, so the policy reads that same
     # clock (tests move it); a closure, because each of the two needs the other.
     identity: Identity
-    policy = Policy(app.access_log, clock=lambda: identity.now())
+    policy = Policy(app.access_log, clock=lambda: identity.now(),
+                    training_validity=timedelta(days=settings.training_validity_days))
     throttle = Throttle(rate_limiter(settings, events_db, keyring, lambda: identity.now(), create_schema=create_schema),
                         throttle_limits(settings))
     identity = Identity(
@@ -474,6 +482,7 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         identity=identity, staff_admin=staff_admin, activation=activation,
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
+        training=TrainingRecords(identity, policy),
     )
 
 

@@ -57,6 +57,7 @@ from application.staff_admin import (
     UsernameTaken,
 )
 from application.throttle import PasswordCheckBusy, RateLimited
+from application.training import SelfTrainingRecord
 from domain.errors import DomainError
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
@@ -117,6 +118,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     RateLimited: (429, "rate_limited", "too many requests; try again later"),
     PasswordCheckBusy: (503, "busy", None),
     AccountNotLocked: (409, "not_locked", None),
+    SelfTrainingRecord: (403, "self_training_record", None),  # R6.4
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some
