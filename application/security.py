@@ -40,6 +40,10 @@ class Permission(StrEnum):
     STAFF_UNLOCK = "staff:unlock"
     # R6.4: record someone's security-training completion (admin, compliance officer).
     TRAINING_RECORD = "training:record"
+    # R6.2: review one's reports' access in a campaign (supervisor, security officer,
+    # admin); start campaigns and decide escalated items (security officer, admin).
+    RECERT_REVIEW = "recertification:review"
+    RECERT_MANAGE = "recertification:manage"
 
 
 P = Permission
@@ -52,7 +56,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "supervisor": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_CREATE, P.CUSTOMERS_UPDATE, P.CUSTOMERS_REVEAL,
         P.CUSTOMERS_EXPORT, P.CUSTOMERS_REVERT, P.INTERACTIONS_READ, P.INTERACTIONS_CREATE,
-        P.BREAK_GLASS, P.REPORTS_READ,
+        P.BREAK_GLASS, P.REPORTS_READ, P.RECERT_REVIEW,
     }),
     "compliance_officer": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.INTERACTIONS_READ,
@@ -65,10 +69,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     "security_officer": frozenset({
         P.STAFF_READ, P.SESSIONS_MANAGE, P.ALERTS_READ, P.AUDIT_READ, P.REPORTS_READ,
-        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK,
+        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK, P.RECERT_REVIEW, P.RECERT_MANAGE,
     }),
     "auditor": frozenset({P.CUSTOMERS_READ, P.INTERACTIONS_READ, P.AUDIT_READ, P.REPORTS_READ}),
-    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE, P.TRAINING_RECORD}),
+    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE, P.TRAINING_RECORD,
+                        P.RECERT_REVIEW, P.RECERT_MANAGE}),
 }
 
 # Roles whose scope is limited to their portfolios (R2.6); the others see every

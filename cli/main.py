@@ -22,6 +22,8 @@ from cli import (
     init,
     keys,
     projections,
+    recert,
+    report,
     serve,
     staff,
 )
@@ -54,6 +56,8 @@ main.add_command(backup.restore_command)
 main.add_command(compliance.compliance_group)
 main.add_command(doctor.doctor_command)
 main.add_command(bench.bench_command)
+main.add_command(recert.recert_group)  # issue 14 (R6.2)
+main.add_command(report.report_command)  # issue 14 (R6.1)
 
 
 def run() -> None:  # pragma: no cover - console entry

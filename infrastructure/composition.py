@@ -34,6 +34,8 @@ from application.throttle import Throttle, ThrottleLimits
 from application.operations import Operations
 from application.policy import Policy
 from application.staff_admin import StaffAdministration
+from application.recertification import Recertification
+from application.reports import Reports
 from application.training import TrainingRecords
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
@@ -148,6 +150,12 @@ class Settings:
     allow_local_kek: bool = False
     # Issue 14 (R6.1, R6.2, R6.4): security training lapses after this many days.
     training_validity_days: float = 365.0
+    # Access recertification: a campaign every `recert_interval_days` (quarterly);
+    # unanswered items escalate after `recert_review_days`, then alert after
+    # `recert_escalation_days` more.
+    recert_interval_days: float = 91.0
+    recert_review_days: float = 14.0
+    recert_escalation_days: float = 7.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -252,6 +260,8 @@ class Settings:
             allow_local_kek=_flag(merged, "allow_local_kek", cls.allow_local_kek),
             # Issue 14 (R6.1, R6.2, R6.4).
             training_validity_days=_number(merged, "training_validity_days", float, cls.training_validity_days),
+            **{name: _number(merged, name, float, getattr(cls, name)) for name in (
+                "recert_interval_days", "recert_review_days", "recert_escalation_days")},
         )
 
 
@@ -376,6 +386,10 @@ class Components:
     lockouts: LockoutAdministration
     # Security training completions (R6.4).
     training: TrainingRecords
+    # Access recertification campaigns (R6.2).
+    recertification: Recertification
+    # Internal-audit reports over the log (R6.1).
+    reports: Reports
 
     def close(self) -> None:
         self.tamper_evidence.close()  # stops the checkpointer before the recorder closes
@@ -483,6 +497,13 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         operations=Operations(app, projection, directory, keyring),
         lockouts=LockoutAdministration(identity),
         training=TrainingRecords(identity, policy),
+        recertification=Recertification(
+            identity, staff_admin, identity_store, policy,
+            review_period=timedelta(days=settings.recert_review_days),
+            escalation_period=timedelta(days=settings.recert_escalation_days),
+            interval=timedelta(days=settings.recert_interval_days),
+        ),
+        reports=Reports(app, policy, training_validity=timedelta(days=settings.training_validity_days)),
     )
 
 

@@ -274,6 +274,13 @@ def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
         named = {str(a.get("id")) for a in directory["actors"] if isinstance(a, dict)}
         need(set(counted["by_actor"]) - {"None"} <= named,
              "the staff directory does not name every actor of the window")
+    # 15. the internal-audit reports, when the bundle has them
+    for name in sorted(n for n in files if n.startswith("reports/r6/")):
+        report = json.loads((folder / name).read_text(encoding="utf-8"))
+        need(isinstance(report, dict) and report.get("report") == name[len("reports/r6/"):-len(".json")]
+             and isinstance(report.get("rows"), list) and isinstance(report.get("window"), dict)
+             and report["window"].get("first_position") == first and report["window"].get("last_position") == last,
+             f"{name} is not a report over the manifest's window")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
     # 14. the witness (section 12), when there is one
     if witness is not None:

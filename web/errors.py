@@ -58,6 +58,8 @@ from application.staff_admin import (
 )
 from application.throttle import PasswordCheckBusy, RateLimited
 from application.training import SelfTrainingRecord
+from application.reports import UnknownReport
+from application.recertification import CampaignNotFound, CampaignOpen, ItemAlreadyDecided, ItemNotYours
 from domain.errors import DomainError
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
@@ -119,6 +121,12 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     PasswordCheckBusy: (503, "busy", None),
     AccountNotLocked: (409, "not_locked", None),
     SelfTrainingRecord: (403, "self_training_record", None),  # R6.4
+    # Access recertification (R6.2).
+    CampaignNotFound: (404, "not_found", None),
+    CampaignOpen: (409, "campaign_open", None),
+    ItemAlreadyDecided: (409, "already_decided", None),
+    ItemNotYours: (403, "not_your_review", None),
+    UnknownReport: (404, "not_found", None),  # R6.1
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some
