@@ -282,10 +282,11 @@ class Recertification:
     # -- reading ---------------------------------------------------------------------------
 
     def list(self, actor: Actor) -> list[dict[str, Any]]:
-        """Campaigns: all items for recertification:manage and reports:read holders; a
-        reviewer sees the items they may decide."""
+        """Campaigns: all items for recertification:manage and audit:read holders (the
+        auditor, the compliance officer); a reviewer sees only the items they may decide
+        (a supervisor's reports:read does not open everyone's)."""
         everything = self._is_operator(actor) or actor.has(Permission.RECERT_MANAGE) or actor.has(
-            Permission.REPORTS_READ)
+            Permission.AUDIT_READ)
         if not everything:
             self._require(actor, Permission.RECERT_REVIEW, "recertification:list")
         listed = []
@@ -298,9 +299,10 @@ class Recertification:
         return listed
 
     def report(self, actor: Actor, campaign_id: str) -> dict[str, Any]:
-        """The campaign's outcome (R6.2): every item, its decision, by whom, when."""
+        """The campaign's outcome (R6.2): every item, its decision, by whom, when
+        (recertification:manage or audit:read)."""
         if not self._is_operator(actor) and not actor.has(Permission.RECERT_MANAGE):
-            self._require(actor, Permission.REPORTS_READ, "recertification:report")
+            self._require(actor, Permission.AUDIT_READ, "recertification:report")
         return self.view(self._campaign(campaign_id))
 
     @staticmethod

@@ -14,7 +14,7 @@ Recording needs a fresh step-up through the API (R2.11): it reopens reveal right
 as a role grant opens them.
 
 Reading: the member themselves, and whoever holds `training:record`, `staff:read` or
-`reports:read`.
+`audit:read` (not a supervisor's `reports:read`: colleagues' records are not theirs).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from domain.staff import StaffMember
 # A completion may not be dated ahead of the server's clock by more than this skew:
 # one dated next year would keep reveal open for two.
 FUTURE_SKEW = timedelta(minutes=5)
-_READERS = (Permission.TRAINING_RECORD, Permission.STAFF_READ, Permission.REPORTS_READ)
+_READERS = (Permission.TRAINING_RECORD, Permission.STAFF_READ, Permission.AUDIT_READ)
 
 
 class SelfTrainingRecord(AccessDenied):

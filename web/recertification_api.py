@@ -89,7 +89,7 @@ def start_campaign() -> Any:
 @blueprint.response(200, CampaignPageSchema, description="Campaigns (one page: `next_cursor` is null).")
 @blueprint.errors(*AUTHENTICATED)
 def list_campaigns() -> Any:
-    """Campaigns: a reviewer sees the items they decide; managers and report readers all."""
+    """Campaigns: a reviewer sees the items they decide; managers, auditors and compliance officers all."""
     return {"items": components().recertification.list(current_actor()), "next_cursor": None}
 
 
@@ -105,7 +105,7 @@ def check_campaigns() -> Any:
 @blueprint.response(200, CampaignSchema, description="The campaign's outcome (R6.2).")
 @blueprint.errors(*AUTHENTICATED, 404)
 def campaign_report(campaign_id: str) -> Any:
-    """The campaign and its outcome (recertification:manage or reports:read)."""
+    """The campaign and its outcome (recertification:manage or audit:read)."""
     return components().recertification.report(current_actor(), campaign_id)
 
 

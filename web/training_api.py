@@ -66,7 +66,7 @@ def record_training(body: dict[str, Any], staff_id: str) -> Any:
 @blueprint.response(200, TrainingStateSchema, description="The member's completions and whether training is current.")
 @blueprint.errors(*AUTHENTICATED, 404)
 def list_training(staff_id: str) -> Any:
-    """A member's training (their own; or training:record, staff:read or reports:read)."""
+    """A member's training (their own; or training:record, staff:read or audit:read)."""
     return components().training.list(current_actor(), staff_id)
 
 

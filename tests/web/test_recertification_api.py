@@ -42,6 +42,9 @@ def test_a_campaign_with_one_revocation_and_one_overdue_item(client, app):
     assert items["recert.sup"]["reviewers"] == [officer.staff_id]
     assert items["recert.auditor"]["reviewers"] == [officer.staff_id]
     assert campaign["summary"]["pending"] == len(campaign["items"])
+    # A supervisor lists only the items they review, not everyone's access.
+    (mine,) = client.get("/api/v1/recertifications", headers=supervisor).get_json()["items"]
+    assert sorted(i["username"] for i in mine["items"]) == ["recert.revoked", "recert.silent"]
     again = client.post("/api/v1/recertifications", headers=admin)
     assert again.status_code == 409 and again.get_json()["code"] == "campaign_open"
     path = f"/api/v1/recertifications/{campaign['id']}"

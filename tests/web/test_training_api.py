@@ -95,6 +95,8 @@ def test_attack_an_agent_cannot_record_training_nor_read_others(client, app):
     response = _record(client, agent, other.staff_id, datetime.now(UTC))
     assert response.status_code == 403 and response.get_json()["code"] == "forbidden"
     assert client.get(f"/api/v1/staff/{other.staff_id}/training", headers=agent).status_code == 403
+    supervisor = quick_login(client, app, roles=["supervisor"])  # reports:read is not a key to colleagues' records
+    assert client.get(f"/api/v1/staff/{other.staff_id}/training", headers=supervisor).status_code == 403
 
 
 def test_recording_needs_a_step_up_and_refuses_a_date_in_the_future(client, app):
