@@ -7,7 +7,7 @@ time passing change neither its rows nor its judgements (dormant, training curre
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -51,3 +51,10 @@ def test_a_past_window_gives_the_same_reports_after_more_activity_and_time(compo
     now = reports.report(None, "access-review")
     again = {r["staff_id"]: r for r in now["rows"]}[member.staff_id]
     assert again["training_current"] is True and len(now["rows"]) == len(before["access-review"]["rows"]) + 1
+    # Judged at the window's end: 91 days on with no sign-in, the account is dormant and
+    # the training taken today still current; 366 days on, lapsed.
+    later = reports.report(None, "access-review", until=datetime.now(UTC) + timedelta(days=91))
+    judged = {r["staff_id"]: r for r in later["rows"]}[member.staff_id]
+    assert judged["dormant"] is True and judged["training_current"] is True
+    year = reports.report(None, "access-review", until=datetime.now(UTC) + timedelta(days=366))
+    assert {r["staff_id"]: r for r in year["rows"]}[member.staff_id]["training_current"] is False

@@ -201,3 +201,7 @@ def test_the_command_line_prints_a_report_as_csv(client, app, instance, tmp_path
     assert [r["username"] for r in rows] == ["cli.person"] and rows[0]["training_current"] == "true"
     assert rows[0]["mfa_enrolled"] == "true" and rows[0]["roles"] == "agent"
     assert PASSWORD not in text
+    monkeypatch.setenv("STRONGROOM_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite'}")
+    backwards = CliRunner().invoke(main, ["--instance", str(instance), "report", "alerts", "--since",
+                                          "2026-12-02T00:00:00", "--until", "2026-12-01T00:00:00"])
+    assert backwards.exit_code == 2 and "since" in backwards.output
