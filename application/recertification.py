@@ -49,7 +49,11 @@ from application.security import Actor, Permission
 from application.staff_admin import StaffAdministration
 from domain.alerts import Alert
 from domain.errors import InvalidField
-from domain.recertification import SCHEDULE_ID, RecertificationCampaign, RecertificationSchedule
+from domain.recertification import (
+    SCHEDULE_ID,
+    RecertificationCampaign,
+    RecertificationSchedule,
+)
 from domain.staff import PRIVILEGED_ROLES, StaffMember
 
 REVIEW_PERIOD = timedelta(days=14)

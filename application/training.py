@@ -87,10 +87,10 @@ class TrainingRecords:
 
     def list(self, actor: Actor, staff_id: str) -> dict[str, Any]:
         """A member's completions and whether their training is current now."""
-        if str(staff_id) != actor.staff_id and not self._is_operator(actor):
-            if not any(actor.has(p) for p in _READERS):
-                self.policy.refuse("training:list", "permission")
-                raise NotPermitted(str(Permission.TRAINING_RECORD))
+        someone_else = str(staff_id) != actor.staff_id and not self._is_operator(actor)
+        if someone_else and not any(actor.has(p) for p in _READERS):
+            self.policy.refuse("training:list", "permission")
+            raise NotPermitted(str(Permission.TRAINING_RECORD))
         return self.state(self._member(staff_id))
 
     def state(self, member: StaffMember) -> dict[str, Any]:

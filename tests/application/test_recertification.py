@@ -12,8 +12,8 @@ from uuid import UUID
 
 import pytest
 
-from application.recertification import OVERDUE_RULE, CampaignOpen, ItemNotYours
 from application.policy import OPERATOR_ROLE
+from application.recertification import OVERDUE_RULE, CampaignOpen, ItemNotYours
 from application.security import Actor
 from domain.alerts import Alert, alert_id
 from domain.recertification import RecertificationCampaign

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from domain.errors import InvalidField
-from domain.recertification import RecertificationCampaign, RecertificationSchedule, SCHEDULE_ID
+from domain.recertification import (
+    SCHEDULE_ID,
+    RecertificationCampaign,
+    RecertificationSchedule,
+)
 
 ITEM = {"staff_id": "s-1", "username": "ann", "roles": ["agent"], "portfolios": ["retail"], "reviewers": ["s-2"]}
 

@@ -27,7 +27,7 @@ from domain.alerts import Alert
 from domain.operations import RecoveryLog
 from tests.cli.test_independent_verifier import independent
 from tests.web.customers_support import OPERATOR, plant_customer, strongroom
-from tests.web.helpers import PASSWORD, quick_login, step_up
+from tests.web.helpers import PASSWORD, quick_login
 
 REVEAL = {"fields": ["email"], "purpose": "complaint 2026-118"}
 
