@@ -7,8 +7,14 @@ One object decides, for the API, the command line and the workers alike:
 * **Permission.** Each customer operation needs one permission (`OPERATIONS`).
   Lacking it answers 403 whatever the customer: the answer depends on nothing but
   the caller, so it tells nothing about which customers exist.
-* **Training (R6.4).** A lapsed training removes `customers:reveal` and
-  `customers:export` until it is renewed (403 `training_lapsed`).
+* **Training (R6.4).** Reveal and export need security training completed within
+  `training_validity` (365 days by default, setting `training_validity_days`): a
+  lapsed training, or none yet (a new member of staff), removes `customers:reveal`
+  and `customers:export` until it is renewed (403 `training_lapsed`, recorded). The
+  decision reads the completion time authentication puts on the actor against this
+  policy's clock, so a lapse takes effect on the very next request, in the API and
+  the command line alike. The operator (command line) is not staff and holds neither
+  permission: its reads go through `require_operator` (below), each recorded.
 * **Portfolio scope (R2.6, R2.9).** Agents and supervisors reach only customers of their
   portfolios, whatever else the person holds: each permission is decided per role, with
   that role's own scope (`roles_reaching`), so an unscoped role (an auditor's read)
@@ -42,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -94,8 +100,9 @@ OPERATIONS: Mapping[Operation, Permission] = {
     Operation.CONSENTS_RECORD: Permission.CONSENTS_RECORD,
 }
 
-# R6.4: these rights lapse with the training.
+# R6.4: these rights lapse with the training; PCI DSS 12.6.1 asks for it at least yearly.
 TRAINING_BOUND = frozenset({Permission.CUSTOMERS_REVEAL, Permission.CUSTOMERS_EXPORT})
+TRAINING_VALIDITY = timedelta(days=365)
 
 
 # -- errors: each answers 403 with its own code ---------------------------------------------
@@ -453,9 +460,26 @@ class Policy:
     """Decides every access (customer data, staff administration, the audit trail);
     records every refusal."""
 
-    def __init__(self, access_log: AccessRecorder, clock: Clock = utc_now) -> None:
+    def __init__(self, access_log: AccessRecorder, clock: Clock = utc_now,
+                 training_validity: timedelta = TRAINING_VALIDITY) -> None:
         self.access_log = access_log
         self.clock = clock
+        self.training_validity = training_validity
+
+    # -- training (R6.4) ------------------------------------------------------------------
+
+    def training_current(self, actor: Actor) -> bool:
+        """Whether the actor's last training is recent enough for reveal and export now.
+        A completion dated in the future (beyond clock skew) counts for nothing: it
+        would otherwise stretch the validity by however far ahead it was dated."""
+        trained = actor.trained_at
+        if trained is None:
+            return False
+        now = self.clock()
+        return trained <= now + timedelta(minutes=5) and now < trained + self.training_validity
+
+    def training_valid_until(self, trained_at: datetime | None) -> datetime | None:
+        return None if trained_at is None else trained_at + self.training_validity
 
     # -- scope ------------------------------------------------------------------------
 
@@ -544,7 +568,7 @@ class Policy:
             customer_ids = _ids(about)
         if not self.permits(actor, permission, operation=op, roles=roles, customer_ids=customer_ids):
             raise denied()
-        if permission in TRAINING_BOUND and not actor.training_current:
+        if permission in TRAINING_BOUND and not self.training_current(actor):
             self.refuse(op, "training_lapsed", customer_ids)
             raise TrainingLapsed()
         if customer is None:
@@ -667,7 +691,7 @@ class Policy:
     def revealable(self, actor: Actor, portfolio: str | None = None) -> list[str]:
         """Fields this actor could reveal (after a step-up), now: anywhere, or in
         `portfolio` (through the roles that reveal there)."""
-        if not actor.has(Permission.CUSTOMERS_REVEAL) or not actor.training_current:
+        if not actor.has(Permission.CUSTOMERS_REVEAL) or not self.training_current(actor):
             return []
         roles = None if portfolio is None else self.roles_reaching(actor, portfolio, Permission.CUSTOMERS_REVEAL)
         return [f for f in REVEALABLE_FIELDS if treatment(actor, f, roles) is Treatment.REVEALABLE]

@@ -43,6 +43,12 @@ class Permission(StrEnum):
     # R5.2, R5.3 (issue 13): record a customer's consent answers; read data-subject requests.
     CONSENTS_RECORD = "consents:record"
     PRIVACY_READ = "privacy:read"
+    # R6.4: record someone's security-training completion (admin, compliance officer).
+    TRAINING_RECORD = "training:record"
+    # R6.2: review one's reports' access in a campaign (supervisor, security officer,
+    # admin); start campaigns and decide escalated items (security officer, admin).
+    RECERT_REVIEW = "recertification:review"
+    RECERT_MANAGE = "recertification:manage"
 
 
 P = Permission
@@ -55,12 +61,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "supervisor": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_CREATE, P.CUSTOMERS_UPDATE, P.CUSTOMERS_REVEAL,
         P.CUSTOMERS_EXPORT, P.CUSTOMERS_REVERT, P.INTERACTIONS_READ, P.INTERACTIONS_CREATE,
-        P.BREAK_GLASS, P.REPORTS_READ, P.CONSENTS_RECORD,
+        P.BREAK_GLASS, P.REPORTS_READ, P.CONSENTS_RECORD, P.RECERT_REVIEW,
     }),
     "compliance_officer": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.INTERACTIONS_READ,
         P.AUDIT_READ, P.REPORTS_READ, P.ALERTS_READ, P.APPROVALS_DECIDE, P.CUSTOMERS_SEARCH_RESTRICTED,
         P.PRIVACY_READ,
+        P.TRAINING_RECORD,
     }),
     "dpo": frozenset({
         P.CUSTOMERS_READ, P.CUSTOMERS_REVEAL, P.CUSTOMERS_EXPORT, P.CUSTOMERS_ERASE,
@@ -69,10 +76,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     }),
     "security_officer": frozenset({
         P.STAFF_READ, P.SESSIONS_MANAGE, P.ALERTS_READ, P.AUDIT_READ, P.REPORTS_READ,
-        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK, P.ALERTS_ACKNOWLEDGE,
+        P.APPROVALS_DECIDE, P.KEYS_MANAGE, P.STAFF_UNLOCK, P.ALERTS_ACKNOWLEDGE, P.RECERT_REVIEW,
+        P.RECERT_MANAGE,
     }),
     "auditor": frozenset({P.CUSTOMERS_READ, P.INTERACTIONS_READ, P.AUDIT_READ, P.REPORTS_READ}),
-    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE}),
+    "admin": frozenset({P.STAFF_READ, P.STAFF_MANAGE, P.APPROVALS_DECIDE, P.TRAINING_RECORD,
+                        P.RECERT_REVIEW, P.RECERT_MANAGE}),
 }
 
 # Roles whose scope is limited to their portfolios (R2.6); the others see every
@@ -98,7 +107,10 @@ class Actor:
     session_id: str | None = None
     stepped_up_at: datetime | None = None
     break_glass_until: datetime | None = None
-    training_current: bool = True
+    # R6.4: when this person last completed security training (None: never). The
+    # policy decides, with its own clock, whether that is recent enough for reveal
+    # and export; absent means untrained, so an actor built without it reveals nothing.
+    trained_at: datetime | None = None
     permissions: frozenset[Permission] = field(default=frozenset())
 
     def __post_init__(self) -> None:

@@ -360,6 +360,14 @@ class StaffAdministration:
             self.app._save(member)
         return member.to_record()
 
+    def hold_revocation(self, actor: Actor, member: StaffMember, revoke: Sequence[str]) -> PendingApproval:
+        """R6.2: a recertification reviewer's revoke of privileged roles waits for a
+        second, different approver, as any such revoke does (R2.9); the reviewer's
+        campaign decision is the request. Decided like any other approval."""
+        return self._hold(actor, "change_roles", str(member.id), {
+            "username": member.username, "grant": [], "revoke": sorted(set(revoke)),
+        }, {})
+
     # -- four-eyes ------------------------------------------------------------------------------------
 
     def _hold(self, actor: Actor, kind: str, subject: str | None, summary: dict[str, Any],

@@ -287,7 +287,9 @@ def export_command(ctx: click.Context, out: Path, since: datetime | None, until:
     with components(ctx) as built, acting_as(context):
         try:
             result = export_bundle(built.tamper_evidence, built.app, out, since=since, until=until,
-                                   created_by=context.actor_id)
+                                   created_by=context.actor_id,
+                                   reports=lambda first, last: built.reports.all_reports(
+                                       since, until, positions=(first, last)))
         except BundleError as exc:
             fail(str(exc))
         built.audit_trail.record_export(result.window_rows)

@@ -27,6 +27,8 @@ from cli import (
     projections,
     requests,
     retention,
+    recert,
+    report,
     serve,
     staff,
 )
@@ -66,6 +68,8 @@ main.add_command(requests.consents_group)
 # Issue 13: the retention run (R5.5) and offline certificate checks (R5.4).
 main.add_command(retention.retention_group)
 audit.audit_group.add_command(certificates.verify_certificate_command)
+main.add_command(recert.recert_group)  # issue 14 (R6.2)
+main.add_command(report.report_command)  # issue 14 (R6.1)
 
 
 def run() -> None:  # pragma: no cover - console entry

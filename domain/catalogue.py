@@ -104,6 +104,14 @@ FIELDS: tuple[FieldSpec, ...] = (
             "rejection", "export", "exports",
             # Erasure holds and retention (issue 13, R5.4, R5.5): key kinds, hold codes, dates.
             "kept", "hold_until", "under_investigation",
+            # Security training (domain/staff.py, R6.4): a course, its version, when, an
+            # evidence reference (a certificate id, no document) and who recorded it.
+            "trainings", "course", "course_version", "completed_at", "evidence_ref", "recorded_by",
+            # Access recertification (domain/recertification.py, R6.2): ids, usernames,
+            # role names, portfolio codes, times and decisions.
+            "campaigns", "campaign_id", "started_at", "due_at", "escalate_until", "started_by", "items",
+            "staff_id", "staff_ids", "decision", "decided_by", "decided_at", "revoked_roles",
+            "revoked_portfolios", "escalated_at", "alert_ids", "held_approval",
         )
     ),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -78,6 +79,21 @@ def _reason(value: object) -> str:
     return normalise_required_text(value, "reason", max_length=500)
 
 
+def _instant(value: object, field: str) -> str:
+    """An ISO 8601 time with its zone, in UTC: one spelling, so the latest completion
+    is found by comparing times, not strings written in different zones."""
+    if isinstance(value, datetime):
+        when = value
+    else:
+        try:
+            when = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidField(field, "must be an ISO 8601 time with a zone") from None
+    if when.tzinfo is None:
+        raise InvalidField(field, "must be an ISO 8601 time with a zone")
+    return when.astimezone(UTC).isoformat()
+
+
 def _opaque_secret(value: object, field: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= _SECRET_MAX_LENGTH:
         raise InvalidField(field, f"must be a non-empty string of at most {_SECRET_MAX_LENGTH} characters")
@@ -138,6 +154,7 @@ class StaffMember(Aggregate):
         self.totp_secret: str | None = None
         self.recovery_codes: list[str] = []
         self.status = "active"
+        self.trainings: list[dict[str, str]] = []
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -282,6 +299,39 @@ class StaffMember(Aggregate):
     @event("Unlocked")
     def _record_unlock(self, reason: str) -> None:
         self.check_active()
+
+    # --- security training (R6.4) -------------------------------------------------------------
+
+    def record_training(self, *, course: str, course_version: str, completed_at: str,
+                        evidence_ref: str, recorded_by: str) -> None:
+        """A completed security-training course: which course and version, when, the
+        reference of its evidence (a certificate or LMS record id, never a document) and
+        who recorded it. Whether that may be recorded, and by whom, is the
+        application's decision (nobody records their own training)."""
+        self._record_training(
+            course=normalise_required_text(course, "course", max_length=100),
+            course_version=normalise_required_text(course_version, "course_version", max_length=32),
+            completed_at=_instant(completed_at, "completed_at"),
+            evidence_ref=normalise_required_text(evidence_ref, "evidence_ref", max_length=200),
+            recorded_by=normalise_required_text(recorded_by, "recorded_by", max_length=200),
+        )
+
+    @event("TrainingCompleted")
+    def _record_training(self, course: str, course_version: str, completed_at: str,
+                         evidence_ref: str, recorded_by: str) -> None:
+        self.trainings = [*self.completions(), {
+            "course": course, "course_version": course_version, "completed_at": completed_at,
+            "evidence_ref": evidence_ref, "recorded_by": recorded_by,
+        }]
+
+    def completions(self) -> list[dict[str, str]]:
+        """Every recorded completion, oldest first (none on accounts older than R6.4)."""
+        return [dict(item) for item in getattr(self, "trainings", [])]
+
+    def last_trained_at(self) -> datetime | None:
+        """When the most recent training was completed, or None: never trained."""
+        times = [datetime.fromisoformat(item["completed_at"]) for item in self.completions()]
+        return max(times) if times else None
 
     # --- views ---------------------------------------------------------------------------------
 

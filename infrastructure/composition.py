@@ -45,6 +45,9 @@ from application.retention_run import RetentionRun
 from infrastructure.audit.erasure_certificate import ErasureCertificates
 from infrastructure.held_kyc import HeldKycReader
 from infrastructure.retention_candidates import ReadModelRetentionCandidates
+from application.recertification import Recertification
+from application.reports import Reports
+from application.training import TrainingRecords
 from infrastructure.audit.checkpoints import DEFAULT_EVERY_ROWS, DEFAULT_EVERY_SECONDS, Checkpointer, CheckpointStore
 from infrastructure.privacy_export import ExportSeal
 from infrastructure.audit.signer import PUBLIC_KEY_FILE, CheckpointSigner, PublicKeyError, load_public_key
@@ -188,6 +191,14 @@ class Settings:
     profile_retention_years: float = 2.0
     # Key backups are kept this long, each under a generation key destroyed at expiry.
     key_backup_retention_days: float = 35.0
+    # Issue 14 (R6.1, R6.2, R6.4): security training lapses after this many days.
+    training_validity_days: float = 365.0
+    # Access recertification: a campaign every `recert_interval_days` (quarterly);
+    # unanswered items escalate after `recert_review_days`, then alert after
+    # `recert_escalation_days` more.
+    recert_interval_days: float = 91.0
+    recert_review_days: float = 14.0
+    recert_escalation_days: float = 7.0
 
     def __post_init__(self) -> None:
         instance = Path(self.instance)
@@ -310,6 +321,10 @@ class Settings:
                                             cls.profile_retention_years),
             key_backup_retention_days=_number(merged, "key_backup_retention_days", float,
                                               cls.key_backup_retention_days),
+            # Issue 14 (R6.1, R6.2, R6.4).
+            training_validity_days=_number(merged, "training_validity_days", float, cls.training_validity_days),
+            **{name: _number(merged, name, float, getattr(cls, name)) for name in (
+                "recert_interval_days", "recert_review_days", "recert_escalation_days")},
         )
 
 
@@ -487,6 +502,12 @@ class Components:
     # Issue 13: erasure against AML holds with certificates (R5.4), the retention run (R5.5).
     erasures: ErasureService
     retention: RetentionRun
+    # Security training completions (R6.4).
+    training: TrainingRecords
+    # Access recertification campaigns (R6.2).
+    recertification: Recertification
+    # Internal-audit reports over the log (R6.1).
+    reports: Reports
     # Issue 12: alerts listed and acknowledged (R3.6), and the table they come from.
     alerts: AlertDesk | None = None
     alert_table: AlertTable | None = None
@@ -577,7 +598,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     # Step-up times are stamped by the identity's clock, so the policy reads that same
     # clock (tests move it); a closure, because each of the two needs the other.
     identity: Identity
-    policy = Policy(app.access_log, clock=lambda: identity.now())
+    policy = Policy(app.access_log, clock=lambda: identity.now(),
+                    training_validity=timedelta(days=settings.training_validity_days))
     throttle = Throttle(rate_limiter(settings, events_db, keyring, lambda: identity.now(), create_schema=create_schema),
                         throttle_limits(settings))
     identity = Identity(
@@ -622,6 +644,14 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
                                 backup_retention=timedelta(days=settings.key_backup_retention_days)),
         retention=RetentionRun(app, ReadModelRetentionCandidates(events_db),
                                profile_years=settings.profile_retention_years, clock=lambda: identity.now()),
+        training=TrainingRecords(identity, policy),
+        recertification=Recertification(
+            identity, staff_admin, identity_store, policy,
+            review_period=timedelta(days=settings.recert_review_days),
+            escalation_period=timedelta(days=settings.recert_escalation_days),
+            interval=timedelta(days=settings.recert_interval_days),
+        ),
+        reports=Reports(app, policy, training_validity=timedelta(days=settings.training_validity_days)),
     )
 
 

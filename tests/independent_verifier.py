@@ -279,6 +279,13 @@ def verify(folder: Path, pinned: str, witness: Path | None = None) -> str:
         bom = json.loads((folder / "sbom.cdx.json").read_text(encoding="utf-8"))
         need(isinstance(bom, dict) and bom.get("bomFormat") == "CycloneDX" and isinstance(bom.get("components"), list),
              "sbom.cdx.json is not a CycloneDX document with a list of components")
+    # 16. the internal-audit reports, when the bundle has them
+    for name in sorted(n for n in files if n.startswith("reports/r6/")):
+        report = json.loads((folder / name).read_text(encoding="utf-8"))
+        need(isinstance(report, dict) and report.get("report") == name[len("reports/r6/"):-len(".json")]
+             and isinstance(report.get("rows"), list) and isinstance(report.get("window"), dict)
+             and report["window"].get("first_position") == first and report["window"].get("last_position") == last,
+             f"{name} is not a report over the manifest's window")
     note = f"; {v1} rows chained v1 (metadata signed at export only)" if v1 else ""
     # 14. the witness (section 12), when there is one
     if witness is not None:

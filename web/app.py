@@ -195,5 +195,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from web import erasure_api  # issue 13: erasure against AML holds (R5.4)
 
     erasure_api.install(app, api)
+    from web import recertification_api, reports_api, training_api  # issue 14 (R6.1, R6.2, R6.4)
+
+    training_api.install(app, api)
+    recertification_api.install(app, api)
+    reports_api.install(app, api)
     api.register_blueprint(openapi.blueprint)
     return app

@@ -60,6 +60,9 @@ from application.staff_admin import (
 from application.throttle import PasswordCheckBusy, RateLimited
 from application.privacy_requests import PrivacyRequestNotFound
 from domain.errors import AlreadyExtended, CustomerRestricted, DomainError, IdentityNotVerified, PrivacyRequestClosed
+from application.training import SelfTrainingRecord
+from application.reports import UnknownReport
+from application.recertification import CampaignNotFound, CampaignOpen, ItemAlreadyDecided, ItemNotYours
 from infrastructure.faults import is_store_unavailable
 from infrastructure.sql import DatabaseUnavailable, ServerSpace, is_disk_full
 from infrastructure.logs import ERROR_LOGGER
@@ -128,6 +131,13 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     # Alerts (R3.6): a second acknowledgement keeps the first note.
     AlertNotFound: (404, "not_found", None),
     AlertAlreadyAcknowledged: (409, "already_acknowledged", None),
+    SelfTrainingRecord: (403, "self_training_record", None),  # R6.4
+    # Access recertification (R6.2).
+    CampaignNotFound: (404, "not_found", None),
+    CampaignOpen: (409, "campaign_open", None),
+    ItemAlreadyDecided: (409, "already_decided", None),
+    ItemNotYours: (403, "not_your_review", None),
+    UnknownReport: (404, "not_found", None),  # R6.1
 }
 
 # Our own words for HTTP errors: werkzeug's descriptions are long and, for some

@@ -20,6 +20,10 @@ A bundle is a folder:
                           status, MFA) as of the window's end: staff_directory.py
     sbom.cdx.json         the CycloneDX bill of materials of the exporting installation:
                           every installed package and its version (PCI DSS 6.3.2)
+    reports/r6/NAME.json  the internal-audit reports (R6.1, application/reports.py) over
+                          the bundle's window positions: access review, privileged
+                          actions, reveals and exports, failed logins, break-glass,
+                          backups and drills, chain verification, alerts, recertification
 
 Metadata is chained (v2 rows, see chain.py): the verifier recomputes each v2 row's
 metadata digest from its salt and the canonical JSON of its `metadata`, and that
@@ -50,7 +54,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,6 +89,7 @@ ROWS = "rows.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
 STAFF_DIRECTORY = "reports/staff-directory.json"
 SBOM = "sbom.cdx.json"
+R6_REPORTS = "reports/r6/"
 MANIFEST_TAG = b"strongroom/evidence-manifest/v1\x00"
 
 
@@ -219,8 +224,10 @@ def export_bundle(
     since: datetime | None = None,
     until: datetime | None = None,
     created_by: str | None = None,
+    reports: Callable[[int, int], Mapping[str, Any]] | None = None,
 ) -> ExportResult:
-    """Write a signed evidence bundle for the window [since, until] into `out`."""
+    """Write a signed evidence bundle for the window [since, until] into `out`;
+    `reports(first, last)` gives the R6.1 reports over the window's positions."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} already exists and is not an empty folder; nothing was written")
     recorder = evidence.recorder
@@ -273,6 +280,11 @@ def export_bundle(
     (out / STAFF_DIRECTORY).write_text(json.dumps(directory, indent=2, sort_keys=True))
     # Listed in `files` like the rest, so the manifest signature covers it (issue 14, item 5).
     write_sbom(out / SBOM)
+    if reports is not None:
+        (out / "reports" / "r6").mkdir(mode=0o700, exist_ok=True)
+        for name, content in reports(first, last).items():
+            (out / "reports" / "r6" / f"{name}.json").write_text(json.dumps(content, indent=2, sort_keys=True,
+                                                                             default=str))
     files = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         name = path.relative_to(out).as_posix()
@@ -520,4 +532,20 @@ def verify_bundle(path: Path, *, public_key_pem: bytes | None = None, fingerprin
         # Checked last: it is vouched for by the manifest signature only, so a chain
         # problem, if there is one, is the better answer to give first.
         result.problems.append(Problem(0, "reports/staff-directory.json does not name every actor of the window"))
+    for name in sorted(n for n in files if n.startswith(R6_REPORTS)):
+        if not _report_matches(path / name, name, window):
+            result.problems.append(Problem(0, f"{name} is not a report over the manifest's window"))
     return result
+
+
+def _report_matches(file: Path, name: str, window: dict[str, Any]) -> bool:
+    """An R6.1 report (step 15 of docs/evidence-format.md): an object naming itself as
+    its file does, over the manifest window's positions, with a list of rows."""
+    try:
+        report = json.loads(file.read_text())
+        return (isinstance(report, dict) and report.get("report") == name[len(R6_REPORTS):-len(".json")]
+                and isinstance(report.get("rows"), list)
+                and report["window"]["first_position"] == window["first_position"]
+                and report["window"]["last_position"] == window["last_position"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False

@@ -39,6 +39,8 @@ ROLES = tuple(ROLE_PERMISSIONS)
 
 
 def actor(*roles: str, portfolios=("retail",), **kwargs) -> Actor:
+    """Trained a month ago (R6.4) unless `trained_at` says otherwise."""
+    kwargs.setdefault("trained_at", NOW - timedelta(days=30))
     return Actor(staff_id=f"staff-{'-'.join(roles)}", username="-".join(roles), roles=frozenset(roles),
                  portfolios=frozenset(portfolios), **kwargs)
 
@@ -171,7 +173,7 @@ def test_a_view_says_which_fields_are_masked_and_which_may_be_revealed(policy):
     assert supervisor["revealable"] == ["email", "national_id"]
     auditor = policy.view(actor("auditor"), record)
     assert auditor["full_name"] == "A*** P***" and auditor["revealable"] == []
-    lapsed = policy.view(actor("supervisor", training_current=False), record)
+    lapsed = policy.view(actor("supervisor", trained_at=NOW - timedelta(days=366)), record)
     assert lapsed["email"] == "a***@example.org" and lapsed["revealable"] == []
 
 
@@ -206,14 +208,27 @@ def test_admin_and_security_officer_read_no_customer_data_and_the_auditor_never_
     policy.require_operation(actor("auditor"), Operation.VIEW, CORPORATE)  # reads, masked
 
 
-def test_a_lapsed_training_removes_reveal_and_export_only(policy, recorder):
-    lapsed = actor("supervisor", training_current=False, stepped_up_at=NOW)
+@pytest.mark.parametrize("trained_at", [
+    NOW - timedelta(days=365),  # R6.4: a year old is lapsed (12 months, the default)
+    None,  # a new member of staff, never trained
+    NOW + timedelta(days=30),  # dated ahead: would stretch the validity, counts for nothing
+], ids=["lapsed", "never_trained", "dated_in_the_future"])
+def test_a_lapsed_or_missing_training_removes_reveal_and_export_only(policy, recorder, trained_at):
+    lapsed = actor("supervisor", trained_at=trained_at, stepped_up_at=NOW)
     with pytest.raises(TrainingLapsed):
         policy.require_reveal(lapsed, ["email"], "complaint 118")
     with pytest.raises(TrainingLapsed):
         policy.require(lapsed, Permission.CUSTOMERS_EXPORT)
     policy.require_operation(lapsed, Operation.VIEW, RETAIL)
     assert [r["details"]["reason"] for r in recorder.records] == ["training_lapsed", "training_lapsed"]
+
+
+def test_training_validity_is_the_policys_setting(recorder):
+    """R6.4 "configurable": a 30-day validity lapses a 31-day-old training."""
+    strict = Policy(recorder, clock=lambda: NOW, training_validity=timedelta(days=30))
+    with pytest.raises(TrainingLapsed):
+        strict.require(actor("supervisor", trained_at=NOW - timedelta(days=31)), Permission.CUSTOMERS_EXPORT)
+    strict.require(actor("supervisor", trained_at=NOW - timedelta(days=29)), Permission.CUSTOMERS_EXPORT)
 
 
 # -- portfolio scope and break-glass ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from domain.operations import RecoveryLog
 from domain.privacy_requests import PrivacyRequest
+from domain.recertification import RecertificationCampaign, RecertificationSchedule
 from domain.staff import StaffMember
 from tests.domain.examples import DE_IBAN, GB_IBAN, MASTERCARD_TEST_PAN, VISA_TEST_PAN, enrol_alice, register_ada
 
@@ -53,6 +54,8 @@ def a_staff_members_whole_life() -> StaffMember:
     alice.record_unlock("identity confirmed by call-back")
     alice.disable("on leave")
     alice.enable("back from leave")
+    alice.record_training(course="security-awareness", course_version="2026.1",
+                          completed_at="2026-11-30T09:00:00+00:00", evidence_ref="LMS-1", recorded_by="operator:x")
     return alice
 
 
@@ -92,5 +95,26 @@ def a_rejected_privacy_request() -> PrivacyRequest:
     return request
 
 
+def a_recertifications_whole_life() -> RecertificationCampaign:
+    campaign = RecertificationCampaign.start(
+        started_at="2026-12-01T00:00:00+00:00", due_at="2026-12-15T00:00:00+00:00",
+        escalate_until="2026-12-22T00:00:00+00:00", started_by="operator:x", items=[
+            {"staff_id": "s-1", "username": "ann", "roles": ["agent"], "portfolios": ["retail"], "reviewers": ["s-9"]},
+            {"staff_id": "s-2", "username": "bob", "roles": ["agent"], "portfolios": ["retail"], "reviewers": ["s-9"]},
+        ])
+    campaign.decide(staff_id="s-1", decision="revoked", decided_by="s-9", decided_at="2026-12-02T00:00:00+00:00",
+                    revoked_roles=["agent"], revoked_portfolios=[], held_approval=None)
+    campaign.escalate(staff_ids=["s-2"], escalated_at="2026-12-15T00:00:00+00:00")
+    campaign.mark_alerted(staff_ids=["s-2"], alert_ids=["a-1"])
+    return campaign
+
+
+def a_recertification_schedules_whole_life() -> RecertificationSchedule:
+    schedule = RecertificationSchedule.create()
+    schedule.add(campaign_id="c-1", started_at="2026-12-01T00:00:00+00:00")
+    return schedule
+
+
 WHOLE_LIVES = [a_customers_whole_life, a_staff_members_whole_life, an_erasures_whole_life,
-               a_recovery_logs_whole_life, a_privacy_requests_whole_life, a_rejected_privacy_request]
+               a_recovery_logs_whole_life, a_privacy_requests_whole_life, a_rejected_privacy_request,
+               a_recertifications_whole_life, a_recertification_schedules_whole_life]

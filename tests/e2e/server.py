@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,11 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, token
     return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
 
 
-def staff_add(instance: Path, username: str, role: str | tuple[str, ...], portfolio: str | None = None
-              ) -> dict[str, Any]:
+def staff_add(instance: Path, username: str, role: str | tuple[str, ...], portfolio: str | None = None,
+              *, trained: bool = True) -> dict[str, Any]:
     """`strongroom staff add`, the operator's bootstrap: the new account (one role, or a
-    tuple of them) and its one-time password."""
+    tuple of them) and its one-time password; `trained`, then `strongroom staff training
+    record` (R6.4: without a current training nobody reveals)."""
     scope = ["--portfolio", portfolio] if portfolio else []
     roles = [arg for name in ((role,) if isinstance(role, str) else role) for arg in ("--role", name)]
     done = subprocess.run(
@@ -140,6 +142,15 @@ def staff_add(instance: Path, username: str, role: str | tuple[str, ...], portfo
     )
     assert done.returncode == 0, done.stderr
     created: dict[str, Any] = json.loads(done.stdout)
+    if trained:
+        done = subprocess.run(
+            strongroom("--instance", str(instance), "staff", "training", "record", username,
+                       "--course", "security-awareness", "--course-version", "2026.1",
+                       "--completed-at", datetime.now(UTC).isoformat(), "--evidence-ref", "LMS-E2E", "--json"),
+            cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["current"] is True
     return created
 
 

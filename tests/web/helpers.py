@@ -27,6 +27,8 @@ from typing import Any
 import pyotp
 
 from application.context import RequestContext, acting_as
+from application.policy import OPERATOR_ROLE
+from application.security import Actor
 from domain.staff import StaffMember
 from infrastructure.passwords import new_recovery_codes
 
@@ -86,6 +88,19 @@ def create_staff(app: Any, username: str | None = None, roles: Iterable[str] = (
     return created.staff_id, created.username, created.one_time_password
 
 
+def record_training(app: Any, staff_id: str, completed_at: Any = None) -> None:
+    """A completed security training for `staff_id`, recorded by the operator (R6.4):
+    without one, a member of staff reveals and exports nothing. `completed_at`
+    defaults to now on the identity's clock."""
+    operator = Actor(staff_id=OPERATOR.actor_id, username="tests", roles=frozenset({OPERATOR_ROLE}),
+                     portfolios=frozenset())
+    with acting_as(OPERATOR):
+        components(app).training.record(
+            operator, staff_id, course="security-awareness", course_version="2026.1",
+            completed_at=completed_at or components(app).identity.now(), evidence_ref="LMS-TEST-0001",
+        )
+
+
 def sign_in(client: Any, app: Any, username: str, password: str, totp: pyotp.TOTP | None = None,
             last_step: int = -1) -> tuple[dict[str, Any], pyotp.TOTP, int]:
     """/auth/login then /auth/mfa; enrols TOTP when asked to. Returns (mfa body, totp, step used)."""
@@ -103,9 +118,12 @@ def sign_in(client: Any, app: Any, username: str, password: str, totp: pyotp.TOT
 
 
 def login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),
-          portfolios: Iterable[str] = ("retail",), password: str = PASSWORD) -> AuthHeaders:
-    """A new member of staff, through the whole first-login path; returns their headers."""
+          portfolios: Iterable[str] = ("retail",), password: str = PASSWORD, *, trained: bool = True) -> AuthHeaders:
+    """A new member of staff, through the whole first-login path; returns their headers.
+    `trained`: with a security training recorded (R6.4), as staff who reveal need."""
     staff_id, name, one_time = create_staff(app, username, roles, portfolios)
+    if trained:
+        record_training(app, staff_id)
     opened, totp, step = sign_in(client, app, name, one_time)
     headers = {"Authorization": f"Bearer {opened['token']}"}
     response = client.post("/api/v1/auth/password", headers=headers,
@@ -116,7 +134,8 @@ def login(client: Any, app: Any, username: str | None = None, roles: Iterable[st
                        recovery_codes=opened.get("recovery_codes"))
 
 
-def activate(client: Any, app: Any, username: str, code: str, password: str = PASSWORD) -> AuthHeaders:
+def activate(client: Any, app: Any, username: str, code: str, password: str = PASSWORD,
+             *, trained: bool = True) -> AuthHeaders:
     """An account made through the API, first signed in by its person (R2.9): the mailed
     activation code and a new password at /auth/activate, then TOTP enrolment at /auth/mfa."""
     response = client.post("/api/v1/auth/activate", json={"username": username, "code": code,
@@ -131,15 +150,19 @@ def activate(client: Any, app: Any, username: str, code: str, password: str = PA
     assert response.status_code == 200, response.get_json()
     opened = response.get_json()
     staff_id = components(app).identity.directory.staff_id_for(username)
+    if trained:
+        record_training(app, str(staff_id))
     return AuthHeaders(opened["token"], app=app, staff_id=staff_id, username=username, password=password,
                        totp=totp, last_step=step, session_id=opened["session_id"],
                        recovery_codes=opened.get("recovery_codes"))
 
 
 def quick_login(client: Any, app: Any, username: str | None = None, roles: Iterable[str] = ("agent",),
-                portfolios: Iterable[str] = ("retail",), *, stepped_up: bool = False) -> AuthHeaders:
+                portfolios: Iterable[str] = ("retail",), *, stepped_up: bool = False,
+                trained: bool = True) -> AuthHeaders:
     """Like `login`, with the account stored already enrolled and its password set;
-    `stepped_up` for what needs a step-up within 5 minutes (R2.7, R2.11)."""
+    `stepped_up` for what needs a step-up within 5 minutes (R2.7, R2.11); `trained`
+    with a security training completed now (R6.4)."""
     built = components(app)
     hasher = built.identity.hasher
     if PASSWORD not in _HASHES:
@@ -152,6 +175,10 @@ def quick_login(client: Any, app: Any, username: str | None = None, roles: Itera
         must_change_password=False,
     )
     member.enrol_totp(secret, hashes)
+    if trained:
+        member.record_training(course="security-awareness", course_version="2026.1",
+                               completed_at=built.identity.now().isoformat(), evidence_ref="LMS-TEST-0001",
+                               recorded_by=OPERATOR.actor_id)
     with acting_as(OPERATOR):
         built.app._save(member)
     built.identity.directory.reserve_username(member.username, str(member.id), built.identity.now())

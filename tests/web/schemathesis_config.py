@@ -52,6 +52,11 @@ _VALID_BUT_REFUSED = {
     "POST /api/v1/requests/{request_id}/complete": ["422"],
     "POST /api/v1/requests/{request_id}/export": ["422"],
     "POST /api/v1/restrictions/{customer_id}/lift": ["422"],
+    # Issue 14: a training completion dated in the future (R6.4); a revoke naming a role
+    # or portfolio not under review (R6.2); a report window with `since` after `until` (R6.1).
+    "POST /api/v1/staff/{staff_id}/training": ["422"],
+    "POST /api/v1/recertifications/{campaign_id}/items/{staff_id}/decision": ["422"],
+    "GET /api/v1/reports/{name}": ["422"],
     # Step-up with a code that is not the current TOTP code: 403 step_up_failed.
     # (403 is already among the accepted answers.)
 }
