@@ -29,7 +29,8 @@ YEAR = timedelta(days=365.25)
 def staff(*roles: str, stepped_up: bool = True) -> Actor:
     return Actor(staff_id=f"staff-{'-'.join(roles)}", username="-".join(roles), roles=frozenset(roles),
                  portfolios=frozenset({"retail"}),
-                 stepped_up_at=datetime.now(UTC) if stepped_up else None)
+                 stepped_up_at=datetime.now(UTC) if stepped_up else None,
+                 trained_at=datetime.now(UTC))  # R6.4: reveal needs current training
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ PASSPHRASE = "correct horse battery staple"
 
 def actor(*roles: str, portfolios: tuple[str, ...] = ("retail",)) -> Actor:
     return Actor(staff_id=f"staff-{'-'.join(roles)}-{uuid.uuid4().hex[:6]}", username="-".join(roles),
-                 roles=frozenset(roles), portfolios=frozenset(portfolios))
+                 roles=frozenset(roles), portfolios=frozenset(portfolios),
+                 trained_at=datetime.now(UTC))  # R6.4: export needs current training
 
 
 def as_staff(who: Actor):
