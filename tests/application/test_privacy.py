@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from application.context import acting_as
@@ -19,6 +20,7 @@ from application.privacy_requests import OVERDUE_RULE
 from application.security import Actor
 from domain.alerts import Alert
 from domain.errors import AlreadyExtended, CustomerRestricted, IdentityNotVerified
+from infrastructure.audit.erasure_certificate import CertificateInvalid, verify_certificate
 from infrastructure.privacy_export import ExportUnreadable, open_export
 from tests.application.conftest import OPERATOR, customer_fields
 
@@ -198,6 +200,35 @@ def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
     assert app.is_erased(cid)
     with pytest.raises(CustomerErased):
         app.get_customer(cid)
+
+
+def test_an_erasure_request_gives_the_signed_certificate_an_auditor_verifies_offline(components, dpo):
+    """R5.3 + R5.4: a request's erasure goes through the certified path, so the subject
+    is given the same signed certificate as an erasure through the API. An auditor holds
+    only the instance's public key (PEM): the certificate kept with the request verifies
+    with it, states what the AML hold kept, and a forged "both keys destroyed" does not."""
+    privacy, app = components.privacy, components.app
+    cid = _new_customer(app)
+    with as_staff(dpo):
+        request = privacy.receive(dpo, customer_id=cid, kind="erasure", jurisdiction="gdpr")
+        privacy.verify(dpo, request["id"], method="id_document")
+        privacy.complete(dpo, request["id"])
+        stored = privacy.get(dpo, request["id"])  # read back from the log, not the return value
+    document = json.loads(json.dumps(stored["completion"]["certificate"]))  # as handed over, as JSON
+    pem = components.tamper_evidence.signer.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_key = serialization.load_pem_public_key(pem)
+    body = verify_certificate(document, public_key)
+    assert body["subject_id"] == cid and body["keys_destroyed"] == ["profile"]
+    assert body["keys_kept"]["kyc"]["holds"] == ["aml_retention"] and body["hold_until"]
+    assert body["erasure_id"] == stored["completion"]["result"]["erasure_id"]
+    assert stored["completion"]["result"]["keys_kept"] == "kyc"
+    forged = json.loads(json.dumps(document))
+    forged["certificate"]["keys_destroyed"] = ["profile", "kyc"]
+    with pytest.raises(CertificateInvalid):
+        verify_certificate(forged, public_key)
+    with pytest.raises(CertificateInvalid):  # another instance's key
+        verify_certificate(document, Ed25519PrivateKey.generate().public_key())
 
 
 def test_a_rectification_goes_through_the_update_path_and_names_the_fields(components, dpo):

@@ -119,4 +119,7 @@ def test_who_may_handle_requests(app, client):
     assert early.status_code == 409 and early.get_json()["code"] == "identity_not_verified"
     erased = client.post(f"/api/v1/requests/{request_id}/complete", headers=dpo, json={})
     assert erased.status_code == 200 and "profile" in erased.get_json()["completion"]["result"]["keys_destroyed"]
+    # The signed erasure certificate (R5.4) comes back with the completed request.
+    certificate = erased.get_json()["completion"]["certificate"]
+    assert certificate["certificate"]["subject_id"] == customer["id"] and certificate["signature"]
     assert client.get(f"/api/v1/customers/{customer['id']}", headers=dpo).status_code == 410
