@@ -28,8 +28,10 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def actor(*roles: str, portfolios: tuple[str, ...] = ("retail",)) -> Actor:
+    """A staff member whose security training is current: since R6.4 an untrained one
+    has no export right, and marketing, sharing and profiling runs are exports."""
     return Actor(staff_id=f"staff-{'-'.join(roles)}-{uuid.uuid4().hex[:6]}", username="-".join(roles),
-                 roles=frozenset(roles), portfolios=frozenset(portfolios))
+                 roles=frozenset(roles), portfolios=frozenset(portfolios), trained_at=datetime.now(UTC))
 
 
 def as_staff(who: Actor):
