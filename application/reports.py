@@ -435,7 +435,7 @@ def _recertification(self: Reports, window: Window, rows: list[Row]) -> list[dic
 
 
 def _data_subject_requests(self: Reports, window: Window, rows: list[Row]) -> list[dict[str, Any]]:
-    requests: dict[str, dict[str, Any]] = {}
+    received: dict[str, dict[str, Any]] = {}
     touched: set[str] = set()
     for row in rows:
         if not row.topic.startswith(_REQUEST):
@@ -443,12 +443,12 @@ def _data_subject_requests(self: Reports, window: Window, rows: list[Row]) -> li
         a = row.attributes
         name = row.event.rpartition(".")[2]
         if name == "Received":
-            requests[row.stream_id] = {
+            received[row.stream_id] = {
                 "request_id": row.stream_id, "customer_id": a.get("customer_id"), "kind": a.get("kind"),
                 "jurisdiction": a.get("jurisdiction"), "received_at": a.get("received_at"),
                 "deadline": a.get("deadline"), "extended": False, "status": "received",
                 "completed_at": None, "rejected_at": None, "position": row.position}
-        request = requests.get(row.stream_id)
+        request = received.get(row.stream_id)
         if request is None:
             continue
         if _in(window, row):
@@ -465,7 +465,7 @@ def _data_subject_requests(self: Reports, window: Window, rows: list[Row]) -> li
             request.update(status="rejected", rejected_at=(a.get("rejection") or {}).get("at"))
     as_of = window.as_of
     listed = []
-    for request_id, request in sorted(requests.items(), key=lambda kv: int(kv[1]["position"])):
+    for request_id, request in sorted(received.items(), key=lambda kv: int(kv[1]["position"])):
         open_ = request["status"] not in ("completed", "rejected")
         if request_id not in touched and not open_:
             continue

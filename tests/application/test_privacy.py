@@ -58,6 +58,7 @@ PROCESSING = {
 
 
 @pytest.mark.parametrize("purpose", sorted(PROCESSING))
+@pytest.mark.controls("GDPR-21", "CCPA-1798.120")
 def test_withdrawing_consent_stops_the_processing_that_needs_it(components, purpose):
     """R5.2: each processing asks may_process; a withdrawal takes the customer out of it."""
     ledger, app = components.consents, components.app
@@ -78,6 +79,7 @@ def test_withdrawing_consent_stops_the_processing_that_needs_it(components, purp
     assert not ledger.may_process(never, purpose, channel)
 
 
+@pytest.mark.controls("CCPA-1798.100")
 def test_the_ledger_lists_every_answer_with_notice_source_time_and_actor(components):
     ledger, app = components.consents, components.app
     cid = _new_customer(app)
@@ -115,6 +117,7 @@ def _restrict(components, dpo, cid):
         return privacy.complete(dpo, request["id"])
 
 
+@pytest.mark.controls("GDPR-18")
 def test_a_restricted_customer_is_read_only_and_left_out_of_searches_and_marketing(components, dpo):
     app, ledger = components.app, components.consents
     cid = _new_customer(app)
@@ -141,6 +144,7 @@ def test_a_restricted_customer_is_read_only_and_left_out_of_searches_and_marketi
         assert [c["id"] for c in components.customers.search(compliance, portfolio="retail")["items"]] == [cid]
 
 
+@pytest.mark.controls("GDPR-18")
 def test_lifting_a_restriction_is_a_recorded_decision(components, dpo):
     app = components.app
     cid = _new_customer(app)
@@ -157,6 +161,7 @@ def test_lifting_a_restriction_is_a_recorded_decision(components, dpo):
 
 # -- requests (R5.3) --------------------------------------------------------------------------------
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_deadlines_follow_the_law_and_extend_once(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -179,6 +184,7 @@ def test_deadlines_follow_the_law_and_extend_once(components, dpo):
             privacy.extend(dpo, fresh["id"], reason="again")
 
 
+@pytest.mark.controls("GDPR-15", "CCPA-1798.130")
 def test_nothing_is_done_before_the_identity_is_verified(components, dpo):
     privacy = components.privacy
     cid = _new_customer(components.app)
@@ -191,6 +197,7 @@ def test_nothing_is_done_before_the_identity_is_verified(components, dpo):
     assert components.app.get_customer(cid)["email"]  # not erased
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
 def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -204,6 +211,7 @@ def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
         app.get_customer(cid)
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
 def test_an_erasure_request_gives_the_signed_certificate_an_auditor_verifies_offline(components, dpo):
     """R5.3 + R5.4: a request's erasure goes through the certified path, so the subject
     is given the same signed certificate as an erasure through the API. An auditor holds
@@ -233,6 +241,7 @@ def test_an_erasure_request_gives_the_signed_certificate_an_auditor_verifies_off
         verify_certificate(document, Ed25519PrivateKey.generate().public_key())
 
 
+@pytest.mark.controls("GDPR-16", "CCPA-1798.106")
 def test_a_rectification_goes_through_the_update_path_and_names_the_fields(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -251,6 +260,7 @@ def test_a_rectification_goes_through_the_update_path_and_names_the_fields(compo
 @pytest.mark.parametrize(("kind", "purpose", "channel"), [("objection", "profiling", "online"),
                                                            ("objection", "marketing_contact", "sms"),
                                                            ("opt_out", "data_sharing", "online")])
+@pytest.mark.controls("GDPR-21", "CCPA-1798.120")
 def test_objection_and_opt_out_withdraw_consent(components, dpo, kind, purpose, channel):
     privacy, ledger = components.privacy, components.consents
     cid = _new_customer(components.app)
@@ -266,6 +276,7 @@ def test_objection_and_opt_out_withdraw_consent(components, dpo, kind, purpose, 
     assert not ledger.may_process(cid, purpose, channel)
 
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_an_overdue_request_raises_one_alert(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -297,6 +308,7 @@ def test_reading_requests_needs_privacy_rights(components, dpo):
 
 # -- the access export (R5.3) ---------------------------------------------------------------------
 
+@pytest.mark.controls("GDPR-15", "GDPR-20", "CCPA-1798.100", "CCPA-1798.110")
 def test_the_export_holds_everything_about_the_subject_and_nothing_about_anyone_else(components, dpo):
     app, privacy = components.app, components.privacy
     subject = _new_customer(app)
@@ -342,6 +354,7 @@ def test_the_export_holds_everything_about_the_subject_and_nothing_about_anyone_
     assert b"4111111111111111" not in everything  # R1.7: the subject's own PAN as BIN + last four only
 
 
+@pytest.mark.controls("GDPR-15", "GDPR-20")
 def test_an_export_sealed_to_an_x25519_key_opens_only_with_its_private_key(components, dpo):
     privacy = components.privacy
     cid = _new_customer(components.app)
@@ -369,6 +382,7 @@ def test_an_export_sealed_to_an_x25519_key_opens_only_with_its_private_key(compo
         open_export(sealed[:-1] + bytes([sealed[-1] ^ 1]), private_key_pem=private_pem)
 
 
+@pytest.mark.controls("GDPR-16", "CCPA-1798.106")
 def test_a_refused_rectification_changes_nothing_and_leaves_the_request_open(components, dpo):
     """Fault: the domain refuses the corrected value; neither the customer nor the request moves."""
     privacy, app = components.privacy, components.app

@@ -100,6 +100,7 @@ def _activity(client, app):
             "requests": {"late": late["id"], "extended": extended["id"], "erasure": erasure["id"]}, "dpo": dpo}
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1", "PCI-DSS-7.2.4")
 def test_each_report_in_both_formats_agrees_with_the_replay_and_holds_for_its_window(
         client, app, instance, tmp_path, monkeypatch):
     since = datetime.now(UTC)
