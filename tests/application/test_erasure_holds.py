@@ -27,8 +27,9 @@ YEAR = timedelta(days=365.25)
 
 
 def staff(*roles: str, stepped_up: bool = True) -> Actor:
+    """Trained (R6.4): the held KYC read is a reveal, which an untrained member never gets."""
     return Actor(staff_id=f"staff-{'-'.join(roles)}", username="-".join(roles), roles=frozenset(roles),
-                 portfolios=frozenset({"retail"}),
+                 portfolios=frozenset({"retail"}), trained_at=datetime.now(UTC),
                  stepped_up_at=datetime.now(UTC) if stepped_up else None)
 
 
