@@ -8,8 +8,8 @@ drift away from the control it proves without the marker going with it.
 
 Status is stated honestly: `covered` means the product does it and at least one
 test would fail without it (the suite checks that every covered control has a test);
-`not yet covered` names what is being built (or not at all yet), with no test pointed
-at it for show; `outside the product` is the operator's or the host's part.
+`not yet covered` names what the product does not do (yet), with no test pointed at
+it for show; `outside the product` is the operator's or the host's part.
 """
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ def _asvs(chapter: str, title: str, requirements: tuple[str, ...], code: tuple[s
     return Control(f"ASVS-{chapter}", Framework.ASVS, title, requirements, code, status, note)
 
 
-_REQUESTS = "data-subject requests (R5.3) are being built (issue 13); nothing here proves them yet"
-_CCPA = "consumer requests with the 45-day deadline (R5.3) are being built (issue 13)"
+_REQUESTS = ("application/privacy_requests.py", "domain/privacy_requests.py", "web/privacy_api.py", "cli/requests.py")
+_EXPORT = ("application/privacy_export.py", "infrastructure/privacy_export.py")
+_CONSENT = ("application/consent.py", "domain/consent.py")
+_MONITOR = ("application/monitoring.py", "infrastructure/monitor.py", "application/alerts.py", "domain/alerts.py",
+            "infrastructure/webhooks.py", "cli/monitor.py")
+_TRAINING = ("application/training.py", "application/policy.py", "web/training_api.py")
 
 CONTROLS: tuple[Control, ...] = (
     # -- PCI DSS v4.0.1 -------------------------------------------------------------------
@@ -94,8 +98,9 @@ CONTROLS: tuple[Control, ...] = (
     _pci("7.2.2", "Least privilege by job function and record scope",
          ("R2.5", "R2.6", "R2.7"), ("application/policy.py", "application/security.py")),
     _pci("7.2.4", "User accounts and their privileges are reviewed at least every six months",
-         ("R6.2",), (), Coverage.NOT_YET,
-         "access recertification (R6.2) is being built (issue 14, item 2)"),
+         ("R6.2", "R6.1"), ("application/recertification.py", "domain/recertification.py",
+                            "web/recertification_api.py", "cli/recert.py", "application/reports.py"),
+         note="a campaign every quarter by default; the operator schedules `recert start`"),
     _pci("7.2.5", "Application and system accounts have the least privileges they need",
          ("R3.4",), ("infrastructure/audit/roles.py", "cli/db.py")),
     _pci("8.2.1", "Every user has a unique id",
@@ -104,7 +109,8 @@ CONTROLS: tuple[Control, ...] = (
          ("R2.9",), ("application/staff_admin.py", "application/activation.py")),
     _pci("8.2.6", "Inactive user accounts are removed or disabled within 90 days",
          ("R6.1",), (), Coverage.NOT_YET,
-         "dormant accounts appear in the access review (R6.1, issue 14, item 1); nothing disables them yet"),
+         "dormant accounts (no sign-in for 90 days) are flagged in the access review (R6.1) and their "
+         "roles can be revoked in a recertification (R6.2); nothing disables them automatically yet"),
     _pci("8.2.8", "A session idle for 15 minutes needs a new authentication",
          ("R2.4",), ("application/identity.py", "infrastructure/identity_store.py")),
     _pci("8.3.1", "Every sign-in needs a password and a second factor",
@@ -146,8 +152,7 @@ CONTROLS: tuple[Control, ...] = (
     _pci("10.4.1", "Audit logs can be reviewed: who did what, who saw what",
          ("R3.5",), ("application/audit_trail.py", "cli/audit.py", "web/audit_api.py")),
     _pci("10.4.1.1", "Automated mechanisms review the audit logs",
-         ("R3.6",), (), Coverage.NOT_YET,
-         "real-time monitoring (R3.6) is being built (issue 12)"),
+         ("R3.6",), _MONITOR),
     _pci("10.5.1", "Audit log history is kept (at least 12 months), erasure included",
          ("R3.3", "R3.4", "R5.4"), ("infrastructure/audit/chain.py", "infrastructure/eventstore/shared.py")),
     _pci("10.6.1", "System clocks are synchronised",
@@ -155,31 +160,35 @@ CONTROLS: tuple[Control, ...] = (
          "clock synchronisation (NTP) is the host's; the log stamps UTC and never lets a clock "
          "stepping back reorder it"),
     _pci("10.7.2", "Failures of critical security controls are detected and reported",
-         ("R3.3", "R7.2"), ("web/health.py", "infrastructure/audit/checkpoints.py", "infrastructure/audit/verify.py"),
-         note="alerting on them is issue 12's monitor"),
+         ("R3.3", "R3.6", "R7.2"), ("web/health.py", "infrastructure/audit/checkpoints.py",
+                                    "infrastructure/audit/verify.py", "application/monitoring.py"),
+         note="failed chain verifications, failed drills and overdue backups raise alerts (R3.6)"),
     _pci("12.6.1", "A security awareness programme for all personnel",
-         ("R6.4",), (), Coverage.NOT_YET,
-         "training records (R6.4) are being built (issue 14, item 3)"),
-    _pci("12.6.2", "Training at least every 12 months",
-         ("R6.4",), (), Coverage.NOT_YET,
-         "training records and lapses (R6.4) are being built (issue 14, item 3)"),
+         ("R6.4",), _TRAINING,
+         note="the product records courses and completions and withholds reveal and export from staff "
+              "with none current; the programme's content is the entity's"),
+    _pci("12.6.2", "The security awareness programme is reviewed at least every 12 months",
+         ("R6.4",), ("application/training.py",), Coverage.OUTSIDE,
+         "reviewing the programme is the entity's; each completion records the course version it was"),
     _pci("12.6.3", "Personnel receive training upon hire and at least once every 12 months",
-         ("R6.4",), (), Coverage.NOT_YET,
-         "training records (R6.4) are being built (issue 14, item 3)"),
+         ("R6.4",), _TRAINING, note="the validity (12 months) is a setting; a lapse shows in the access review"),
     # -- GDPR -------------------------------------------------------------------------------
     _gdpr("5.1.e", "Storage limitation: kept no longer than necessary (key destruction)",
-          ("R5.1", "R5.4", "R5.5"), ("domain/catalogue.py", "domain/erasure.py", "application/retention.py"),
-          note="the scheduled `retention run` (R5.5) is being built (issue 13)"),
-    _gdpr("15", "Right of access", ("R5.3",), (), Coverage.NOT_YET, _REQUESTS),
-    _gdpr("16", "Right to rectification", ("R5.3",), (), Coverage.NOT_YET,
-          "staff can correct a record today; the request with its deadline (R5.3) is issue 13"),
-    _gdpr("17", "Right to erasure (crypto-shredding, never undone by a restore)",
-          ("R5.4", "R4.6"), ("application/customers.py", "domain/erasure.py", "infrastructure/crypto/keystore.py",
-                             "infrastructure/backup/restore.py")),
-    _gdpr("18", "Right to restriction of processing", ("R5.3", "R5.6"), (),
-          Coverage.NOT_YET, _REQUESTS),
-    _gdpr("20", "Right to data portability", ("R5.3",), (), Coverage.NOT_YET, _REQUESTS),
-    _gdpr("21", "Right to object", ("R5.2", "R5.3"), (), Coverage.NOT_YET, _REQUESTS),
+          ("R5.1", "R5.4", "R5.5"), ("domain/catalogue.py", "domain/erasure.py", "application/retention.py",
+                                     "application/retention_run.py", "cli/retention.py",
+                                     "infrastructure/backup/generations.py"),
+          note="the operator schedules `retention run`; key backups expire with their generation key"),
+    _gdpr("15", "Right of access (with who accessed the data)", ("R5.3",), (*_REQUESTS, *_EXPORT)),
+    _gdpr("16", "Right to rectification", ("R5.3",), (*_REQUESTS, "application/customers.py")),
+    _gdpr("17", "Right to erasure (crypto-shredding, certified, never undone by a restore)",
+          ("R5.3", "R5.4", "R4.6"), ("application/customers.py", "application/erasure_service.py",
+                                     "infrastructure/audit/erasure_certificate.py", "domain/erasure.py",
+                                     "infrastructure/crypto/keystore.py", "infrastructure/backup/restore.py",
+                                     "infrastructure/backup/generations.py", *_REQUESTS)),
+    _gdpr("18", "Right to restriction of processing", ("R5.3", "R5.6"),
+          (*_REQUESTS, "domain/customer.py", *_CONSENT)),
+    _gdpr("20", "Right to data portability (JSON and CSV, signed)", ("R5.3",), (*_REQUESTS, *_EXPORT)),
+    _gdpr("21", "Right to object (direct marketing, profiling)", ("R5.2", "R5.3"), (*_REQUESTS, *_CONSENT)),
     _gdpr("25", "Data protection by design and by default (masked by default, random ids)",
           ("R1.5", "R2.7"), ("application/policy.py", "domain/customer.py")),
     _gdpr("30", "Records of processing activities", ("R5.1",), ("domain/catalogue.py", "cli/compliance.py")),
@@ -188,21 +197,29 @@ CONTROLS: tuple[Control, ...] = (
                                              "infrastructure/backup/restore.py", "infrastructure/tls.py")),
     _gdpr("33", "Breach notification: what a breach reached (who saw what) can be established",
           ("R3.2", "R3.5"), ("application/audit_trail.py", "cli/audit.py"),
-          note="detection alerts are issue 12's; notifying the authority is the controller's"),
+          note="misuse is alerted as it happens (R3.6); notifying the authority is the controller's"),
     # -- CCPA §1798.100-.135 ----------------------------------------------------------------
-    _ccpa("1798.100", "Right to know and notice at collection", ("R5.3",), (), note=_CCPA),
-    _ccpa("1798.105", "Right to delete", ("R5.4",), ("application/customers.py", "domain/erasure.py"),
-          Coverage.COVERED, "deletion itself; the request with its 45-day deadline is issue 13"),
-    _ccpa("1798.106", "Right to correct", ("R5.3",), (), note=_CCPA),
-    _ccpa("1798.110", "Right to know what is collected", ("R5.3",), (), note=_CCPA),
-    _ccpa("1798.115", "Right to know what is sold or shared", ("R5.3",), (), note=_CCPA),
-    _ccpa("1798.120", "Right to opt out of sale or sharing", ("R5.2", "R5.3"), (),
-          note=_CCPA),
-    _ccpa("1798.121", "Right to limit use of sensitive personal information", ("R5.2", "R5.3"), (), note=_CCPA),
+    _ccpa("1798.100", "Right to know and notice at collection", ("R5.2", "R5.3"), (*_REQUESTS, *_EXPORT, *_CONSENT),
+          Coverage.COVERED, "the ledger records the notice version each answer was given under; "
+                            "the notice itself is the business's"),
+    _ccpa("1798.105", "Right to delete", ("R5.3", "R5.4"), ("application/customers.py", "domain/erasure.py",
+                                                            "application/erasure_service.py", *_REQUESTS),
+          Coverage.COVERED),
+    _ccpa("1798.106", "Right to correct", ("R5.3",), (*_REQUESTS, "application/customers.py"), Coverage.COVERED),
+    _ccpa("1798.110", "Right to know what is collected", ("R5.3",), (*_REQUESTS, *_EXPORT), Coverage.COVERED),
+    _ccpa("1798.115", "Right to know what is sold or shared", ("R5.3",), (),
+          note="a data-sharing run is recorded as an export naming each customer, which the subject's "
+               "access export lists; no test proves that, and the third parties are not recorded"),
+    _ccpa("1798.120", "Right to opt out of sale or sharing", ("R5.2", "R5.3"), (*_REQUESTS, *_CONSENT),
+          Coverage.COVERED),
+    _ccpa("1798.121", "Right to limit use of sensitive personal information", ("R5.2", "R5.3"), (),
+          note="no request kind limits the use of sensitive data to what the service needs"),
     _ccpa("1798.125", "No discrimination for exercising rights", (), (), Coverage.OUTSIDE,
           "a business practice, not a function of the records system"),
-    _ccpa("1798.130", "Methods to submit requests; answer within 45 days", ("R5.3",), (),
-          note=_CCPA),
+    _ccpa("1798.130", "Verified requests answered within 45 days (extendable once by 45)", ("R5.3",),
+          _REQUESTS, Coverage.COVERED,
+          "an overdue request raises an alert; how consumers submit requests (a toll-free number, a web "
+          "form) is the business's, calling this API"),
     _ccpa("1798.135", "Opt-out links on the business's website", (), (), Coverage.OUTSIDE,
           "the business's web site, which calls this API"),
     # -- OWASP ASVS 5.0 ---------------------------------------------------------------------

@@ -54,6 +54,7 @@ from typing import Any
 from uuid import UUID
 
 from application.clock import Clock, utc_now
+from application.context import current_context
 from application.errors import ApplicationError, CustomerNotFound, ValidationFailed
 from application.ports import AccessRecorder
 from application.security import PORTFOLIO_SCOPED_ROLES, ROLE_PERMISSIONS, Actor, Permission
@@ -456,6 +457,15 @@ def stated_purpose(purpose: str | None) -> str:
     return stated
 
 
+def _operator_at_console(actor: Actor) -> bool:
+    """The operator at the command line (e.g. the DPO's desk, `cli/requests.py`): not
+    staff, so R6.4's training does not bind it (docs/operations.md): whoever runs the
+    command line holds the KEK, and a training rule there would stop nothing. Only a
+    `cli` context counts, which the API never sets, so no session escapes the rule."""
+    context = current_context()
+    return OPERATOR_ROLE in actor.roles and context is not None and context.via == "cli"
+
+
 class Policy:
     """Decides every access (customer data, staff administration, the audit trail);
     records every refusal."""
@@ -568,7 +578,7 @@ class Policy:
             customer_ids = _ids(about)
         if not self.permits(actor, permission, operation=op, roles=roles, customer_ids=customer_ids):
             raise denied()
-        if permission in TRAINING_BOUND and not self.training_current(actor):
+        if permission in TRAINING_BOUND and not _operator_at_console(actor) and not self.training_current(actor):
             self.refuse(op, "training_lapsed", customer_ids)
             raise TrainingLapsed()
         if customer is None:

@@ -35,7 +35,11 @@ Reports (`REPORTS`):
 * `recertification` — each campaign with an event in the window, as of the window's
   end: items, decisions, by whom, escalations, overdue alerts.
 
-Data-subject requests (R5.3) are built on another branch; their report is not here.
+* `data-subject-requests` — each request received in the window, or with a step in
+  it, or still open at the window's end (so an overdue request received earlier is not
+  hidden), as of the window's end: ids, kind, jurisdiction, received, deadline,
+  extended, status, completed or rejected when, and overdue at the window's end.
+  Reasons, verification notes and rectified values are not in it (R5.3).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ _ACCESS = "domain.audit:AccessRecord."
 _ALERT = "domain.alerts:Alert."
 _RECOVERY = "domain.operations:RecoveryLog."
 _CAMPAIGN = "domain.recertification:RecertificationCampaign."
+_REQUEST = "domain.privacy_requests:PrivacyRequest."
 
 
 class UnknownReport(ApplicationError):
@@ -186,7 +191,7 @@ class Reports:
                 return
             for note in page:
                 topic = note.topic
-                if not topic.startswith((_STAFF, _ACCESS, _ALERT, _RECOVERY, _CAMPAIGN)):
+                if not topic.startswith((_STAFF, _ACCESS, _ALERT, _RECOVERY, _CAMPAIGN, _REQUEST)):
                     continue  # customers' own changes: not what these reports read
                 try:
                     attributes = {k: v for k, v in vars(self.mapper.to_domain_event(note)).items()
@@ -429,6 +434,46 @@ def _recertification(self: Reports, window: Window, rows: list[Row]) -> list[dic
             if key[0] in touched]
 
 
+def _data_subject_requests(self: Reports, window: Window, rows: list[Row]) -> list[dict[str, Any]]:
+    received: dict[str, dict[str, Any]] = {}
+    touched: set[str] = set()
+    for row in rows:
+        if not row.topic.startswith(_REQUEST):
+            continue
+        a = row.attributes
+        name = row.event.rpartition(".")[2]
+        if name == "Received":
+            received[row.stream_id] = {
+                "request_id": row.stream_id, "customer_id": a.get("customer_id"), "kind": a.get("kind"),
+                "jurisdiction": a.get("jurisdiction"), "received_at": a.get("received_at"),
+                "deadline": a.get("deadline"), "extended": False, "status": "received",
+                "completed_at": None, "rejected_at": None, "position": row.position}
+        request = received.get(row.stream_id)
+        if request is None:
+            continue
+        if _in(window, row):
+            touched.add(row.stream_id)
+        if name == "Verified":
+            request["status"] = "verified"
+        elif name == "Extended":
+            request.update(extended=True, deadline=a.get("deadline"), status="extended")
+        elif name == "ExportDelivered":
+            request["status"] = "in_progress"
+        elif name == "Completed":
+            request.update(status="completed", completed_at=(a.get("completion") or {}).get("at"))
+        elif name == "Rejected":
+            request.update(status="rejected", rejected_at=(a.get("rejection") or {}).get("at"))
+    as_of = window.as_of
+    listed = []
+    for request_id, request in sorted(received.items(), key=lambda kv: int(kv[1]["position"])):
+        open_ = request["status"] not in ("completed", "rejected")
+        if request_id not in touched and not open_:
+            continue
+        overdue = bool(open_ and as_of is not None and as_of > datetime.fromisoformat(str(request["deadline"])))
+        listed.append({**request, "overdue": overdue})
+    return listed
+
+
 REPORTS: dict[str, Callable[[Reports, Window, list[Row]], list[dict[str, Any]]]] = {
     "access-review": _access_review,
     "privileged-actions": _privileged_actions,
@@ -439,6 +484,7 @@ REPORTS: dict[str, Callable[[Reports, Window, list[Row]], list[dict[str, Any]]]]
     "chain-verification": _chain_verification,
     "alerts": _alerts,
     "recertification": _recertification,
+    "data-subject-requests": _data_subject_requests,
 }
 
 
@@ -500,4 +546,6 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "recertification": ("campaign_id", "started_at", "due_at", "staff_id", "username", "roles", "portfolios", "state",
                         "decided_by", "decided_at", "revoked_roles", "revoked_portfolios", "escalated",
                         "overdue_alert"),
+    "data-subject-requests": ("request_id", "customer_id", "kind", "jurisdiction", "received_at", "deadline",
+                              "extended", "status", "completed_at", "rejected_at", "overdue", "position"),
 }

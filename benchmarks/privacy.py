@@ -2,7 +2,7 @@
 
 `FIGURES` maps a figure's name to the function that measures it, one function per
 figure, so each privacy workflow adds its own line here (`run_privacy` measures them
-all, in order, on each store):
+all, in order, on each store, into one dictionary):
 
 1. `access_export`: the median time of one data-subject access export (R5.3) for a
    customer with 1,000 events and 10,000 access records: load the customer, decode
@@ -12,6 +12,9 @@ all, in order, on each store):
    stream with `select_events` and the whole log with `select_notifications`, no
    decryption, no files. Lower is better; the ratio says how many raw reads one
    export costs.
+2. `retention_run` (benchmarks/retention_bench.py): customers erased per second by
+   `retention run` over `customers` customers of which 10 % are due, beside destroying
+   the same keys directly.
 
 The caller sets an acting context (bench does).
 """
@@ -27,6 +30,7 @@ from application.ports import ExportRecipient
 from application.security import Actor
 from benchmarks.figures import Figure, median
 from benchmarks.measures import BenchmarkError, Sizes
+from benchmarks.retention_bench import measure_retention
 from benchmarks.scratch import Scratch
 from benchmarks.synthetic import Population
 from domain.audit import AccessRecord
@@ -71,7 +75,8 @@ def _raw(app: Strongroom, subject: str) -> int:
         start = page[-1].id + 1
 
 
-def measure_access_export(scratch: Scratch, sizes: Sizes, progress: Progress) -> Figure:
+def measure_access_export(scratch: Scratch, sizes: Sizes, progress: Progress, customers: int) -> Figure:
+    del customers  # one subject and one other customer, whatever the population asked
     built = scratch.components(blind_index_bits=10)
     try:
         subject = _subject(built, progress)
@@ -99,12 +104,18 @@ def measure_access_export(scratch: Scratch, sizes: Sizes, progress: Progress) ->
     )
 
 
-FIGURES: dict[str, Callable[[Scratch, Sizes, Progress], Figure]] = {
+def measure_retention_run(scratch: Scratch, sizes: Sizes, progress: Progress, customers: int) -> Figure:
+    del sizes  # one run: a destroyed key cannot be destroyed again
+    return measure_retention(scratch, progress, customers=customers)["retention_run"]
+
+
+FIGURES: dict[str, Callable[[Scratch, Sizes, Progress, int], Figure]] = {
     "access_export": measure_access_export,
+    "retention_run": measure_retention_run,
 }
 """Each privacy figure and the function that measures it (add yours here)."""
 
 
-def run_privacy(scratch: Scratch, sizes: Sizes, progress: Progress) -> dict[str, Figure]:
-    """Every privacy figure on one kind of store."""
-    return {name: measure(scratch, sizes, progress) for name, measure in FIGURES.items()}
+def run_privacy(scratch: Scratch, sizes: Sizes, progress: Progress, *, customers: int) -> dict[str, Figure]:
+    """Every privacy figure on one kind of store; `customers` sizes the retention run's population."""
+    return {name: measure(scratch, sizes, progress, customers) for name, measure in FIGURES.items()}

@@ -76,12 +76,6 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 bench.results[kind] = run_store(scratch, bench.sizes, progress)
             if "audit" in bench.chosen:
                 bench.suites.setdefault("audit", {})[kind] = run_audit(scratch, bench.sizes, progress)
-            if "privacy" in bench.chosen:
-                # Issue 13: the retention run (benchmarks/retention_bench.py).
-                from benchmarks.retention_bench import measure_retention
-
-                bench.suites.setdefault("privacy", {})[kind] = measure_retention(
-                    scratch, progress, customers=bench.privacy_sizes.get("customers", 100_000))
             if "recovery" in bench.chosen:
                 figures = measure_recovery(scratch, progress, **bench.recovery_sizes)
                 bench.suites.setdefault("recovery", {})[kind] = dict(
@@ -92,10 +86,12 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
 
                 bench.suites.setdefault("monitor", {})[kind] = run_monitor(scratch, bench.sizes, progress)
             if "privacy" in bench.chosen:
-                # Issue 13: one function per figure, in benchmarks/privacy.py FIGURES.
+                # Issue 13: every figure of benchmarks/privacy.py FIGURES (the access
+                # export and the retention run), in one dictionary per store.
                 from benchmarks.privacy import run_privacy
 
-                bench.suites.setdefault("privacy", {})[kind] = run_privacy(scratch, bench.sizes, progress)
+                bench.suites.setdefault("privacy", {})[kind] = run_privacy(
+                    scratch, bench.sizes, progress, customers=bench.privacy_sizes.get("customers", 100_000))
         if "api" in bench.chosen:
             # Only here: it starts the real server through the `strongroom` command.
             from benchmarks.api_bench import ApiBenchError, measure_api

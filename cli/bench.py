@@ -56,10 +56,11 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @click.option("--recovery-increment", type=click.IntRange(min=1), hidden=True)
 @click.option("--fault-clients", type=click.IntRange(min=1), hidden=True)
 @click.option("--outage-seconds", type=click.IntRange(min=1), hidden=True)
+@click.option("--retention-customers", type=click.IntRange(min=10), hidden=True)
 def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: str,
                   api_clients: int | None, api_requests: int | None, api_logins: int | None,
                   recovery_events: int | None, recovery_increment: int | None,
-                  fault_clients: int | None, outage_seconds: int | None,
+                  fault_clients: int | None, outage_seconds: int | None, retention_customers: int | None,
                   **overrides: int | None) -> None:
     """Measure each figure beside its baseline (writes, rebuild, blind-index lookup;
     with --suite also the customer API, audit and recovery).
@@ -80,7 +81,7 @@ def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: st
                            if v is not None})
     fault_sizes = {"clients": fault_clients or 8, "outage_seconds": outage_seconds or (3 if quick else 10)}
     bench = BenchRun(sizes, api_sizes, recovery_sizes, chosen=set(SUITES) if suite == "all" else {suite},
-                     fault_sizes=fault_sizes, privacy_sizes={"customers": 2_000 if quick else 100_000})
+                     fault_sizes=fault_sizes, privacy_sizes={"customers": retention_customers or (2_000 if quick else 100_000)})
     began = time.perf_counter()
 
     def progress(message: str) -> None:

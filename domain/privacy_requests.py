@@ -178,10 +178,16 @@ class PrivacyRequest(Aggregate):
         self.exports = [*self.exports, dict(export)]
         self.status = "in_progress"
 
-    def complete(self, *, by: str, at: datetime, result: dict[str, str]) -> None:
-        """Done; `result` says what was done in ids, codes and counts (no personal data)."""
-        self._complete(completion={"by": _reason(by, "by"), "at": _utc(at).isoformat(),
-                                   "result": {str(k): str(v) for k, v in result.items()}})
+    def complete(self, *, by: str, at: datetime, result: dict[str, str],
+                 certificate: dict[str, Any] | None = None) -> None:
+        """Done; `result` says what was done in ids, codes and counts (no personal data).
+        An erasure's signed certificate (ids, key kinds, hold codes, times) is kept with
+        it, so the subject can be given it from the request itself (R5.4)."""
+        completion: dict[str, Any] = {"by": _reason(by, "by"), "at": _utc(at).isoformat(),
+                                      "result": {str(k): str(v) for k, v in result.items()}}
+        if certificate is not None:
+            completion["certificate"] = dict(certificate)
+        self._complete(completion=completion)
 
     @event("Completed")
     def _complete(self, completion: dict[str, Any]) -> None:

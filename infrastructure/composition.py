@@ -626,6 +626,10 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     )
     audit_trail = AuditTrail(app, evidence, policy=policy)
     consents = ConsentLedger(app, policy, clock=lambda: identity.now())
+    # One erasure path, certified, for the API's erase and a data-subject request's (R5.4).
+    erasures = ErasureService(app, policy, ErasureCertificates(evidence.signer), HeldKycReader(app.recorder, app.mapper),
+                              clock=lambda: identity.now(),
+                              backup_retention=timedelta(days=settings.key_backup_retention_days))
     return Components(
         settings=settings, app=app, keyring=keyring, directory=directory, projection=projection,
         events_db=events_db, keys_db=keys_db, tamper_evidence=evidence, policy=policy,
@@ -638,10 +642,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         webhooks=webhooks,
         consents=consents,
         privacy=PrivacyRequests(app, policy, consents, audit_trail, ExportSeal(evidence.signer),
-                                clock=lambda: identity.now()),
-        erasures=ErasureService(app, policy, ErasureCertificates(evidence.signer), HeldKycReader(app.recorder, app.mapper),
-                                clock=lambda: identity.now(),
-                                backup_retention=timedelta(days=settings.key_backup_retention_days)),
+                                clock=lambda: identity.now(), erasures=erasures),
+        erasures=erasures,
         retention=RetentionRun(app, ReadModelRetentionCandidates(events_db),
                                profile_years=settings.profile_retention_years, clock=lambda: identity.now()),
         training=TrainingRecords(identity, policy),

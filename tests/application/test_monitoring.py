@@ -66,6 +66,7 @@ def as_client(addr, actor_id="unauthenticated", session_id=None):
     return acting_as(RequestContext(actor_id=actor_id, via="api", client_addr=addr, session_id=session_id))
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_search_oracle_raises_one_critical_alert_and_ends_the_probers_sessions(watched):
     # The attack of issue 12: guessing a value (here an email address) by exact-match
     # searches that find nothing, one at a time.
@@ -90,6 +91,7 @@ def test_a_search_oracle_raises_one_critical_alert_and_ends_the_probers_sessions
     assert len(stored_alerts(watched.app, "searches_empty")) == 1
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_password_spray_from_one_address_raises_one_alert_per_burst(watched):
     names = [new_account(watched).username for _ in range(3)]
     with as_client("203.0.113.66"):
@@ -105,6 +107,7 @@ def test_a_password_spray_from_one_address_raises_one_alert_per_burst(watched):
     assert stored_alerts(watched.app, "login_failures_account") == []  # three accounts, under five each
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_break_glass_raises_an_alert_and_so_does_every_access_under_it(watched):
     _, opened, totp = signed_in(watched, roles=("supervisor",), portfolios=("retail",))
     with acting_as(OPERATOR):
@@ -121,6 +124,7 @@ def test_break_glass_raises_an_alert_and_so_does_every_access_under_it(watched):
     assert access.customer_ids == [str(other["id"])]
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_role_change_raises_a_privilege_alert(watched):
     created = new_account(watched, roles=("agent", "supervisor"))
     member = watched.identity.staff(created.staff_id)
@@ -151,6 +155,7 @@ def test_a_new_address_and_two_addresses_at_once_are_noticed(watched):
     assert second.session_id
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_monitor_killed_mid_burst_resumes_and_raises_the_alert_once(watched):
     _, opened, _ = signed_in(watched)
     actor = watched.identity.authenticate(opened.token).actor
@@ -191,6 +196,7 @@ def test_a_rule_set_to_lock_locks_the_account_until_a_security_officer_unlocks_i
         built.close()
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1", "PCI-DSS-10.7.2")
 def test_failed_drills_and_overdue_backups_raise_alerts(watched):
     with acting_as(OPERATOR):
         RecoveryRecords(watched.app).record_backup("local", "b-1", 5)
@@ -209,6 +215,7 @@ def test_failed_drills_and_overdue_backups_raise_alerts(watched):
     assert overdue.summary.startswith("no complete backup for 27 h")
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1", "PCI-DSS-10.7.2")
 def test_a_failed_chain_verification_is_recorded_and_alerted(watched):
     with acting_as(OPERATOR):
         watched.audit_trail.record_verification(intact=False, problems=3)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService, decode_cursor, encode_cursor
 from application.errors import CustomerNotFound, ValidationFailed, VersionConflict
 from application.policy import (
@@ -229,6 +230,22 @@ def test_training_validity_is_the_policys_setting(recorder):
     with pytest.raises(TrainingLapsed):
         strict.require(actor("supervisor", trained_at=NOW - timedelta(days=31)), Permission.CUSTOMERS_EXPORT)
     strict.require(actor("supervisor", trained_at=NOW - timedelta(days=29)), Permission.CUSTOMERS_EXPORT)
+
+
+def test_training_binds_every_session_but_not_the_operator_at_the_command_line(policy, recorder):
+    """R6.4 and the operator (docs/operations.md): at the DPO's desk the command line
+    exports as the `dpo` role and is not staff, so no training binds it. The attack:
+    an untrained DPO, or a staff member somehow holding the `operator` role, exporting
+    through an API session; the exemption is for a `cli` context only, never `api`."""
+    desk = actor(OPERATOR_ROLE, "dpo", trained_at=None)
+    with acting_as(RequestContext(actor_id="operator:ops@host", via="cli")):
+        policy.require(desk, Permission.CUSTOMERS_EXPORT)
+    for via in ("api", "worker"):
+        with acting_as(RequestContext(actor_id=desk.staff_id, via=via)), pytest.raises(TrainingLapsed):
+            policy.require(desk, Permission.CUSTOMERS_EXPORT)
+    with acting_as(RequestContext(actor_id="operator:ops@host", via="cli")), pytest.raises(TrainingLapsed):
+        policy.require(actor("dpo", trained_at=None), Permission.CUSTOMERS_EXPORT)  # staff, not the operator
+    assert [r["details"]["reason"] for r in recorder.records] == ["training_lapsed"] * 3
 
 
 # -- portfolio scope and break-glass ---------------------------------------------------------------

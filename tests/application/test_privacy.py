@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from application.context import acting_as
@@ -19,6 +20,7 @@ from application.privacy_requests import OVERDUE_RULE
 from application.security import Actor
 from domain.alerts import Alert
 from domain.errors import AlreadyExtended, CustomerRestricted, IdentityNotVerified
+from infrastructure.audit.erasure_certificate import CertificateInvalid, verify_certificate
 from infrastructure.privacy_export import ExportUnreadable, open_export
 from tests.application.conftest import OPERATOR, customer_fields
 
@@ -26,9 +28,10 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def actor(*roles: str, portfolios: tuple[str, ...] = ("retail",)) -> Actor:
+    """A staff member whose security training is current: since R6.4 an untrained one
+    has no export right, and marketing, sharing and profiling runs are exports."""
     return Actor(staff_id=f"staff-{'-'.join(roles)}-{uuid.uuid4().hex[:6]}", username="-".join(roles),
-                 roles=frozenset(roles), portfolios=frozenset(portfolios),
-                 trained_at=datetime.now(UTC))  # R6.4: export needs current training
+                 roles=frozenset(roles), portfolios=frozenset(portfolios), trained_at=datetime.now(UTC))
 
 
 def as_staff(who: Actor):
@@ -55,6 +58,7 @@ PROCESSING = {
 
 
 @pytest.mark.parametrize("purpose", sorted(PROCESSING))
+@pytest.mark.controls("GDPR-21", "CCPA-1798.120")
 def test_withdrawing_consent_stops_the_processing_that_needs_it(components, purpose):
     """R5.2: each processing asks may_process; a withdrawal takes the customer out of it."""
     ledger, app = components.consents, components.app
@@ -75,6 +79,7 @@ def test_withdrawing_consent_stops_the_processing_that_needs_it(components, purp
     assert not ledger.may_process(never, purpose, channel)
 
 
+@pytest.mark.controls("CCPA-1798.100")
 def test_the_ledger_lists_every_answer_with_notice_source_time_and_actor(components):
     ledger, app = components.consents, components.app
     cid = _new_customer(app)
@@ -112,6 +117,7 @@ def _restrict(components, dpo, cid):
         return privacy.complete(dpo, request["id"])
 
 
+@pytest.mark.controls("GDPR-18")
 def test_a_restricted_customer_is_read_only_and_left_out_of_searches_and_marketing(components, dpo):
     app, ledger = components.app, components.consents
     cid = _new_customer(app)
@@ -138,6 +144,7 @@ def test_a_restricted_customer_is_read_only_and_left_out_of_searches_and_marketi
         assert [c["id"] for c in components.customers.search(compliance, portfolio="retail")["items"]] == [cid]
 
 
+@pytest.mark.controls("GDPR-18")
 def test_lifting_a_restriction_is_a_recorded_decision(components, dpo):
     app = components.app
     cid = _new_customer(app)
@@ -154,6 +161,7 @@ def test_lifting_a_restriction_is_a_recorded_decision(components, dpo):
 
 # -- requests (R5.3) --------------------------------------------------------------------------------
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_deadlines_follow_the_law_and_extend_once(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -176,6 +184,7 @@ def test_deadlines_follow_the_law_and_extend_once(components, dpo):
             privacy.extend(dpo, fresh["id"], reason="again")
 
 
+@pytest.mark.controls("GDPR-15", "CCPA-1798.130")
 def test_nothing_is_done_before_the_identity_is_verified(components, dpo):
     privacy = components.privacy
     cid = _new_customer(components.app)
@@ -188,6 +197,7 @@ def test_nothing_is_done_before_the_identity_is_verified(components, dpo):
     assert components.app.get_customer(cid)["email"]  # not erased
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
 def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -201,6 +211,37 @@ def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
         app.get_customer(cid)
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
+def test_an_erasure_request_gives_the_signed_certificate_an_auditor_verifies_offline(components, dpo):
+    """R5.3 + R5.4: a request's erasure goes through the certified path, so the subject
+    is given the same signed certificate as an erasure through the API. An auditor holds
+    only the instance's public key (PEM): the certificate kept with the request verifies
+    with it, states what the AML hold kept, and a forged "both keys destroyed" does not."""
+    privacy, app = components.privacy, components.app
+    cid = _new_customer(app)
+    with as_staff(dpo):
+        request = privacy.receive(dpo, customer_id=cid, kind="erasure", jurisdiction="gdpr")
+        privacy.verify(dpo, request["id"], method="id_document")
+        privacy.complete(dpo, request["id"])
+        stored = privacy.get(dpo, request["id"])  # read back from the log, not the return value
+    document = json.loads(json.dumps(stored["completion"]["certificate"]))  # as handed over, as JSON
+    pem = components.tamper_evidence.signer.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_key = serialization.load_pem_public_key(pem)
+    body = verify_certificate(document, public_key)
+    assert body["subject_id"] == cid and body["keys_destroyed"] == ["profile"]
+    assert body["keys_kept"]["kyc"]["holds"] == ["aml_retention"] and body["hold_until"]
+    assert body["erasure_id"] == stored["completion"]["result"]["erasure_id"]
+    assert stored["completion"]["result"]["keys_kept"] == "kyc"
+    forged = json.loads(json.dumps(document))
+    forged["certificate"]["keys_destroyed"] = ["profile", "kyc"]
+    with pytest.raises(CertificateInvalid):
+        verify_certificate(forged, public_key)
+    with pytest.raises(CertificateInvalid):  # another instance's key
+        verify_certificate(document, Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.controls("GDPR-16", "CCPA-1798.106")
 def test_a_rectification_goes_through_the_update_path_and_names_the_fields(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -219,6 +260,7 @@ def test_a_rectification_goes_through_the_update_path_and_names_the_fields(compo
 @pytest.mark.parametrize(("kind", "purpose", "channel"), [("objection", "profiling", "online"),
                                                            ("objection", "marketing_contact", "sms"),
                                                            ("opt_out", "data_sharing", "online")])
+@pytest.mark.controls("GDPR-21", "CCPA-1798.120")
 def test_objection_and_opt_out_withdraw_consent(components, dpo, kind, purpose, channel):
     privacy, ledger = components.privacy, components.consents
     cid = _new_customer(components.app)
@@ -234,6 +276,7 @@ def test_objection_and_opt_out_withdraw_consent(components, dpo, kind, purpose, 
     assert not ledger.may_process(cid, purpose, channel)
 
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_an_overdue_request_raises_one_alert(components, dpo):
     privacy, app = components.privacy, components.app
     cid = _new_customer(app)
@@ -265,6 +308,7 @@ def test_reading_requests_needs_privacy_rights(components, dpo):
 
 # -- the access export (R5.3) ---------------------------------------------------------------------
 
+@pytest.mark.controls("GDPR-15", "GDPR-20", "CCPA-1798.100", "CCPA-1798.110")
 def test_the_export_holds_everything_about_the_subject_and_nothing_about_anyone_else(components, dpo):
     app, privacy = components.app, components.privacy
     subject = _new_customer(app)
@@ -310,6 +354,7 @@ def test_the_export_holds_everything_about_the_subject_and_nothing_about_anyone_
     assert b"4111111111111111" not in everything  # R1.7: the subject's own PAN as BIN + last four only
 
 
+@pytest.mark.controls("GDPR-15", "GDPR-20")
 def test_an_export_sealed_to_an_x25519_key_opens_only_with_its_private_key(components, dpo):
     privacy = components.privacy
     cid = _new_customer(components.app)
@@ -337,6 +382,7 @@ def test_an_export_sealed_to_an_x25519_key_opens_only_with_its_private_key(compo
         open_export(sealed[:-1] + bytes([sealed[-1] ^ 1]), private_key_pem=private_pem)
 
 
+@pytest.mark.controls("GDPR-16", "CCPA-1798.106")
 def test_a_refused_rectification_changes_nothing_and_leaves_the_request_open(components, dpo):
     """Fault: the domain refuses the corrected value; neither the customer nor the request moves."""
     privacy, app = components.privacy, components.app

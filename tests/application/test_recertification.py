@@ -31,6 +31,7 @@ def clock(components):
     return moving
 
 
+@pytest.mark.controls("PCI-DSS-7.2.4")
 def test_a_revoke_commits_with_its_decision_and_an_overdue_item_alerts_once(components, clock):
     service = components.recertification
     supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])

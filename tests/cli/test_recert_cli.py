@@ -19,6 +19,7 @@ def run(instance: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--instance", str(instance), *args], catch_exceptions=False)
 
 
+@pytest.mark.controls("PCI-DSS-7.2.4")
 def test_the_operator_starts_lists_and_checks_a_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRONGROOM_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite'}")
     monkeypatch.setenv("STRONGROOM_CHECKPOINT_SECONDS", "3600")

@@ -43,6 +43,7 @@ def _ids(instance: Path) -> list[str]:
     return [e["stream_id"] for e in map(json.loads, changes.splitlines()) if e["event"] == "Customer.Registered"]
 
 
+@pytest.mark.controls("GDPR-15", "GDPR-20")
 def test_an_access_request_from_the_command_line(instance: Path, tmp_path: Path) -> None:
     ada, bob = _ids(instance)
     made = run(instance, "requests", "create", ada, "--kind", "access", "--jurisdiction", "gdpr", "--json")

@@ -47,6 +47,7 @@ def open_components(folder, env):
     return build(Settings.load(folder, overrides))
 
 
+@pytest.mark.controls("GDPR-5.1.e")
 def test_a_run_killed_half_way_and_run_again_destroys_each_due_key_once(instance):
     folder, env = instance
     built = open_components(folder, env)

@@ -42,6 +42,7 @@ def _record(instance: Path, when: datetime, *extra: str) -> Result:
                *extra)
 
 
+@pytest.mark.controls("PCI-DSS-12.6.1")
 def test_the_operator_records_training_and_lists_it(instance: Path) -> None:
     listed = json.loads(run(instance, "staff", "training", "list", "carol", "--json").output)
     assert listed["current"] is False and listed["completions"] == []  # new: no reveal yet

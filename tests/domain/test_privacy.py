@@ -36,6 +36,7 @@ def test_the_latest_answer_for_a_purpose_and_channel_is_in_force():
     assert [e["granted"] for e in ada.ledger()] == [True, False]  # the ledger keeps both
 
 
+@pytest.mark.controls("GDPR-18", "GDPR-21")
 def test_restriction_and_closure_stop_processing_but_never_a_withdrawal():
     ada = register_ada()
     _consent(ada)
@@ -65,6 +66,7 @@ def test_consent_codes_are_checked(purpose, channel, source, field):
     assert refused.value.field == field
 
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_legal_deadlines():
     assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
     assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)

@@ -19,6 +19,7 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -93,6 +94,7 @@ def _grep(root: Path) -> dict[str, list[bytes]]:
     return found
 
 
+@pytest.mark.controls("GDPR-17", "PCI-DSS-3.7.5")
 def test_no_backup_on_any_target_opens_an_erased_customer_after_the_retention(sshd, tmp_path):  # noqa: F811
     instance = tmp_path / "instance"
     assert cli(instance, "init", "--json").exit_code == 0

@@ -208,6 +208,7 @@ def once_everywhere(reader: AlertReader, rule_id: str, actor_id: str | None = No
     assert reader.delivered(listed[0]["id"]) == 1
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1", "GDPR-33")
 def test_a_search_oracle_is_alerted_once_and_the_probers_sessions_end(world):
     server, (token, _) = world["server"], world["tokens"]["prober"]
     for guess in range(10):
@@ -276,6 +277,7 @@ def test_a_sign_in_from_a_new_address_is_alerted(world):
     once_everywhere(world["reader"], "new_address", world["ids"]["wanderer"])
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_monitor_killed_in_the_middle_of_a_burst_raises_its_alert_once_after_restart(world):
     server, (token, _) = world["server"], world["tokens"]["prober.two"]
     reader, prober = world["reader"], world["ids"]["prober.two"]

@@ -96,6 +96,7 @@ def _find(world: dict[str, Any], email: str) -> str:
     return str(found["items"][0]["id"])
 
 
+@pytest.mark.controls("GDPR-15", "GDPR-20", "CCPA-1798.110")
 def test_an_access_request_exported_and_read_back_as_a_dpo_would(world: dict[str, Any]) -> None:
     server, tokens, instance, folder = world["server"], world["tokens"], world["instance"], world["folder"]
     subject, other = _find(world, SUBJECT["email"]), _find(world, OTHER["email"])
@@ -172,6 +173,7 @@ def test_an_access_request_exported_and_read_back_as_a_dpo_would(world: dict[str
     assert [v for v in planted if v.decode() in log] == [] and PASSPHRASE not in log
 
 
+@pytest.mark.controls("CCPA-1798.130")
 def test_the_server_raises_the_overdue_alert_of_a_late_request_once(world: dict[str, Any]) -> None:
     server, tokens, instance = world["server"], world["tokens"], world["instance"]
     subject = _find(world, SUBJECT["email"])

@@ -97,6 +97,7 @@ def built(request: pytest.FixtureRequest, tmp_path: Any, database_url: str) -> I
         components.close()
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1.1")
 def test_a_raised_alert_reaches_the_receiver_signed_within_two_seconds(built: Any) -> None:
     with webhook_receiver() as receiver:
         components = built(receiver.url)

@@ -7,6 +7,8 @@ import base64
 import json
 import uuid
 
+import pytest
+
 from infrastructure.privacy_export import open_export
 from tests.web.customers_support import access_records_since, plant_customer, position
 from tests.web.helpers import quick_login
@@ -45,6 +47,7 @@ def test_an_agent_records_consent_and_reads_the_ledger(app, client):
     assert absent.status_code == 404
 
 
+@pytest.mark.controls("GDPR-18")
 def test_a_restricted_record_answers_409_to_changes_and_the_lift_is_the_dpos(app, client):
     dpo = quick_login(client, app, roles=["dpo"])
     agent = quick_login(client, app, roles=["agent"])
@@ -69,6 +72,7 @@ def test_a_restricted_record_answers_409_to_changes_and_the_lift_is_the_dpos(app
     assert again.status_code == 422
 
 
+@pytest.mark.controls("GDPR-15", "GDPR-20", "CCPA-1798.110")
 def test_the_dpo_runs_an_access_request_and_the_export_opens_with_the_passphrase(app, client):
     dpo = quick_login(client, app, roles=["dpo"])
     customer = plant_customer(app)
@@ -98,6 +102,7 @@ def test_the_dpo_runs_an_access_request_and_the_export_opens_with_the_passphrase
     assert one["exports"][0]["sha256"] == body["sha256"]
 
 
+@pytest.mark.controls("GDPR-17", "CCPA-1798.105")
 def test_who_may_handle_requests(app, client):
     dpo = quick_login(client, app, roles=["dpo"])
     agent = quick_login(client, app, roles=["agent"])
@@ -119,4 +124,7 @@ def test_who_may_handle_requests(app, client):
     assert early.status_code == 409 and early.get_json()["code"] == "identity_not_verified"
     erased = client.post(f"/api/v1/requests/{request_id}/complete", headers=dpo, json={})
     assert erased.status_code == 200 and "profile" in erased.get_json()["completion"]["result"]["keys_destroyed"]
+    # The signed erasure certificate (R5.4) comes back with the completed request.
+    certificate = erased.get_json()["completion"]["certificate"]
+    assert certificate["certificate"]["subject_id"] == customer["id"] and certificate["signature"]
     assert client.get(f"/api/v1/customers/{customer['id']}", headers=dpo).status_code == 410

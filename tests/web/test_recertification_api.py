@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from application.recertification import OVERDUE_RULE
 from domain.alerts import Alert, alert_id
 from tests.web.customers_support import access_records_since, plant_customer, position
@@ -21,6 +23,7 @@ def _items(campaign):
     return {item["username"]: item for item in campaign["items"]}
 
 
+@pytest.mark.controls("PCI-DSS-7.2.4")
 def test_a_campaign_with_one_revocation_and_one_overdue_item(client, app):
     clock = MovableClock(datetime.now(UTC))
     use_clock(app, clock)
@@ -102,6 +105,7 @@ def test_a_campaign_with_one_revocation_and_one_overdue_item(client, app):
     assert _items(late.get_json())["recert.silent"]["revoked_portfolios"] == ["retail"]
 
 
+@pytest.mark.controls("PCI-DSS-7.2.4")
 def test_revoking_a_privileged_role_waits_for_a_second_approver(client, app):
     """R2.9 still holds inside a campaign: a reviewer alone cannot strip a compliance
     officer of the role; the decision holds a four-eyes request that someone else approves."""

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,24 @@ def _activity(client, app):
         "completed_at": datetime.now(UTC).isoformat()}).status_code == 201
     admin = quick_login(client, app, "rep.admin", roles=["admin"], portfolios=[])
     assert client.post("/api/v1/recertifications", headers=admin).status_code == 201
+    # Data-subject requests (R5.3): one received 40 days ago and left open (overdue), one
+    # extended, one erasure carried out.
+    dpo = quick_login(client, app, "rep.dpo", roles=["dpo"], portfolios=[])
+    late = client.post("/api/v1/requests", headers=dpo, json={
+        "customer_id": cid, "kind": "access", "jurisdiction": "gdpr",
+        "received_at": (datetime.now(UTC) - timedelta(days=40)).isoformat()}).get_json()
+    extended = client.post("/api/v1/requests", headers=dpo, json={
+        "customer_id": cid, "kind": "rectification", "jurisdiction": "ccpa"}).get_json()
+    assert client.post(f"/api/v1/requests/{extended['id']}/verify", headers=dpo,
+                       json={"method": "id_document"}).status_code == 200
+    assert client.post(f"/api/v1/requests/{extended['id']}/extend", headers=dpo,
+                       json={"reason": "many records"}).status_code == 200
+    erased = plant_customer(app, email="bob.planted@example.com")["id"]
+    erasure = client.post("/api/v1/requests", headers=dpo, json={
+        "customer_id": erased, "kind": "erasure", "jurisdiction": "gdpr"}).get_json()
+    assert client.post(f"/api/v1/requests/{erasure['id']}/verify", headers=dpo,
+                       json={"method": "account_login"}).status_code == 200
+    assert client.post(f"/api/v1/requests/{erasure['id']}/complete", headers=dpo, json={}).status_code == 200
     with acting_as(OPERATOR):  # what `backup create`, `backup drill` and the monitor record
         log = RecoveryLog.open()
         log.record_backup("local", "backup-1", 40)
@@ -78,9 +96,11 @@ def _activity(client, app):
         strongroom(app)._save(log, alert)
         alert.acknowledge("security-officer-1", "looked into it: a complaint backlog")
         strongroom(app)._save(alert)
-    return {"supervisor": supervisor, "victim": victim, "auditor": auditor, "officer": officer, "cid": cid}
+    return {"supervisor": supervisor, "victim": victim, "auditor": auditor, "officer": officer, "cid": cid,
+            "requests": {"late": late["id"], "extended": extended["id"], "erasure": erasure["id"]}, "dpo": dpo}
 
 
+@pytest.mark.controls("PCI-DSS-10.4.1", "PCI-DSS-7.2.4")
 def test_each_report_in_both_formats_agrees_with_the_replay_and_holds_for_its_window(
         client, app, instance, tmp_path, monkeypatch):
     since = datetime.now(UTC)
@@ -150,6 +170,18 @@ def test_each_report_in_both_formats_agrees_with_the_replay_and_holds_for_its_wi
     assert review["rep.victim"]["mfa_enrolled"] is True and review["rep.victim"]["dormant"] is False
     assert "rep.auditor2" not in review  # enrolled after the window
     assert {r["username"] for r in reports["recertification"]["rows"]} >= {"rep.supervisor", "rep.victim"}
+    # Data-subject requests and their deadlines (R5.3), as of the window's end.
+    requests = {r["request_id"]: r for r in reports["data-subject-requests"]["rows"]}
+    assert set(requests) == {who["requests"][k] for k in ("late", "extended", "erasure")} == {
+        e["stream_id"] for e in replayed("PrivacyRequest.Received")}
+    late, extended, erasure = (requests[who["requests"][k]] for k in ("late", "extended", "erasure"))
+    assert (late["status"], late["overdue"], late["extended"]) == ("received", True, False)
+    assert (extended["status"], extended["extended"], extended["overdue"]) == ("extended", True, False)
+    assert len(replayed("PrivacyRequest.Extended")) == 1
+    assert (erasure["status"], erasure["kind"], erasure["overdue"]) == ("completed", "erasure", False)
+    assert erasure["completed_at"] and len(replayed("PrivacyRequest.Completed")) == 1
+    dsr_csv = {r["request_id"]: r for r in csvs["data-subject-requests"]}
+    assert dsr_csv[late["request_id"]]["overdue"] == "true" and dsr_csv[extended["request_id"]]["extended"] == "true"
     # No personal data: the planted customer's values appear nowhere.
     assert "ada.planted" not in json.dumps(reports) and "Plantedname" not in json.dumps(csvs)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.web.customers_support import access_records_since, plant_customer, position
 from tests.web.helpers import MovableClock, quick_login, step_up, use_clock
 
@@ -27,6 +29,7 @@ def _reveal(client, who, cid):
     return client.post(f"/api/v1/customers/{cid}/reveal", headers=who, json=REVEAL)
 
 
+@pytest.mark.controls("PCI-DSS-12.6.1", "PCI-DSS-12.6.3")
 def test_a_new_member_reveals_nothing_until_trained_then_does(client, app):
     cid = plant_customer(app)["id"]
     newcomer = quick_login(client, app, roles=["supervisor"], trained=False, stepped_up=True)
@@ -49,6 +52,7 @@ def test_a_new_member_reveals_nothing_until_trained_then_does(client, app):
     assert _reveal(client, newcomer, cid).status_code == 200
 
 
+@pytest.mark.controls("PCI-DSS-12.6.1", "PCI-DSS-12.6.3")
 def test_a_lapse_closes_reveal_at_once_and_a_renewal_reopens_it(client, app):
     """The issue's check: the clock moves past the 12 months within one session."""
     clock = MovableClock(datetime.now(UTC))
@@ -77,6 +81,7 @@ def test_a_lapse_closes_reveal_at_once_and_a_renewal_reopens_it(client, app):
     assert _reveal(client, agent, cid).status_code == 200
 
 
+@pytest.mark.controls("PCI-DSS-12.6.1")
 def test_attack_nobody_records_their_own_training(client, app):
     """Attack: a compliance officer whose training lapsed records a completion for
     themselves to get reveal back. Refused (403) and recorded; nothing is stored."""
