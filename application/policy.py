@@ -677,6 +677,12 @@ class Policy:
             self.refuse(operation, "step_up_required", customer_ids, fields)
             raise StepUpRequired()
 
+    def require_step_up_in_session(self, actor: Actor, operation: str, customer_ids: Sequence[str] = ()) -> None:
+        """`require_step_up` for a staff session; the operator at the console is not
+        asked (it has no session and no TOTP, and already holds the KEK)."""
+        if not _operator_at_console(actor):
+            self.require_step_up(actor, operation, customer_ids)
+
     def require_search_by(self, actor: Actor, field: str) -> None:
         """Searching by `field` confirms its value: allowed to those who may reveal the
         field, or who hold `customers:search_restricted`; refused (and recorded) else."""

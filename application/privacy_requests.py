@@ -204,6 +204,9 @@ class PrivacyRequests:
         now = self.clock()
         reason = f"data-subject request {request.id}"
         if request.kind == "erasure":
+            # Irreversible: a stolen DPO session alone completes no erasure (R2.11), as
+            # `POST /erasures/{id}` asks of the same act. Checked before anything changes.
+            self.policy.require_step_up_in_session(actor, "privacy:complete", [request.customer_id])
             # The certified erasure decides what is destroyed and what an AML hold keeps
             # (R5.4); the completion repeats what it reports and keeps the certificate.
             # Run again after a failure here, it meets its own erasure record, finishes

@@ -204,7 +204,7 @@ def test_an_erasure_request_erases_through_the_erase_use_case(components, dpo):
     with as_staff(dpo):
         request = privacy.receive(dpo, customer_id=cid, kind="erasure", jurisdiction="gdpr")
         privacy.verify(dpo, request["id"], method="id_document")
-        done = privacy.complete(dpo, request["id"])
+        done = privacy.complete(replace(dpo, stepped_up_at=datetime.now(UTC)), request["id"])
     assert done["status"] == "completed" and "profile" in done["completion"]["result"]["keys_destroyed"]
     assert app.is_erased(cid)
     with pytest.raises(CustomerErased):
@@ -222,7 +222,7 @@ def test_an_erasure_request_gives_the_signed_certificate_an_auditor_verifies_off
     with as_staff(dpo):
         request = privacy.receive(dpo, customer_id=cid, kind="erasure", jurisdiction="gdpr")
         privacy.verify(dpo, request["id"], method="id_document")
-        privacy.complete(dpo, request["id"])
+        privacy.complete(replace(dpo, stepped_up_at=datetime.now(UTC)), request["id"])
         stored = privacy.get(dpo, request["id"])  # read back from the log, not the return value
     document = json.loads(json.dumps(stored["completion"]["certificate"]))  # as handed over, as JSON
     pem = components.tamper_evidence.signer.public_key.public_bytes(

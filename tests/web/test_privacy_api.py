@@ -122,6 +122,15 @@ def test_who_may_handle_requests(app, client):
                              json={"customer_id": customer["id"], "kind": "erasure", "jurisdiction": "ccpa"})
     early = client.post(f"/api/v1/requests/{unverified.get_json()['id']}/complete", headers=dpo, json={})
     assert early.status_code == 409 and early.get_json()["code"] == "identity_not_verified"
+    # Attack: a stolen DPO session (no fresh TOTP) completes an erasure request; it is
+    # refused with nothing destroyed, and the refusal is recorded (R2.11).
+    before = position(app)
+    stolen = client.post(f"/api/v1/requests/{request_id}/complete", headers=dpo, json={})
+    assert stolen.status_code == 403 and stolen.get_json()["code"] == "step_up_required"
+    (refusal,) = access_records_since(app, before)
+    assert refusal.kind == "denied" and refusal.details["operation"] == "privacy:complete"
+    assert client.get(f"/api/v1/customers/{customer['id']}", headers=dpo).status_code == 200
+    dpo = quick_login(client, app, roles=["dpo"], stepped_up=True)
     erased = client.post(f"/api/v1/requests/{request_id}/complete", headers=dpo, json={})
     assert erased.status_code == 200 and "profile" in erased.get_json()["completion"]["result"]["keys_destroyed"]
     # The signed erasure certificate (R5.4) comes back with the completed request.
