@@ -51,6 +51,8 @@ class BenchRun:
     machine: dict[str, Any] = field(default_factory=dict)
     fault_sizes: dict[str, int] = field(default_factory=dict)
     privacy_sizes: dict[str, int] = field(default_factory=dict)  # issue 13
+    scaling_sizes: dict[str, int] = field(default_factory=dict)  # issue 15, items 7 and 8
+    scaling_setup: dict[str, Any] = field(default_factory=dict)
 
 
 def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
@@ -60,7 +62,7 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
     scratches = [Scratch(kind, pg_url) for kind in stores]
     # The api suite makes its own PostgreSQL database; it must answer before any work too.
     checks = list(scratches)
-    if {"api", "faults"} & bench.chosen and "postgres" not in stores:
+    if {"api", "faults", "scaling"} & bench.chosen and "postgres" not in stores:
         checks.append(Scratch("postgres", pg_url))
     kind = stores[0]
     try:
@@ -101,6 +103,14 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 bench.suites["api"] = {"postgres": measure_api(pg_url, progress=progress, **bench.api_sizes)}
             except ApiBenchError as exc:  # the server or instance could not be set up
                 raise ScratchError(str(exc)) from exc
+        if "scaling" in bench.chosen:
+            # Issue 15, items 7 and 8: the chain's ceiling and lookup at N, PostgreSQL only.
+            from benchmarks.scaling import run_scaling
+
+            kind = "postgres"
+            pg = next(scratch for scratch in checks if scratch.store == "postgres")
+            figures, bench.scaling_setup = run_scaling(pg, bench.sizes, progress, **bench.scaling_sizes)
+            bench.suites["scaling"] = {"postgres": figures}
         if "faults" in bench.chosen:
             # Only here: it makes a PostgreSQL cluster of its own, and crashes it.
             from benchmarks.api_bench import ApiBenchError
@@ -148,7 +158,7 @@ def as_document(bench: BenchRun) -> dict[str, Any]:
     for name in SUITES[1:]:
         if name in bench.suites:
             per_store = bench.suites[name]
-            if name in ("api", "faults"):  # one store only: its figures directly
+            if name in ("api", "faults", "scaling"):  # one store only: its figures directly
                 document[name] = {k: f.as_json() for k, f in per_store["postgres"].items()}
             else:
                 document[name] = {kind: {k: f.as_json() for k, f in figures.items()}
@@ -162,6 +172,9 @@ def as_document(bench: BenchRun) -> dict[str, Any]:
         document["sizes"] = {**document["sizes"], "recovery": bench.recovery_sizes}
     if "faults" in bench.chosen:
         document["sizes"] = {**document["sizes"], "faults": bench.fault_sizes}
+    if "scaling" in bench.chosen:
+        document["sizes"] = {**document["sizes"], "scaling": bench.scaling_sizes}
+        document["setup"] = {**document.get("setup", {}), "scaling": bench.scaling_setup}
     document["machine"] = bench.machine
     return document
 
@@ -222,7 +235,12 @@ def print_tables(bench: BenchRun) -> None:
         for store, figures in per_store.items():
             console.print(_figure_table(f"{suite} ({machine['stores'][store]})", figures))
         _print_baselines(console, [f for figures in per_store.values() for f in figures.values()])
-    repeated = bool(bench.results) or bool({"audit", "privacy"} & set(bench.suites))  # recovery and api time single runs
+    if bench.scaling_setup:  # issue 15, item 8
+        setup = bench.scaling_setup
+        console.print(f"  lookup at N: {setup['customers']:,} customers COPY-filled ({setup['blind_index_bits']}-bit"
+                      f" blind index) in {setup['fill_seconds']:.1f} s"
+                      f" ({setup['fill_customers_per_second']:,.0f} customers/s)", highlight=False)
+    repeated = bool(bench.results) or bool({"audit", "privacy", "scaling"} & set(bench.suites))  # recovery and api time single runs
     console.print(
         "ratio: above 1 is better than the baseline."
         + (f" Medians of {sizes.repeats} repeats." if repeated else "")

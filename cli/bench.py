@@ -8,7 +8,8 @@ PostgreSQL), `audit` (audit verify and access records, per store), `recovery`
 (restore, incremental backup, drill RTO, per store), `faults` (the API while a
 PostgreSQL cluster of its own is crashed and restarted), `monitor` (event-to-alert latency,
 throughput with the monitor, catch-up; per store), `privacy` (the data-subject
-access export, per store), or `all`. The suites live in
+access export, per store), `scaling` (writes/s through the single chain at 1 to 16
+clients, and email lookup at `--customers` rows, COPY-filled; PostgreSQL), or `all`. The suites live in
 the top-level `benchmarks` package, imported only when the command runs, so
 `strongroom --help` stays fast. See docs/benchmarks.md for what each figure is.
 """
@@ -39,7 +40,7 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
               help="Which store to measure (the api suite always runs on PostgreSQL).")
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="core", show_default=True,
               help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, faults, monitor, "
-                   "privacy, or all.")
+                   "privacy, scaling, or all.")
 @click.option("--pg-url", envvar="STRONGROOM_BENCH_PG_URL", default=DEFAULT_PG_ADMIN_URL,
               show_default=True,
               help="PostgreSQL admin database; throwaway sr_bench_* databases are made beside it.")
@@ -57,10 +58,12 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @click.option("--fault-clients", type=click.IntRange(min=1), hidden=True)
 @click.option("--outage-seconds", type=click.IntRange(min=1), hidden=True)
 @click.option("--retention-customers", type=click.IntRange(min=10), hidden=True)
+@click.option("--chain-writes", type=click.IntRange(min=16), hidden=True)  # scaling: writes per round
 def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: str,
                   api_clients: int | None, api_requests: int | None, api_logins: int | None,
                   recovery_events: int | None, recovery_increment: int | None,
                   fault_clients: int | None, outage_seconds: int | None, retention_customers: int | None,
+                  chain_writes: int | None,
                   **overrides: int | None) -> None:
     """Measure each figure beside its baseline (writes, rebuild, blind-index lookup;
     with --suite also the customer API, audit and recovery).
@@ -82,6 +85,10 @@ def bench_command(quick: bool, as_json: bool, store: str, suite: str, pg_url: st
     fault_sizes = {"clients": fault_clients or 8, "outage_seconds": outage_seconds or (3 if quick else 10)}
     bench = BenchRun(sizes, api_sizes, recovery_sizes, chosen=set(SUITES) if suite == "all" else {suite},
                      fault_sizes=fault_sizes, privacy_sizes={"customers": retention_customers or (2_000 if quick else 100_000)})
+    # Issue 15: with --suite scaling, --customers is the lookup table's size
+    # (`strongroom bench --suite scaling --customers 1000000`: lookup at a million).
+    bench.scaling_sizes = {"customers": overrides["customers"] or (20_000 if quick else 1_000_000),
+                           "writes": chain_writes or (160 if quick else 480)}
     began = time.perf_counter()
 
     def progress(message: str) -> None:
