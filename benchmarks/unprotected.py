@@ -119,7 +119,7 @@ def unprotected_instance(database_url: str, like_env: dict[str, str]) -> Unprote
     with events_db.transaction() as cur:
         create_tables(cur, events_db.dialect)
         for column in PLAIN_INDEXED:
-            cur.execute(f"CREATE INDEX IF NOT EXISTS rm_customers_plain_{column}"  # nosec B608
+            cur.execute(f"CREATE INDEX IF NOT EXISTS rm_customers_plain_{column}"
                         f" ON rm_customers ({column})")
     directory = PlainDirectory(events_db)
     projection = CustomerProjection(directory, events_db, inline=True)
