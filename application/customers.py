@@ -269,8 +269,16 @@ class Strongroom(Application[UUID]):
     # -- customers ----------------------------------------------------------------------
 
     def register_customer(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Create a customer from validated fields; returns its record."""
-        customer = Customer.register(**fields)
+        """Create a customer from validated fields; returns its record.
+
+        The id comes with its keys already durable (SubjectKeys.reserve_subject), so
+        the save commits only the events and their read model (issue 15)."""
+        customer_id = self.keys.reserve_subject()
+        try:
+            customer = Customer.register(**fields, customer_id=customer_id)
+        except BaseException:
+            self.keys.release_subject(customer_id)  # refused input: no event names the id
+            raise
         self._save(customer)
         return customer.to_record()
 

@@ -22,6 +22,7 @@ that `Settings` refuses any attempt to switch protection off).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,12 @@ class _NoKeys:
 
     def status(self, subject_id: str) -> dict[str, str]:
         return {}
+
+    def reserve_subject(self) -> uuid.UUID:
+        return uuid.uuid4()  # nothing to make ahead: there are no keys
+
+    def release_subject(self, subject_id: uuid.UUID) -> None:
+        return None
 
 
 def unprotected_instance(database_url: str, like_env: dict[str, str]) -> UnprotectedInstance:
