@@ -310,4 +310,8 @@ def run_store(scratch: Scratch, sizes: Sizes, progress: Progress) -> StoreResult
     lookups, setup = measure_lookups(scratch, sizes, progress)
     result.figures = dict(zip(FIGURE_NAMES, [write, unprotected, rebuild, *lookups], strict=True))
     result.setup = {"customers_written": sizes.customers, "events_rebuilt": events, **setup}
+    # Issue 15: where a secured write's time goes (benchmarks/write_breakdown.py).
+    from benchmarks.write_breakdown import measure_breakdown
+
+    result.setup["write_breakdown"] = measure_breakdown(scratch, max(20, sizes.customers // 5), progress)
     return result

@@ -61,3 +61,24 @@ def test_the_unprotected_baseline_stores_the_same_customer_in_clear(database_url
             assert cur.fetchone() is not None  # the plain index's column holds the clear value
     finally:
         bare.close()
+
+
+def test_bench_prints_the_unprotected_figure_and_the_breakdown_table(tmp_path, monkeypatch):
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = CliRunner().invoke(main, [
+        "--instance", str(tmp_path / "instance"), "bench", "--quick", "--store", "sqlite",
+        "--customers", "12", "--repeats", "1", "--lookup-rows", "300", "--lookups", "20", "--absent", "5",
+    ])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "secured write vs the same work unprotected" in out and "ratio >= 0.7" in out
+    assert "write (unprotected): the same register_customer" in out
+    assert "sqlite: where a secured write's time goes" in out
+    for stage in ("key store commit(s)", "sealing (events)", "blind indexes", "events insert and commit"):
+        assert stage in out
