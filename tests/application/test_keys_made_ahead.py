@@ -140,3 +140,42 @@ def test_a_writer_killed_mid_stream_leaves_no_event_without_its_keys(tmp_path, d
                 assert isinstance(customer, Customer) and customer.email.startswith("killed.")
     finally:
         built.close()
+
+
+def _agent():
+    from application.security import Actor
+
+    return Actor(staff_id="staff-agent", username="agent", roles=frozenset({"agent"}),
+                 portfolios=frozenset({"retail"}))
+
+
+def test_a_created_customer_and_the_record_of_its_view_commit_together(components):
+    from application.customer_service import CustomerService
+    from domain.audit import AccessRecord
+
+    service = CustomerService(components.app, policy=components.policy)
+    before = components.app.recorder.max_notification_id() or 0
+    view = service.create(_agent(), customer_fields())
+    assert view["email"] == "a***@example.org"
+    rows = components.app.recorder.select_timed_notifications(before + 1, 10)
+    events = [components.app.mapper.to_domain_event(n) for n in rows]
+    [record] = [e for e in events if isinstance(e, AccessRecord.Event)]
+    assert record.customer_ids == [view["id"]] and "email" in record.fields
+    # One save: the customer's events and the access record share one transaction,
+    # hence one stamp (a second commit would have its own).
+    assert len({n.recorded_at for n in rows}) == 1
+
+
+def test_a_create_that_fails_leaves_neither_customer_nor_access_record(components, monkeypatch):
+    from application.customer_service import CustomerService
+
+    service = CustomerService(components.app, policy=components.policy)
+    before = components.app.recorder.max_notification_id() or 0
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the read model could not be written")
+
+    monkeypatch.setattr(components.directory, "upsert", broken)
+    with pytest.raises(RuntimeError):
+        service.create(_agent(), customer_fields())
+    assert (components.app.recorder.max_notification_id() or 0) == before
