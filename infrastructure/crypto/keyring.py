@@ -11,6 +11,7 @@ process has just destroyed.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ POOL_MAX_AGE_SECONDS = 600.0
 _NEW_SUBJECT_KINDS = (str(KeyKind.KYC), str(KeyKind.PROFILE))
 BLIND_INDEX_ROOT = "blind-index-root"
 _CANARY = b"strongroom kek check v1"
+_log = logging.getLogger(__name__)
 
 
 def _context(subject_id: str, kind: str) -> bytes:
@@ -160,6 +162,8 @@ class KeyRing:
             pool, self._pool = self._pool, []
         try:
             self._discard(pool)
+        except Exception as exc:  # noqa: BLE001 - a store gone at shutdown: the sweep removes them later
+            _log.warning("unused made-ahead keys left for keys sweep-orphans: %s", type(exc).__name__)
         finally:
             if self.watch is not None:
                 self.watch.close()
