@@ -63,13 +63,8 @@ class AccessLog:
         committed on its own, outside the groups.
         """
         require_context()
-        record = AccessRecord(
-            kind=kind,
-            outcome=outcome,
-            customer_ids=sorted({str(c) for c in customer_ids}),
-            fields=sorted(set(fields)),
-            details=dict(details or {}),
-        )
+        record = self.new_record(kind=kind, outcome=outcome, customer_ids=customer_ids, fields=fields,
+                                 details=details)
         # Sealed here, in the caller's thread, because the mapper stamps the acting
         # context it finds: sealing on the leader's thread would put the leader's
         # actor on everybody's record.
@@ -78,6 +73,19 @@ class AccessLog:
             self.app.recorder.insert_events(stored, in_transaction=in_transaction)
             return
         self._commit(_Pending(stored))
+
+    @staticmethod
+    def new_record(*, kind: str, outcome: str = "allowed", customer_ids: Iterable[str] = (),
+                   fields: Iterable[str] = (), details: Mapping[str, str] | None = None) -> AccessRecord:
+        """An access record not yet saved: for a use case that saves it with the action
+        it records, in the action's own transaction (one commit, not two; issue 15)."""
+        return AccessRecord(
+            kind=kind,
+            outcome=outcome,
+            customer_ids=sorted({str(c) for c in customer_ids}),
+            fields=sorted(set(fields)),
+            details=dict(details or {}),
+        )
 
     def _commit(self, pending: _Pending) -> None:
         with self._cond:

@@ -26,6 +26,7 @@ from application.ports import IdempotentOutcome
 from application.policy import Decision, Operation, Policy, sees_restricted
 from application.security import Actor
 from application.throttle import Throttle
+from domain.audit import AccessRecord
 
 SEARCH_FIELDS = ("email", "phone", "national_id", "pan")
 MAX_PAGE = 100
@@ -143,8 +144,19 @@ class CustomerService:
         """Register a customer in one of the actor's portfolios; returns the masked view."""
         proposed = {"portfolio": str(fields.get("portfolio", "")).strip()}
         decision = self.policy.require_operation(actor, Operation.CREATE, proposed)
-        record = self.app.register_customer(dict(fields))
-        return self._viewed(actor, record, decision, operation="create")
+        views: list[dict[str, Any]] = []
+
+        def access(record: Mapping[str, Any]) -> AccessRecord:
+            # The view returned and its access record are made before the save, and
+            # the record commits with the customer's events (one durable commit).
+            view = self.policy.view(actor, _shape(record))
+            views.append(view)
+            return self.app.access_log.new_record(
+                kind="view", customer_ids=[str(record["id"])], fields=self.policy.returned_fields(view),
+                details=decision.details(operation="create"))
+
+        self.app.register_customer(dict(fields), access=access)
+        return views[0]
 
     def read(self, actor: Actor, customer_id: str) -> dict[str, Any]:
         """The masked view of the customer now (its `version` is the ETag)."""

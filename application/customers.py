@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 
 from application.audit import AccessLog
@@ -268,11 +269,24 @@ class Strongroom(Application[UUID]):
 
     # -- customers ----------------------------------------------------------------------
 
-    def register_customer(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Create a customer from validated fields; returns its record."""
-        customer = Customer.register(**fields)
-        self._save(customer)
-        return customer.to_record()
+    def register_customer(self, fields: dict[str, Any], *,
+                          access: Callable[[dict[str, Any]], Aggregate] | None = None) -> dict[str, Any]:
+        """Create a customer from validated fields; returns its record.
+
+        The id comes with its keys already durable (SubjectKeys.reserve_subject), so
+        the save commits only the events and their read model (issue 15). `access`
+        makes, from the new record, the access record of what the caller returns; it
+        is saved in the same transaction (R3.2: the record commits with the action,
+        and one durable commit serves both)."""
+        customer_id = self.keys.reserve_subject()
+        try:
+            customer = Customer.register(**fields, customer_id=customer_id)
+        except BaseException:
+            self.keys.release_subject(customer_id)  # refused input: no event names the id
+            raise
+        record = customer.to_record()
+        self._save(customer, *([access(record)] if access is not None else []))
+        return record
 
     def import_customer(self, fields: dict[str, Any], *, batch: str = "") -> tuple[str, bool]:
         """Register a customer from one import line, at most once per line: returns

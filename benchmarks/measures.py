@@ -77,14 +77,21 @@ def _register_all(app: Any, fields: list[dict[str, Any]], ids: list[str] | None)
             ids.append(record["id"])
 
 
-def measure_writes(scratch: Scratch, sizes: Sizes, progress: Progress) -> tuple[Figure, Components, list[str]]:
-    """Writes/second of `register_customer` against a plain `Application.save`.
+def measure_writes(scratch: Scratch, sizes: Sizes,
+                   progress: Progress) -> tuple[Figure, Figure, Components, list[str]]:
+    """Writes/second of `register_customer` against a plain `Application.save`, and
+    against the same `register_customer` with the protection off (issue 15: the
+    same aggregates, events, read-model tables and transactions; no cipher, blind
+    index, chain or access record: benchmarks/unprotected.py).
 
-    Each repeat gets fresh stores for both sides, so neither writes into a bigger
-    table than the other. The last secured instance is kept for the rebuild figure.
+    Each repeat gets fresh stores for every side, so none writes into a bigger
+    table than another. The last secured instance is kept for the rebuild figure.
     """
+    from benchmarks.unprotected import unprotected_instance
+
     secured_rates: list[float] = []
     plain_rates: list[float] = []
+    unprotected_rates: list[float] = []
     warmup = max(5, sizes.customers // 20)
     kept: Components | None = None
     kept_ids: list[str] = []
@@ -93,31 +100,37 @@ def measure_writes(scratch: Scratch, sizes: Sizes, progress: Progress) -> tuple[
         fields = [population.fields(n) for n in range(sizes.customers + warmup)]
         built = scratch.components(blind_index_bits=WRITE_BITS)
         plain = scratch.plain(like=built)
+        bare = unprotected_instance(scratch.database_url("unprotected"), built.app.env)
         # Connections, prepared statements and the system key are made by the first
         # writes; those are not what a steady writer pays.
         for item in fields[:warmup]:
             built.app.register_customer(item)
             plain.register_customer(item)
+            bare.app.register_customer(item)
         timed = fields[warmup:]
         ids: list[str] = []
 
         runs: list[tuple[str, Callable[[], Any]]] = [
             ("secured", partial(_register_all, built.app, timed, ids)),
             ("plain", partial(_register_all, plain, timed, None)),
+            ("unprotected", partial(_register_all, bare.app, timed, None)),
         ]
+        rates = {"secured": secured_rates, "plain": plain_rates, "unprotected": unprotected_rates}
         for name, run in runs if repeat % 2 == 0 else reversed(runs):
             elapsed, _ = _timed(run)
-            (secured_rates if name == "secured" else plain_rates).append(len(timed) / elapsed)
-        projected = built.directory.counts()["rm_customers"]
-        if projected != len(timed) + warmup:
-            raise BenchmarkError(
-                f"the read model holds {projected} of {len(timed) + warmup} customers after "
-                "register_customer: the inline projection did not run with the events"
-            )
+            rates[name].append(len(timed) / elapsed)
+        for directory in (built.directory, bare.directory):
+            projected = directory.counts()["rm_customers"]
+            if projected != len(timed) + warmup:
+                raise BenchmarkError(
+                    f"the read model holds {projected} of {len(timed) + warmup} customers after "
+                    "register_customer: the inline projection did not run with the events"
+                )
         progress(
             f"writes {repeat + 1}/{sizes.repeats}: secured {secured_rates[-1]:.0f}/s,"
-            f" plain {plain_rates[-1]:.0f}/s"
+            f" plain {plain_rates[-1]:.0f}/s, unprotected {unprotected_rates[-1]:.0f}/s"
         )
+        bare.close()
         scratch.release(plain)
         if kept is not None:
             scratch.release(kept)
@@ -130,7 +143,14 @@ def measure_writes(scratch: Scratch, sizes: Sizes, progress: Progress) -> tuple[
         baseline_is="write: eventsourcing Application.save of the same Customer, no cipher, no read model",
         higher_is_better=True, goal=ratio_at_least(0.8),
     )
-    return figure, kept, kept_ids
+    unprotected = Figure(
+        label="secured write vs the same work unprotected",
+        value=median(secured_rates), baseline=median(unprotected_rates), unit="writes/s",
+        baseline_is="write (unprotected): the same register_customer, read model and transactions with "
+                    "no cipher, blind index, chain or access record (benchmarks/unprotected.py)",
+        higher_is_better=True, goal=ratio_at_least(0.7),
+    )
+    return figure, unprotected, kept, kept_ids
 
 
 # -- 2. read-model rebuild versus reading the raw log -----------------------------------------
@@ -276,7 +296,7 @@ def measure_lookups(scratch: Scratch, sizes: Sizes, progress: Progress) -> tuple
 
 
 FIGURE_NAMES = (
-    "secured_write", "rebuild",
+    "secured_write", "unprotected_write", "rebuild",
     "lookup_median", "lookup_p99", "absent_lookup_median", "absent_lookup_p99",
 )
 
@@ -284,10 +304,14 @@ FIGURE_NAMES = (
 def run_store(scratch: Scratch, sizes: Sizes, progress: Progress) -> StoreResult:
     """All figures for one kind of store (the caller sets the acting context)."""
     result = StoreResult()
-    write, built, ids = measure_writes(scratch, sizes, progress)
+    write, unprotected, built, ids = measure_writes(scratch, sizes, progress)
     rebuild, events = measure_rebuild(built, ids, sizes, progress)
     scratch.release(built)
     lookups, setup = measure_lookups(scratch, sizes, progress)
-    result.figures = dict(zip(FIGURE_NAMES, [write, rebuild, *lookups], strict=True))
+    result.figures = dict(zip(FIGURE_NAMES, [write, unprotected, rebuild, *lookups], strict=True))
     result.setup = {"customers_written": sizes.customers, "events_rebuilt": events, **setup}
+    # Issue 15: where a secured write's time goes (benchmarks/write_breakdown.py).
+    from benchmarks.write_breakdown import measure_breakdown
+
+    result.setup["write_breakdown"] = measure_breakdown(scratch, max(20, sizes.customers // 5), progress)
     return result

@@ -229,6 +229,10 @@ def print_tables(bench: BenchRun) -> None:
             f" ({setup['fill_rows_per_second']:,.0f} rows/s)",
             highlight=False,
         )
+        if setup.get("write_breakdown"):  # issue 15: benchmarks/write_breakdown.py
+            from benchmarks.write_breakdown import breakdown_table
+
+            console.print(breakdown_table(f"{store}: where a secured write's time goes", setup["write_breakdown"]))
     if bench.results:
         _print_baselines(console, next(iter(bench.results.values())).figures.values())
     for suite, per_store in bench.suites.items():

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
-from typing import Any
-from uuid import uuid4
+from functools import partial
+from typing import Any, cast
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
 
@@ -146,12 +147,17 @@ class Customer(Aggregate):
         segment: str | None = None,
         cards: Iterable[Mapping[str, Any]] = (),
         bank_accounts: Iterable[Mapping[str, Any]] = (),
+        customer_id: UUID | None = None,
     ) -> Customer:
         """A new customer from raw input; cards are {pan, expiry}, bank accounts {iban}.
 
-        The id is a random UUID (R1.5), never derived from personal data.
+        The id is a random UUID (R1.5), never derived from personal data: made here,
+        or (`customer_id`) a random one the application chose earlier, e.g. one
+        whose keys were made ahead (issue 15).
         """
-        return cls(
+        # `Registered` is made by the @event decorator below (mypy cannot see it).
+        create: Any = cls if customer_id is None else partial(cls._create, getattr(cls, "Registered"), id=customer_id)
+        return cast(Customer, create(
             type=type,
             full_name=normalise_required_text(full_name, "full_name", max_length=200),
             date_of_birth=_optional(date_of_birth, lambda v: normalise_date(v, "date_of_birth")),
@@ -165,7 +171,7 @@ class Customer(Aggregate):
             segment=normalise_text(segment, "segment", max_length=64, required=False),
             cards=_new_cards(cards),
             bank_accounts=_new_bank_accounts(bank_accounts),
-        )
+        ))
 
     @event("Registered")
     def __init__(

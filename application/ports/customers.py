@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 from domain.customer import Customer
 from domain.erasure import HoldDecision
@@ -23,6 +24,13 @@ class SubjectKeys(Protocol):
 
     def status(self, subject_id: str) -> dict[str, str]:
         """Each key kind of the subject: "active", "destroyed" or "absent"."""
+
+    def reserve_subject(self) -> UUID:
+        """A new random subject id whose keys are already durable (issue 15): the
+        new record's first commit is then its events' alone."""
+
+    def release_subject(self, subject_id: UUID) -> None:
+        """Give back a reserved id that no event was written under."""
 
 
 class CustomerReadModel(Protocol):

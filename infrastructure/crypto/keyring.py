@@ -11,10 +11,12 @@ process has just destroyed.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,8 +28,17 @@ from infrastructure.crypto.keystore import KeyStore, WrappedKey
 from infrastructure.crypto.ledger_watch import LedgerWatch
 
 SYSTEM_SUBJECT = "00000000-0000-0000-0000-000000000000"
+# Issue 15: new subjects' keys are made ahead, a batch per durable commit (see
+# KeyRing.reserve_subject). The batch doubles from 1 up to POOL_BATCH, so a process
+# that registers one customer makes one pair, and a busy one one commit per 64.
+POOL_BATCH = 64
+# A made-ahead pair older than this is not handed out: far below the orphan sweep's
+# grace (24 h, application/operations.py), so the sweep never takes a pair in use.
+POOL_MAX_AGE_SECONDS = 600.0
+_NEW_SUBJECT_KINDS = (str(KeyKind.KYC), str(KeyKind.PROFILE))
 BLIND_INDEX_ROOT = "blind-index-root"
 _CANARY = b"strongroom kek check v1"
+_log = logging.getLogger(__name__)
 
 
 def _context(subject_id: str, kind: str) -> bytes:
@@ -52,6 +63,15 @@ class _Cached:
     expires: float
 
 
+@dataclass
+class _MadeAhead:
+    """A new subject's keys, durable in the key store, not yet handed out."""
+
+    subject_id: str
+    made_at: float
+    keys: dict[str, bytes] = field(default_factory=dict)
+
+
 class KeyRing:
     """Data keys by (subject, kind); the only place that unwraps them."""
 
@@ -66,6 +86,12 @@ class KeyRing:
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._sweep_at = 1024
         self._lock = threading.Lock()
+        # Issue 15: subjects whose keys are durable but unused (the pool), and those
+        # handed out by reserve_subject whose first event is not sealed yet.
+        self._pool: list[_MadeAhead] = []
+        self._reserved: dict[str, _MadeAhead] = {}
+        self._next_batch = 1
+        self._pool_lock = threading.Lock()
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -132,8 +158,86 @@ class KeyRing:
         return True
 
     def close(self) -> None:
-        if self.watch is not None:
-            self.watch.close()
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        try:
+            self._discard(pool)
+        except Exception as exc:  # noqa: BLE001 - a store gone at shutdown: the sweep removes them later
+            _log.warning("unused made-ahead keys left for keys sweep-orphans: %s", type(exc).__name__)
+        finally:
+            if self.watch is not None:
+                self.watch.close()
+
+    # -- new subjects' keys, made ahead (issue 15) -------------------------------------------
+
+    def reserve_subject(self) -> uuid.UUID:
+        """A new subject id whose profile and KYC keys are already durable.
+
+        Why: a registration used to commit its new keys (keys database) and then its
+        events (events database): two durable commits per new customer, the second
+        being the largest single cost of a secured write on SQLite. Keys are now made
+        ahead, up to POOL_BATCH subjects in one commit of the key store, and the id
+        is chosen from them, so registering a customer commits only its events.
+
+        Crash reasoning (R1.1, R4.2; keys and events stay in separate stores): a
+        batch's keys commit before any of its ids is handed out, and an id is only
+        ever written to events after it was handed out; so every event's keys were
+        durable before the event was. A crash can only leave keys without events
+        (the batch not used yet), never events without keys; those orphan keys are
+        removed by `strongroom keys sweep-orphans` (application/operations.py) after
+        its grace, and a clean `close()` deletes the unused ones at once. A
+        made-ahead pair is never handed out after POOL_MAX_AGE_SECONDS, far inside
+        the sweep's grace, so the sweep cannot take a pair that is about to be used.
+        """
+        now = time.monotonic()
+        with self._pool_lock:
+            stale = [m for m in self._pool if now - m.made_at > POOL_MAX_AGE_SECONDS]
+            if stale:
+                self._pool = [m for m in self._pool if m not in stale]
+            if not self._pool:
+                self._pool = self._make_ahead(self._next_batch)
+                self._next_batch = min(POOL_BATCH, self._next_batch * 2)
+            made = self._pool.pop()
+            self._reserved[made.subject_id] = made
+        if stale:
+            self._discard(stale)
+        return uuid.UUID(made.subject_id)
+
+    def release_subject(self, subject_id: uuid.UUID | str) -> None:
+        """Give back a reserved id whose first event was never sealed (its input was refused)."""
+        with self._pool_lock:
+            made = self._reserved.pop(str(subject_id), None)
+            if made is not None:
+                self._pool.append(made)
+
+    def _make_ahead(self, count: int) -> list[_MadeAhead]:
+        made = [_MadeAhead(str(uuid.uuid4()), time.monotonic()) for _ in range(count)]
+        wrapped = []
+        for subject in made:
+            for kind in _NEW_SUBJECT_KINDS:
+                data_key = os.urandom(32)
+                subject.keys[kind] = data_key
+                context = _context(subject.subject_id, kind)
+                wrapped.append(WrappedKey(subject.subject_id, kind, self.kek.wrap(data_key, context), self.kek.kek_id))
+        self.store.insert_new(wrapped)  # one durable commit for the whole batch
+        return made
+
+    def _discard(self, made: list[_MadeAhead]) -> None:
+        if made:
+            self.store.discard_unused([m.subject_id for m in made], list(_NEW_SUBJECT_KINDS))
+
+    def _take_reserved(self, subject_id: str, kinds: list[str]) -> dict[str, _Cached] | None:
+        with self._pool_lock:
+            made = self._reserved.get(subject_id)
+            if made is None or not set(kinds) <= set(made.keys):
+                return None
+            del self._reserved[subject_id]
+        expires = time.monotonic() + self.cache_seconds
+        entries = {kind: _Cached(made.keys[kind], AESGCM(made.keys[kind]), expires) for kind in kinds}
+        with self._lock:
+            for kind, entry in entries.items():
+                self._cache[(subject_id, kind)] = entry
+        return entries
 
     def _remember(self, stored: WrappedKey, now: float) -> _Cached:
         key = self.kek.unwrap(stored.wrapped, _context(stored.subject_id, stored.kind))
@@ -156,6 +260,9 @@ class KeyRing:
         under a fresh key would quietly resurrect an erased customer's stream.
         """
         kinds = kinds or [str(KeyKind.PROFILE), str(KeyKind.KYC)]
+        reserved = self._take_reserved(subject_id, kinds)
+        if reserved is not None:
+            return reserved  # made ahead and already durable: no commit here
         wrapped = []
         for kind in kinds:
             data_key = os.urandom(32)

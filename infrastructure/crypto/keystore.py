@@ -142,6 +142,25 @@ class KeyStore:
                 result[key.kind] = self._get(cur, key.subject_id, key.kind)
         return result
 
+    def insert_new(self, keys: list[WrappedKey]) -> None:
+        """Store keys of brand-new subjects (random ids, never in the ledger) in one
+        transaction: one durable commit for a whole made-ahead batch (issue 15)."""
+        now = _now()
+        with self.db.transaction() as cur:
+            cur.executemany(
+                "INSERT INTO data_keys (subject_id, kind, wrapped, kek_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(k.subject_id, k.kind, k.wrapped, k.kek_id, now) for k in keys],
+            )
+
+    def discard_unused(self, subject_ids: list[str], kinds: list[str]) -> None:
+        """Delete made-ahead keys that were never handed out: no event was ever sealed
+        under them, so there is nothing to enter in the erasure ledger."""
+        with self.db.transaction() as cur:
+            cur.executemany(
+                "DELETE FROM data_keys WHERE subject_id = ? AND kind = ?",
+                [(subject_id, kind) for subject_id in subject_ids for kind in kinds],
+            )
+
     def get_many(self, subject_ids: list[str], kind: str) -> dict[str, WrappedKey]:
         """The `kind` keys of several subjects in one query (absent ones left out)."""
         if not subject_ids:

@@ -12,7 +12,7 @@ from cli.main import main
 from tests.conftest import PG_ADMIN_URL
 
 FIGURES = {
-    "secured_write", "rebuild",
+    "secured_write", "unprotected_write", "rebuild",
     "lookup_median", "lookup_p99", "absent_lookup_median", "absent_lookup_p99",
 }
 
@@ -35,8 +35,16 @@ def test_bench_reports_each_figure_beside_its_baseline_and_cleans_up(tmp_path, m
         assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
         assert figure["unit"], name
     assert report["sqlite"]["secured_write"]["goal"] == "ratio >= 0.8"
+    assert report["sqlite"]["unprotected_write"]["goal"] == "ratio >= 0.7"  # issue 15
     assert report["sqlite"]["lookup_p99"]["goal"] == "< 5 ms"
     assert report["setup"]["sqlite"]["lookup_rows"] == 300
+    # Issue 15: the cost breakdown of a secured write, every stage named, adding up.
+    stages = {row["stage"]: row for row in report["setup"]["sqlite"]["write_breakdown"]}
+    assert {"key creation and wrapping", "key store commit(s)", "sealing (events)", "read-model sealing",
+            "blind indexes", "access record (sealed, group commit)", "events insert and commit"} <= set(stages)
+    assert any(stage.startswith("chain hashing") for stage in stages)
+    assert stages["events insert and commit"]["ms_per_write"] > 0 and stages["sealing (events)"]["ms_per_write"] > 0
+    assert 0.9 < sum(row["share"] for row in stages.values()) <= 1.01
     assert report["setup"]["sqlite"]["events_rebuilt"] > 12  # updates and interactions too
     assert report["machine"]["stores"]["sqlite"].startswith("SQLite ")
     assert "postgres" not in report
