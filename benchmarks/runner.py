@@ -23,7 +23,7 @@ from benchmarks.recovery import measure_recovery
 from benchmarks.scratch import Scratch, ScratchError
 
 # measure_recovery returns its figures in this order.
-RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "drill_rto")
+RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "drill_rto", "restore_jobs")
 
 Progress = Callable[[str], None]
 
@@ -91,6 +91,10 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 from benchmarks.monitor_bench import run_monitor
 
                 bench.suites.setdefault("monitor", {})[kind] = run_monitor(scratch, bench.sizes, progress)
+            if "rebuild" in bench.chosen:
+                # Issue 15: rebuild vs the same projection unprotected, and --jobs 2 vs 1.
+                from benchmarks.rebuild_bench import measure_rebuilds
+                bench.suites.setdefault("rebuild", {})[kind] = measure_rebuilds(scratch, bench.sizes, progress)
             if "privacy" in bench.chosen:
                 # Issue 13: one function per figure, in benchmarks/privacy.py FIGURES.
                 from benchmarks.privacy import run_privacy
@@ -226,7 +230,7 @@ def print_tables(bench: BenchRun) -> None:
         for store, figures in per_store.items():
             console.print(_figure_table(f"{suite} ({machine['stores'][store]})", figures))
         _print_baselines(console, [f for figures in per_store.values() for f in figures.values()])
-    repeated = bool(bench.results) or bool({"audit", "privacy"} & set(bench.suites))  # recovery and api time single runs
+    repeated = bool(bench.results) or bool({"audit", "privacy", "rebuild"} & set(bench.suites))  # recovery and api time single runs
     console.print(
         "ratio: above 1 is better than the baseline."
         + (f" Medians of {sizes.repeats} repeats." if repeated else "")
