@@ -130,6 +130,7 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
         last = notifications[-1].id
         if batch.records or batch.purges or batch.alerts or batch.interactions:
             fresh = frozenset(batch.records) - written if empty else frozenset()
+            batch.seal(projection.directory, last)
             with db.transaction() as cur:
                 batch.write(projection.directory, cur, last, fresh, projection.alerts, announce=False, track=False)
                 cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ?",  # nosec B608

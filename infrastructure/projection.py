@@ -79,6 +79,14 @@ class _Batch:
         self.interactions = [r for r in self.interactions if r.customer_id != customer_id]
         self.purges.append(customer_id)
 
+    def seal(self, directory: CustomerDirectory, position: int) -> None:
+        """Seal the rows now, before `write` opens its transaction (a parallel rebuild:
+        on SQLite the write lock is one for every worker, the sealing is not; issue 15)."""
+        self.sealed = (directory.sealed_rows(list(self.records.values()), position),
+                       directory.sealed_interactions(self.interactions, position))
+
+    sealed: tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+
     def write(
         self, directory: CustomerDirectory, cur: Any, position: int, fresh: frozenset[str] = frozenset(),
         alerts: AlertTable | None = None, *, announce: bool = True, track: bool = True,
@@ -86,8 +94,9 @@ class _Batch:
         if alerts is not None:
             for record, version, at in self.alerts.values():
                 alerts.upsert(cur, record, version, at, announce=announce)
-        directory.upsert(cur, list(self.records.values()), position, fresh=fresh)
-        directory.add_interactions(cur, self.interactions, position)
+        rows, interactions = self.sealed if self.sealed is not None else (None, None)
+        directory.upsert(cur, list(self.records.values()), position, fresh=fresh, sealed=rows)
+        directory.add_interactions(cur, self.interactions, position, sealed=interactions)
         for customer_id in self.purges:
             directory.purge(cur, customer_id)
         if track:  # a partition of a parallel rebuild tracks its own position instead
