@@ -43,6 +43,7 @@ from domain.alerts import Alert
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from infrastructure.crypto.kek import KekProvider
+from infrastructure.readmodel import PROJECTION
 from infrastructure.sql import Cursor, Database
 
 TABLE = "rm_rebuild_partitions"
@@ -177,7 +178,7 @@ class PartitionedRebuild:
             create_partition_table(cur, db.dialect)
             cur.execute(f"SELECT partition_no, partitions, target FROM {TABLE}")  # nosec B608
             rows = [tuple(r) for r in cur.fetchall()]
-            cur.execute("SELECT position FROM rm_tracking")
+            cur.execute("SELECT position FROM rm_tracking WHERE name = ?", (PROJECTION,))
             tracked = [int(r[0]) for r in cur.fetchall()]
             same = (len(rows) == jobs and {int(r[1]) for r in rows} == {jobs}
                     and {int(r[0]) for r in rows} == set(range(jobs)))
