@@ -135,7 +135,8 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_resumes_its_partition(compo
         if positions.get(0, 0) > 0:
             import multiprocessing
 
-            victim = next(p for p in multiprocessing.active_children() if p.name == "strongroom-rebuild-0")
+            victim = next((p for p in multiprocessing.active_children() if p.name == "strongroom-rebuild-0"), None)
+            assert victim is not None, "partition 0 finished before it could be killed"
             os.kill(victim.pid, signal.SIGKILL)
         time.sleep(0.005)
     runner.join(120)
