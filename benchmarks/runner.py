@@ -23,7 +23,7 @@ from benchmarks.recovery import measure_recovery
 from benchmarks.scratch import Scratch, ScratchError
 
 # measure_recovery returns its figures in this order.
-RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "drill_rto")
+RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "drill_rto", "restore_jobs")
 
 Progress = Callable[[str], None]
 
@@ -87,6 +87,10 @@ def run(bench: BenchRun, stores: list[str], pg_url: str, progress: Progress,
                 from benchmarks.monitor_bench import run_monitor
 
                 bench.suites.setdefault("monitor", {})[kind] = run_monitor(scratch, bench.sizes, progress)
+            if "rebuild" in bench.chosen:
+                # Issue 15: rebuild vs the same projection unprotected, and --jobs 2 vs 1.
+                from benchmarks.rebuild_bench import measure_rebuilds
+                bench.suites.setdefault("rebuild", {})[kind] = measure_rebuilds(scratch, bench.sizes, progress)
             if "privacy" in bench.chosen:
                 # Issue 13: every figure of benchmarks/privacy.py FIGURES (the access
                 # export and the retention run), in one dictionary per store.
@@ -244,7 +248,7 @@ def print_tables(bench: BenchRun) -> None:
         console.print(f"  lookup at N: {setup['customers']:,} customers COPY-filled ({setup['blind_index_bits']}-bit"
                       f" blind index) in {setup['fill_seconds']:.1f} s"
                       f" ({setup['fill_customers_per_second']:,.0f} customers/s)", highlight=False)
-    repeated = bool(bench.results) or bool({"audit", "privacy", "scaling"} & set(bench.suites))  # recovery and api time single runs
+    repeated = bool(bench.results) or bool({"audit", "privacy", "scaling", "rebuild"} & set(bench.suites))  # recovery and api time single runs
     console.print(
         "ratio: above 1 is better than the baseline."
         + (f" Medians of {sizes.repeats} repeats." if repeated else "")

@@ -29,6 +29,7 @@ from infrastructure.backup.restore import RestoreRefused, restore_backup
 from infrastructure.backup.targets import Target, TargetError, targets_from_config
 from infrastructure.backup.verify import list_backups, verify_target
 from infrastructure.composition import Components
+from infrastructure.partitioned_rebuild import RebuildInterrupted
 from infrastructure.sql import DatabaseUnavailable
 
 BACKUP_ERRORS = (TargetError, BackupCorrupt, OSError, DatabaseUnavailable, LookupError)
@@ -174,13 +175,15 @@ def backup_verify(ctx: click.Context, target_name: str | None, as_json: bool) ->
 @backup_group.command("drill")
 @click.option("--target", "target_name", help="Drill this target (default: the first configured).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes rebuilding the read models (default: the number of cores).")
 @click.pass_context
-def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> None:
+def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool, jobs: int | None) -> None:
     """Restore the newest backup into a scratch store, compare, record RPO/RTO (R4.3)."""
     with components(ctx) as built, acting_as(operator_context("restore drill")), \
             _targets(built, target_name) as targets:
         try:
-            result = run_drill(built, targets[0])
+            result = run_drill(built, targets[0], jobs=jobs)
         except BACKUP_ERRORS as exc:
             fail(f"drill could not run: {exc}", EXIT_CHECK_FAILED)
     _emit(as_json, result.as_json(), [
@@ -206,9 +209,11 @@ def backup_drill(ctx: click.Context, target_name: str | None, as_json: bool) -> 
 @click.option("--checkpoints-into", "checkpoint_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The restored instance's checkpoint folder: the restored checkpoints are copied there too.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes rebuilding the read models (default: the number of cores).")
 @click.pass_context
 def restore_command(ctx: click.Context, source: str, when: datetime | None, position: int | None, into_url: str,
-            keys_into_url: str | None, checkpoint_dir: Path | None, as_json: bool) -> None:
+            keys_into_url: str | None, checkpoint_dir: Path | None, as_json: bool, jobs: int | None) -> None:
     """Build a new store holding exactly the events up to a point, with read models (R4.4)."""
     from rich.progress import Progress
 
@@ -226,12 +231,14 @@ def restore_command(ctx: click.Context, source: str, when: datetime | None, posi
         try:
             result = restore_backup(live=built, target=targets[0], into_url=into_url, keys_into_url=keys_into_url,
                                     position=position, to_time=when, progress=progress,
-                                    checkpoint_dir=checkpoint_dir)
+                                    checkpoint_dir=checkpoint_dir, jobs=jobs)
         except RestoreRefused as exc:
             fail(str(exc))
         except ValueError as exc:  # an unusable --into URL
             fail(str(exc))
         except BACKUP_ERRORS as exc:
+            fail(f"restore failed: {exc}", EXIT_CHECK_FAILED)
+        except RebuildInterrupted as exc:  # a read-model worker died: the rerun starts over
             fail(f"restore failed: {exc}", EXIT_CHECK_FAILED)
     _emit(as_json, result.as_json(), [
         f"restored {result.rows} events up to position {result.position}"

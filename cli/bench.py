@@ -40,7 +40,7 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
               help="Which store to measure (the api suite always runs on PostgreSQL).")
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="core", show_default=True,
               help="What to measure: core (writes, rebuild, lookups), api, audit, recovery, faults, monitor, "
-                   "privacy, scaling, or all.")
+                   "privacy, scaling, rebuild (issue 15: vs unprotected, --jobs 2 vs 1), or all.")
 @click.option("--pg-url", envvar="STRONGROOM_BENCH_PG_URL", default=DEFAULT_PG_ADMIN_URL,
               show_default=True,
               help="PostgreSQL admin database; throwaway sr_bench_* databases are made beside it.")

@@ -27,9 +27,15 @@ def projections_group() -> None:
 @projections_group.command("rebuild")
 @click.option("--position", type=int, help="Rebuild up to this log position.")
 @click.option("--to", "when", type=ISO_TIME, help="Rebuild up to this time (ISO-8601; UTC if no zone).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes, the log partitioned by customer (default: the number of cores).")
 @click.pass_context
-def rebuild(ctx: click.Context, position: int | None, when: datetime | None) -> None:
-    """Empty the read models and project the log again, with a progress bar."""
+def rebuild(ctx: click.Context, position: int | None, when: datetime | None, jobs: int | None) -> None:
+    """Empty the read models and project the log again, with a progress bar.
+
+    A rebuild killed part-way resumes when run again with the same --jobs."""
+    from infrastructure.partitioned_rebuild import RebuildInterrupted, default_jobs
+
     from rich.progress import Progress
 
     if position is not None and when is not None:
@@ -40,7 +46,11 @@ def rebuild(ctx: click.Context, position: int | None, when: datetime | None) -> 
         total = upto if upto is not None else operations.log_head()
         with Progress(transient=True) as progress:
             task = progress.add_task("projecting", total=total)
-            rebuilt = operations.rebuild_read_models(upto, progress=lambda n: progress.advance(task, n))
+            try:
+                rebuilt = operations.rebuild_read_models(upto, progress=lambda n: progress.advance(task, n),
+                                                         jobs=jobs or default_jobs())
+            except RebuildInterrupted as exc:
+                fail(str(exc))
         click.echo(f"rebuilt read models from {rebuilt.events} events (position {rebuilt.position})")
 
 

@@ -77,6 +77,7 @@ from infrastructure.rate_limits import DatabaseRateLimiter
 from infrastructure.alerts_table import AlertTable
 from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox, WebhookRefused, check_url, read_secret
 from infrastructure.projection import CustomerProjection
+from infrastructure.partitioned_rebuild import PartitionedRebuild
 from infrastructure.readmodel import CustomerDirectory, create_tables
 from infrastructure.sql import Database, is_postgres
 
@@ -575,6 +576,8 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         alert_table.on_new.append(webhooks.enqueue)  # queued in the alert's own transaction
     projection = CustomerProjection(directory, events_db, inline=settings.projection == "inline",
                                     alerts=alert_table)
+    # Issue 15: `rebuild(jobs=P)` partitions the log by customer over P worker processes.
+    projection.partitioned = PartitionedRebuild(settings, kek, allow_incomplete_restore=allow_incomplete_restore)
     idempotency = IdempotencyTable(events_db, keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT))
     if create_schema:
         idempotency.create_tables()

@@ -27,6 +27,7 @@ from domain.erasure import CustomerErasure
 from infrastructure.alerts_table import AlertTable
 from infrastructure.faults import is_store_unavailable, remaining
 from infrastructure.logs import WORKER_LOGGER
+from infrastructure.partitioned_rebuild import PartitionedRebuild
 from infrastructure.readmodel import CustomerDirectory, CustomerRow, InteractionRow
 from infrastructure.sql import Database, adapt_cursor
 
@@ -78,18 +79,28 @@ class _Batch:
         self.interactions = [r for r in self.interactions if r.customer_id != customer_id]
         self.purges.append(customer_id)
 
+    def seal(self, directory: CustomerDirectory, position: int) -> None:
+        """Seal the rows now, before `write` opens its transaction (a parallel rebuild:
+        on SQLite the write lock is one for every worker, the sealing is not; issue 15)."""
+        self.sealed = (directory.sealed_rows(list(self.records.values()), position),
+                       directory.sealed_interactions(self.interactions, position))
+
+    sealed: tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+
     def write(
         self, directory: CustomerDirectory, cur: Any, position: int, fresh: frozenset[str] = frozenset(),
-        alerts: AlertTable | None = None, *, announce: bool = True,
+        alerts: AlertTable | None = None, *, announce: bool = True, track: bool = True,
     ) -> None:
         if alerts is not None:
             for record, version, at in self.alerts.values():
                 alerts.upsert(cur, record, version, at, announce=announce)
-        directory.upsert(cur, list(self.records.values()), position, fresh=fresh)
-        directory.add_interactions(cur, self.interactions, position)
+        rows, interactions = self.sealed if self.sealed is not None else (None, None)
+        directory.upsert(cur, list(self.records.values()), position, fresh=fresh, sealed=rows)
+        directory.add_interactions(cur, self.interactions, position, sealed=interactions)
         for customer_id in self.purges:
             directory.purge(cur, customer_id)
-        directory.track(cur, position)
+        if track:  # a partition of a parallel rebuild tracks its own position instead
+            directory.track(cur, position)
 
 
 class CustomerProjection:
@@ -103,6 +114,10 @@ class CustomerProjection:
         # The alerts table is written with each alert's events (Strongroom._record);
         # following and rebuilding the log fill it as well, so it can be made again.
         self.alerts = alerts
+        # Issue 15: the rebuild over worker processes (set by the composition root), and
+        # how many to use when a caller does not say (None: one process, as before).
+        self.partitioned: PartitionedRebuild | None = None
+        self.jobs: int | None = None
 
     # -- inline -----------------------------------------------------------------------------
 
@@ -224,8 +239,16 @@ class CustomerProjection:
             cache.pop(customer_id, None)
             batch.erased(customer_id)
 
-    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Empty the read model and project the log again, up to `upto` if given."""
+    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None,
+                jobs: int | None = None) -> int:
+        """Empty the read model and project the log again, up to `upto` if given.
+
+        With `jobs` (or `self.jobs`), the log is partitioned by customer over that many
+        worker processes (infrastructure/partitioned_rebuild.py); the rows come out the same.
+        """
+        jobs = self.jobs if jobs is None else jobs
+        if jobs is not None and self.partitioned is not None:
+            return self.partitioned.run(self, app, jobs=jobs, upto=upto, progress=progress)
         with self.db.transaction() as cur:
             self.directory.clear(cur)
             if self.alerts is not None:

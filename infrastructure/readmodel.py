@@ -182,8 +182,14 @@ class CustomerDirectory:
         ]
         return (cid, *clear, *sealed, position)
 
+    def sealed_rows(self, rows: Sequence[CustomerRow], position: int) -> dict[str, tuple[Any, ...]]:
+        """The rows' column values, sealed, ready for `upsert(sealed=...)`: made before a
+        transaction opens, so a SQLite write lock is not held while sealing (issue 15)."""
+        return {str(r.record["id"]): self._row_values(r, position) for r in rows}
+
     def upsert(
-        self, cur: Cursor, rows: Sequence[CustomerRow], position: int, *, fresh: frozenset[str] = frozenset()
+        self, cur: Cursor, rows: Sequence[CustomerRow], position: int, *, fresh: frozenset[str] = frozenset(),
+        sealed: dict[str, tuple[Any, ...]] | None = None,
     ) -> None:
         """Write each customer's current state; older versions never overwrite newer.
 
@@ -192,7 +198,8 @@ class CustomerDirectory:
         """
         fresh_rows = [r for r in rows if str(r.record["id"]) in fresh]
         if fresh_rows:
-            cur.executemany(self._UPSERT, [self._row_values(r, position) for r in fresh_rows])
+            cur.executemany(self._UPSERT, [sealed[str(r.record["id"])] if sealed else self._row_values(r, position)
+                                           for r in fresh_rows])
             cur.executemany(
                 "INSERT INTO rm_customer_search (field, digest, customer_id) VALUES (?, ?, ?)",
                 [
@@ -211,7 +218,7 @@ class CustomerDirectory:
             stored_version = None if row is None else (row["version"] if isinstance(row, dict) else row[0])
             if stored_version is not None and stored_version >= record["version"]:
                 continue
-            cur.execute(self._UPSERT, self._row_values(row_in, position))
+            cur.execute(self._UPSERT, sealed[cid] if sealed else self._row_values(row_in, position))
             cur.execute("DELETE FROM rm_customer_search WHERE customer_id = ?", (cid,))
             cur.executemany(
                 "INSERT INTO rm_customer_search (field, digest, customer_id) VALUES (?, ?, ?)",
@@ -233,8 +240,19 @@ class CustomerDirectory:
             ]
         return value
 
-    def add_interactions(self, cur: Cursor, rows: Iterable[InteractionRow], position: int) -> None:
-        params = [
+    def add_interactions(self, cur: Cursor, rows: Iterable[InteractionRow], position: int,
+                         *, sealed: list[tuple[Any, ...]] | None = None) -> None:
+        params = sealed if sealed is not None else self.sealed_interactions(rows, position)
+        if params:
+            cur.executemany(
+                "INSERT INTO rm_interactions (interaction_id, customer_id, kind, channel, occurred_at, notes, position)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (interaction_id) DO NOTHING",
+                params,
+            )
+
+    def sealed_interactions(self, rows: Iterable[InteractionRow], position: int) -> list[tuple[Any, ...]]:
+        """The interaction rows' values with their notes sealed (see `sealed_rows`)."""
+        return [
             (
                 r.interaction_id, r.customer_id, r.kind, r.channel, r.occurred_at,
                 self.sealer.seal(
@@ -244,12 +262,6 @@ class CustomerDirectory:
             )
             for r in rows
         ]
-        if params:
-            cur.executemany(
-                "INSERT INTO rm_interactions (interaction_id, customer_id, kind, channel, occurred_at, notes, position)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (interaction_id) DO NOTHING",
-                params,
-            )
 
     @staticmethod
     def purge(cur: Cursor, customer_id: str) -> None:

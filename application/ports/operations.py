@@ -22,8 +22,10 @@ class LogPositions(Protocol):
 class ReadModelProjection(Protocol):
     """Projects the log into the read models (infrastructure/projection.py)."""
 
-    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Empty the read models and project the log again; returns the events projected."""
+    def rebuild(self, app: Any, *, upto: int | None = None, progress: Callable[[int], None] | None = None,
+                jobs: int | None = None) -> int:
+        """Empty the read models and project the log again; returns the events projected.
+        `jobs`: that many worker processes, the log partitioned by customer (issue 15)."""
 
     def run_forever(self, app: Any, *, interval: float = 0.2, stop: Callable[[], bool] = lambda: False) -> None:
         """Follow the log until `stop()` says so."""

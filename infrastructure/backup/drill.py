@@ -35,6 +35,7 @@ from application.errors import SubjectErased
 from application.restore import RecoveryRecords
 from infrastructure.backup.eventrows import EventTable, TableRef
 from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner
+from infrastructure.partitioned_rebuild import RebuildInterrupted
 from infrastructure.backup.restore import RestoreRefused, check_chain, restore_backup
 from infrastructure.backup.targets import Target
 from infrastructure.backup.verify import verify_target
@@ -145,8 +146,9 @@ def _live_reference(live: Components, position: int, scratch: Path) -> tuple[str
 
 
 def run_drill(live: Components, target: Target, *, signer: ManifestSigner | None = None,
-              record: bool = True) -> DrillResult:
-    """Run one drill against `target` and record its result (needs an acting context)."""
+              record: bool = True, jobs: int | None = None) -> DrillResult:
+    """Run one drill against `target` and record its result (needs an acting context);
+    the restore rebuilds the read models with `jobs` processes (default: every core)."""
     started = time.perf_counter()
     signer = signer or ManifestSigner(live.keyring)
     result = DrillResult(target=target.name)
@@ -155,7 +157,7 @@ def run_drill(live: Components, target: Target, *, signer: ManifestSigner | None
         report = verify_target(target, signer)
         result.failures.extend(str(p) for p in report.problems)
         if report.ok:
-            _restore_and_compare(live, target, signer, scratch, result, started)
+            _restore_and_compare(live, target, signer, scratch, result, started, jobs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if record:
@@ -168,11 +170,11 @@ def run_drill(live: Components, target: Target, *, signer: ManifestSigner | None
 
 
 def _restore_and_compare(live: Components, target: Target, signer: ManifestSigner, scratch: Path,
-                         result: DrillResult, started: float) -> None:
+                         result: DrillResult, started: float, jobs: int | None = None) -> None:
     into = f"sqlite:///{scratch / 'drill.sqlite'}"
     try:
-        restored = restore_backup(live=live, target=target, into_url=into, signer=signer)
-    except (BackupCorrupt, RestoreRefused, LookupError, ValueError) as exc:
+        restored = restore_backup(live=live, target=target, into_url=into, signer=signer, jobs=jobs)
+    except (BackupCorrupt, RestoreRefused, RebuildInterrupted, LookupError, ValueError) as exc:
         result.failures.append(f"restore failed: {exc}")
         return
     result.rto_seconds = time.perf_counter() - started

@@ -52,6 +52,7 @@ from infrastructure.backup.verify import (
     restorable_segments,
 )
 from infrastructure.composition import KEYS_SCHEMA, Components, Settings, build
+from infrastructure.partitioned_rebuild import default_jobs
 from cryptography.exceptions import InvalidTag
 
 from application.clock import utc_now
@@ -231,8 +232,10 @@ def restore_backup(
     signer: ManifestSigner | None = None,
     progress: Progress | None = None,
     checkpoint_dir: Path | None = None,
+    jobs: int | None = None,
 ) -> RestoreResult:
-    """Restore `target`'s backups up to `position` or `to_time` into a new store."""
+    """Restore `target`'s backups up to `position` or `to_time` into a new store; the read
+    models are rebuilt by `jobs` processes (default: the number of cores; issue 15)."""
     started = time.perf_counter()
     keys_into_url = keys_into_url or default_keys_url(into_url)
     _check_destination(live, into_url, keys_into_url)
@@ -241,7 +244,7 @@ def restore_backup(
         return _restore_marked(
             live=live, target=target, into_db=into_db, into_url=into_url, keys_into_url=keys_into_url,
             position=position, to_time=to_time, kek=kek, signer=signer, progress=progress,
-            checkpoint_dir=checkpoint_dir, started=started,
+            checkpoint_dir=checkpoint_dir, started=started, jobs=jobs or default_jobs(),
         )
     finally:
         into_db.close()
@@ -250,7 +253,7 @@ def restore_backup(
 def _restore_marked(
     *, live: Components, target: Target, into_db: Database, into_url: str, keys_into_url: str,
     position: int | None, to_time: datetime | None, kek: KekProvider | None, signer: ManifestSigner | None,
-    progress: Progress | None, checkpoint_dir: Path | None, started: float,
+    progress: Progress | None, checkpoint_dir: Path | None, started: float, jobs: int = 1,
 ) -> RestoreResult:
     """The restore between its in-progress marker and its completion mark."""
     tables_before, keys_tables_before, started_over = _prepare_destination(into_db, into_url, keys_into_url)
@@ -299,6 +302,11 @@ def _restore_marked(
                        if inserted.chained else None)
         store = restored.keyring.store
         restored.keyring.store = PrefetchedKeyStore(store)
+        # Issue 15: the log partitioned by customer over `jobs` processes, each reading
+        # the restored key store once, as this process does.
+        restored.projection.jobs = jobs
+        if restored.projection.partitioned is not None:
+            restored.projection.partitioned.prefetch_keys = True
         try:
             rebuilt = restored.projection.rebuild(
                 restored.app, progress=None if progress is None else (lambda n: progress("read models", n, total)),

@@ -1,0 +1,296 @@
+"""Rebuilding the read models with every core: the log partitioned by customer (issue 15).
+
+A rebuild is decryption-bound: every customer's state is replayed from events sealed
+under that customer's keys, and every row is sealed again. Customers are independent
+of one another, so the log is split by a stable hash of the customer's id into P
+partitions, one per worker process, each with its own connections, key ring and key
+cache (R1.3: a worker unwraps only keys it needs, in its own memory).
+
+What a worker takes from the log, in log order:
+
+* a customer's events, by the hash of the customer's id;
+* an erasure record's first event, by the hash of the *erased* customer's id, so the
+  purge lands after that customer's rows in the same worker, as it does in one process;
+* an alert's events, by the hash of the alert's id (the alerts read model, R3.6).
+
+Nothing else writes a read model: other events are not even decrypted. Every worker
+reads the same pages of the log (PAGE notifications from the same start) and stamps a
+page's rows with the page's last position, exactly as the sequential rebuild does, so
+the tables come out row for row the same whatever P is.
+
+Exactly once per partition: a page's rows and the partition's position in
+`rm_rebuild_partitions` commit in one transaction. A worker that is killed loses at
+most its open page; running the rebuild again with the same P resumes every
+partition from its own position (the read model's own position stays 0 until every
+partition has finished, so nothing reads a half-built model as current). A different
+P, a different end, or a read model written since, starts over from empty.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import resolve_topic
+
+from application.errors import SubjectErased
+from domain.alerts import Alert
+from domain.customer import Customer
+from domain.erasure import CustomerErasure
+from infrastructure.crypto.kek import KekProvider
+from infrastructure.readmodel import PROJECTION
+from infrastructure.sql import Cursor, Database
+
+TABLE = "rm_rebuild_partitions"
+POLL_SECONDS = 0.2
+
+
+class RebuildInterrupted(Exception):
+    """A partition's worker stopped before its end; running the rebuild again resumes it."""
+
+
+def default_jobs() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def partition_of(customer_id: str | UUID, partitions: int) -> int:
+    """A stable partition for an id: the same on every run, process and machine."""
+    value = customer_id if isinstance(customer_id, UUID) else UUID(str(customer_id))
+    return value.int % partitions
+
+
+def create_partition_table(cur: Cursor, dialect: str) -> None:
+    bigint = "BIGINT" if dialect == "postgres" else "INTEGER"
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (partition_no INTEGER PRIMARY KEY,"
+        f" partitions INTEGER NOT NULL, target {bigint} NOT NULL, position {bigint} NOT NULL)"
+    )
+
+
+class PartitionFilter:
+    """Which notifications of the log belong to one partition (topics resolved once)."""
+
+    def __init__(self, app: Any, partition: int, partitions: int) -> None:
+        self.app, self.partition, self.partitions = app, partition, partitions
+        self._kinds: dict[str, str] = {}
+
+    def _kind(self, topic: str) -> str:
+        kind = self._kinds.get(topic)
+        if kind is None:
+            cls = resolve_topic(topic)
+            kind = ("customer" if issubclass(cls, (Customer.Event, Alert.Event))
+                    else "erasure" if issubclass(cls, CustomerErasure.Event) else "other")
+            self._kinds[topic] = kind
+        return kind
+
+    def takes(self, notification: Any) -> bool:
+        kind = self._kind(notification.topic)
+        if kind == "customer":
+            return partition_of(notification.originator_id, self.partitions) == self.partition
+        if kind == "erasure" and notification.originator_version == 1:
+            try:
+                event = self.app.mapper.to_domain_event(notification)
+            except SubjectErased:
+                return False
+            return partition_of(event.customer_id, self.partitions) == self.partition
+        return False
+
+
+def project_partition(projection: Any, app: Any, *, partition: int, partitions: int, target: int,
+                      page: int, fresh_start: bool, report: Callable[[int], None] | None = None) -> int:
+    """Project one partition's share of the log up to `target`; returns notifications read."""
+    from infrastructure.projection import _Batch
+
+    db: Database = projection.db
+    with db.transaction(write=False) as cur:
+        cur.execute(f"SELECT position FROM {TABLE} WHERE partition_no = ?", (partition,))  # nosec B608
+        row = cur.fetchone()
+    start = (0 if row is None else int(row[0])) + 1
+    empty = fresh_start and start == 1
+    taken = PartitionFilter(app, partition, partitions)
+    cache: dict[str, Customer] = {}
+    written: set[str] = set()
+    read = 0
+    while start <= target:
+        notifications = app.recorder.select_notifications(start=start, limit=min(page, target - start + 1))
+        if not notifications:
+            break
+        batch = _Batch()
+        for notification in notifications:
+            if taken.takes(notification):
+                projection._apply(app, notification, batch, cache)  # noqa: SLF001 - the same row builder
+        last = notifications[-1].id
+        if batch.records or batch.purges or batch.alerts or batch.interactions:
+            fresh = frozenset(batch.records) - written if empty else frozenset()
+            batch.seal(projection.directory, last)
+            with db.transaction() as cur:
+                batch.write(projection.directory, cur, last, fresh, projection.alerts, announce=False, track=False)
+                cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ?",  # nosec B608
+                            (last, partition))
+            written.update(batch.records)
+        read += len(notifications)
+        if report is not None:
+            report(last)
+        start = last + 1
+    if read:  # where this partition ended, even on a page with nothing of its own
+        with db.transaction() as cur:
+            cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ? AND position < ?",  # nosec B608
+                        (start - 1, partition, start - 1))
+    return read
+
+
+@dataclass(frozen=True)
+class _Plan:
+    partitions: int
+    target: int
+    resumed: bool
+
+
+class PartitionedRebuild:
+    """Runs a rebuild over P worker processes; each builds its own components.
+
+    The workers are forked, so they start with the KEK the parent holds (a PKCS#11
+    session does not survive a fork: such a worker opens the token itself).
+    """
+
+    def __init__(self, settings: Any, kek: KekProvider, *, allow_incomplete_restore: bool = False) -> None:
+        self.settings = settings
+        self.kek = kek
+        self.allow_incomplete_restore = allow_incomplete_restore
+        self.prefetch_keys = False  # the restore: read the whole key store once per worker
+
+    # -- the plan, in the parent -------------------------------------------------------------
+
+    def _plan(self, projection: Any, app: Any, upto: int | None, jobs: int) -> _Plan:
+        head = app.recorder.max_notification_id() or 0
+        wanted = head if upto is None else min(upto, head)
+        db: Database = projection.db
+        with db.transaction() as cur:
+            create_partition_table(cur, db.dialect)
+            cur.execute(f"SELECT partition_no, partitions, target FROM {TABLE}")  # nosec B608
+            rows = [tuple(r) for r in cur.fetchall()]
+            cur.execute("SELECT position FROM rm_tracking WHERE name = ?", (PROJECTION,))
+            tracked = [int(r[0]) for r in cur.fetchall()]
+            same = (len(rows) == jobs and {int(r[1]) for r in rows} == {jobs}
+                    and {int(r[0]) for r in rows} == set(range(jobs)))
+            stored_target = int(rows[0][2]) if same else 0
+            if same and not any(tracked) and (upto is None and stored_target <= head or stored_target == wanted):
+                return _Plan(jobs, stored_target, resumed=True)
+            projection.directory.clear(cur)
+            if projection.alerts is not None:
+                projection.alerts.clear(cur)
+            cur.execute(f"DELETE FROM {TABLE}")  # nosec B608
+            for partition in range(jobs):
+                cur.execute(f"INSERT INTO {TABLE} (partition_no, partitions, target, position)"  # nosec B608
+                            " VALUES (?, ?, ?, 0)", (partition, jobs, wanted))
+        return _Plan(jobs, wanted, resumed=False)
+
+    def _finish(self, projection: Any) -> None:
+        """Every partition is done: the read model takes the last position read (the
+        same on every partition: they page the same log) and the partitions go."""
+        db: Database = projection.db
+        with db.transaction() as cur:
+            cur.execute(f"SELECT MAX(position) FROM {TABLE}")  # nosec B608
+            row = cur.fetchone()
+            reached = int(row[0] or 0) if row is not None else 0
+            if reached:
+                projection.directory.track(cur, reached)
+            cur.execute(f"DELETE FROM {TABLE}")  # nosec B608
+
+    def run(self, projection: Any, app: Any, *, jobs: int, upto: int | None = None,
+            progress: Callable[[int], None] | None = None, page: int | None = None) -> int:
+        """Empty the read models (or resume a killed run) and project the log with `jobs`
+        processes; returns the notifications read by a partition in this run."""
+        from infrastructure.projection import PAGE
+
+        page = page or PAGE
+        plan = self._plan(projection, app, upto, jobs)
+        fresh_start = not plan.resumed
+        if jobs == 1:
+            done = {"at": 0}
+
+            def advance(last: int) -> None:
+                if progress is not None:
+                    progress(max(0, last - done["at"]))
+                done["at"] = last
+
+            read = project_partition(projection, app, partition=0, partitions=1, target=plan.target,
+                                     page=page, fresh_start=fresh_start, report=advance)
+        else:
+            read = self._in_processes(plan, page, fresh_start, progress)
+        self._finish(projection)
+        if upto is None:  # what was appended while the partitions ran
+            read += projection.catch_up(app)
+        return read
+
+    def _in_processes(self, plan: _Plan, page: int, fresh_start: bool,
+                      progress: Callable[[int], None] | None) -> int:
+        context = multiprocessing.get_context("fork")
+        positions = context.Array("q", plan.partitions, lock=False)
+        counts = context.Array("q", plan.partitions, lock=False)
+        workers = [
+            context.Process(target=self._work, name=f"strongroom-rebuild-{p}",
+                            args=(p, plan, page, fresh_start, positions, counts), daemon=True)
+            for p in range(plan.partitions)
+        ]
+        for worker in workers:
+            worker.start()
+        reported = 0
+        try:
+            while any(w.is_alive() for w in workers):
+                time.sleep(POLL_SECONDS)
+                reported = self._report(positions, reported, progress)
+        finally:
+            for worker in workers:
+                worker.join()
+        self._report(positions, reported, progress)
+        stopped = [(p, w.exitcode) for p, w in enumerate(workers) if w.exitcode != 0]
+        if stopped:
+            partition, code = stopped[0]
+            raise RebuildInterrupted(
+                f"partition {partition} of {plan.partitions} stopped (exit {code}) before position "
+                f"{plan.target}; run the rebuild again with the same --jobs: each partition resumes "
+                "from its own committed position")
+        return max(counts)
+
+    @staticmethod
+    def _report(positions: Any, reported: int, progress: Callable[[int], None] | None) -> int:
+        overall = min(positions)
+        if progress is not None and overall > reported:
+            progress(overall - reported)
+        return max(reported, overall)
+
+    def _work(self, partition: int, plan: _Plan, page: int, fresh_start: bool, positions: Any, counts: Any) -> None:
+        """One worker process: its own components, connections and key cache."""
+        from dataclasses import replace
+
+        from infrastructure.composition import build
+        from infrastructure.crypto.pkcs11_token import Pkcs11Kek
+
+        kek = None if isinstance(self.kek, Pkcs11Kek) else self.kek
+        settings = replace(self.settings, projection="inline")
+        built = build(settings, kek=kek, create_schema=False, allow_incomplete_restore=self.allow_incomplete_restore)
+        try:
+            if self.prefetch_keys:
+                from infrastructure.backup.restore import PrefetchedKeyStore
+
+                built.keyring.store = PrefetchedKeyStore(built.keyring.store)
+
+            def report(last: int) -> None:
+                positions[partition] = last
+
+            counts[partition] = project_partition(
+                built.projection, built.app, partition=partition, partitions=plan.partitions,
+                target=plan.target, page=page, fresh_start=fresh_start, report=report)
+            positions[partition] = plan.target
+        finally:
+            built.close()
