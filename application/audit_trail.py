@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from application.errors import ApplicationError, SubjectErased, ValidationFailed
+from application.errors import ApplicationError, ValidationFailed
 from application.policy import AccessDenied, Policy
 from application.ports import AuditedApplication, ChainVerification, TimedNotification
 from application.security import Actor, Permission
@@ -311,9 +311,12 @@ class AuditTrail:
         subject = "access" if is_access else _subject_of(topic)
         if filters.customer is not None and subject not in ("access", "erasure") and stream_id != filters.customer:
             return None  # decided from clear columns, without decrypting anything
-        meta = self.mapper.metadata(notification)
-        if filters.actor is not None and meta.get("actor_id") != filters.actor:
-            return None
+        if filters.actor is not None and self.mapper.metadata(notification).get("actor_id") != filters.actor:
+            return None  # decided from the system part alone, the customer's parts left sealed
+        # One opening per row: each sealed part decrypted and decoded once (the
+        # monitor reads every access record through here).
+        opened = self.mapper.open_event(notification)
+        meta = opened.meta
         entry = AuditEntry(
             position=notification.id, recorded_at=notification.recorded_at, kind=kind,
             event=_event_name(topic), subject=subject, stream_id=stream_id,
@@ -322,12 +325,8 @@ class AuditTrail:
             request_id=meta.get("request_id"), client_addr=meta.get("client_addr"),
             purpose=meta.get("purpose"),
         )
-        try:
-            event = self.mapper.to_domain_event(notification)
-            attributes = _attributes(vars(event))
-        except SubjectErased:
-            attributes = _attributes(self.mapper.system_attributes(notification))
-            entry.erased = True
+        attributes = _attributes(opened.attributes)
+        entry.erased = opened.erased
         if is_access:
             self._describe_access(entry, attributes)
         else:

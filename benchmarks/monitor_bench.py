@@ -9,7 +9,10 @@
    the probe's log position), polled every 2 ms. The baseline is the goal itself (R3.6:
    median 200 ms, p99 2 s), so a ratio of 1 or more meets it.
 2. `throughput_with_monitor`: the same 8 clients' reads per second with the monitor
-   running, against the same reads with no monitor, alternating (ABAB). Goal >= 0.9.
+   running, against the same reads with no monitor, in at least 5 interleaved pairs of
+   2 s rounds (with/without, without/with), medians of each side. Each "with" round
+   starts its monitor and waits until it answers a probe before the clock starts:
+   the figure is the running monitor's cost, not its start-up. Goal >= 0.9.
 3. `catch_up`: rows per second of a monitor reading a backlog from position 0 (decoding
    every access record and staff event, evaluating every rule, storing what it finds)
    against paging the same rows raw with `select_notifications`. Goal >= 0.5.
@@ -46,6 +49,7 @@ from infrastructure.monitor import LogMonitor, build_monitor
 
 Progress = Callable[[str], None]
 CLIENTS = 8
+ROUNDS = 5  # with/without pairs for the throughput figure, at least
 MEDIAN_GOAL = 0.2
 P99_GOAL = 2.0
 MONITOR_FIGURE_NAMES = ("event_to_alert_median", "event_to_alert_p99", "throughput_with_monitor", "catch_up")
@@ -70,6 +74,7 @@ class _Thread:
 
     def __enter__(self) -> Self:
         self.thread.start()
+        _ready(self.built)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -102,6 +107,7 @@ class _Process:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise BenchmarkError("strongroom worker --monitor did not start")
             time.sleep(0.05)
+        _ready(self.built)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -113,6 +119,18 @@ class _Process:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+_readiness = iter(range(1_000_000, 2_000_000))
+
+
+def _ready(built: Components) -> None:
+    """Wait until the monitor just started answers a probe: its windows rebuilt and
+    the log read to the head. A monitor in production starts once and runs for days;
+    the figures are about that monitor, not about its start-up (which, counted inside
+    a 2 s round, once made `throughput_with_monitor` swing between 0.4 and 1.1)."""
+    position, _ = _probe(built, next(_readiness))
+    _stored_at(built, alert_id("break_glass_opened", str(position)), timeout=120)
 
 
 def _running(built: Components) -> _Thread | _Process:
@@ -184,20 +202,23 @@ def _probe(built: Components, n: int) -> tuple[int, float]:
     return max(positions), committed
 
 
-def _stored_at(built: Components, wanted: UUID) -> float:
-    """When the alert `wanted` was first seen stored (polled every 2 ms, 10 s at most)."""
-    deadline = time.perf_counter() + 10
+def _stored_at(built: Components, wanted: UUID, timeout: float = 10.0) -> float:
+    """When the alert `wanted` was first seen stored (polled every 2 ms, `timeout` s at most)."""
+    deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if built.app.recorder.select_events(wanted, limit=1):
             return time.perf_counter()
         time.sleep(0.002)
-    raise BenchmarkError("a break-glass record raised no alert within 10 s")
+    raise BenchmarkError(f"a break-glass record raised no alert within {timeout:g} s")
 
 
 def measure_throughput(built: Components, ids: list[str], repeats: int, seconds: float,
                        progress: Progress) -> Figure:
     """Reads/second by 8 clients with the monitor running against the same without."""
     rates: dict[str, list[float]] = {"with": [], "without": []}
+    # Interleaved rounds (with/without, then without/with) and medians of each: on a
+    # shared machine a neighbour's burst lands on one round, not on one side.
+    repeats = max(ROUNDS, repeats)
     for repeat in range(repeats):
         for name in ("with", "without") if repeat % 2 == 0 else ("without", "with"):
             stop, done = threading.Event(), [0] * CLIENTS
@@ -211,7 +232,7 @@ def measure_throughput(built: Components, ids: list[str], repeats: int, seconds:
                 elapsed = _concurrently(CLIENTS, _load(built, ids, stop, done))
             rates[name].append(sum(done) / elapsed)
         progress(f"monitor throughput {repeat + 1}/{repeats}: {rates['with'][-1]:,.0f} reads/s with, "
-                 f"{rates['without'][-1]:,.0f} without")
+                 f"{rates['without'][-1]:,.0f} without ({rates['with'][-1] / rates['without'][-1]:.2f})")
     return Figure(
         label=f"masked reads with the monitor running ({CLIENTS} clients)", value=median(rates["with"]),
         baseline=median(rates["without"]), unit="reads/s",

@@ -67,11 +67,13 @@ log = logging.getLogger(WORKER_LOGGER)
 PAGE = 500
 OUTAGE_PAUSE_MAX = 5.0
 TRACKING_NAME = "monitor"
-# Only these streams feed the rules; customers' own changes (personal data under
-# their keys) are never decrypted by the monitor.
-_WATCHED = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (AccessRecord, StaffMember, RecoveryLog))
-_WITH_VALUES = (f"{StaffMember.__module__}:StaffMember.RolesChanged",
-                f"{RecoveryLog.__module__}:RecoveryLog.Drilled")
+# Only the rows a rule reads are opened, chosen by the topic, which is stored in
+# clear: every access record, and of the changes only these two (RuleEngine._changes).
+# Customers' own changes (personal data under their keys), a password change, an
+# enrolment... are skipped before anything is decrypted.
+_ACCESS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
+_WITH_VALUES = frozenset({f"{StaffMember.__module__}:StaffMember.RolesChanged",
+                          f"{RecoveryLog.__module__}:RecoveryLog.Drilled"})
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
@@ -188,10 +190,11 @@ class LogMonitor:
 
     def _observe(self, notification: Any, *, raising: bool) -> list[Finding]:
         topic = notification.topic
-        if not topic.startswith(_WATCHED):
+        with_values = topic in _WITH_VALUES
+        if not with_values and not topic.startswith(_ACCESS):
             return []
         try:
-            entry = self.trail.entry(notification, with_values=topic in _WITH_VALUES)
+            entry = self.trail.entry(notification, with_values=with_values)
         except TamperedEvent:
             # A changed row must not stop the monitor; it is itself the alert.
             return self.engine.unreadable(notification.id, notification.recorded_at) if raising else []
