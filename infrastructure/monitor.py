@@ -64,7 +64,11 @@ from infrastructure.sql import Cursor, Database, adapt_cursor
 
 log = logging.getLogger(WORKER_LOGGER)
 
-PAGE = 500
+# Rows per read: one query and, after the rules, one short write transaction per
+# page (the position, with any alerts). Larger pages spend less on commits while
+# catching up; a page of access records is opened in about 0.1 s, so an alert
+# still commits well inside the 2 s goal.
+PAGE = 2000
 OUTAGE_PAUSE_MAX = 5.0
 TRACKING_NAME = "monitor"
 # Only the rows a rule reads are opened, chosen by the topic, which is stored in

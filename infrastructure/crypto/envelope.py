@@ -169,13 +169,19 @@ class SubjectMapper(Mapper[UUID]):
     # -- reading --------------------------------------------------------------------
 
     def open_parts(
-        self, stored: StoredEvent, only: KeyKind | None = None, skip: KeyKind | None = None
+        self, stored: StoredEvent, only: KeyKind | None = None
     ) -> dict[KeyKind, dict[str, Any]]:
-        """Decrypt the parts of a stored event (or just one kind of them, or all but one).
+        """Decrypt the parts of a stored event (or just one kind of them).
 
         Raises SubjectErased when a needed key was destroyed and TamperedEvent when
         a ciphertext fails authentication.
         """
+        digest, parts = self._sealed_parts(stored)
+        return {kind: self._open_part(stored, digest, kind, nonce, ciphertext)
+                for kind, nonce, ciphertext in parts if only is None or kind is only}
+
+    def _sealed_parts(self, stored: StoredEvent) -> tuple[bytes | None, list[tuple[KeyKind, bytes, bytes]]]:
+        """The envelope's clear digest and its parts (kind, nonce, ciphertext), unopened."""
         data = stored.state
         if data[:2] != MAGIC or len(data) < 4 or data[2] not in READABLE_FORMATS or (
             data[2] == 2 and len(data) < 4 + HASH_BYTES
@@ -188,7 +194,7 @@ class SubjectMapper(Mapper[UUID]):
         offset = 3 + (HASH_BYTES if digest is not None else 0)
         count = data[offset]
         offset += 1
-        opened = {}
+        parts = []
         for _ in range(count):
             code, nonce, length = _PART_HEADER.unpack_from(data, offset)
             offset += _PART_HEADER.size
@@ -197,30 +203,32 @@ class SubjectMapper(Mapper[UUID]):
             kind = _CODE_KINDS.get(code)
             if kind is None:
                 raise TamperedEvent("unknown key kind in stored event")
-            if (only is not None and kind is not only) or kind is skip:
-                continue
-            try:
-                aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
-            except KeyError:
-                raise TamperedEvent(
-                    f"stored event {stored.originator_id} v{stored.originator_version}: "
-                    f"no {kind} key exists for this stream"
-                ) from None
-            try:
-                plaintext = aead.decrypt(
-                    nonce,
-                    ciphertext,
-                    associated_data(
-                        stored.originator_id, stored.originator_version, stored.topic, kind, digest
-                    ),
-                )
-            except InvalidTag:
-                raise TamperedEvent(
-                    f"stored event {stored.originator_id} v{stored.originator_version} "
-                    f"failed authentication ({kind} part)"
-                ) from None
-            opened[kind] = self.transcoder.decode(plaintext)
-        return opened
+            parts.append((kind, nonce, ciphertext))
+        return digest, parts
+
+    def _open_part(self, stored: StoredEvent, digest: bytes | None, kind: KeyKind, nonce: bytes,
+                   ciphertext: bytes) -> dict[str, Any]:
+        try:
+            aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
+        except KeyError:
+            raise TamperedEvent(
+                f"stored event {stored.originator_id} v{stored.originator_version}: "
+                f"no {kind} key exists for this stream"
+            ) from None
+        try:
+            plaintext = aead.decrypt(
+                nonce,
+                ciphertext,
+                associated_data(
+                    stored.originator_id, stored.originator_version, stored.topic, kind, digest
+                ),
+            )
+        except InvalidTag:
+            raise TamperedEvent(
+                f"stored event {stored.originator_id} v{stored.originator_version} "
+                f"failed authentication ({kind} part)"
+            ) from None
+        return cast(dict[str, Any], self.transcoder.decode(plaintext))
 
     # -- application.ports.EventMetadata: what survives erasure -------------------------
 
@@ -242,15 +250,20 @@ class SubjectMapper(Mapper[UUID]):
         when a personal key was destroyed the attributes are the system part's alone
         and `erased` is set, as `system_attributes` would say. Upcast like
         `to_domain_event`, so both readers see the same attributes."""
-        system = self.open_parts(stored, only=KeyKind.SYSTEM).get(KeyKind.SYSTEM, {})
+        digest, parts = self._sealed_parts(stored)
+        system: dict[str, Any] = {}
+        for kind, nonce, ciphertext in parts:
+            if kind is KeyKind.SYSTEM:
+                system = self._open_part(stored, digest, kind, nonce, ciphertext)
         meta = cast(dict[str, Any], system.pop(META, {}))
         system.pop(CHAIN_META, None)
+        state = system
         try:
-            personal = self.open_parts(stored, skip=KeyKind.SYSTEM)
+            personal = [self._open_part(stored, digest, kind, nonce, ciphertext)
+                        for kind, nonce, ciphertext in parts if kind is not KeyKind.SYSTEM]
         except SubjectErased:
             return OpenedEvent(meta, system, erased=True)
-        state = system
-        for fields in personal.values():
+        for fields in personal:
             _merge(state, fields)
         cls = resolve_topic(stored.topic)
         class_version = getattr(cls, "class_version", 1)
