@@ -5,7 +5,9 @@ Exactly once, by two locks on one door:
 * the position the monitor has read up to (`monitor_position`) is written in the
   same transaction as the alerts that rows up to it raised, their responses (a
   session ended, a step-up lapsed, an account locked) and the client addresses
-  learnt: a monitor killed at any point either committed all of it or none;
+  learnt: a monitor killed at any point either committed all of it or none (rows
+  that raised nothing may run ahead of the stored position for up to a second and
+  are read again after a restart: `LogMonitor.step`);
 * an alert's id is `alert_id(rule, key)`, the key derived from the rows that raised
   it, so an alert raised again (a second monitor racing) meets the first one's
   stream instead of being stored twice; the monitor also skips a finding whose alert
@@ -70,14 +72,18 @@ log = logging.getLogger(WORKER_LOGGER)
 # still commits well inside the 2 s goal.
 PAGE = 2000
 OUTAGE_PAUSE_MAX = 5.0
+POSITION_EVERY = 1.0  # seconds a position with nothing else to commit may wait (see step)
 TRACKING_NAME = "monitor"
-# Only the rows a rule reads are opened, chosen by the topic, which is stored in
-# clear: every access record, and of the changes only these two (RuleEngine._changes).
-# Customers' own changes (personal data under their keys), a password change, an
-# enrolment... are skipped before anything is decrypted.
+# Only the rows a rule reads are opened (decrypted and decoded), chosen by the topic,
+# which is stored in clear: every access record, and of the changes only these two
+# (RuleEngine._changes). Staff members' and the recovery log's other events are only
+# authenticated (one AES-GCM tag check, no decoding), so tampering with them still
+# raises `chain_verification_failed`; customers' own changes (personal data under their
+# keys) are skipped before anything is decrypted.
 _ACCESS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
 _WITH_VALUES = frozenset({f"{StaffMember.__module__}:StaffMember.RolesChanged",
                           f"{RecoveryLog.__module__}:RecoveryLog.Drilled"})
+_AUTHENTICATED = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (StaffMember, RecoveryLog))
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
@@ -160,6 +166,8 @@ class LogMonitor:
         self._next_overdue = 0.0
         self.engine = self._fresh_engine()
         self.position = 0
+        self._written = 0  # the position as stored (self.position may run ahead, see step)
+        self._write_by = 0.0
         self.started = False
 
     def _fresh_engine(self) -> RuleEngine:
@@ -170,7 +178,7 @@ class LogMonitor:
     def start(self) -> None:
         """Rebuild the windows from the rows before the tracked position, raising nothing."""
         self.engine = self._fresh_engine()
-        self.position = self.store.position()
+        self.position = self._written = self.store.position()
         self.started = True
         if self.position == 0:
             return
@@ -195,9 +203,11 @@ class LogMonitor:
     def _observe(self, notification: Any, *, raising: bool) -> list[Finding]:
         topic = notification.topic
         with_values = topic in _WITH_VALUES
-        if not with_values and not topic.startswith(_ACCESS):
-            return []
         try:
+            if not with_values and not topic.startswith(_ACCESS):
+                if topic.startswith(_AUTHENTICATED):
+                    self.app.mapper.authenticate(notification)
+                return []
             entry = self.trail.entry(notification, with_values=with_values)
         except TamperedEvent:
             # A changed row must not stop the monitor; it is itself the alert.
@@ -208,7 +218,17 @@ class LogMonitor:
 
     def step(self) -> int:
         """Read the next page of the log; store its findings with the new position.
-        Returns the number of rows read (0: caught up)."""
+        Returns the number of rows read (0: caught up).
+
+        The page is read and the rules run outside any write transaction; only what
+        must commit together (alerts, responses, addresses, position) takes the write
+        lock, in one short transaction. A page that found nothing and learnt no address
+        moves the position in memory only, written with the next batch, at the latest
+        `POSITION_EVERY` seconds on or when the monitor is caught up: under load on
+        SQLite that is one commit a second instead of ten, each one a wait for the
+        writers' lock and an fsync. A monitor killed meanwhile reads those rows again,
+        exactly as if it had been killed before reading them; they raised nothing and
+        changed nothing, so nothing can be stored twice."""
         if not self.started:
             self.start()
         page = self.app.recorder.select_timed_notifications(self.position + 1, PAGE)
@@ -220,15 +240,23 @@ class LogMonitor:
             self._next_overdue = time.monotonic() + self.overdue_every
             findings.extend(self._overdue())
         if not page and not findings:
+            if self.position > self._written:
+                self._commit([], self.position)  # caught up: a quiet moment to write it
             return 0
         last = page[-1].id if page else self.position
+        if findings or self.engine.new_addresses or time.monotonic() >= self._write_by:
+            self._commit(findings, last)
+        self.position = last
+        return len(page)
+
+    def _commit(self, findings: list[Finding], last: int) -> None:
         try:
             self._store(findings, last)
         except BaseException:
             self.started = False  # the windows saw rows that did not commit: rebuild them
             raise
-        self.position = last
-        return len(page)
+        self._written = last
+        self._write_by = time.monotonic() + POSITION_EVERY
 
     def catch_up(self) -> int:
         """Read until the head; returns the rows read."""

@@ -273,6 +273,31 @@ class SubjectMapper(Mapper[UUID]):
             from_version += 1
         return OpenedEvent(meta, state)
 
+    def authenticate(self, stored: StoredEvent) -> None:
+        """Check every part's authentication tag and nothing more (no decoding, which
+        costs ten times the AES-GCM): raises TamperedEvent if the row was changed. For a
+        reader that skips a row's content but must still notice tampering. A part whose
+        key was destroyed cannot be checked and is passed over."""
+        digest, parts = self._sealed_parts(stored)
+        for kind, nonce, ciphertext in parts:
+            try:
+                aead = self.keyring.aead(self._subject_for(kind, stored.originator_id), kind)
+            except SubjectErased:
+                continue
+            except KeyError:
+                raise TamperedEvent(
+                    f"stored event {stored.originator_id} v{stored.originator_version}: "
+                    f"no {kind} key exists for this stream"
+                ) from None
+            try:
+                aead.decrypt(nonce, ciphertext, associated_data(
+                    stored.originator_id, stored.originator_version, stored.topic, kind, digest))
+            except InvalidTag:
+                raise TamperedEvent(
+                    f"stored event {stored.originator_id} v{stored.originator_version} "
+                    f"failed authentication ({kind} part)"
+                ) from None
+
     def chained_metadata(self, stored: StoredEvent) -> tuple[bytes, str] | None:
         """(salt, canonical text) of a format-2 event: what its meta_digest was made
         from; None for a format-1 event, which has none."""
