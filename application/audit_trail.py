@@ -71,6 +71,9 @@ class AuditFilter:
             raise ValidationFailed(errors)
 
 
+_NO_FILTER = AuditFilter()  # frozen: one for every row the monitor reads
+
+
 @dataclass
 class AuditEntry:
     """One line of the trail: a change or an access, with who, when and why."""
@@ -266,7 +269,7 @@ class AuditTrail:
     def entry(self, notification: TimedNotification, *, with_values: bool = False) -> AuditEntry:
         """One log row as an entry of the trail: the one decoder of the acting context
         (sealed under the system key) that the monitor shares (application/monitoring.py)."""
-        decoded = self._entry(notification, AuditFilter(), with_values)
+        decoded = self._entry(notification, _NO_FILTER, with_values)
         assert decoded is not None  # nosec B101 - no filter, so nothing is filtered out
         return decoded
 
