@@ -19,7 +19,8 @@
    every access record and the staff events the rules read, evaluating every rule,
    storing what it finds)
    against paging the same rows raw with `select_notifications`, from the same recorder
-   with the monitor's page size (no decryption, no rules). Goal >= 0.5.
+   with the monitor's page size (no decryption, no rules), each repeat one pair, the
+   pair with the median ratio reported. Goal >= 0.5.
 
 The clients are in-process threads (no HTTP): the figures are what the monitor costs
 and how fast it answers, not what TLS and JSON cost.
@@ -269,9 +270,12 @@ def measure_catch_up(built: Components, repeats: int, progress: Progress) -> Fig
         raw_rates.append(raw / (time.perf_counter() - start))
         progress(f"monitor catch-up {repeat + 1}/{repeats}: {monitor_rates[-1]:,.0f} rows/s, "
                  f"raw {raw_rates[-1]:,.0f} rows/s ({rows} rows)")
+    # As for throughput: the pair (monitor, then raw, back to back) with the median ratio.
+    pairs = sorted(zip(monitor_rates, raw_rates, strict=True), key=lambda pair: pair[0] / pair[1])
+    monitor_rate, raw_rate = pairs[len(pairs) // 2]
     return Figure(
-        label="monitor catch-up over a backlog (every rule, alerts stored)", value=median(monitor_rates),
-        baseline=median(raw_rates), unit="rows/s",
+        label="monitor catch-up over a backlog (every rule, alerts stored)", value=monitor_rate,
+        baseline=raw_rate, unit="rows/s",
         baseline_is=f"select_notifications paged by {MONITOR_PAGE} (the monitor's page) over the same rows, "
                     "no decryption",
         higher_is_better=True, goal=ratio_at_least(0.5),
