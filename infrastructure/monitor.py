@@ -223,8 +223,8 @@ class LogMonitor:
         The page is read and the rules run outside any write transaction; only what
         must commit together (alerts, responses, addresses, position) takes the write
         lock, in one short transaction. A page that found nothing and learnt no address
-        moves the position in memory only, written with the next batch, at the latest
-        `POSITION_EVERY` seconds on or when the monitor is caught up: under load on
+        moves the position in memory only, written with the next batch or
+        `POSITION_EVERY` seconds on (or by `catch_up(flush=True)`): under load on
         SQLite that is one commit a second instead of ten, each one a wait for the
         writers' lock and an fsync. A monitor killed meanwhile reads those rows again,
         exactly as if it had been killed before reading them; they raised nothing and
@@ -240,8 +240,8 @@ class LogMonitor:
             self._next_overdue = time.monotonic() + self.overdue_every
             findings.extend(self._overdue())
         if not page and not findings:
-            if self.position > self._written:
-                self._commit([], self.position)  # caught up: a quiet moment to write it
+            if self.position > self._written and time.monotonic() >= self._write_by:
+                self._commit([], self.position)
             return 0
         last = page[-1].id if page else self.position
         if findings or self.engine.new_addresses or time.monotonic() >= self._write_by:
@@ -258,11 +258,15 @@ class LogMonitor:
         self._written = last
         self._write_by = time.monotonic() + POSITION_EVERY
 
-    def catch_up(self) -> int:
-        """Read until the head; returns the rows read."""
+    def catch_up(self, *, flush: bool = True) -> int:
+        """Read until the head; returns the rows read. `flush`: write the position
+        even if not due (a caller about to stop, a test); `run_forever` does not, so
+        a monitor polling a busy log commits once a second, not at every poll."""
         done = 0
         while (read := self.step()) > 0:
             done += read
+        if flush and self.position > self._written:
+            self._commit([], self.position)
         return done
 
     def _overdue(self) -> list[Finding]:
@@ -346,7 +350,7 @@ class LogMonitor:
         pause = 0.0
         while not stop():
             try:
-                read = self.catch_up()
+                read = self.catch_up(flush=False)
             except Exception as exc:
                 if not is_store_unavailable(exc) and not isinstance(exc, (IntegrityError, VersionConflict)):
                     raise
