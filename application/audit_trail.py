@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from application.errors import ApplicationError, SubjectErased, ValidationFailed
+from application.errors import ApplicationError, ValidationFailed
 from application.policy import AccessDenied, Policy
 from application.ports import AuditedApplication, ChainVerification, TimedNotification
 from application.security import Actor, Permission
@@ -69,6 +69,9 @@ class AuditFilter:
             errors["since"] = ["must not be after until"]
         if errors:
             raise ValidationFailed(errors)
+
+
+_NO_FILTER = AuditFilter()  # frozen: one for every row the monitor reads
 
 
 @dataclass
@@ -266,7 +269,7 @@ class AuditTrail:
     def entry(self, notification: TimedNotification, *, with_values: bool = False) -> AuditEntry:
         """One log row as an entry of the trail: the one decoder of the acting context
         (sealed under the system key) that the monitor shares (application/monitoring.py)."""
-        decoded = self._entry(notification, AuditFilter(), with_values)
+        decoded = self._entry(notification, _NO_FILTER, with_values)
         assert decoded is not None  # nosec B101 - no filter, so nothing is filtered out
         return decoded
 
@@ -311,9 +314,12 @@ class AuditTrail:
         subject = "access" if is_access else _subject_of(topic)
         if filters.customer is not None and subject not in ("access", "erasure") and stream_id != filters.customer:
             return None  # decided from clear columns, without decrypting anything
-        meta = self.mapper.metadata(notification)
-        if filters.actor is not None and meta.get("actor_id") != filters.actor:
-            return None
+        if filters.actor is not None and self.mapper.metadata(notification).get("actor_id") != filters.actor:
+            return None  # decided from the system part alone, the customer's parts left sealed
+        # One opening per row: each sealed part decrypted and decoded once (the
+        # monitor reads every access record through here).
+        opened = self.mapper.open_event(notification)
+        meta = opened.meta
         entry = AuditEntry(
             position=notification.id, recorded_at=notification.recorded_at, kind=kind,
             event=_event_name(topic), subject=subject, stream_id=stream_id,
@@ -322,12 +328,8 @@ class AuditTrail:
             request_id=meta.get("request_id"), client_addr=meta.get("client_addr"),
             purpose=meta.get("purpose"),
         )
-        try:
-            event = self.mapper.to_domain_event(notification)
-            attributes = _attributes(vars(event))
-        except SubjectErased:
-            attributes = _attributes(self.mapper.system_attributes(notification))
-            entry.erased = True
+        attributes = _attributes(opened.attributes)
+        entry.erased = opened.erased
         if is_access:
             self._describe_access(entry, attributes)
         else:

@@ -49,11 +49,11 @@ class _NoAccessRecords:
         return None
 
 
-def _read_raw(app: Any) -> int:
+def _read_raw(app: Any, page: int = PAGE) -> int:
     """Page through the whole log as stored: no hashing, no decryption."""
     start, count = 1, 0
     while True:
-        notifications = app.recorder.select_notifications(start, limit=PAGE)
+        notifications = app.recorder.select_notifications(start, limit=page)
         if not notifications:
             return count
         count += len(notifications)

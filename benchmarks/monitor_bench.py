@@ -9,10 +9,18 @@
    the probe's log position), polled every 2 ms. The baseline is the goal itself (R3.6:
    median 200 ms, p99 2 s), so a ratio of 1 or more meets it.
 2. `throughput_with_monitor`: the same 8 clients' reads per second with the monitor
-   running, against the same reads with no monitor, alternating (ABAB). Goal >= 0.9.
+   running, against the same reads with no monitor, in 2 x repeats - 1 pairs of 2 s
+   rounds (5 with --quick), interleaved (with/without, then without/with); the figure
+   is the pair with the median ratio (a drift of the machine's load cancels within a
+   pair). Each "with" round starts its monitor and waits until it answers a probe
+   before the clock starts: the figure is the running monitor's cost, not its
+   start-up. Goal >= 0.9.
 3. `catch_up`: rows per second of a monitor reading a backlog from position 0 (decoding
-   every access record and staff event, evaluating every rule, storing what it finds)
-   against paging the same rows raw with `select_notifications`. Goal >= 0.5.
+   every access record and the staff events the rules read, evaluating every rule,
+   storing what it finds)
+   against paging the same rows raw with `select_notifications`, from the same recorder
+   with the monitor's page size (no decryption, no rules), each repeat one pair, the
+   pair with the median ratio reported. Goal >= 0.5.
 
 The clients are in-process threads (no HTTP): the figures are what the monitor costs
 and how fast it answers, not what TLS and JSON cost.
@@ -42,6 +50,7 @@ from benchmarks.scratch import Scratch
 from domain.alerts import alert_id
 from domain.audit import AccessRecord
 from infrastructure.composition import Components
+from infrastructure.monitor import PAGE as MONITOR_PAGE
 from infrastructure.monitor import LogMonitor, build_monitor
 
 Progress = Callable[[str], None]
@@ -70,6 +79,7 @@ class _Thread:
 
     def __enter__(self) -> Self:
         self.thread.start()
+        _ready(self.built)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -102,6 +112,7 @@ class _Process:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise BenchmarkError("strongroom worker --monitor did not start")
             time.sleep(0.05)
+        _ready(self.built)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -113,6 +124,18 @@ class _Process:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+_readiness = iter(range(1_000_000, 2_000_000))
+
+
+def _ready(built: Components) -> None:
+    """Wait until the monitor just started answers a probe: its windows rebuilt and
+    the log read to the head. A monitor in production starts once and runs for days;
+    the figures are about that monitor, not about its start-up (which, counted inside
+    a 2 s round, once made `throughput_with_monitor` swing between 0.4 and 1.1)."""
+    position, _ = _probe(built, next(_readiness))
+    _stored_at(built, alert_id("break_glass_opened", str(position)), timeout=120)
 
 
 def _running(built: Components) -> _Thread | _Process:
@@ -184,20 +207,23 @@ def _probe(built: Components, n: int) -> tuple[int, float]:
     return max(positions), committed
 
 
-def _stored_at(built: Components, wanted: UUID) -> float:
-    """When the alert `wanted` was first seen stored (polled every 2 ms, 10 s at most)."""
-    deadline = time.perf_counter() + 10
+def _stored_at(built: Components, wanted: UUID, timeout: float = 10.0) -> float:
+    """When the alert `wanted` was first seen stored (polled every 2 ms, `timeout` s at most)."""
+    deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if built.app.recorder.select_events(wanted, limit=1):
             return time.perf_counter()
         time.sleep(0.002)
-    raise BenchmarkError("a break-glass record raised no alert within 10 s")
+    raise BenchmarkError(f"a break-glass record raised no alert within {timeout:g} s")
 
 
 def measure_throughput(built: Components, ids: list[str], repeats: int, seconds: float,
                        progress: Progress) -> Figure:
     """Reads/second by 8 clients with the monitor running against the same without."""
     rates: dict[str, list[float]] = {"with": [], "without": []}
+    # Interleaved rounds (with/without, then without/with) and medians of each: on a
+    # shared machine a neighbour's burst lands on one round, not on one side.
+    repeats = 2 * repeats - 1  # odd, so one pair is the median: 5 with --quick, 9 without
     for repeat in range(repeats):
         for name in ("with", "without") if repeat % 2 == 0 else ("without", "with"):
             stop, done = threading.Event(), [0] * CLIENTS
@@ -211,11 +237,18 @@ def measure_throughput(built: Components, ids: list[str], repeats: int, seconds:
                 elapsed = _concurrently(CLIENTS, _load(built, ids, stop, done))
             rates[name].append(sum(done) / elapsed)
         progress(f"monitor throughput {repeat + 1}/{repeats}: {rates['with'][-1]:,.0f} reads/s with, "
-                 f"{rates['without'][-1]:,.0f} without")
+                 f"{rates['without'][-1]:,.0f} without ({rates['with'][-1] / rates['without'][-1]:.2f})")
+    # The pair with the median ratio: each pair's two rounds ran back to back, so a
+    # drift of the machine's load over the run (a neighbour's job, PostgreSQL warming
+    # up) cancels within a pair, where medians of each side taken apart would mix
+    # rounds minutes apart.
+    pairs = sorted(zip(rates["with"], rates["without"], strict=True), key=lambda pair: pair[0] / pair[1])
+    with_rate, without_rate = pairs[len(pairs) // 2]
     return Figure(
-        label=f"masked reads with the monitor running ({CLIENTS} clients)", value=median(rates["with"]),
-        baseline=median(rates["without"]), unit="reads/s",
-        baseline_is="the same CustomerService.read calls with no monitor running", higher_is_better=True,
+        label=f"masked reads with the monitor running ({CLIENTS} clients)", value=with_rate,
+        baseline=without_rate, unit="reads/s",
+        baseline_is=f"the same CustomerService.read calls with no monitor running (the median of {repeats} "
+                    "interleaved with/without pairs of 2 s rounds)", higher_is_better=True,
         goal=ratio_at_least(0.9),
     )
 
@@ -233,14 +266,18 @@ def measure_catch_up(built: Components, repeats: int, progress: Progress) -> Fig
             rows = monitor.catch_up()
             monitor_rates.append(rows / (time.perf_counter() - start))
         start = time.perf_counter()
-        raw = _read_raw(built.app)
+        raw = _read_raw(built.app, page=MONITOR_PAGE)
         raw_rates.append(raw / (time.perf_counter() - start))
         progress(f"monitor catch-up {repeat + 1}/{repeats}: {monitor_rates[-1]:,.0f} rows/s, "
                  f"raw {raw_rates[-1]:,.0f} rows/s ({rows} rows)")
+    # As for throughput: the pair (monitor, then raw, back to back) with the median ratio.
+    pairs = sorted(zip(monitor_rates, raw_rates, strict=True), key=lambda pair: pair[0] / pair[1])
+    monitor_rate, raw_rate = pairs[len(pairs) // 2]
     return Figure(
-        label="monitor catch-up over a backlog (every rule, alerts stored)", value=median(monitor_rates),
-        baseline=median(raw_rates), unit="rows/s",
-        baseline_is="select_notifications paged by 500 over the same rows, no decryption",
+        label="monitor catch-up over a backlog (every rule, alerts stored)", value=monitor_rate,
+        baseline=raw_rate, unit="rows/s",
+        baseline_is=f"select_notifications paged by {MONITOR_PAGE} (the monitor's page) over the same rows, "
+                    "no decryption",
         higher_is_better=True, goal=ratio_at_least(0.5),
     )
 

@@ -38,6 +38,8 @@ HOSTILE_CATEGORIES = frozenset({"Cs", "Cf"})
 
 def hostile_character(text: str) -> bool:
     """Whether `text` holds an unpaired surrogate, a format/bidi control or NUL."""
+    if text.isascii() and text.isprintable():
+        return False  # printable ASCII holds none of them: ids and names skip the per-character walk
     return any(char == "\x00" or unicodedata.category(char) in HOSTILE_CATEGORIES for char in text)
 
 

@@ -73,11 +73,29 @@ class EventMetadata(Protocol):
         without the acting context."""
 
 
+class OpenedEvent(Protocol):
+    """A sealed event opened once: its acting context and its attributes (only the
+    system part's when a personal key was destroyed: `erased`)."""
+
+    @property
+    def meta(self) -> dict[str, Any]: ...
+
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+
+    @property
+    def erased(self) -> bool: ...
+
+
 class EventOpener(EventMetadata, Protocol):
     """The encrypting mapper as a reader: whole events, or what survives erasure."""
 
     def to_domain_event(self, stored: Any) -> Any:
         """The event decrypted; raises SubjectErased when a key it needs is destroyed."""
+
+    def open_event(self, stored: SealedEvent) -> OpenedEvent:
+        """Acting context and attributes together, each sealed part decrypted once
+        (the audit trail and the monitor read every row: one opening, not two)."""
 
 
 class EventSealer(Protocol):
