@@ -14,17 +14,14 @@ Nothing here decides who may read: `application/erasure_service.py` asks the pol
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import find_id_convertor
 from eventsourcing.utils import resolve_topic
 
 from domain.catalogue import KeyKind, key_for
 from domain.customer import Customer
-from infrastructure.audit.metadata import CHAIN_META
-from infrastructure.crypto.envelope import META, SubjectMapper
+from infrastructure.crypto.envelope import SubjectMapper
 
 # The record's fields the held view shows: whatever the catalogue does not put under
 # the profile key (identity evidence, cards as BIN + last four, accounts, status).
@@ -50,22 +47,10 @@ class HeldKycReader:
         state: dict[str, Any] = {}
         for kind in (KeyKind.SYSTEM, KeyKind.KYC):
             state.update(self.mapper.open_parts(stored, only=kind).get(kind, {}))
-        state.pop(META, None)
-        state.pop(CHAIN_META, None)
         for name in _fields_of(cls) - set(state):
             if key_for(name) is KeyKind.PROFILE:
                 state[name] = None  # sealed under the destroyed profile key
-        id_convertor = find_id_convertor(cls, cast(Hashable, type(stored.originator_id)))
-        state["originator_id"] = id_convertor(stored.originator_id)
-        state["originator_version"] = stored.originator_version
-        class_version = getattr(cls, "class_version", 1)
-        from_version = state.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
-        domain_event = object.__new__(cls)
-        object.__setattr__(domain_event, "__dict__", state)
-        return domain_event
+        return self.mapper.event_from_state(stored, state)
 
     def read(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's KYC record (no profile field), or None when the stream is

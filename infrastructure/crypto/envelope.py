@@ -308,10 +308,16 @@ class SubjectMapper(Mapper[UUID]):
         return bytes.fromhex(chained["salt"]), str(chained["canonical"])
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        cls = resolve_topic(stored_event.topic)
         state: dict[str, Any] = {}
         for fields in self.open_parts(stored_event).values():
             _merge(state, fields)
+        return self.event_from_state(stored_event, state)
+
+    @staticmethod
+    def event_from_state(stored_event: Any, state: dict[str, Any]) -> Any:
+        """The domain event of `stored_event` from its opened attributes (`state`, which
+        is consumed): bookkeeping dropped, id converted, upcast to the class's version."""
+        cls = resolve_topic(stored_event.topic)
         state.pop(META, None)
         state.pop(CHAIN_META, None)
         id_convertor = find_id_convertor(cls, cast(Hashable, type(stored_event.originator_id)))
