@@ -22,6 +22,8 @@ is timed without the profiler.
 from __future__ import annotations
 
 import cProfile
+import logging
+import os
 import pstats
 import time
 from collections.abc import Callable
@@ -87,6 +89,12 @@ def masked_read_profile(config: dict[str, Any], token: str, customer_id: str, re
     from web.app import close_app
 
     app = create_app(config)
+    # The request log is written as the server writes it (its cost counts), into nothing:
+    # the bench's own output stays the figures.
+    sink = open(os.devnull, "w", encoding="utf-8")
+    streams = [(handler, handler.stream) for handler in _stream_handlers()]
+    for handler, _stream in streams:
+        handler.setStream(sink)
     try:
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
@@ -96,7 +104,19 @@ def masked_read_profile(config: dict[str, Any], token: str, customer_id: str, re
 
         return profile_requests(send, requests)
     finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+        sink.close()
         close_app(app)
+
+
+def _stream_handlers() -> list[logging.StreamHandler[Any]]:
+    loggers = [logging.getLogger(), *(logger for logger in logging.root.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    # Only handlers writing to the process's own stdout or stderr (not a test's capture).
+    return [handler for logger in loggers for handler in logger.handlers
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            and getattr(handler.stream, "name", None) in ("<stdout>", "<stderr>")]
 
 
 def breakdown_lines(parts: dict[str, float]) -> list[str]:

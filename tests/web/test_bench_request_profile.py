@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.request_profile import PARTS, breakdown_lines, profile_requests
+from benchmarks.request_profile import PARTS, breakdown_lines, masked_read_profile, profile_requests
 from tests.web.customers_support import plant_customer
 from tests.web.helpers import quick_login
 
@@ -33,3 +33,13 @@ def test_a_refused_read_stops_the_profile(app, client):
     with pytest.raises(RuntimeError):
         profile_requests(lambda: client.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code,
                          requests=2, warm_up=1)
+
+
+def test_the_api_suite_profiles_a_second_app_over_the_same_store(app, client, instance, tmp_path):
+    """As the api suite calls it: a new app built from the instance, the token of a
+    session opened elsewhere (the server)."""
+    customer = plant_customer(app)
+    agent = quick_login(client, app, roles=["agent"])
+    config = {"instance": str(instance), "database_url": f"sqlite:///{tmp_path / 'x.sqlite'}", "blind_index_bits": 8}
+    parts = masked_read_profile(config, agent.token, customer["id"], 3)
+    assert 0 < parts["authentication"] < parts["whole request in Flask"]
