@@ -126,3 +126,30 @@ def test_past_half_the_retention_the_next_key_backup_is_full_again(live, target,
     manifest = keys_manifest(target, rebased.backup_id)
     assert manifest["changes"] is False and manifest["base"]["backup_id"] == rebased.backup_id
     assert len(keys_copied(live, target, rebased.backup_id)["data_keys"]) == len(live_keys(live))
+
+
+def test_when_the_newest_key_is_destroyed_the_next_key_backup_stays_exact(live, target, tmp_path):
+    """SQLite reuses the rowid of a deleted newest row, so a rowid mark at it no longer
+    tells new keys from old: the next key backup copies everything there (PostgreSQL's
+    snapshot mark still holds, and copies only the changes)."""
+    ids = register(live.app, 2)
+    create_backup(live, target)
+    ids += register(live.app, 1, start=10)
+    second = create_backup(live, target)
+    if live.keyring.store.db.dialect == "sqlite":
+        assert keys_manifest(target, second.backup_id)["mark"]["data_keys"][1] == ids[2]  # the mark is at its key
+    live.app.erase_customer(ids[2], "GDPR Art. 17 request")
+    ids += register(live.app, 1, start=20)
+    third = create_backup(live, target)
+    expected = live_keys(live)
+
+    assert keys_manifest(target, third.backup_id)["changes"] is (live.keyring.store.db.dialect == "postgres")
+    result = restore_backup(live=live, target=target, into_url=f"sqlite:///{tmp_path / 'r.sqlite'}")
+    restored = _restored_app(live, result.into, result.keys_into)
+    try:
+        assert live_keys(restored) == expected
+        assert restored.app.get_customer(ids[3])["email"] == "c20@example.org"
+        with pytest.raises(CustomerErased):
+            restored.app.get_customer(ids[2])
+    finally:
+        restored.close()
