@@ -35,6 +35,7 @@ from application.customers import Strongroom
 from application.errors import ApplicationError, SubjectErased, ValidationFailed, VersionConflict
 from application.password_rules import weakness
 from application.policy import STEP_UP_WINDOW, Policy
+from application.principals import PrincipalCache
 from application.ports import (
     BreakGlassStore,
     ChallengeStore,
@@ -229,6 +230,8 @@ class Identity:
         # other: decided and, when refused, recorded by the one policy (R2.10).
         self.policy = policy or Policy(app.access_log, clock=self.now)
         self._dummy_hash: str | None = None
+        # Issue 15 item 6: the account's replay, reused while its stream version stands.
+        self.principals = PrincipalCache(app.recorder, self.staff)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -526,8 +529,10 @@ class Identity:
                 self._record(session.staff_id, "session_ended", "succeeded",
                              session_id=session.session_id, reason="locked_out")
             raise NotAuthenticated()
-        member = self.staff(session.staff_id)
-        if member is None or member.status != "active":
+        # The account as it is now: checked against its stream version in the store,
+        # so a role revoked by any process is gone from the very next request.
+        member = self.principals.get(session.staff_id)
+        if member is None or not member.active:
             self.sessions.end_session(session.session_id, now, "account_disabled")
             raise NotAuthenticated()
         if now - session.last_seen_at >= self.rules.touch_every:
@@ -541,7 +546,7 @@ class Identity:
         if stepped is not None and now - stepped > STEP_UP_WINDOW:
             stepped = None
         actor = Actor(
-            staff_id=session.staff_id, username=member.username, roles=frozenset(member.roles),
+            staff_id=session.staff_id, username=member.username, roles=member.roles,
             portfolios=frozenset(portfolios), session_id=session.session_id,
             stepped_up_at=stepped, break_glass_until=until, trained_at=member.last_trained_at(),
         )

@@ -48,7 +48,8 @@ from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService
 from application.monitoring import alerts_only
 from application.security import Actor
-from benchmarks.figures import Figure, median, percentile
+from benchmarks.figures import Figure, median, percentile, ratio_at_least
+from benchmarks.request_profile import breakdown_lines, masked_read_profile
 from infrastructure.composition import CONFIG_FILE, Settings, build
 from infrastructure.passwords import Argon2PasswordHasher
 
@@ -263,7 +264,8 @@ def _figures(name: str, api: tuple[list[float], float], local: tuple[list[float]
     baseline = "the same use case in-process, same threads"
     return {
         f"api_{name}_throughput": Figure(f"API masked {name}, 8 clients over TLS", len(api_lat) / api_wall,
-                                         len(local_lat) / local_wall, "req/s", baseline, True),
+                                         len(local_lat) / local_wall, "req/s", baseline, True,
+                                         ratio_at_least(0.5) if name == "read" else None),
         f"api_{name}_median": Figure(f"API masked {name} median latency", median(api_lat) * 1000,
                                      median(local_lat) * 1000, "ms", baseline, False),
         f"api_{name}_p99": Figure(f"API masked {name} p99 latency", percentile(api_lat, 99) * 1000,
@@ -347,11 +349,18 @@ def measure_api(
                 api_update = _concurrently([api_updates(c, cid) for c, cid in zip(sessions, customers, strict=True)])
                 progress(f"api: {logins} logins with TOTP over TLS")
                 login_times = [_login_seconds(Client(port, context), a) for a in accounts[clients:]]
+                progress(f"api: 1 client x {requests} masked reads over TLS, one at a time")
+                single_read, _ = _concurrently([api_reads(sessions[0], customers[0])])
                 for client in sessions:
                     client.close()
 
             progress("api: the same use cases in-process")
             local_read, local_update = _in_process(settings, users, customers, requests)
+            progress("api: the same masked read through the app in-process, profiled (issue 15 item 6)")
+            parts = masked_read_profile({"instance": str(instance), "database_url": database_url,
+                                         "keys_database_url": database_url}, users[0].token, customers[0], requests)
+            for line in breakdown_lines(parts):
+                progress(f"api:   {line}")
         hasher = Argon2PasswordHasher()
         hashed = hasher.hash(NEW_PASSWORD)
         verify_times = []
@@ -362,6 +371,13 @@ def measure_api(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     figures = {**_figures("read", api_read, local_read), **_figures("update", api_update, local_update)}
+    # Issue 15 item 6: where a masked read's time goes (benchmarks/request_profile.py).
+    in_app = "the same masked read through the app in-process (no socket, no TLS), 1 client"
+    figures["api_read_single"] = Figure("API masked read over TLS, 1 client, median", median(single_read) * 1000,
+                                        parts["in-app median (unprofiled)"], "ms", in_app, False)
+    figures["api_read_auth"] = Figure("authentication per masked read (profiled)", parts["authentication"],
+                                      parts["whole request in Flask"], "ms",
+                                      "the whole masked read inside Flask (profiled)", False)
     figures["api_login_totp"] = Figure(
         "login + TOTP over TLS (argon2id t=3, m=64 MiB, p=4)", median(login_times) * 1000,
         median(verify_times) * 1000, "ms", "one argon2id verification in-process", False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,7 +33,7 @@ from application.clock import utc_now
 from infrastructure.audit.checkpoints import Checkpoint, checkpoint_file, copy_name
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, POSITION, EventTable, TableRef
 from infrastructure.backup.generations import seal_keys
-from infrastructure.backup.keys import KEYS_SEGMENT, export_keys
+from infrastructure.backup.keys import KEYS_SEGMENT, MarkLost, export_key_changes, export_keys
 from infrastructure.backup.lock import TargetLock
 from infrastructure.backup.manifest import (
     CHECKPOINTS_SEGMENT,
@@ -204,22 +204,26 @@ def _create_locked(
     target.write(checkpoints_segment, checkpoints_data)
 
     # Keys apart (R4.2), read after the events, sealed under this backup's own
-    # generation key, which expires (infrastructure/backup/generations.py, issue 13).
-    exported = export_keys(components.keyring.store)
+    # generation key, which expires (infrastructure/backup/generations.py, issue 13);
+    # only what changed since this target's last key backup when that is exact (keys.py).
+    created = utc_now()
+    now = created.isoformat(timespec="microseconds")
+    retention = timedelta(days=components.settings.key_backup_retention_days)
+    exported, chain = export_for_target(components.keyring.store, target, signer, last, created, retention)
+    mark = exported.pop("mark")
     keys_data = seal_keys(components.keyring, backup_id,
                           json.dumps(exported, separators=(",", ":")).encode())
     keys_segment = segment_path(KEYS, backup_id, KEYS_SEGMENT)
     lock.confirm()
     target.write(keys_segment, keys_data)
-    created = utc_now()
-    now = created.isoformat(timespec="microseconds")
-    retention = timedelta(days=components.settings.key_backup_retention_days)
     keys_manifest = signer.sign({
         "format": FORMAT, "kind": KEYS, "backup_id": backup_id, "created_at": now,
         "expires_at": (created + retention).isoformat(timespec="microseconds"),
         "kek_ids": sorted({k[3] for k in exported["data_keys"]}),
+        "kek_check_ids": sorted(c[0] for c in exported["kek_check"]),
         "data_keys": len(exported["data_keys"]), "destroyed_keys": len(exported["destroyed_keys"]),
         "segments": [{"file": keys_segment, "sha256": sha256(keys_data), "bytes": len(keys_data)}],
+        "mark": mark, **(chain or {"changes": False, "base": {"backup_id": backup_id, "created_at": now}}),
     })
     keys_manifest_bytes = canonical(keys_manifest)
     lock.confirm()
@@ -250,6 +254,52 @@ def _create_locked(
         rows=total_rows, segments=len(segments), bytes=total_bytes + len(checkpoints_data) + len(keys_data),
         seconds=time.perf_counter() - started, checkpoints_witnessed=witnessed,
     )
+
+
+def export_for_target(store: Any, target: Target, signer: ManifestSigner,
+                      last: tuple[dict[str, Any], str] | None, now: datetime,
+                      retention: timedelta) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The key export for this backup, and, when it holds only changes, how it links
+    to the key backup before it on this target (None: a full export).
+
+    A full export is taken when there is no earlier key backup here with a mark, when
+    that one's contents are gone (pruned), when the full export its chain starts from
+    is older than half the retention (so the newest chain never leans on a generation
+    key about to expire: a restore reads every key backup back to that full one, and
+    each opens only while its generation key lives), when the KEK check values
+    changed (a rotation rewraps every key in place, which SQLite's rowid mark cannot
+    see), or when the mark no longer holds (keys.MarkLost).
+    """
+    previous = _previous_keys(target, signer, last)
+    if previous is not None:
+        document, file, digest = previous
+        base = document.get("base") or {}
+        fresh = bool(base) and datetime.fromisoformat(base["created_at"]) + retention / 2 > now
+        if fresh and document.get("mark") and target.list(f"{KEYS}/{document['backup_id']}"):
+            try:
+                changes = export_key_changes(store, document["mark"])
+            except MarkLost:
+                changes = None
+            if changes is not None and sorted(c[0] for c in changes["kek_check"]) == document.get("kek_check_ids"):
+                return changes, {"changes": True, "base": base,
+                                 "previous": {"backup_id": document["backup_id"], "file": file, "sha256": digest}}
+    return export_keys(store), None
+
+
+def _previous_keys(target: Target, signer: ManifestSigner,
+                   last: tuple[dict[str, Any], str] | None) -> tuple[dict[str, Any], str, str] | None:
+    if last is None or not (last[0].get("keys") or {}).get("file"):
+        return None
+    file = last[0]["keys"]["file"]
+    try:
+        data = target.read(file)
+    except FileNotFoundError:
+        return None
+    if sha256(data) != last[0]["keys"].get("sha256"):
+        return None  # not the key backup the signed event manifest names: start afresh
+    document = parse_manifest(file, data)
+    signer.check(file, document)
+    return document, file, sha256(data)
 
 
 def witness_checkpoints(target: Target, checkpoints: list[Checkpoint], lock: TargetLock) -> int:

@@ -41,8 +41,8 @@ from infrastructure.audit.verify import ChainVerifier, chain_v2_from, iter_rows
 from infrastructure.backup.eventrows import CHAIN_HEAD, CHAIN_PREV, EventTable, TableRef, pg_conninfo
 from infrastructure.backup import restore_state
 from infrastructure.backup.generations import KeyBackupExpired, open_keys
-from infrastructure.backup.keys import KeysRestored, import_keys
-from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest
+from infrastructure.backup.keys import KeysRestored, import_keys, merge_key_exports
+from infrastructure.backup.manifest import BackupCorrupt, ManifestSigner, parse_manifest, sha256
 from infrastructure.backup.targets import Target
 from infrastructure.backup.verify import (
     Problem,
@@ -197,11 +197,33 @@ def verified_chain(target: Target, signer: ManifestSigner) -> list[dict[str, Any
 
 def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, Any],
                     keyring: KeyRing) -> dict[str, Any]:
-    file = document["keys"]["file"]
+    """The key store as of `document`'s key backup: that one, and when it holds only
+    changes, every key backup it links back to down to a full one, merged in order
+    (keys.merge_key_exports; issue 15 item 5). Each link is checked against the
+    SHA-256 the signed manifest after it names, and each opens only under its own
+    generation key, so an expired link refuses the restore rather than lose keys."""
+    link: dict[str, Any] | None = document["keys"]
+    exports: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while link is not None:
+        file = str(link["file"])
+        if file in seen:
+            raise BackupCorrupt(file, "key backup chain loops")
+        seen.add(file)
+        keys_manifest, exported = _open_key_backup(target, signer, file, link.get("sha256"), keyring)
+        exports.append(exported)
+        link = keys_manifest.get("previous") if keys_manifest.get("changes") else None
+    return exports[0] if len(exports) == 1 else merge_key_exports(exports[::-1])
+
+
+def _open_key_backup(target: Target, signer: ManifestSigner, file: str, digest: str | None,
+                     keyring: KeyRing) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         data = target.read(file)
     except FileNotFoundError:
         raise BackupCorrupt(file, "key backup manifest is missing") from None
+    if digest is not None and sha256(data) != digest:
+        raise BackupCorrupt(file, "key manifest SHA-256 does not match the manifest that names it")
     keys_manifest = parse_manifest(file, data)
     signer.check(file, keys_manifest)
     (entry,) = keys_manifest["segments"]
@@ -209,11 +231,11 @@ def load_key_backup(target: Target, signer: ManifestSigner, document: dict[str, 
         data = read_segment(target, entry)
     except BackupCorrupt as exc:
         if keys_manifest.get("expires_at") and datetime.fromisoformat(keys_manifest["expires_at"]) <= utc_now():
-            raise RestoreRefused(f"key backup {document['backup_id']} has expired and was pruned "
+            raise RestoreRefused(f"key backup {keys_manifest['backup_id']} has expired and was pruned "
                                  "(key backups are kept key_backup_retention_days)") from exc
         raise
     try:
-        return open_keys(keyring, data)
+        return keys_manifest, open_keys(keyring, data)
     except KeyBackupExpired as exc:
         raise RestoreRefused(str(exc)) from None
     except (ValueError, InvalidTag):

@@ -171,6 +171,15 @@ def _verify_keys(target: Target, signer: ManifestSigner, document: dict[str, Any
             raise BackupCorrupt(file, "key manifest SHA-256 does not match the event manifest")
         keys_manifest = parse_manifest(file, data)
         signer.check(file, keys_manifest)
+        if keys_manifest.get("changes"):
+            # A key backup of changes restores only with the one before it (issue 15 item 5).
+            previous = keys_manifest["previous"]
+            try:
+                linked = target.read(previous["file"])
+            except FileNotFoundError:
+                raise BackupCorrupt(file, "the key backup this one adds to is missing") from None
+            if sha256(linked) != previous["sha256"]:
+                raise BackupCorrupt(previous["file"], "key manifest SHA-256 does not match the key backup after it")
         backup_id = str(keys_manifest["backup_id"])
         if not target.list(f"{KEYS}/{backup_id}") and signer.keyring.store.is_destroyed(
                 GENERATIONS_SUBJECT, f"key-backup:{backup_id}"):
