@@ -548,7 +548,7 @@ class Identity:
         actor = Actor(
             staff_id=session.staff_id, username=member.username, roles=member.roles,
             portfolios=frozenset(portfolios), session_id=session.session_id,
-            stepped_up_at=stepped, break_glass_until=until, trained_at=member.last_trained_at(),
+            stepped_up_at=stepped, break_glass_until=until, trained_at=member.trained_at,
         )
         return Authenticated(actor, session, bool(member.must_change_password))
 

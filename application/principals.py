@@ -21,8 +21,9 @@ attack this stops.
 What is not cached at all, and so needs no invalidation: the session (looked up by
 its token digest on each request: logout, ending a session, idle and absolute
 timeouts), the lockout (the throttle's row), break-glass grants. Training records
-(R6.4) do not yet reach the actor (`Actor.training_current` keeps its default);
-when they do, their stream's version must join the check here.
+(R6.4) are events on the same stream, so the last completion is cached with the rest
+and a renewal moves the version; a lapse is a matter of the clock, which the policy
+reads at each decision.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -49,6 +51,9 @@ class Principal:
     portfolios: frozenset[str]
     active: bool
     must_change_password: bool
+    # The last security training completed (R6.4): a TrainingCompleted event moves the
+    # stream's version, so a renewal or a new record is seen on the next request.
+    trained_at: datetime | None = None
 
     @classmethod
     def of(cls, member: StaffMember) -> Principal:
@@ -56,6 +61,7 @@ class Principal:
             staff_id=str(member.id), version=int(member.version), username=member.username,
             roles=frozenset(member.roles), portfolios=frozenset(member.portfolios),
             active=member.status == "active", must_change_password=bool(member.must_change_password),
+            trained_at=member.last_trained_at(),
         )
 
 
