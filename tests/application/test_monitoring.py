@@ -18,7 +18,9 @@ from application.context import RequestContext, acting_as
 from application.errors import CustomerNotFound
 from application.identity import InvalidCredentials, NotAuthenticated
 from application.monitoring import MONITOR_ACTOR
+from application.policy import OPERATOR_ROLE
 from application.restore import RecoveryRecords
+from application.security import Actor
 from application.throttle import RateLimited
 from domain.alerts import Alert, alert_id
 from infrastructure.monitor import build_monitor
@@ -55,8 +57,18 @@ def stored_alerts(app, rule_id=None):
     return found
 
 
+def trained(built, staff_id):
+    """A current security training (R6.4): without one a member of staff may not search
+    by a field only revealers may search by, and the attacks below need to."""
+    operator = Actor(staff_id=OPERATOR.actor_id, username="tests", roles=frozenset({OPERATOR_ROLE}),
+                     portfolios=frozenset())
+    built.training.record(operator, staff_id, course="security-awareness", course_version="2026.1",
+                          completed_at=built.identity.now(), evidence_ref="LMS-TEST-0001")
+
+
 def signed_in(built, roles=("agent",), portfolios=("retail",), addr="192.0.2.10"):
     created = new_account(built, roles=roles, portfolios=portfolios)
+    trained(built, created.staff_id)
     with acting_as(RequestContext(actor_id="unauthenticated", via="api", client_addr=addr)):
         opened, totp = enrol(built.identity, created, built.identity.clock)
     return created, opened, totp
