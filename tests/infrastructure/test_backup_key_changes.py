@@ -42,6 +42,7 @@ def test_an_increment_copies_only_the_keys_made_or_destroyed_since_the_last_back
     full = create_backup(live, target)
     assert keys_manifest(target, full.backup_id)["changes"] is False
     assert len(keys_copied(live, target, full.backup_id)["data_keys"]) == len(live_keys(live))
+    at_full = live_keys(live)
 
     new = register(live.app, 2, start=100)
     live.app.erase_customer(old[2], "GDPR Art. 17 request")
@@ -51,7 +52,11 @@ def test_an_increment_copies_only_the_keys_made_or_destroyed_since_the_last_back
     assert manifest["changes"] is True and manifest["base"]["backup_id"] == full.backup_id
     assert manifest["previous"]["backup_id"] == full.backup_id
     copied = keys_copied(live, target, increment.backup_id)
-    assert {(s, k) for s, k, *_ in copied["data_keys"]} == {key for key in live_keys(live) if key[0] in new}
+    # Exactly the keys made since the full backup: the new customers' (unless their keys
+    # were made ahead before it, issue 15 item 1) and any made ahead for the next ones.
+    made_since = live_keys(live) - at_full
+    assert {(s, k) for s, k, *_ in copied["data_keys"]} == made_since
+    assert {key for key in live_keys(live) if key[0] in new} <= made_since | at_full
     assert {(s, k) for s, k, _ in copied["destroyed_keys"]} == {(old[2], "profile"), (old[2], "kyc")}
 
     nothing = create_backup(live, target)  # nothing changed: nothing copied
@@ -136,14 +141,19 @@ def test_when_the_newest_key_is_destroyed_the_next_key_backup_stays_exact(live, 
     create_backup(live, target)
     ids += register(live.app, 1, start=10)
     second = create_backup(live, target)
-    if live.keyring.store.db.dialect == "sqlite":
-        assert keys_manifest(target, second.backup_id)["mark"]["data_keys"][1] == ids[2]  # the mark is at its key
+    sqlite = live.keyring.store.db.dialect == "sqlite"
+    marked = keys_manifest(target, second.backup_id)["mark"]["data_keys"][1] if sqlite else None
     live.app.erase_customer(ids[2], "GDPR Art. 17 request")
     ids += register(live.app, 1, start=20)
     third = create_backup(live, target)
     expected = live_keys(live)
 
-    assert keys_manifest(target, third.backup_id)["changes"] is (live.keyring.store.db.dialect == "postgres")
+    # On SQLite the increment holds only while the row at the mark is still there. Since
+    # keys are made ahead (issue 15), the newest row at a backup is often a made-ahead
+    # pair or the generation key rather than the last customer's, so whether this
+    # erasure removed the marked row depends on what was newest: the check follows it.
+    gone = sqlite and marked not in {k.subject_id for k in live.keyring.store.all_keys()}
+    assert keys_manifest(target, third.backup_id)["changes"] is (not sqlite or not gone)
     result = restore_backup(live=live, target=target, into_url=f"sqlite:///{tmp_path / 'r.sqlite'}")
     restored = _restored_app(live, result.into, result.keys_into)
     try:
