@@ -7,6 +7,7 @@ security officers, admins), applies revokes and records every refusal.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from flask import Flask
 from flask_smorest import Api
@@ -101,23 +102,25 @@ def check_campaigns() -> Any:
     return components().recertification.check(current_actor())
 
 
-@blueprint.get("/recertifications/<campaign_id>")
+# Campaign ids are UUIDs: the converter keeps `/recertifications/check` (POST) from also
+# matching this GET route, which advertised a method `check` does not have.
+@blueprint.get("/recertifications/<uuid:campaign_id>")
 @blueprint.response(200, CampaignSchema, description="The campaign's outcome (R6.2).")
 @blueprint.errors(*AUTHENTICATED, 404)
-def campaign_report(campaign_id: str) -> Any:
+def campaign_report(campaign_id: UUID) -> Any:
     """The campaign and its outcome (recertification:manage or audit:read)."""
-    return components().recertification.report(current_actor(), campaign_id)
+    return components().recertification.report(current_actor(), str(campaign_id))
 
 
-@blueprint.post("/recertifications/<campaign_id>/items/<staff_id>/decision")
+@blueprint.post("/recertifications/<uuid:campaign_id>/items/<staff_id>/decision")
 @blueprint.arguments(DecisionSchema)
 @blueprint.response(200, CampaignSchema, description="Decided; a revoke has taken effect (privileged roles: held).")
 @blueprint.errors(*AUTHENTICATED, *WITH_BODY, 404, e403=(
     "Not the item's reviewer, or one's own access (`not_your_review`); a revoke needs a step-up "
     "(`step_up_required`)."), e409="Code `already_decided`.")
-def decide_item(body: dict[str, Any], campaign_id: str, staff_id: str) -> Any:
+def decide_item(body: dict[str, Any], campaign_id: UUID, staff_id: str) -> Any:
     """Confirm or revoke a member's roles and portfolios (their reviewer; once escalated, a manager)."""
-    return components().recertification.decide(current_actor(), campaign_id, staff_id, **body)
+    return components().recertification.decide(current_actor(), str(campaign_id), staff_id, **body)
 
 
 def install(app: Flask, api: Api) -> None:

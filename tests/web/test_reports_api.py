@@ -70,7 +70,7 @@ def _activity(client, app):
     assert client.post("/api/v1/recertifications", headers=admin).status_code == 201
     # Data-subject requests (R5.3): one received 40 days ago and left open (overdue), one
     # extended, one erasure carried out.
-    dpo = quick_login(client, app, "rep.dpo", roles=["dpo"], portfolios=[])
+    dpo = quick_login(client, app, "rep.dpo", roles=["dpo"], portfolios=[], stepped_up=True)
     late = client.post("/api/v1/requests", headers=dpo, json={
         "customer_id": cid, "kind": "access", "jurisdiction": "gdpr",
         "received_at": (datetime.now(UTC) - timedelta(days=40)).isoformat()}).get_json()
