@@ -52,6 +52,7 @@ from application.monitoring import (
     MonitorResponses,
     Rule,
     RuleEngine,
+    access_observation,
     observation_of,
 )
 from application.ports import InTransactionHook
@@ -204,15 +205,20 @@ class LogMonitor:
         topic = notification.topic
         with_values = topic in _WITH_VALUES
         try:
-            if not with_values and not topic.startswith(_ACCESS):
+            if topic.startswith(_ACCESS):
+                opened = self.app.mapper.open_event(notification)
+                observation = access_observation(notification.id, notification.recorded_at,
+                                                 opened.meta, opened.attributes)
+            elif with_values:
+                observation = observation_of(self.trail.entry(notification, with_values=True))
+            else:
                 if topic.startswith(_AUTHENTICATED):
                     self.app.mapper.authenticate(notification)
                 return []
-            entry = self.trail.entry(notification, with_values=with_values)
         except TamperedEvent:
             # A changed row must not stop the monitor; it is itself the alert.
             return self.engine.unreadable(notification.id, notification.recorded_at) if raising else []
-        return self.engine.observe(observation_of(entry), raising=raising)
+        return self.engine.observe(observation, raising=raising)
 
     # -- one step --------------------------------------------------------------------------------
 
