@@ -81,10 +81,10 @@ TRACKING_NAME = "monitor"
 # authenticated (one AES-GCM tag check, no decoding), so tampering with them still
 # raises `chain_verification_failed`; customers' own changes (personal data under their
 # keys) are skipped before anything is decrypted.
-_ACCESS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
+ACCESS_TOPICS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
 _WITH_VALUES = frozenset({f"{StaffMember.__module__}:StaffMember.RolesChanged",
                           f"{RecoveryLog.__module__}:RecoveryLog.Drilled"})
-_AUTHENTICATED = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (StaffMember, RecoveryLog))
+AUTHENTICATED_TOPICS = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (StaffMember, RecoveryLog))
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
@@ -205,14 +205,14 @@ class LogMonitor:
         topic = notification.topic
         with_values = topic in _WITH_VALUES
         try:
-            if topic.startswith(_ACCESS):
+            if topic.startswith(ACCESS_TOPICS):
                 opened = self.app.mapper.open_event(notification)
                 observation = access_observation(notification.id, notification.recorded_at,
                                                  opened.meta, opened.attributes)
             elif with_values:
                 observation = observation_of(self.trail.entry(notification, with_values=True))
             else:
-                if topic.startswith(_AUTHENTICATED):
+                if topic.startswith(AUTHENTICATED_TOPICS):
                     self.app.mapper.authenticate(notification)
                 return []
         except TamperedEvent:
