@@ -291,15 +291,18 @@ class CustomerDirectory:
             row = cur.fetchone()
         return 0 if row is None else int(row[0])
 
+    _RECORD = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
+
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
         with self.db.transaction(write=False) as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM rm_customers WHERE customer_id = ?", (customer_id,))  # nosec B608
+            cur.execute(f"SELECT {', '.join(self._RECORD)} FROM rm_customers WHERE customer_id = ?", (customer_id,))  # nosec B608
             row = cur.fetchone()
-        if row is None:
-            return None
-        record = dict(zip(columns, row, strict=True))
-        record["id"] = record.pop("customer_id")
+        return None if row is None else self._record(row)
+
+    def _record(self, row: Sequence[Any]) -> dict[str, Any]:
+        record = dict(zip(self._RECORD, row, strict=True))
+        customer_id = record.pop("customer_id")
+        record["id"] = customer_id
         record["restricted"] = bool(record["restricted"])
         for column in SEALED_COLUMNS:
             record[column] = self.sealer.open("rm_customers", column, customer_id, customer_id, record[column])
@@ -307,40 +310,73 @@ class CustomerDirectory:
             card.pop("pan_hash", None)
         return record
 
-    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
-        """Customer ids whose `field` equals `value` exactly (after normalisation)."""
+    def _candidates(self, field: str, value: str) -> tuple[str, list[Any]]:
+        """The normalised value and the rows of its blind-index bucket, whole, in one
+        query: the bucket's rows come from the same round trip as their index entries."""
         wanted = SEARCH_NORMALISERS[field](value)
         digest = self.blind_index.digest(field, wanted)
+        columns = ", ".join(f"c.{c}" for c in self._RECORD)
         with self.db.transaction(write=False) as cur:
             cur.execute(
-                "SELECT s.customer_id, c.cards, c.email, c.phone, c.national_id FROM rm_customer_search s"
+                f"SELECT {columns} FROM rm_customer_search s"  # nosec B608 - module constants only
                 " JOIN rm_customers c ON c.customer_id = s.customer_id"
                 " WHERE s.field = ? AND s.digest = ? ORDER BY s.customer_id",
                 (field, digest),
             )
-            candidates = cur.fetchall()
+            return wanted, cur.fetchall()
+
+    def _confirmed(self, field: str, wanted: str, row: Sequence[Any]) -> bool:
+        """Whether a candidate's stored value equals `wanted`: only the compared column is
+        opened (timing-safe comparison); a candidate whose key is destroyed is no match."""
+        cid = row[0]
+        column = "cards" if field == "pan" else field
+        sealed = row[self._RECORD.index(column)]
+        try:
+            if field == "pan":
+                # The read model keeps no PAN; a candidate is confirmed by the
+                # full-width keyed hash kept beside each card.
+                full = self.blind_index.full_digest("pan", wanted)
+                stored_cards = self.sealer.open("rm_customers", "cards", cid, cid, sealed) or []
+                return any(hmac.compare_digest(c.get("pan_hash", ""), full) for c in stored_cards)
+            stored = self.sealer.open("rm_customers", field, cid, cid, sealed)
+        except SubjectErased:
+            return False
+        return stored is not None and hmac.compare_digest(
+            SEARCH_NORMALISERS[field](stored).encode(), wanted.encode())
+
+    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
+        """Customer ids whose `field` equals `value` exactly (after normalisation)."""
+        wanted, candidates = self._candidates(field, value)
         # One query for every candidate's key, instead of one per candidate.
         self.sealer.keyring.prefetch([row[0] for row in candidates], key_for("cards" if field == "pan" else field))
         matches = []
-        for cid, cards, email, phone, national_id in candidates:
-            try:
-                if field == "pan":
-                    # The read model keeps no PAN; a candidate is confirmed by the
-                    # full-width keyed hash kept beside each card.
-                    full = self.blind_index.full_digest("pan", wanted)
-                    stored_cards = self.sealer.open("rm_customers", "cards", cid, cid, cards) or []
-                    if any(hmac.compare_digest(c.get("pan_hash", ""), full) for c in stored_cards):
-                        matches.append(cid)
-                    continue
-                sealed = {"email": email, "phone": phone, "national_id": national_id}[field]
-                stored = self.sealer.open("rm_customers", field, cid, cid, sealed)
-            except SubjectErased:
-                continue
-            if stored is not None and hmac.compare_digest(SEARCH_NORMALISERS[field](stored).encode(), wanted.encode()):
-                matches.append(cid)
+        for row in candidates:
+            if self._confirmed(field, wanted, row):
+                matches.append(str(row[0]))
             if len(matches) >= limit:
                 break
         return matches
+
+    def find_records(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The records whose `field` equals `value` exactly, as `get` returns them.
+
+        Issue 15 (lookup at a million): two round trips in all, one for the bucket's
+        rows and one for their keys (the compared kind unwrapped for every candidate,
+        the others fetched wrapped and unwrapped for the matches only); only the
+        compared column of a candidate is decrypted, the whole record of a match.
+        """
+        wanted, candidates = self._candidates(field, value)
+        compared = key_for("cards" if field == "pan" else field)
+        others = sorted({str(key_for(c)) for c in SEALED_COLUMNS} - {str(compared)})
+        held = self.sealer.keyring.prefetch([row[0] for row in candidates], compared, held=others)
+        records = []
+        for row in candidates:
+            if self._confirmed(field, wanted, row):
+                self.sealer.keyring.unwrap_held(held, row[0])
+                records.append(self._record(row))
+            if len(records) >= limit:
+                break
+        return records
 
     def page(self, *, portfolio: str | None = None, status: str | None = None,
              after: str | None = None, limit: int = 50) -> list[str]:
