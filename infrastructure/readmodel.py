@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from domain import values
 from domain.catalogue import key_for
 from infrastructure.crypto.blind_index import BlindIndex
 from infrastructure.crypto.keyring import KeyRing
+from infrastructure.crypto.keystore import WrappedKey
 from infrastructure.sql import Cursor, Database
 
 PROJECTION = "customer_directory"
@@ -144,10 +146,17 @@ class ColumnSealer:
 class CustomerDirectory:
     """Writes and reads the customer read model; the writer side runs in any cursor."""
 
-    def __init__(self, database: Database, keyring: KeyRing, blind_index: BlindIndex) -> None:
+    def __init__(self, database: Database, keyring: KeyRing, blind_index: BlindIndex, *,
+                 keys_schema: str | None = None) -> None:
         self.db = database
         self.sealer = ColumnSealer(keyring)
         self.blind_index = blind_index
+        # Issue 15: the key store's schema when it lives in this same PostgreSQL database
+        # (the default deployment); a lookup then reads its candidates' wrapped keys in
+        # the candidates' own query. Keys stay wrapped until the key ring unwraps them.
+        if keys_schema is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", keys_schema):
+            raise ValueError("the keys schema must be a plain lower-case identifier")
+        self.keys_schema = keys_schema if database.dialect == "postgres" else None
 
     # -- writing (inside whatever transaction the caller holds) -------------------------
 
@@ -310,20 +319,39 @@ class CustomerDirectory:
             card.pop("pan_hash", None)
         return record
 
-    def _candidates(self, field: str, value: str) -> tuple[str, list[Any]]:
+    def _candidates(self, field: str, value: str, key_kinds: Sequence[str] = ()) -> tuple[
+            str, list[Any], dict[tuple[str, str], WrappedKey] | None]:
         """The normalised value and the rows of its blind-index bucket, whole, in one
-        query: the bucket's rows come from the same round trip as their index entries."""
+        query: the bucket's rows come from the same round trip as their index entries.
+
+        With `keys_schema` set, the candidates' wrapped keys of `key_kinds` come in the
+        same query (a missing one, destroyed, simply absent); else None for them."""
         wanted = SEARCH_NORMALISERS[field](value)
         digest = self.blind_index.digest(field, wanted)
         columns = ", ".join(f"c.{c}" for c in self._RECORD)
+        kinds = list(key_kinds) if self.keys_schema is not None else []
+        joins = "".join(
+            f" LEFT JOIN {self.keys_schema}.data_keys k{n} ON k{n}.subject_id = s.customer_id AND k{n}.kind = ?"
+            for n in range(len(kinds)))
+        keys = "".join(f", k{n}.wrapped, k{n}.kek_id" for n in range(len(kinds)))
         with self.db.transaction(write=False) as cur:
             cur.execute(
-                f"SELECT {columns} FROM rm_customer_search s"  # nosec B608 - module constants only
-                " JOIN rm_customers c ON c.customer_id = s.customer_id"
+                f"SELECT {columns}{keys} FROM rm_customer_search s"  # nosec B608 - module constants only
+                f" JOIN rm_customers c ON c.customer_id = s.customer_id{joins}"
                 " WHERE s.field = ? AND s.digest = ? ORDER BY s.customer_id",
-                (field, digest),
+                (*kinds, field, digest),
             )
-            return wanted, cur.fetchall()
+            rows = cur.fetchall()
+        if not kinds:
+            return wanted, rows, None
+        width = len(self._RECORD)
+        wrapped = {}
+        for row in rows:
+            for n, kind in enumerate(kinds):
+                key, kek_id = row[width + 2 * n], row[width + 2 * n + 1]
+                if key is not None:
+                    wrapped[(row[0], kind)] = WrappedKey(row[0], kind, bytes(key), kek_id)
+        return wanted, [row[:width] for row in rows], wrapped
 
     def _confirmed(self, field: str, wanted: str, row: Sequence[Any]) -> bool:
         """Whether a candidate's stored value equals `wanted`: only the compared column is
@@ -346,7 +374,7 @@ class CustomerDirectory:
 
     def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
         """Customer ids whose `field` equals `value` exactly (after normalisation)."""
-        wanted, candidates = self._candidates(field, value)
+        wanted, candidates, _ = self._candidates(field, value)
         # One query for every candidate's key, instead of one per candidate.
         self.sealer.keyring.prefetch([row[0] for row in candidates], key_for("cards" if field == "pan" else field))
         matches = []
@@ -360,15 +388,16 @@ class CustomerDirectory:
     def find_records(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
         """The records whose `field` equals `value` exactly, as `get` returns them.
 
-        Issue 15 (lookup at a million): two round trips in all, one for the bucket's
-        rows and one for their keys (the compared kind unwrapped for every candidate,
-        the others fetched wrapped and unwrapped for the matches only); only the
-        compared column of a candidate is decrypted, the whole record of a match.
+        Issue 15 (lookup at a million): one query for the bucket's rows and one for
+        their keys, or a single query when the key store shares this database
+        (`keys_schema`). The compared kind is unwrapped for every candidate, the others
+        held wrapped and unwrapped for the matches only; only the compared column of a
+        candidate is decrypted, the whole record of a match.
         """
-        wanted, candidates = self._candidates(field, value)
-        compared = key_for("cards" if field == "pan" else field)
-        others = sorted({str(key_for(c)) for c in SEALED_COLUMNS} - {str(compared)})
-        held = self.sealer.keyring.prefetch([row[0] for row in candidates], compared, held=others)
+        compared = str(key_for("cards" if field == "pan" else field))
+        others = sorted({str(key_for(c)) for c in SEALED_COLUMNS} - {compared})
+        wanted, candidates, fetched = self._candidates(field, value, [compared, *others])
+        held = self.sealer.keyring.prefetch([row[0] for row in candidates], compared, held=others, fetched=fetched)
         records = []
         for row in candidates:
             if self._confirmed(field, wanted, row):

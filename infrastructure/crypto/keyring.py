@@ -281,13 +281,15 @@ class KeyRing:
         return entries
 
     def prefetch(self, subject_ids: list[str], kind: KeyKind | str, *,
-                 held: Sequence[KeyKind | str] = ()) -> dict[tuple[str, str], WrappedKey]:
+                 held: Sequence[KeyKind | str] = (),
+                 fetched: dict[tuple[str, str], WrappedKey] | None = None) -> dict[tuple[str, str], WrappedKey]:
         """Unwrap several subjects' `kind` keys with one query (search candidates).
 
         The `held` kinds come back from the same query still wrapped, for
         `unwrap_held` to unwrap for the candidates that turn out to match: a search
         costs one key-store round trip, and the other candidates' keys of those kinds
-        are never unwrapped (issue 15)."""
+        are never unwrapped (issue 15). `fetched`: the wrapped keys already read with
+        the candidates (the read model's query, keys in the same database): no query."""
         now = time.monotonic()
         self._ledger_moved()
         kinds = [str(kind), *(str(k) for k in held if str(k) != str(kind))]
@@ -295,7 +297,10 @@ class KeyRing:
             sid for sid in subject_ids for k in kinds
             if (c := self._cache.get((sid, k))) is None or c.expires <= now
         })
-        stored = self.store.get_kinds(missing, kinds) if missing else {}
+        if fetched is not None:
+            stored = fetched
+        else:
+            stored = self.store.get_kinds(missing, kinds) if missing else {}
         wrapped = {}
         for (sid, k), key in stored.items():
             if k == str(kind):
