@@ -357,9 +357,10 @@ class CustomerService:
                  after: str | None, limit: int,
                  out_of_scope: list[str]) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
         found = []
-        for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4):
-            record = self.app.read_model.get(cid)
-            if record is None or (record.get("restricted") and not sees_restricted(actor)):
+        # One read-model query for the bucket and the matches' records (issue 15, item 8).
+        for record in self.app.read_model.find_records(field, value, limit=MAX_PAGE * 4):
+            cid = str(record["id"])
+            if record.get("restricted") and not sees_restricted(actor):
                 continue  # R5.6: restricted records are left out of searches but for compliance roles
             decision = self.policy.reaches(actor, str(record["portfolio"]))
             if decision is None:
