@@ -289,8 +289,8 @@ class CustomerService:
         stated = self.policy.require_operator(operator, Operation.SEARCH, purpose)
         if field not in SEARCH_FIELDS:
             raise ValidationFailed({field: ["is not searchable"]})
-        found = sorted(cid for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4)
-                       if self.app.read_model.get(cid) is not None)
+        found = sorted(str(record["id"]) for record in self.app.read_model.find_records(field, value,
+                                                                                       limit=MAX_PAGE * 4))
         with acting_as(replace(require_context(), purpose=stated)):
             self.app.access_log.record(
                 kind="search", customer_ids=found, fields=["id"] if found else [],
