@@ -174,6 +174,22 @@ class KeyStore:
             rows = cur.fetchall()
         return {sid: WrappedKey(sid, kind, bytes(wrapped), kek_id) for sid, wrapped, kek_id in rows}
 
+    def get_kinds(self, subject_ids: list[str], kinds: list[str]) -> dict[tuple[str, str], WrappedKey]:
+        """Several subjects' keys of several kinds in one query, by (subject, kind)
+        (absent ones left out): a search's candidates and their other keys (issue 15)."""
+        if not subject_ids or not kinds:
+            return {}
+        subject_marks = ", ".join("?" for _ in subject_ids)
+        kind_marks = ", ".join("?" for _ in kinds)
+        with self.db.transaction(write=False) as cur:
+            cur.execute(
+                "SELECT subject_id, kind, wrapped, kek_id FROM data_keys"  # nosec B608 - placeholders only
+                f" WHERE subject_id IN ({subject_marks}) AND kind IN ({kind_marks})",
+                (*subject_ids, *kinds),
+            )
+            rows = cur.fetchall()
+        return {(sid, kind): WrappedKey(sid, kind, bytes(wrapped), kek_id) for sid, kind, wrapped, kek_id in rows}
+
     def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
         """Delete the wrapped keys and enter them in the ledger, in one transaction."""
         destroyed = []
