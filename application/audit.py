@@ -14,7 +14,6 @@ responses, never records.
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,21 +23,15 @@ from application.ports import EventStore, InTransactionHook
 from domain.audit import AccessRecord
 
 MAX_GROUP = 512  # records per transaction: bounds one commit's size and latency
-IDLE_SECONDS = 1.0  # the committer thread ends after this long with nothing to commit
 
 
 class _Pending:
-    """One caller's sealed record in the queue, with its context and its own wake-up."""
-
-    __slots__ = ("context", "error", "stored", "wake")
+    __slots__ = ("stored", "done", "error")
 
     def __init__(self, stored: list[Any]) -> None:
         self.stored = stored
-        # The caller's context (its deadline for the database): its group is written
-        # under the context of its oldest member, as when that caller wrote it itself.
-        self.context = contextvars.copy_context()
+        self.done = False
         self.error: BaseException | None = None
-        self.wake = threading.Event()
 
 
 class AccessLog:
@@ -49,7 +42,7 @@ class AccessLog:
         self.max_group = max_group
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
-        self._committer: threading.Thread | None = None
+        self._committing = False
 
     def record(
         self,
@@ -97,41 +90,25 @@ class AccessLog:
     def _commit(self, pending: _Pending) -> None:
         with self._cond:
             self._queue.append(pending)
-            if self._committer is None:
-                self._committer = threading.Thread(target=self._run, name="strongroom-access-log", daemon=True)
-                self._committer.start()
-            else:
-                self._cond.notify()
-        pending.wake.wait()
+            while not pending.done:
+                if self._committing:
+                    self._cond.wait()
+                    continue
+                # Lead one group: everything queued so far (up to max_group).
+                self._committing = True
+                group = self._queue[: self.max_group]
+                del self._queue[: self.max_group]
+                self._cond.release()
+                error: BaseException | None = None
+                try:
+                    self.app.recorder.insert_events([e for p in group for e in p.stored])
+                except BaseException as exc:  # noqa: BLE001 - handed to every caller below
+                    error = exc
+                finally:
+                    self._cond.acquire()
+                for member in group:
+                    member.done, member.error = True, error
+                self._committing = False
+                self._cond.notify_all()
         if pending.error is not None:
             raise pending.error
-
-    def _run(self) -> None:
-        """The committer: one group after another, each everything queued when the
-        one before it committed (up to max_group), in one transaction (one chain
-        lock, one durable commit); each member woken once its group is done.
-
-        A thread of its own rather than a caller taking turns as leader: the next
-        group starts as soon as the last commit returns, instead of after another
-        caller's thread has been woken and scheduled (measured: a fifth of the time
-        between commits at 16 clients). It ends after IDLE_SECONDS with nothing
-        queued, and the next record starts another.
-        """
-        while True:
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait(IDLE_SECONDS)
-                if not self._queue:
-                    self._committer = None
-                    return
-                group = self._queue[: max(1, self.max_group)]
-                del self._queue[: len(group)]
-            error: BaseException | None = None
-            try:
-                events = [e for p in group for e in p.stored]
-                group[0].context.run(self.app.recorder.insert_events, events)
-            except BaseException as exc:  # noqa: BLE001 - handed to every caller below
-                error = exc
-            for member in group:
-                member.error = error
-                member.wake.set()
