@@ -18,15 +18,19 @@ opened by a version that chains v2 (rows before it keep their v1 hashes).
 
 Why it is built this way:
 
-- The stamp is `max(now, last row's stamp)` and the hash chains onto the last row,
-  both read inside the INSERT itself, after SQLite has taken its write lock; so the
-  stamp never decreases as the id grows, even if the clock steps back, and no two
-  writers (even in two processes) chain onto the same predecessor. Every row of one
-  `save()` shares the first row's stamp, so "as of T" never splits a unit of work.
-- The hash is computed by a Python function registered on the connection, called by
-  SQLite inside the statement, so it commits to the rowid the row really gets. It
-  hashes v2, reading the metadata digest from the state's clear header (zeros for
-  a bare state, which `audit verify` names).
+- Every insert begins IMMEDIATE, taking SQLite's write lock before it reads
+  anything; then the stamp is `max(now, last row's stamp)` and the hash chains onto
+  the last row, both read under that lock; so the stamp never decreases as the id
+  grows, even if the clock steps back, and no two writers (even in two processes)
+  chain onto the same predecessor. Every row of one `save()` shares the first row's
+  stamp, so "as of T" never splits a unit of work.
+- The rows of one save are chained in Python and written by one multi-row INSERT
+  with their positions given, so each hash commits to the rowid its row really
+  gets. It hashes v2, reading the metadata digest from the state's clear header
+  (zeros for a bare state, which `audit verify` names). (Until issue 15 each row
+  was its own INSERT, reading the head and hashing through a function registered
+  on the connection: a statement and two calls back into Python per row, each
+  waiting for the interpreter lock while the write lock was held.)
 - Triggers refuse UPDATE and DELETE (R3.4): the application never changes an event
   (crypto-shredding destroys keys, not rows), so any attempt is a bug or an attack.
 
@@ -38,6 +42,8 @@ itself extends in `SQLiteProcessRecorder` to add the tracking row.
 
 from __future__ import annotations
 
+import sqlite3
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -50,9 +56,11 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteProcessRecorder,
+    SQLiteTransaction,
 )
 from infrastructure.audit.chain import (
     CHAIN_FORMAT_TABLE,
+    GENESIS,
     HASH_BYTES,
     NO_METADATA,
     ChainRow,
@@ -77,8 +85,9 @@ __all__ = ["TimedSQLiteApplicationRecorder", "TimedSQLiteProcessRecorder"]
 # SQLite keeps recorded_at as fixed-width ISO-8601 text so that text order is time
 # order; this is the width of datetime.isoformat(timespec="microseconds") in UTC.
 _STAMP_WIDTH = len("2000-01-01T00:00:00.000000+00:00")
-_NOW_FUNCTION = "strongroom_utc_now"
-_CHAIN_FUNCTION = "strongroom_chain_hash"
+# Rows per multi-row INSERT (8 values each): within SQLite's oldest default limit of
+# 999 bound values.
+_CHUNK_ROWS = 120
 
 
 def _stamp(when: datetime) -> str:
@@ -92,12 +101,27 @@ def _utc_now_stamp() -> str:
 def _chain_hash(
     prev: bytes, position: int, stream_id: str, version: int, topic: str, stamp: str, state: bytes
 ) -> bytes:
-    """The row hash (v2), called by SQLite inside the INSERT (after the write lock)."""
+    """The row hash (v2) of a row about to be inserted (after the write lock)."""
     return row_hash(
         prev, position, stream_id, version, topic,
         epoch_micros(datetime.fromisoformat(stamp)), state_digest(state),
         meta_digest_of_state(state) or NO_METADATA,
     )
+
+
+class _ImmediateTransaction(SQLiteTransaction):
+    """The library's write transaction, begun IMMEDIATE: the write lock is taken
+    before anything is read, so the chain's head read first is the head. A failure
+    to begin (the lock not got in time) is translated as the library translates any
+    other error in the transaction."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)  # rolls back (nothing) and raises, translated
+        return cursor
 
 
 class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
@@ -113,34 +137,20 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
         # The B608 suppressions: table names come from the application's own
         # configuration, never from input; every value is a bound parameter.
         table = self.events_table_name
-        # Each INSERT reads the last row (its position, stamp and hash) and writes
-        # the next one in the same statement. SQLite takes the write lock when the
-        # statement starts, so the last row read is the last row committed, even
-        # across processes; no second writer can chain onto the same predecessor.
-        # (Multi-arg max() is NULL if any argument is, hence the coalesce on an
-        # empty table.) The position is given explicitly, so the hash commits to
-        # the rowid the row really gets.
-        # MATERIALIZED (SQLite 3.35+) evaluates "now" once: a flattened subquery
-        # would call it once for the column and again for the hash.
-        insert = (
-            "WITH n AS MATERIALIZED ("  # nosec B608
-            "SELECT coalesce(l.pos0, 0) + 1 AS pos, {stamp} AS stamp, "
-            f"coalesce(l.row_hash, zeroblob({HASH_BYTES})) AS prev "
-            "FROM (SELECT 1) LEFT JOIN ("
-            f"SELECT rowid AS pos0, recorded_at, row_hash FROM {table} "
-            "ORDER BY rowid DESC LIMIT 1) AS l ON 1) "
-            f"INSERT INTO {table} "
+        # `insert_events` begins IMMEDIATE (the write lock first, even across
+        # processes), then `_insert_events` reads the last row (position, stamp,
+        # hash) and writes the next ones with their positions given, so each hash
+        # commits to the rowid its row really gets.
+        self.chain_head_stamp_statement = (
+            f"SELECT rowid, recorded_at, row_hash FROM {table} "  # nosec B608
+            "ORDER BY rowid DESC LIMIT 1"
+        )
+        self.insert_rows_statement = (
+            f"INSERT INTO {table} "  # nosec B608
             "(rowid, originator_id, originator_version, topic, state, recorded_at, "
-            "prev_hash, row_hash) "
-            "SELECT n.pos, ?1, ?2, ?3, ?4, n.stamp, n.prev, "
-            f"{_CHAIN_FUNCTION}(n.prev, n.pos, ?5, ?2, ?3, n.stamp, ?4) FROM n"
+            "prev_hash, row_hash) VALUES "
         )
-        # The first row's stamp is max(now, last stamp); later rows of the same
-        # transaction copy the stamp of the row before, so one save has one stamp.
-        self.insert_first_event_statement = insert.format(
-            stamp=f"max({_NOW_FUNCTION}(), coalesce(l.recorded_at, ''))"
-        )
-        self.insert_next_event_statement = insert.format(stamp="l.recorded_at")
+        self._busy_ms: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self.position_at_statement = (
             f"SELECT rowid FROM {table} WHERE recorded_at <= ? "  # nosec B608
             "ORDER BY recorded_at DESC, rowid DESC LIMIT 1"
@@ -206,51 +216,76 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         **_: Any,
     ) -> Sequence[int] | None:
-        # Microseconds from Python, evaluated inside the statement (after the lock);
-        # SQLite's own strftime('%f') only has milliseconds. Registering is cheap and
-        # idempotent, and the library's pool gives us no hook at connect time.
-        connection = c.sqlite_cursor.connection
-        # The first insert takes the write lock: wait for another writer's up to
-        # SQLITE_LOCK_TIMEOUT, or to the end of the request's deadline when there
-        # is one (then 503, not a request held for the whole lock timeout). Set on
-        # every insert, so a connection never keeps a request's shorter wait.
-        wait = remaining(float(self.datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT))
-        connection.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")
-        connection.create_function(
-            _NOW_FUNCTION, 0, _utc_now_stamp, deterministic=False
-        )
-        connection.create_function(
-            _CHAIN_FUNCTION, 7, _chain_hash, deterministic=True
-        )
-        notification_ids: list[int] = []
-        statement = self.insert_first_event_statement
+        """Stamp, chain and insert the rows, in a transaction that holds the write
+        lock (`insert_events` begins it IMMEDIATE).
+
+        The head (last position, stamp and hash) is read once and every row is
+        chained from it here, in Python, then written by one statement per chunk of
+        rows. The write lock is what makes the head the head: no other connection,
+        in this process or another, can commit a row until this transaction ends.
+        (Were this called in a deferred transaction, another writer's commit
+        between the read and the insert would make SQLite refuse the insert
+        (SQLITE_BUSY_SNAPSHOT): an error, never two rows on one predecessor.)
+
+        Why not a statement per row reading the head and hashing through a function
+        registered on the connection, as before: each statement, and each call from
+        SQLite back into Python, gives up the interpreter lock and waits to get it
+        back while the chain's write lock is held; with 16 readers recording access
+        that waiting, not the work, was most of a group commit (issue 15).
+        """
+        if not stored_events:
+            return []
+        c.execute(self.chain_head_stamp_statement)
+        head = c.fetchone()
+        position, last_stamp, prev = (0, "", GENESIS) if head is None else (int(head[0]), head[1], bytes(head[2]))
+        # max(now, last row's stamp): the stamp never decreases as the id grows, even
+        # if the clock steps back; every row of one save shares it.
+        stamp = max(_utc_now_stamp(), last_stamp)
+        ids: list[int] = []
+        values: list[Any] = []
         for s in stored_events:
-            stored_id = (
-                s.originator_id.hex
-                if isinstance(s.originator_id, UUID)
-                else s.originator_id
-            )
+            position += 1
+            stored_id = s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id
             # The chain hashes the id as a reader will see it, so PostgreSQL and
             # SQLite hash a row identically (backups restore either way round).
             canonical_id = str(self.convert_originator_id(stored_id))
+            digest = _chain_hash(prev, position, canonical_id, s.originator_version, s.topic, stamp, s.state)
+            values += (position, stored_id, s.originator_version, s.topic, s.state, stamp, prev, digest)
+            ids.append(position)
+            prev = digest
+        for start in range(0, len(ids), _CHUNK_ROWS):
+            count = min(_CHUNK_ROWS, len(ids) - start)
             c.execute(
-                statement,
-                (stored_id, s.originator_version, s.topic, s.state, canonical_id),
+                self.insert_rows_statement + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count),
+                values[start * 8:(start + count) * 8],
             )
-            notification_ids.append(c.lastrowid)
-            statement = self.insert_next_event_statement
-        return notification_ids
+        return ids
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Insert the events (and a process recorder's tracking row), run the
-        caller's in-transaction hook, commit, then tell the commit listeners."""
-        # The library's own insert_events is this transaction around
-        # _insert_events; the hook is the one addition.
-        with self.datastore.transaction(commit=True) as c:
-            ids = self._insert_events(c, stored_events, **kwargs)
-            self._run_hook(c, ids, kwargs)
+        caller's in-transaction hook, commit, then tell the commit listeners.
+
+        The library's own insert_events is a transaction around `_insert_events`;
+        this one begins it IMMEDIATE (the write lock first, so the head read next
+        is the head) and adds the hook.
+        """
+        with self.datastore.get_connection(commit=True) as conn:
+            # Taking the write lock waits for another writer's up to
+            # SQLITE_LOCK_TIMEOUT, or to the end of the request's deadline when there
+            # is one (then 503, not a request held for the whole lock timeout). Set
+            # whenever it differs from the connection's last, so a connection never
+            # keeps a request's shorter wait.
+            wait = remaining(float(self.datastore.pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT))
+            busy_ms = max(1, int(wait * 1000))
+            if self._busy_ms.get(conn) != busy_ms:
+                with conn.cursor() as pragma:
+                    pragma.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                self._busy_ms[conn] = busy_ms
+            with _ImmediateTransaction(conn, commit=True) as c, c:
+                ids = self._insert_events(c, stored_events, **kwargs)
+                self._run_hook(c, ids, kwargs)
         self._committed(ids)
         return ids
 

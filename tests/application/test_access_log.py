@@ -26,3 +26,17 @@ def test_an_access_record_is_durable_and_names_what_was_seen(app):
 def test_no_actor_no_access_record(app):
     with acting_as(None), pytest.raises(AnonymousWrite):  # type: ignore[arg-type]
         app.access_log.record(kind="view", customer_ids=["x"])
+
+
+def test_the_acting_context_is_stamped_field_for_field() -> None:
+    """`as_metadata` is written out by hand (asdict's deep copies were a quarter of
+    sealing an access record, issue 15): a field added to the context must not be
+    left out of what is stamped and chained."""
+    from dataclasses import asdict, fields
+
+    from application.context import RequestContext
+
+    context = RequestContext(actor_id="staff-1", via="api", session_id="s", client_addr="10.0.0.1",
+                             purpose="case 7")
+    assert context.as_metadata() == asdict(context)
+    assert list(context.as_metadata()) == [f.name for f in fields(RequestContext)]

@@ -104,6 +104,28 @@ def test_every_row_chains_onto_the_row_committed_before_it(database_url: str, fa
     assert [epoch_micros(s) for s in stamps] == [r.recorded_at_us for r in rows]
 
 
+def test_a_save_of_many_rows_is_one_chain_one_stamp_and_all_or_nothing(database_url: str, factories: Any) -> None:
+    """A group of access records is one save of hundreds of rows; on SQLite they are
+    chained in Python and written by one INSERT per chunk (issue 15): the chunk
+    boundaries must not show, and a save that fails part-way leaves nothing."""
+    recorder = factories(recorder_environment(database_url)).application_recorder()
+    recorder.insert_events(_events(2))
+    assert recorder.insert_events(_events(301)) == list(range(3, 304))
+    rows = _assert_chained(recorder, 303)
+    assert len({r.recorded_at_us for r in rows[2:]}) == 1
+    # The 250th row of this save repeats a stream version already stored: the save fails, whole.
+    taken = _events(1)[0]
+    clash = [*_events(249), taken, *_events(50)]
+    recorder.insert_events([taken])
+    with pytest.raises(Exception, match="(?i)unique|integrity"):
+        recorder.insert_events(clash)
+    _assert_chained(recorder, 304)
+    # The next save chains onto the last committed row (PostgreSQL's sequence may
+    # have skipped the failed save's ids; the chain follows position order).
+    recorder.insert_events(_events(1))
+    _assert_chained(recorder, 305)
+
+
 def test_concurrent_writers_never_fork_the_chain(database_url: str, factories: Any) -> None:
     """Two pools (two processes, as far as locks go), six threads: one chain."""
     env = recorder_environment(database_url)
