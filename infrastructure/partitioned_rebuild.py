@@ -125,13 +125,15 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
         if not notifications:
             break
         batch = _Batch()
-        for notification in notifications:
-            if taken.takes(notification):
+        mine = [n for n in notifications if taken.takes(n)]
+        with projection.directory.keys_for_page(str(n.originator_id) for n in mine):
+            for notification in mine:
                 projection._apply(app, notification, batch, cache)  # noqa: SLF001 - the same row builder
-        last = notifications[-1].id
+            last = notifications[-1].id
+            if batch.records or batch.purges or batch.alerts or batch.interactions:
+                batch.seal(projection.directory, last)
         if batch.records or batch.purges or batch.alerts or batch.interactions:
             fresh = frozenset(batch.records) - written if empty else frozenset()
-            batch.seal(projection.directory, last)
             with db.transaction() as cur:
                 batch.write(projection.directory, cur, last, fresh, projection.alerts, announce=False, track=False)
                 cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ?",  # nosec B608

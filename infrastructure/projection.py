@@ -195,13 +195,14 @@ class CustomerProjection:
             if not notifications:
                 break
             batch = _Batch()
-            for notification in notifications:
-                self._apply(app, notification, batch, cache)
-            last = notifications[-1].id
-            fresh = frozenset(batch.records) - written if empty else frozenset()
-            with self.db.transaction() as cur:
-                # A rebuild (or restore) announces no alert: its webhooks went out once.
-                batch.write(self.directory, cur, last, fresh, self.alerts, announce=not empty)
+            with self.directory.keys_for_page(str(n.originator_id) for n in notifications):
+                for notification in notifications:
+                    self._apply(app, notification, batch, cache)
+                last = notifications[-1].id
+                fresh = frozenset(batch.records) - written if empty else frozenset()
+                with self.db.transaction() as cur:
+                    # A rebuild (or restore) announces no alert: its webhooks went out once.
+                    batch.write(self.directory, cur, last, fresh, self.alerts, announce=not empty)
             written.update(batch.records)
             done += len(notifications)
             if progress is not None:
