@@ -29,8 +29,8 @@ P, a different end, or a read model written since, starts over from empty.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -248,8 +248,12 @@ class PartitionedRebuild:
             worker.start()
         reported = 0
         try:
-            while any(w.is_alive() for w in workers):
-                time.sleep(POLL_SECONDS)
+            running = {w.sentinel: w for w in workers}
+            while running:
+                # Woken by a worker's end as well as by the clock: a finished rebuild is
+                # not left waiting for the next poll (issue 15).
+                for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_SECONDS):
+                    running.pop(sentinel)  # type: ignore[call-overload]
                 reported = self._report(positions, reported, progress)
         finally:
             for worker in workers:
