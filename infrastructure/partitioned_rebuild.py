@@ -248,12 +248,12 @@ class PartitionedRebuild:
             worker.start()
         reported = 0
         try:
-            running = {w.sentinel: w for w in workers}
+            running: dict[Any, Any] = {w.sentinel: w for w in workers}
             while running:
                 # Woken by a worker's end as well as by the clock: a finished rebuild is
                 # not left waiting for the next poll (issue 15).
                 for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_SECONDS):
-                    running.pop(sentinel)  # type: ignore[call-overload]
+                    running.pop(sentinel)
                 reported = self._report(positions, reported, progress)
         finally:
             for worker in workers:

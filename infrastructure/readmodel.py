@@ -167,7 +167,7 @@ class CustomerDirectory:
         unwrapped with one query, and the erasure ledger looked at once for the page
         rather than before every sealed column (KeyRing.steady). A directory whose
         sealer has no key ring (the unprotected benchmark's) has nothing to fetch."""
-        keyring = getattr(self.sealer, "keyring", None)
+        keyring: KeyRing | None = getattr(self.sealer, "keyring", None)
         if keyring is None:
             return nullcontext()
         keyring.prefetch_subjects(subject_ids)

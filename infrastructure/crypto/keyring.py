@@ -141,7 +141,7 @@ class KeyRing:
         cache_key = (subject_id, kind)
         cached = self._cache.get(cache_key)
         if cached is not None and cached.expires > now:
-            if subject_id == SYSTEM_SUBJECT or getattr(self._steady, "depth", 0) or not self._ledger_moved():
+            if subject_id == SYSTEM_SUBJECT or self._in_steady() or not self._ledger_moved():
                 return cached
         stored = self.store.get(subject_id, kind)
         if stored is None:
@@ -313,6 +313,9 @@ class KeyRing:
         for stored in found:
             self._remember(stored, now)
         return len(found)
+
+    def _in_steady(self) -> bool:
+        return bool(getattr(self._steady, "depth", 0))
 
     @contextmanager
     def steady(self) -> Iterator[None]:
