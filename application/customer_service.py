@@ -289,8 +289,8 @@ class CustomerService:
         stated = self.policy.require_operator(operator, Operation.SEARCH, purpose)
         if field not in SEARCH_FIELDS:
             raise ValidationFailed({field: ["is not searchable"]})
-        found = sorted(cid for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4)
-                       if self.app.read_model.get(cid) is not None)
+        found = sorted(str(record["id"]) for record in self.app.read_model.find_records(field, value,
+                                                                                       limit=MAX_PAGE * 4))
         with acting_as(replace(require_context(), purpose=stated)):
             self.app.access_log.record(
                 kind="search", customer_ids=found, fields=["id"] if found else [],
@@ -357,9 +357,10 @@ class CustomerService:
                  after: str | None, limit: int,
                  out_of_scope: list[str]) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
         found = []
-        for cid in self.app.read_model.find(field, value, limit=MAX_PAGE * 4):
-            record = self.app.read_model.get(cid)
-            if record is None or (record.get("restricted") and not sees_restricted(actor)):
+        # One read-model query for the bucket and the matches' records (issue 15, item 8).
+        for record in self.app.read_model.find_records(field, value, limit=MAX_PAGE * 4):
+            cid = str(record["id"])
+            if record.get("restricted") and not sees_restricted(actor):
                 continue  # R5.6: restricted records are left out of searches but for compliance roles
             decision = self.policy.reaches(actor, str(record["portfolio"]))
             if decision is None:

@@ -420,12 +420,7 @@ class Strongroom(Application[UUID]):
 
     def find_customers(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
         """Exact-match search through the blind index (R1.3)."""
-        found = []
-        for cid in self.read_model.find(field, value, limit=limit):
-            record = self.read_model.get(cid)
-            if record is not None:
-                found.append(record)
-        return found
+        return self.read_model.find_records(field, value, limit=limit)
 
     def list_customers(
         self, *, portfolio: str | None = None, status: str | None = None,

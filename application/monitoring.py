@@ -307,6 +307,9 @@ class RuleEngine:
         self.new_addresses: list[tuple[str, str]] = []  # (staff id, address) to remember
         self._local_cache: tuple[int, bool, str] | None = None
         self._whole_seconds = self.hours.start.microsecond == 0 and self.hours.end.microsecond == 0
+        self._handlers: Sequence[Callable[[Observation], Iterable[Finding]]] = (
+            self._logins, self._data_reads, self._refusals, self._addresses, self._changes,
+        )
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -314,10 +317,7 @@ class RuleEngine:
         """The findings this row completes; `raising=False` only rebuilds the windows
         (the rows before the tracked position, after a restart)."""
         found: list[Finding] = []
-        handlers: Sequence[Callable[[Observation], Iterable[Finding]]] = (
-            self._logins, self._data_reads, self._refusals, self._addresses, self._changes,
-        )
-        for handler in handlers:
+        for handler in self._handlers:
             found.extend(handler(obs))
         return found if raising else []
 
@@ -353,7 +353,9 @@ class RuleEngine:
         rule = self.rules.get(rule_id)
         if rule is None:
             return []
-        window = self._windows.setdefault((rule_id, group), _Window())
+        window = self._windows.get((rule_id, group))
+        if window is None:
+            window = self._windows[(rule_id, group)] = _Window()
         window.add(obs.at, obs.position, item, rule.window_seconds)
         reached = window.distinct_count() if distinct else window.count()
         if reached < rule.threshold:
@@ -522,6 +524,22 @@ class RuleEngine:
             return self._single("drill_failed", obs, "a restore drill failed",
                                 details={"target": str(obs.details.get("target", ""))[:200]})
         return []
+
+
+def access_observation(position: int, at: datetime, meta: Mapping[str, Any],
+                       attributes: Mapping[str, Any]) -> Observation:
+    """An access record as the rules see it, straight from its opened parts (the
+    acting context `meta` and the record's attributes): what `observation_of` gives
+    for its `AuditEntry`, without building the entry (every access record comes
+    through here, so the monitor's catch-up is mostly this)."""
+    details = attributes.get("details")
+    return Observation(
+        position=position, at=at, kind=str(attributes.get("kind", "AccessRecord")),
+        actor_id=meta.get("actor_id"), session_id=meta.get("session_id"),
+        client_addr=meta.get("client_addr"), outcome=attributes.get("outcome"),
+        customer_ids=tuple(str(c) for c in attributes.get("customer_ids", ())),
+        details=dict(details) if details else {}, access=True,
+    )
 
 
 def observation_of(entry: AuditEntry) -> Observation:

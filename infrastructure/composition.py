@@ -565,7 +565,9 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
             create_tables(cur, events_db.dialect)
             create_monitor_tables(cur, events_db.dialect)  # issue 12: the monitor's position
     blind_index = BlindIndex(keyring.raw_key(SYSTEM_SUBJECT, BLIND_INDEX_ROOT), settings.blind_index_bits)
-    directory = CustomerDirectory(events_db, keyring, blind_index)
+    # Issue 15: keys in the same PostgreSQL database are read with a lookup's candidates.
+    same_database = is_postgres(settings.database_url) and settings.keys_database_url == settings.database_url
+    directory = CustomerDirectory(events_db, keyring, blind_index, keys_schema=KEYS_SCHEMA if same_database else None)
     alert_table = AlertTable(events_db, keyring)  # issue 12: the alerts read model (R3.6)
     webhooks = WebhookOutbox(events_db, [check_url(u) for u in settings.webhook_urls],
                              every_alert=settings.webhook_every_alert)

@@ -52,6 +52,7 @@ from application.monitoring import (
     MonitorResponses,
     Rule,
     RuleEngine,
+    access_observation,
     observation_of,
 )
 from application.ports import InTransactionHook
@@ -80,10 +81,10 @@ TRACKING_NAME = "monitor"
 # authenticated (one AES-GCM tag check, no decoding), so tampering with them still
 # raises `chain_verification_failed`; customers' own changes (personal data under their
 # keys) are skipped before anything is decrypted.
-_ACCESS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
+ACCESS_TOPICS = f"{AccessRecord.__module__}:{AccessRecord.__qualname__}."
 _WITH_VALUES = frozenset({f"{StaffMember.__module__}:StaffMember.RolesChanged",
                           f"{RecoveryLog.__module__}:RecoveryLog.Drilled"})
-_AUTHENTICATED = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (StaffMember, RecoveryLog))
+AUTHENTICATED_TOPICS = tuple(f"{cls.__module__}:{cls.__qualname__}." for cls in (StaffMember, RecoveryLog))
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
@@ -204,15 +205,20 @@ class LogMonitor:
         topic = notification.topic
         with_values = topic in _WITH_VALUES
         try:
-            if not with_values and not topic.startswith(_ACCESS):
-                if topic.startswith(_AUTHENTICATED):
+            if topic.startswith(ACCESS_TOPICS):
+                opened = self.app.mapper.open_event(notification)
+                observation = access_observation(notification.id, notification.recorded_at,
+                                                 opened.meta, opened.attributes)
+            elif with_values:
+                observation = observation_of(self.trail.entry(notification, with_values=True))
+            else:
+                if topic.startswith(AUTHENTICATED_TOPICS):
                     self.app.mapper.authenticate(notification)
                 return []
-            entry = self.trail.entry(notification, with_values=with_values)
         except TamperedEvent:
             # A changed row must not stop the monitor; it is itself the alert.
             return self.engine.unreadable(notification.id, notification.recorded_at) if raising else []
-        return self.engine.observe(observation_of(entry), raising=raising)
+        return self.engine.observe(observation, raising=raising)
 
     # -- one step --------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from domain import values
 from domain.catalogue import key_for
 from infrastructure.crypto.blind_index import BlindIndex
 from infrastructure.crypto.keyring import KeyRing
+from infrastructure.crypto.keystore import WrappedKey
 from infrastructure.sql import Cursor, Database
 
 PROJECTION = "customer_directory"
@@ -145,10 +147,17 @@ class ColumnSealer:
 class CustomerDirectory:
     """Writes and reads the customer read model; the writer side runs in any cursor."""
 
-    def __init__(self, database: Database, keyring: KeyRing, blind_index: BlindIndex) -> None:
+    def __init__(self, database: Database, keyring: KeyRing, blind_index: BlindIndex, *,
+                 keys_schema: str | None = None) -> None:
         self.db = database
         self.sealer = ColumnSealer(keyring)
         self.blind_index = blind_index
+        # Issue 15: the key store's schema when it lives in this same PostgreSQL database
+        # (the default deployment); a lookup then reads its candidates' wrapped keys in
+        # the candidates' own query. Keys stay wrapped until the key ring unwraps them.
+        if keys_schema is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", keys_schema):
+            raise ValueError("the keys schema must be a plain lower-case identifier")
+        self.keys_schema = keys_schema if database.dialect == "postgres" else None
 
     # -- writing (inside whatever transaction the caller holds) -------------------------
 
@@ -303,15 +312,18 @@ class CustomerDirectory:
             row = cur.fetchone()
         return 0 if row is None else int(row[0])
 
+    _RECORD = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
+
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        columns = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS)
         with self.db.transaction(write=False) as cur:
-            cur.execute(f"SELECT {', '.join(columns)} FROM rm_customers WHERE customer_id = ?", (customer_id,))  # nosec B608
+            cur.execute(f"SELECT {', '.join(self._RECORD)} FROM rm_customers WHERE customer_id = ?", (customer_id,))  # nosec B608
             row = cur.fetchone()
-        if row is None:
-            return None
-        record = dict(zip(columns, row, strict=True))
-        record["id"] = record.pop("customer_id")
+        return None if row is None else self._record(row)
+
+    def _record(self, row: Sequence[Any]) -> dict[str, Any]:
+        record = dict(zip(self._RECORD, row, strict=True))
+        customer_id = record.pop("customer_id")
+        record["id"] = customer_id
         record["restricted"] = bool(record["restricted"])
         for column in SEALED_COLUMNS:
             record[column] = self.sealer.open("rm_customers", column, customer_id, customer_id, record[column])
@@ -319,40 +331,93 @@ class CustomerDirectory:
             card.pop("pan_hash", None)
         return record
 
-    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
-        """Customer ids whose `field` equals `value` exactly (after normalisation)."""
+    def _candidates(self, field: str, value: str, key_kinds: Sequence[str] = ()) -> tuple[
+            str, list[Any], dict[tuple[str, str], WrappedKey] | None]:
+        """The normalised value and the rows of its blind-index bucket, whole, in one
+        query: the bucket's rows come from the same round trip as their index entries.
+
+        With `keys_schema` set, the candidates' wrapped keys of `key_kinds` come in the
+        same query (a missing one, destroyed, simply absent); else None for them."""
         wanted = SEARCH_NORMALISERS[field](value)
         digest = self.blind_index.digest(field, wanted)
+        columns = ", ".join(f"c.{c}" for c in self._RECORD)
+        kinds = list(key_kinds) if self.keys_schema is not None else []
+        joins = "".join(
+            f" LEFT JOIN {self.keys_schema}.data_keys k{n} ON k{n}.subject_id = s.customer_id AND k{n}.kind = ?"
+            for n in range(len(kinds)))
+        keys = "".join(f", k{n}.wrapped, k{n}.kek_id" for n in range(len(kinds)))
         with self.db.transaction(write=False) as cur:
             cur.execute(
-                "SELECT s.customer_id, c.cards, c.email, c.phone, c.national_id FROM rm_customer_search s"
-                " JOIN rm_customers c ON c.customer_id = s.customer_id"
+                f"SELECT {columns}{keys} FROM rm_customer_search s"  # nosec B608 - module constants only
+                f" JOIN rm_customers c ON c.customer_id = s.customer_id{joins}"
                 " WHERE s.field = ? AND s.digest = ? ORDER BY s.customer_id",
-                (field, digest),
+                (*kinds, field, digest),
             )
-            candidates = cur.fetchall()
+            rows = cur.fetchall()
+        if not kinds:
+            return wanted, rows, None
+        width = len(self._RECORD)
+        wrapped = {}
+        for row in rows:
+            for n, kind in enumerate(kinds):
+                key, kek_id = row[width + 2 * n], row[width + 2 * n + 1]
+                if key is not None:
+                    wrapped[(row[0], kind)] = WrappedKey(row[0], kind, bytes(key), kek_id)
+        return wanted, [row[:width] for row in rows], wrapped
+
+    def _confirmed(self, field: str, wanted: str, row: Sequence[Any]) -> bool:
+        """Whether a candidate's stored value equals `wanted`: only the compared column is
+        opened (timing-safe comparison); a candidate whose key is destroyed is no match."""
+        cid = row[0]
+        column = "cards" if field == "pan" else field
+        sealed = row[self._RECORD.index(column)]
+        try:
+            if field == "pan":
+                # The read model keeps no PAN; a candidate is confirmed by the
+                # full-width keyed hash kept beside each card.
+                full = self.blind_index.full_digest("pan", wanted)
+                stored_cards = self.sealer.open("rm_customers", "cards", cid, cid, sealed) or []
+                return any(hmac.compare_digest(c.get("pan_hash", ""), full) for c in stored_cards)
+            stored = self.sealer.open("rm_customers", field, cid, cid, sealed)
+        except SubjectErased:
+            return False
+        return stored is not None and hmac.compare_digest(
+            SEARCH_NORMALISERS[field](stored).encode(), wanted.encode())
+
+    def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
+        """Customer ids whose `field` equals `value` exactly (after normalisation)."""
+        wanted, candidates, _ = self._candidates(field, value)
         # One query for every candidate's key, instead of one per candidate.
         self.sealer.keyring.prefetch([row[0] for row in candidates], key_for("cards" if field == "pan" else field))
         matches = []
-        for cid, cards, email, phone, national_id in candidates:
-            try:
-                if field == "pan":
-                    # The read model keeps no PAN; a candidate is confirmed by the
-                    # full-width keyed hash kept beside each card.
-                    full = self.blind_index.full_digest("pan", wanted)
-                    stored_cards = self.sealer.open("rm_customers", "cards", cid, cid, cards) or []
-                    if any(hmac.compare_digest(c.get("pan_hash", ""), full) for c in stored_cards):
-                        matches.append(cid)
-                    continue
-                sealed = {"email": email, "phone": phone, "national_id": national_id}[field]
-                stored = self.sealer.open("rm_customers", field, cid, cid, sealed)
-            except SubjectErased:
-                continue
-            if stored is not None and hmac.compare_digest(SEARCH_NORMALISERS[field](stored).encode(), wanted.encode()):
-                matches.append(cid)
+        for row in candidates:
+            if self._confirmed(field, wanted, row):
+                matches.append(str(row[0]))
             if len(matches) >= limit:
                 break
         return matches
+
+    def find_records(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The records whose `field` equals `value` exactly, as `get` returns them.
+
+        Issue 15 (lookup at a million): one query for the bucket's rows and one for
+        their keys, or a single query when the key store shares this database
+        (`keys_schema`). The compared kind is unwrapped for every candidate, the others
+        held wrapped and unwrapped for the matches only; only the compared column of a
+        candidate is decrypted, the whole record of a match.
+        """
+        compared = str(key_for("cards" if field == "pan" else field))
+        others = sorted({str(key_for(c)) for c in SEALED_COLUMNS} - {compared})
+        wanted, candidates, fetched = self._candidates(field, value, [compared, *others])
+        held = self.sealer.keyring.prefetch([row[0] for row in candidates], compared, held=others, fetched=fetched)
+        records = []
+        for row in candidates:
+            if self._confirmed(field, wanted, row):
+                self.sealer.keyring.unwrap_held(held, row[0])
+                records.append(self._record(row))
+            if len(records) >= limit:
+                break
+        return records
 
     def page(self, *, portfolio: str | None = None, status: str | None = None,
              after: str | None = None, limit: int = 50) -> list[str]:

@@ -42,6 +42,9 @@ class CustomerReadModel(Protocol):
     def find(self, field: str, value: str, *, limit: int = 50) -> list[str]:
         """Ids of customers whose `field` equals `value` exactly (blind index)."""
 
+    def find_records(self, field: str, value: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The records `get` would return for `find`'s ids, fetched with the search."""
+
     def page(
         self, *, portfolio: str | None = None, status: str | None = None,
         after: str | None = None, limit: int = 50,

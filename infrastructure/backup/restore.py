@@ -421,9 +421,10 @@ class PrefetchedKeyStore(KeyStore):
         found = self._keys.get((subject_id, kind))
         return found if found is not None else super().get(subject_id, kind)
 
-    def get_subjects(self, subject_ids: list[str]) -> list[WrappedKey]:
-        found = [k for sid in subject_ids for k in self._by_subject.get(sid, ())]
-        return found + super().get_subjects([s for s in subject_ids if s not in self._by_subject])
+    def get_kinds(self, subject_ids: list[str], kinds: list[str]) -> dict[tuple[str, str], WrappedKey]:
+        found = {(k.subject_id, k.kind): k for sid in subject_ids for k in self._by_subject.get(sid, ())
+                 if k.kind in kinds}
+        return found | super().get_kinds([s for s in subject_ids if s not in self._by_subject], kinds)
 
     def is_destroyed(self, subject_id: str, kind: str) -> bool:
         return (subject_id, kind) in self._destroyed or super().is_destroyed(subject_id, kind)

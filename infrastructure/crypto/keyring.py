@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ POOL_BATCH = 64
 # grace (24 h, application/operations.py), so the sweep never takes a pair in use.
 POOL_MAX_AGE_SECONDS = 600.0
 _NEW_SUBJECT_KINDS = (str(KeyKind.KYC), str(KeyKind.PROFILE))
+_NEW_SUBJECT_KINDS_LIST = list(_NEW_SUBJECT_KINDS)  # a customer's keys: what a rebuild's page fetches
 BLIND_INDEX_ROOT = "blind-index-root"
 _CANARY = b"strongroom kek check v1"
 _log = logging.getLogger(__name__)
@@ -283,16 +284,43 @@ class KeyRing:
             entries[kind] = self._remember(key, now)
         return entries
 
-    def prefetch(self, subject_ids: list[str], kind: KeyKind | str) -> None:
-        """Unwrap several subjects' keys with one query (search candidates)."""
+    def prefetch(self, subject_ids: list[str], kind: KeyKind | str, *,
+                 held: Sequence[KeyKind | str] = (),
+                 fetched: dict[tuple[str, str], WrappedKey] | None = None) -> dict[tuple[str, str], WrappedKey]:
+        """Unwrap several subjects' `kind` keys with one query (search candidates).
+
+        The `held` kinds come back from the same query still wrapped, for
+        `unwrap_held` to unwrap for the candidates that turn out to match: a search
+        costs one key-store round trip, and the other candidates' keys of those kinds
+        are never unwrapped (issue 15). `fetched`: the wrapped keys already read with
+        the candidates (the read model's query, keys in the same database): no query."""
         now = time.monotonic()
         self._ledger_moved()
-        missing = [
-            sid for sid in subject_ids
-            if (c := self._cache.get((sid, str(kind)))) is None or c.expires <= now
-        ]
-        for stored in self.store.get_many(missing, str(kind)).values():
-            self._remember(stored, now)
+        kinds = [str(kind), *(str(k) for k in held if str(k) != str(kind))]
+        missing = sorted({
+            sid for sid in subject_ids for k in kinds
+            if (c := self._cache.get((sid, k))) is None or c.expires <= now
+        })
+        if fetched is not None:
+            stored = fetched
+        else:
+            stored = self.store.get_kinds(missing, kinds) if missing else {}
+        wrapped = {}
+        for (sid, k), key in stored.items():
+            if k == str(kind):
+                if (c := self._cache.get((sid, k))) is None or c.expires <= now:
+                    self._remember(key, now)
+            else:
+                wrapped[(sid, k)] = key
+        return wrapped
+
+    def unwrap_held(self, held: dict[tuple[str, str], WrappedKey], subject_id: str) -> None:
+        """Unwrap (into the cache) the keys `prefetch` held back for `subject_id`; a key
+        not held is looked up as usual when it is used."""
+        now = time.monotonic()
+        for (sid, kind), stored in held.items():
+            if sid == subject_id and ((c := self._cache.get((sid, kind))) is None or c.expires <= now):
+                self._remember(stored, now)
 
     def prefetch_subjects(self, subject_ids: Iterable[str]) -> int:
         """Unwrap every key of the subjects not cached yet, in one query (issue 15: a
@@ -309,10 +337,12 @@ class KeyRing:
         ))
         if not missing:
             return 0
-        found = self.store.get_subjects(missing)
-        for stored in found:
-            self._remember(stored, now)
-        return len(found)
+        found = 0
+        for start in range(0, len(missing), 500):
+            for stored in self.store.get_kinds(missing[start:start + 500], _NEW_SUBJECT_KINDS_LIST).values():
+                self._remember(stored, now)
+                found += 1
+        return found
 
     def _in_steady(self) -> bool:
         return bool(getattr(self._steady, "depth", 0))

@@ -29,7 +29,7 @@ def test_the_monitor_suite_reports_its_figures_on_both_stores(tmp_path, monkeypa
     for store in ("sqlite", "postgres"):
         figures = report["monitor"][store]
         assert set(figures) == {"event_to_alert_median", "event_to_alert_p99", "throughput_with_monitor",
-                                "catch_up"}
+                                "catch_up", "catch_up_floor"}
         for name, figure in figures.items():
             assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, (store, name)
         # Every probe's alert arrived (the suite fails otherwise), well inside its 10 s bound.
@@ -37,5 +37,7 @@ def test_the_monitor_suite_reports_its_figures_on_both_stores(tmp_path, monkeypa
         assert figures["event_to_alert_median"]["goal"] == "<= 0.2 s"
         assert figures["throughput_with_monitor"]["goal"] == "ratio >= 0.9"
         assert figures["catch_up"]["goal"] == "ratio >= 0.5"
+        # The floor reads and opens the same rows with no rules: never slower than the monitor by much.
+        assert figures["catch_up_floor"]["value"] > figures["catch_up"]["value"] * 0.8
     assert not instance.exists()
     assert list(scratch.iterdir()) == []

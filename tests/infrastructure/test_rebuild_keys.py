@@ -70,7 +70,7 @@ def test_a_rebuild_fetches_each_pages_keys_in_one_query_and_makes_the_same_rows(
 
     built.keyring.forget_cached()  # cold, as after a restore
     one_by_one = _counting(monkeypatch, "get")
-    per_page = _counting(monkeypatch, "get_subjects")
+    per_page = _counting(monkeypatch, "get_kinds")
     built.projection.rebuild(built.app, jobs=jobs)
 
     assert _contents(built, ids) == inline
