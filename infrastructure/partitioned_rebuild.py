@@ -29,8 +29,8 @@ P, a different end, or a read model written since, starts over from empty.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -125,13 +125,15 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
         if not notifications:
             break
         batch = _Batch()
-        for notification in notifications:
-            if taken.takes(notification):
+        mine = [n for n in notifications if taken.takes(n)]
+        with projection.directory.keys_for_page(str(n.originator_id) for n in mine):
+            for notification in mine:
                 projection._apply(app, notification, batch, cache)  # noqa: SLF001 - the same row builder
-        last = notifications[-1].id
+            last = notifications[-1].id
+            if batch.records or batch.purges or batch.alerts or batch.interactions:
+                batch.seal(projection.directory, last)
         if batch.records or batch.purges or batch.alerts or batch.interactions:
             fresh = frozenset(batch.records) - written if empty else frozenset()
-            batch.seal(projection.directory, last)
             with db.transaction() as cur:
                 batch.write(projection.directory, cur, last, fresh, projection.alerts, announce=False, track=False)
                 cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ?",  # nosec B608
@@ -246,8 +248,12 @@ class PartitionedRebuild:
             worker.start()
         reported = 0
         try:
-            while any(w.is_alive() for w in workers):
-                time.sleep(POLL_SECONDS)
+            running: dict[Any, Any] = {w.sentinel: w for w in workers}
+            while running:
+                # Woken by a worker's end as well as by the clock: a finished rebuild is
+                # not left waiting for the next poll (issue 15).
+                for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_SECONDS):
+                    running.pop(sentinel)
                 reported = self._report(positions, reported, progress)
         finally:
             for worker in workers:

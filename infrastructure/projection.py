@@ -63,19 +63,38 @@ class _Batch:
     """Rows to write for a run of events, keyed so later states replace earlier ones."""
 
     def __init__(self) -> None:
-        self.records: dict[str, CustomerRow] = {}
+        self._customers: dict[str, Customer] = {}
+        self._rows: dict[str, CustomerRow] | None = None
         self.interactions: list[InteractionRow] = []
         self.purges: list[str] = []
         self.alerts: dict[str, tuple[dict[str, Any], int, int]] = {}  # id -> (record, version, position), R3.6
 
-    def customer(self, customer: Customer, new_events: Sequence[Any]) -> None:
-        cid = str(customer.id)
-        pans = {card["card_id"]: card["pan"] for card in customer.cards}
-        self.records[cid] = CustomerRow(customer.to_record(), pans)
+    def customer(self, customer: Customer, new_events: Sequence[Any], customer_id: str | None = None) -> None:
+        cid = str(customer.id) if customer_id is None else customer_id
+        self._customers[cid] = customer
+        self._rows = None
         self.interactions.extend(_interaction_rows(cid, new_events))
 
+    @property
+    def records(self) -> dict[str, CustomerRow]:
+        """Each customer's row, made once from its last state in the batch.
+
+        Issue 15: a page of a rebuild holds many events of the same customers, and
+        the row used to be made (`to_record`, the PAN map) after every one of them,
+        to be replaced by the next. The batch keeps the aggregate instead (events
+        mutate it in place) and makes the row when the batch is sealed or written,
+        which is always before the next batch applies anything to it.
+        """
+        if self._rows is None:
+            self._rows = {
+                cid: CustomerRow(customer.to_record(), {card["card_id"]: card["pan"] for card in customer.cards})
+                for cid, customer in self._customers.items()
+            }
+        return self._rows
+
     def erased(self, customer_id: str) -> None:
-        self.records.pop(customer_id, None)
+        self._customers.pop(customer_id, None)
+        self._rows = None
         self.interactions = [r for r in self.interactions if r.customer_id != customer_id]
         self.purges.append(customer_id)
 
@@ -130,6 +149,7 @@ class CustomerProjection:
                 batch.customer(aggregate, list(aggregate.pending_events))
             elif isinstance(aggregate, CustomerErasure):
                 batch.erased(str(aggregate.customer_id))
+        batch.records  # noqa: B018 - the rows made now, from the state being saved, outside the write
         dialect = self.db.dialect
 
         def write_with_events(raw_cursor: Any, positions: Sequence[int]) -> None:
@@ -195,13 +215,14 @@ class CustomerProjection:
             if not notifications:
                 break
             batch = _Batch()
-            for notification in notifications:
-                self._apply(app, notification, batch, cache)
-            last = notifications[-1].id
-            fresh = frozenset(batch.records) - written if empty else frozenset()
-            with self.db.transaction() as cur:
-                # A rebuild (or restore) announces no alert: its webhooks went out once.
-                batch.write(self.directory, cur, last, fresh, self.alerts, announce=not empty)
+            with self.directory.keys_for_page(str(n.originator_id) for n in notifications):
+                for notification in notifications:
+                    self._apply(app, notification, batch, cache)
+                last = notifications[-1].id
+                fresh = frozenset(batch.records) - written if empty else frozenset()
+                with self.db.transaction() as cur:
+                    # A rebuild (or restore) announces no alert: its webhooks went out once.
+                    batch.write(self.directory, cur, last, fresh, self.alerts, announce=not empty)
             written.update(batch.records)
             done += len(notifications)
             if progress is not None:
@@ -233,7 +254,7 @@ class CustomerProjection:
         if isinstance(event, Customer.Event):
             customer = event.mutate(customer)
             cache[oid] = customer
-            batch.customer(customer, [event])
+            batch.customer(customer, [event], oid)
         elif isinstance(event, CustomerErasure.Event) and event.originator_version == 1:
             customer_id = str(event.customer_id)
             cache.pop(customer_id, None)

@@ -18,6 +18,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +170,17 @@ class CustomerDirectory:
         for pan in pans.values():
             digests.append(("pan", self.blind_index.digest("pan", values.normalise_pan(pan))))
         return sorted(set(digests))
+
+    def keys_for_page(self, subject_ids: Iterable[str]) -> AbstractContextManager[None]:
+        """For projecting a page of the log (issue 15): the page's customers' keys
+        unwrapped with one query, and the erasure ledger looked at once for the page
+        rather than before every sealed column (KeyRing.steady). A directory whose
+        sealer has no key ring (the unprotected benchmark's) has nothing to fetch."""
+        keyring: KeyRing | None = getattr(self.sealer, "keyring", None)
+        if keyring is None:
+            return nullcontext()
+        keyring.prefetch_subjects(subject_ids)
+        return keyring.steady()
 
     _COLUMNS = ("customer_id", *CLEAR_COLUMNS, *SEALED_COLUMNS, "position")
     _UPSERT = (

@@ -412,11 +412,19 @@ class PrefetchedKeyStore(KeyStore):
     def __init__(self, store: KeyStore) -> None:
         super().__init__(store.db)
         self._keys = {(k.subject_id, k.kind): k for k in store.all_keys()}
+        self._by_subject: dict[str, list[WrappedKey]] = {}
+        for key in self._keys.values():
+            self._by_subject.setdefault(key.subject_id, []).append(key)
         self._destroyed = {(s, k) for s, k, _ in store.destroyed()}
 
     def get(self, subject_id: str, kind: str) -> WrappedKey | None:
         found = self._keys.get((subject_id, kind))
         return found if found is not None else super().get(subject_id, kind)
+
+    def get_kinds(self, subject_ids: list[str], kinds: list[str]) -> dict[tuple[str, str], WrappedKey]:
+        found = {(k.subject_id, k.kind): k for sid in subject_ids for k in self._by_subject.get(sid, ())
+                 if k.kind in kinds}
+        return found | super().get_kinds([s for s in subject_ids if s not in self._by_subject], kinds)
 
     def is_destroyed(self, subject_id: str, kind: str) -> bool:
         return (subject_id, kind) in self._destroyed or super().is_destroyed(subject_id, kind)

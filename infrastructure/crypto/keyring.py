@@ -16,7 +16,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,6 +38,7 @@ POOL_BATCH = 64
 # grace (24 h, application/operations.py), so the sweep never takes a pair in use.
 POOL_MAX_AGE_SECONDS = 600.0
 _NEW_SUBJECT_KINDS = (str(KeyKind.KYC), str(KeyKind.PROFILE))
+_NEW_SUBJECT_KINDS_LIST = list(_NEW_SUBJECT_KINDS)  # a customer's keys: what a rebuild's page fetches
 BLIND_INDEX_ROOT = "blind-index-root"
 _CANARY = b"strongroom kek check v1"
 _log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ class KeyRing:
         self._reserved: dict[str, _MadeAhead] = {}
         self._next_batch = 1
         self._pool_lock = threading.Lock()
+        # Issue 15: a thread inside `steady()` has looked at the ledger for its batch.
+        self._steady = threading.local()
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class KeyRing:
         cache_key = (subject_id, kind)
         cached = self._cache.get(cache_key)
         if cached is not None and cached.expires > now:
-            if subject_id == SYSTEM_SUBJECT or not self._ledger_moved():
+            if subject_id == SYSTEM_SUBJECT or self._in_steady() or not self._ledger_moved():
                 return cached
         stored = self.store.get(subject_id, kind)
         if stored is None:
@@ -317,6 +321,52 @@ class KeyRing:
         for (sid, kind), stored in held.items():
             if sid == subject_id and ((c := self._cache.get((sid, kind))) is None or c.expires <= now):
                 self._remember(stored, now)
+
+    def prefetch_subjects(self, subject_ids: Iterable[str]) -> int:
+        """Unwrap every key of the subjects not cached yet, in one query (issue 15: a
+        rebuild's page of the log, instead of a query and a transaction per key).
+        Subjects without keys (erased, or streams that are not a customer's) are
+        left to `aead`, which tells an erased subject from a missing key. Returns
+        the keys unwrapped."""
+        now = time.monotonic()
+        self._ledger_moved()
+        kind = str(KeyKind.PROFILE)
+        missing = list(dict.fromkeys(
+            sid for sid in subject_ids
+            if sid != SYSTEM_SUBJECT and ((c := self._cache.get((sid, kind))) is None or c.expires <= now)
+        ))
+        if not missing:
+            return 0
+        found = 0
+        for start in range(0, len(missing), 500):
+            for stored in self.store.get_kinds(missing[start:start + 500], _NEW_SUBJECT_KINDS_LIST).values():
+                self._remember(stored, now)
+                found += 1
+        return found
+
+    def _in_steady(self) -> bool:
+        return bool(getattr(self._steady, "depth", 0))
+
+    @contextmanager
+    def steady(self) -> Iterator[None]:
+        """A batch of work (a page of a rebuild) that looks at the erasure ledger once,
+        on entry, instead of before every use of a cached customer key.
+
+        Why: on SQLite each look is a `PRAGMA data_version` on the key store, and a
+        rebuild uses a customer's keys about ten times per event it projects (one
+        look per sealed column); it was the largest single cost of a rebuild after
+        the key lookups (issue 15). The bound this trades: a key destroyed by another
+        process while the batch runs is dropped from this thread's cache when its
+        next batch starts (a page of 500 events), not at its next use. A rebuild
+        purges an erased customer's rows when it reads the erasure record, whatever
+        it projected before. Other threads are unaffected; nesting is allowed.
+        """
+        self._ledger_moved()
+        self._steady.depth = getattr(self._steady, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._steady.depth -= 1
 
     def destroy(self, subject_id: str, kinds: list[str]) -> list[str]:
         """Crypto-shred: delete the wrapped keys, enter them in the ledger, forget them."""
