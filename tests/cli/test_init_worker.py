@@ -11,6 +11,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,13 +135,22 @@ def test_the_worker_rides_out_a_postgres_crash_and_logs_only_json(tmp_path, clus
         [str(strongroom), "--instance", str(instance), "worker"], env={**os.environ, **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    # The worker's log, read as it comes: PostgreSQL stays down until the worker has
+    # said it noticed (on a loaded machine a fixed 3 s outage could pass while the
+    # worker was still waiting for a connection, and it then never saw the store fail).
+    err_lines: list[str] = []
+    reader = threading.Thread(target=lambda: err_lines.extend(iter(worker.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
         (tmp_path / "before.jsonl").write_text(json.dumps(LINE) + "\n")
         assert run(instance, "customers", "import", str(tmp_path / "before.jsonl"), env=env).exit_code == 0
         assert _projected(instance, env, LINE["email"])
 
         cluster.crash()
-        time.sleep(3)
+        deadline = time.monotonic() + 30
+        while not any("store unavailable" in line for line in err_lines) and time.monotonic() < deadline:
+            assert worker.poll() is None, "the worker exited when PostgreSQL went down"
+            time.sleep(0.1)
         assert worker.poll() is None, "the worker exited when PostgreSQL went down"
         cluster.start()
 
@@ -151,7 +161,10 @@ def test_the_worker_rides_out_a_postgres_crash_and_logs_only_json(tmp_path, clus
         assert worker.poll() is None
     finally:
         worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=15)
+        out = worker.stdout.read()
+        worker.wait(timeout=15)
+        reader.join(timeout=5)
+    err = "".join(err_lines)
     assert worker.returncode == 0, err
     assert out == ""
     lines = [json.loads(line) for line in err.splitlines()]  # every line JSON, or this raises
