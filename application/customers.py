@@ -141,7 +141,15 @@ class Strongroom(Application[UUID]):
         # at once that alerts were stored (the webhook dispatcher's `wake`).
         self.alert_records = alert_records
         self.alert_listeners: list[Callable[[], None]] = []
-        super().__init__(env)
+        try:
+            super().__init__(env)
+        except BaseException:
+            # The store could be opened but not prepared (a lock, an outage): close
+            # its connections rather than leave them to the garbage collector.
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.close()
+            raise
         self.access_log = AccessLog(self)
 
     def construct_mapper(self) -> Mapper[UUID]:

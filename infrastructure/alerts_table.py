@@ -23,7 +23,7 @@ from application.ports import InTransactionHook
 from application.ports.alerts import AlertQuery
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 from infrastructure.readmodel import ColumnSealer
-from infrastructure.sql import Cursor, Database, adapt_cursor
+from infrastructure.sql import Cursor, Database, adapt_cursor, lock_schema_changes
 
 TABLE = "alerts"
 _BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
@@ -46,6 +46,7 @@ class AlertTable:
     def create_tables(self) -> None:
         dialect = self.db.dialect
         with self.db.transaction() as cur:
+            lock_schema_changes(cur, dialect)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, rule_id TEXT NOT NULL,"
                 " severity TEXT NOT NULL, status TEXT NOT NULL, raised_at TEXT NOT NULL, actor_id TEXT,"

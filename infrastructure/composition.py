@@ -15,6 +15,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -534,32 +535,39 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
     finished is refused before anything is written to it (ConfigurationError);
     only the restore itself passes `allow_incomplete_restore`.
     """
+    loaded_kek = kek is None
     kek = kek or load_kek(settings)
-    create_schema = create_schema and settings.create_schema
+    # What is built so far, closed again (newest first) if a later step fails: a
+    # failed start leaves no pool, connection or listener thread behind.
+    with ExitStack() as undo:
+        if loaded_kek and isinstance(kek, Pkcs11Kek):
+            undo.callback(kek.close)
+        components = _build(settings, kek, undo, create_schema=create_schema and settings.create_schema,
+                            allow_incomplete_restore=allow_incomplete_restore)
+        undo.pop_all()
+    return components
+
+
+def _build(settings: Settings, kek: KekProvider, undo: ExitStack, *, create_schema: bool,
+           allow_incomplete_restore: bool) -> Components:
     deadline = settings.request_deadline_seconds
     events_db = Database.connect(settings.database_url, timeout=deadline)
+    undo.callback(events_db.close)
     if not allow_incomplete_restore:
         try:
             refuse_incomplete_restore(events_db)
         except RestoreIncomplete as exc:
-            events_db.close()
             raise ConfigurationError(str(exc)) from None
-        except BaseException:
-            events_db.close()
-            raise
     keys_db = Database.connect(settings.keys_database_url, timeout=deadline,
                                schema=KEYS_SCHEMA if is_postgres(settings.keys_database_url) else None)
-    try:
-        key_store = KeyStore(keys_db)
-        if create_schema:
-            key_store.create_tables()
-        keyring = KeyRing(key_store, kek, cache_seconds=settings.key_cache_seconds)
-        keyring.check_kek()
-        keyring.watch = ledger_watch(keys_db)
-    except KekError:
-        keys_db.close()
-        events_db.close()
-        raise
+    undo.callback(keys_db.close)
+    key_store = KeyStore(keys_db)
+    if create_schema:
+        key_store.create_tables()
+    keyring = KeyRing(key_store, kek, cache_seconds=settings.key_cache_seconds)
+    keyring.check_kek()
+    keyring.watch = ledger_watch(keys_db)
+    undo.callback(keyring.close)  # the key-ledger listener; before keys_db closes
     if create_schema:
         with events_db.transaction() as cur:
             create_tables(cur, events_db.dialect)
@@ -595,7 +603,9 @@ def build(settings: Settings, *, kek: KekProvider | None = None, create_schema: 
         alert_records=alert_table,
         retention=AmlRetention(settings.aml_retention_years),
     )
+    undo.callback(app.close)
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
+    undo.callback(evidence.close)  # stops the checkpointer before the recorder closes
 
     identity_store = IdentityStore(events_db, keyring)
     if create_schema:

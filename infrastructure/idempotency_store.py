@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from application.ports import IdempotentOutcome, InTransactionHook
-from infrastructure.sql import Cursor, Database, adapt_cursor
+from infrastructure.sql import Cursor, Database, adapt_cursor, lock_schema_changes
 
 _TIME = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"}
 _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
 def create_idempotency_table(cur: Cursor, dialect: str) -> None:
+    lock_schema_changes(cur, dialect)
     cur.execute(
         "CREATE TABLE IF NOT EXISTS idempotency (actor_id TEXT NOT NULL, key_digest TEXT NOT NULL,"
         " request_digest TEXT NOT NULL, status INTEGER NOT NULL, resource_id TEXT NOT NULL,"

@@ -32,7 +32,7 @@ from application.ports import (
 )
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 from infrastructure.readmodel import ColumnSealer
-from infrastructure.sql import Cursor, Database, adapt_cursor
+from infrastructure.sql import Cursor, Database, adapt_cursor, lock_schema_changes
 
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 
@@ -56,6 +56,7 @@ def _req_dt(value: Any) -> datetime:
 
 
 def create_identity_tables(cur: Cursor, dialect: str) -> None:
+    lock_schema_changes(cur, dialect)
     blob, time, bigint = _BLOB[dialect], _TIME[dialect], _BIGINT[dialect]
     cur.execute(
         "CREATE TABLE IF NOT EXISTS auth_staff_directory (username TEXT PRIMARY KEY,"

@@ -63,7 +63,7 @@ from domain.staff import StaffMember
 from infrastructure.crypto.envelope import TamperedEvent
 from infrastructure.faults import is_store_unavailable
 from infrastructure.logs import WORKER_LOGGER
-from infrastructure.sql import Cursor, Database, adapt_cursor
+from infrastructure.sql import Cursor, Database, adapt_cursor, lock_schema_changes
 
 log = logging.getLogger(WORKER_LOGGER)
 
@@ -89,6 +89,7 @@ _BIGINT = {"sqlite": "INTEGER", "postgres": "BIGINT"}
 
 
 def create_monitor_tables(cur: Cursor, dialect: str) -> None:
+    lock_schema_changes(cur, dialect)
     cur.execute(f"CREATE TABLE IF NOT EXISTS monitor_position (name TEXT PRIMARY KEY, position {_BIGINT[dialect]}"
                 " NOT NULL)")
     # Addresses a member signed in from, as keyed digests (never the address itself).

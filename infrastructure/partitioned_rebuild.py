@@ -44,7 +44,7 @@ from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from infrastructure.crypto.kek import KekProvider
 from infrastructure.readmodel import PROJECTION
-from infrastructure.sql import Cursor, Database
+from infrastructure.sql import Cursor, Database, lock_schema_changes
 
 TABLE = "rm_rebuild_partitions"
 POLL_SECONDS = 0.2
@@ -69,6 +69,7 @@ def partition_of(customer_id: str | UUID, partitions: int) -> int:
 
 
 def create_partition_table(cur: Cursor, dialect: str) -> None:
+    lock_schema_changes(cur, dialect)
     bigint = "BIGINT" if dialect == "postgres" else "INTEGER"
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} (partition_no INTEGER PRIMARY KEY,"

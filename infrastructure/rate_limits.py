@@ -32,7 +32,7 @@ from pyrate_limiter import GCRA, Rate, StateAlgorithm, StateStore
 from pyrate_limiter.abstracts.algorithm import Decision, State
 
 from application.ports.throttle import Limit
-from infrastructure.sql import Database
+from infrastructure.sql import Database, lock_schema_changes
 
 _TIME = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"}
 SWEEP_EVERY = 1000  # acquisitions between sweeps of idle rows
@@ -42,6 +42,7 @@ _SELECT_HELD = _SELECT + " FOR UPDATE"
 
 def create_rate_limit_table(db: Database) -> None:
     with db.transaction() as cur:
+        lock_schema_changes(cur, db.dialect)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS rate_limit_state (bucket TEXT NOT NULL, key_digest TEXT NOT NULL,"
             f" state TEXT NOT NULL, idle_at {_TIME[db.dialect]} NOT NULL, PRIMARY KEY (bucket, key_digest))"

@@ -30,7 +30,7 @@ from domain.catalogue import key_for
 from infrastructure.crypto.blind_index import BlindIndex
 from infrastructure.crypto.keyring import KeyRing
 from infrastructure.crypto.keystore import WrappedKey
-from infrastructure.sql import Cursor, Database
+from infrastructure.sql import Cursor, Database, lock_schema_changes
 
 PROJECTION = "customer_directory"
 
@@ -87,6 +87,7 @@ class InteractionRow:
 
 
 def create_tables(cur: Cursor, dialect: str) -> None:
+    lock_schema_changes(cur, dialect)
     blob, bigint = _BLOB[dialect], _BIGINT[dialect]
     clear = ", ".join(
         f"{c} {bigint}" if c == "version" else f"{c} TEXT" for c in CLEAR_COLUMNS if c != "restricted"

@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 from infrastructure.alerts_table import AlertTable
 from infrastructure.logs import WORKER_LOGGER
-from infrastructure.sql import Cursor, Database
+from infrastructure.sql import Cursor, Database, lock_schema_changes
 
 log = logging.getLogger(WORKER_LOGGER)
 
@@ -197,6 +197,7 @@ class WebhookOutbox:
         dialect = self.db.dialect
         double = _DOUBLE[dialect]
         with self.db.transaction() as cur:
+            lock_schema_changes(cur, dialect)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (alert_id TEXT NOT NULL, target TEXT NOT NULL,"
                 f" label TEXT NOT NULL, status TEXT NOT NULL, attempts {_INT[dialect]} NOT NULL DEFAULT 0,"

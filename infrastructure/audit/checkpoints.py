@@ -43,7 +43,7 @@ from application.clock import utc_now
 from infrastructure.audit.chain import ChainRow, epoch_micros, from_epoch_micros
 from infrastructure.audit.signer import CheckpointSigner
 from infrastructure.private_files import make_private_folder, open_private
-from infrastructure.sql import Database
+from infrastructure.sql import Database, lock_schema_changes
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class CheckpointStore:
     def create_table(self) -> None:
         blob = "BYTEA" if self.db.dialect == "postgres" else "BLOB"
         with self.db.transaction() as cur:
+            lock_schema_changes(cur, self.db.dialect)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} ("
                 " position BIGINT PRIMARY KEY,"

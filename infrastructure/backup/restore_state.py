@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from application.clock import utc_now
-from infrastructure.sql import Database
+from infrastructure.sql import Database, lock_schema_changes
 
 TABLE = "strongroom_restore_state"
 IN_PROGRESS, COMPLETE = "in_progress", "complete"
@@ -90,6 +90,7 @@ def begin(db: Database, *, backup_id: str, position: int | None, keys_store: lis
         "keys_store": keys_store, "tables_before": tables_before, "keys_tables_before": keys_tables_before,
     }
     with db.transaction() as cur:
+        lock_schema_changes(cur, db.dialect)
         cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY, status TEXT NOT NULL, "
                     "detail TEXT NOT NULL)")
         cur.execute(f"DELETE FROM {TABLE}")  # nosec B608 - constant table name

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from application.clock import utc_now
-from infrastructure.sql import Cursor, Database
+from infrastructure.sql import Cursor, Database, lock_schema_changes
 
 LEDGER_CHANNEL = "strongroom_keys_destroyed"  # ledger_watch.CHANNEL
 
@@ -44,6 +44,7 @@ class KeyStore:
     def create_tables(self) -> None:
         blob = _BLOB[self.db.dialect]
         with self.db.transaction() as cur:
+            lock_schema_changes(cur, self.db.dialect)
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS data_keys ("
                 " subject_id TEXT NOT NULL, kind TEXT NOT NULL,"

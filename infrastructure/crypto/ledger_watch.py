@@ -98,6 +98,10 @@ class NotifiedLedger:
     def _listen(self) -> None:
         import psycopg
 
+        # One warning per outage, however many retries it takes (a retry a second
+        # for as long as the server is away would bury the log), and a line when it
+        # is back.
+        outage = False
         while not self._stop.is_set():
             conn: Any = None
             try:
@@ -107,13 +111,18 @@ class NotifiedLedger:
                     # Whatever was destroyed while nobody listened: drop everything once.
                     self._dirty, self._listening = True, True
                 self._ready.set()
+                if outage:
+                    outage = False
+                    _log.info("key ledger listener is back; key cache on")
                 while not self._stop.is_set():
                     for _ in conn.notifies(timeout=self.LISTEN_SECONDS):
                         with self._lock:
                             self._dirty = True
             except Exception as exc:  # noqa: BLE001 - any failure: stop trusting the cache, retry
-                _log.warning("key ledger listener lost its connection (%s); key cache off until it is back",
-                             type(exc).__name__)
+                if not outage and not self._stop.is_set():
+                    _log.warning("key ledger listener lost its connection (%s); key cache off until it is back",
+                                 type(exc).__name__)
+                outage = True
             finally:
                 with self._lock:
                     self._listening = False

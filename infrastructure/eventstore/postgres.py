@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from psycopg import Rollback
+from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -76,6 +76,7 @@ from infrastructure.eventstore.shared import (
     as_utc,
 )
 from infrastructure.faults import bounded_pool_class
+from infrastructure.sql import lock_schema_changes
 
 
 
@@ -199,6 +200,12 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         self.chain_v2_from_statement = SQL(
             "SELECT from_position FROM {schema}.{format} WHERE events_table = %s AND version = 2"
         ).format(schema=schema, format=Identifier(CHAIN_FORMAT_TABLE))
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Replacing the insert function and its triggers in two processes at once
+        # deadlocks; one process at a time, in the statements' own transaction.
+        lock_schema_changes(curs)
+        super()._create_table(curs)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -426,6 +433,11 @@ class TimedPostgresProcessRecorder(
     recorder: `_insert_events` writes the tracking row, then the timed statements
     insert the events (and a hook, if given, runs), in one transaction.
     """
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Before the tracking table's statements too (the lock is re-entrant).
+        lock_schema_changes(curs)
+        super()._create_table(curs)
 
 
 class TLSPostgresFactory(PostgresFactory):

@@ -63,3 +63,42 @@ def test_the_cache_still_spares_unwrapping_when_nothing_was_destroyed(tmp_path, 
             assert unwraps == []
     finally:
         built.close()
+
+
+def test_a_lost_listener_says_so_once_turns_the_cache_off_and_on_again(pg_url, monkeypatch, caplog):
+    """PostgreSQL: the listener's connection is cut and the server refuses it for a
+    while. The cache is off (every use answers "changed") for as long as nobody
+    listens; the log says so once, not once per retry; when the server lets it back,
+    the listener says so and the cache is on again."""
+    import logging
+
+    import psycopg
+
+    from infrastructure.crypto.ledger_watch import NotifiedLedger
+    from tests.conftest import PG_ADMIN_URL
+
+    monkeypatch.setattr(NotifiedLedger, "RETRY_SECONDS", 0.05)
+    database = pg_url.rpartition("/")[2]
+    watch = NotifiedLedger(pg_url)
+    caplog.set_level(logging.INFO, logger="infrastructure.crypto.ledger_watch")
+    try:
+        watch.changed()  # the first answer after start-up is "changed"
+        assert watch.changed() is False
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+            time.sleep(1.0)  # about twenty refused reconnections
+            assert watch.changed() is True and watch.changed() is True
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        deadline = time.monotonic() + 5
+        while watch.changed():
+            assert time.monotonic() < deadline, "the listener did not come back"
+            time.sleep(0.05)
+        assert watch.changed() is False
+    finally:
+        watch.close()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "infrastructure.crypto.ledger_watch"]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert "key cache off" in lines[0][1] and "key cache on" in lines[1][1]
