@@ -132,23 +132,65 @@ def test_a_killed_worker_loses_nothing_and_the_rerun_resumes_its_partition(compo
             positions = _partition_positions(components)
         except Exception:  # the table is made by the run itself
             positions = {}
-        if positions.get(0, 0) > 0:
+        if positions.get(1, 0) > 0:  # partition 0 runs in this process, partition 1 in a worker
             import multiprocessing
 
-            victim = next((p for p in multiprocessing.active_children() if p.name == "strongroom-rebuild-0"), None)
-            assert victim is not None, "partition 0 finished before it could be killed"
+            victim = next((p for p in multiprocessing.active_children() if p.name == "strongroom-rebuild-1"), None)
+            assert victim is not None, "partition 1 finished before it could be killed"
             os.kill(victim.pid, signal.SIGKILL)
         time.sleep(0.005)
     runner.join(120)
     assert isinstance(outcome.get("error"), RebuildInterrupted), outcome
-    assert "partition 0 of 2" in str(outcome["error"])
+    assert "partition 1 of 2" in str(outcome["error"])
     left = _partition_positions(components)
-    assert 0 < left[0] < head  # killed part-way, its pages up to there committed
+    assert 0 < left[1] < head  # killed part-way, its pages up to there committed
     assert components.operations.read_model_position() == 0  # not taken for current
 
     read = partitioned.run(projection, app, jobs=2, page=2)
     assert read < head  # resumed, not started over
     assert _partition_positions(components) == {}
+    assert read_model_digest(components) == expected
+    assert components.operations.read_model_position() == head
+
+
+def test_when_this_process_fails_its_partition_the_workers_stop_and_the_rerun_resumes(components, app, monkeypatch):
+    """Fault: partition 0, projected in the calling process, fails part-way (the store
+    goes away). The rebuild raises that failure, stops the worker rather than leave it
+    writing behind the caller's back, and claims nothing; the rerun ends the same."""
+    import multiprocessing
+
+    from infrastructure import partitioned_rebuild
+    from infrastructure.sql import DatabaseUnavailable
+
+    _fill(app, 30)
+    head = components.operations.log_head()
+    partitioned, projection = components.projection.partitioned, components.projection
+    partitioned.run(projection, app, jobs=1, page=2)
+    expected = read_model_digest(components)
+
+    caller = os.getpid()
+    real = partitioned_rebuild.project_partition
+
+    def failing_here(*args, report=None, **kwargs):
+        def report_then_fail(last: int) -> None:
+            report(last)
+            if os.getpid() == caller and last >= 6:  # the forked worker runs the real thing
+                deadline = time.monotonic() + 30  # once the worker has committed a page
+                while not _partition_positions(components).get(1) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                raise DatabaseUnavailable("the store went away")
+        return real(*args, report=report_then_fail, **kwargs)
+
+    monkeypatch.setattr(partitioned_rebuild, "project_partition", failing_here)
+    with pytest.raises(DatabaseUnavailable):
+        partitioned.run(projection, app, jobs=2, page=2)
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("strongroom-rebuild")] == []
+    assert components.operations.read_model_position() == 0  # not taken for current
+    assert 0 < _partition_positions(components)[0] < head
+
+    monkeypatch.setattr(partitioned_rebuild, "project_partition", real)
+    read = partitioned.run(projection, app, jobs=2, page=2)
+    assert read < head  # resumed, not started over
     assert read_model_digest(components) == expected
     assert components.operations.read_model_position() == head
 
