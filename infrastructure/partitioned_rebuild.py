@@ -11,18 +11,22 @@ partition, and left a core idle while it connected).
 
 What a worker takes from the log, in log order:
 
-* a customer's events, by the hash of the customer's id;
-* an erasure record's first event, by the hash of the *erased* customer's id, so the
-  purge lands after that customer's rows in the same worker, as it does in one process;
-* an alert's events, by the hash of the alert's id (the alerts read model, R3.6).
+* a customer's events, by the partition of the customer's id (`partition_of`: its
+  last hex digits, modulo P);
+* an erasure record's first event, by the partition of the *erased* customer's id, so
+  the purge lands after that customer's rows in the same worker, as it does in one
+  process;
+* an alert's events, by the partition of the alert's id (the alerts read model, R3.6).
 
 Nothing else writes a read model: other events are not even decrypted. Every worker
 reads the same pages of the log (PAGE notifications from the same start) and stamps a
 page's rows with the page's last position, exactly as the sequential rebuild does, so
-the tables come out row for row the same whatever P is.
+the tables come out row for row the same whatever P is. The database computes the
+partition from the stored id, so a worker receives only its own streams' rows and the
+erasure records (whose customer is sealed inside), not P times the log.
 
 Exactly once per partition: a page's rows and the partition's position in
-`rm_rebuild_partitions` commit in one transaction. A worker that is killed loses at
+`rm_rebuild_progress` commit in one transaction. A worker that is killed loses at
 most its open page; running the rebuild again with the same P resumes every
 partition from its own position (the read model's own position stays 0 until every
 partition has finished, so nothing reads a half-built model as current). A different
@@ -37,19 +41,22 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from application.errors import SubjectErased
 from domain.alerts import Alert
 from domain.customer import Customer
 from domain.erasure import CustomerErasure
 from infrastructure.crypto.kek import KekProvider
+from infrastructure.eventstore.shared import partition_of
 from infrastructure.readmodel import PROJECTION
 from infrastructure.sql import Cursor, Database, lock_schema_changes
 
-TABLE = "rm_rebuild_partitions"
+TABLE = "rm_rebuild_progress"
+# The same progress, kept by releases that partitioned by the whole id: a run that one
+# left is not resumed (its partitions hold other customers), it starts over.
+_EARLIER_TABLE = "rm_rebuild_partitions"
 POLL_SECONDS = 0.2
 
 
@@ -65,15 +72,17 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def partition_of(customer_id: str | UUID, partitions: int) -> int:
-    """A stable partition for an id: the same on every run, process and machine."""
-    value = customer_id if isinstance(customer_id, UUID) else UUID(str(customer_id))
-    return value.int % partitions
+# Erasure records are read by every partition: the erased customer's id is sealed inside.
+EVERY_PARTITION_TOPICS = tuple(sorted(
+    get_topic(cls) for cls in vars(CustomerErasure).values()
+    if isinstance(cls, type) and issubclass(cls, CustomerErasure.Event)
+))
 
 
 def create_partition_table(cur: Cursor, dialect: str) -> None:
     lock_schema_changes(cur, dialect)
     bigint = "BIGINT" if dialect == "postgres" else "INTEGER"
+    cur.execute(f"DROP TABLE IF EXISTS {_EARLIER_TABLE}")
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} (partition_no INTEGER PRIMARY KEY,"
         f" partitions INTEGER NOT NULL, target {bigint} NOT NULL, position {bigint} NOT NULL)"
@@ -125,15 +134,22 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
     written: set[str] = set()
     read = 0
     while start <= target:
-        notifications = app.recorder.select_notifications(start=start, limit=min(page, target - start + 1))
-        if not notifications:
-            break
+        limit = min(page, target - start + 1)
+        if partitions == 1:
+            notifications = app.recorder.select_notifications(start=start, limit=limit)
+            if not notifications:
+                break
+            last, size = notifications[-1].id, len(notifications)
+        else:  # the same page, but only this partition's rows leave the database
+            found = app.recorder.select_partition(start, limit, partition, partitions, EVERY_PARTITION_TOPICS)
+            if found.last is None:
+                break
+            last, size, notifications = found.last, found.size, found.notifications
         batch = _Batch()
         mine = [n for n in notifications if taken.takes(n)]
         with projection.directory.keys_for_page(str(n.originator_id) for n in mine):
             for notification in mine:
                 projection._apply(app, notification, batch, cache)  # noqa: SLF001 - the same row builder
-            last = notifications[-1].id
             if batch.records or batch.purges or batch.alerts or batch.interactions:
                 batch.seal(projection.directory, last)
         if batch.records or batch.purges or batch.alerts or batch.interactions:
@@ -143,7 +159,7 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
                 cur.execute(f"UPDATE {TABLE} SET position = ? WHERE partition_no = ?",  # nosec B608
                             (last, partition))
             written.update(batch.records)
-        read += len(notifications)
+        read += size
         if report is not None:
             report(last)
         start = last + 1

@@ -37,11 +37,12 @@ from uuid import UUID
 
 from psycopg import Cursor, Rollback
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
+    Notification,
     ProgrammingError,
     StoredEvent,
 )
@@ -71,7 +72,9 @@ from infrastructure.eventstore.postgres_schema import (
 from infrastructure.eventstore.shared import (
     HOOK,
     MAX_POSITION,
+    PARTITION_BITS,
     InsertHooks,
+    PartitionPage,
     StampedNotification,
     as_utc,
 )
@@ -363,6 +366,38 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
             )
             for row in rows
         ]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_partition(self, start: int, limit: int, partition: int, partitions: int,
+                         every_partition: Sequence[str] = ()) -> PartitionPage:
+        """A parallel rebuild's page: the next `limit` notifications from `start`, as
+        `select_notifications` pages them, of which only the rows of streams in
+        `partition` (`shared.partition_of`: the id's last hex digits, computed by the
+        server) and any row whose topic is in `every_partition`."""
+        table = SQL("{schema}.{table}").format(schema=Identifier(self.datastore.schema),
+                                              table=Identifier(self.events_table_name))
+        last_statement = SQL(
+            "SELECT max(notification_id), count(*) FROM (SELECT notification_id FROM {table} "
+            "WHERE notification_id >= %s ORDER BY notification_id LIMIT %s) AS page"
+        ).format(table=table)
+        rows_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {table} "
+            "WHERE notification_id >= %s AND notification_id <= %s "
+            "AND ((('x' || right(originator_id::text, {digits}))::bit({bits})::int %% %s = %s) "
+            "OR topic = ANY(%s)) ORDER BY notification_id"
+        ).format(table=table, digits=Literal(PARTITION_BITS // 4), bits=Literal(PARTITION_BITS))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(last_statement, (start, limit), prepare=True)
+            found = curs.fetchone()
+            if found is None or found[0] is None:
+                return PartitionPage(None, 0, [])
+            last, size = int(found[0]), int(found[1])
+            curs.execute(rows_statement, (start, last, partitions, partition, list(every_partition)), prepare=True)
+            rows = curs.fetchall()
+        return PartitionPage(last, size, [
+            Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4]))
+            for r in rows
+        ])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def recorded_at_of(self, position: int) -> datetime | None:

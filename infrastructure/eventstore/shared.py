@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -41,8 +42,11 @@ __all__ = [
     "MAX_POSITION",
     "CommitListener",
     "InsertHooks",
+    "PARTITION_BITS",
+    "PartitionPage",
     "StampedNotification",
     "as_utc",
+    "partition_of",
 ]
 
 # The keyword `Strongroom._save` passes to `save()`, and so to `insert_events()`.
@@ -53,6 +57,29 @@ APPEND_ONLY_MESSAGE = "strongroom: event rows are append-only"
 MAX_POSITION = 2**63 - 1
 
 CommitListener = Callable[[Sequence[int]], None]
+
+# A parallel rebuild (issue 15) splits the log by stream: a stream's partition is the
+# low PARTITION_BITS bits of its UUID (the last four hex digits, random in a UUID4)
+# modulo the number of partitions. Both stores compute the same from the stored id in
+# SQL, so a worker is sent only its own rows; 65,536 values keep P partitions even.
+PARTITION_BITS = 16
+_PARTITION_MASK = (1 << PARTITION_BITS) - 1
+
+
+@dataclass(frozen=True)
+class PartitionPage:
+    """A page of the log (the next `size` notifications, up to position `last`; `last`
+    None when there are none) and, of them, the rows one partition reads."""
+
+    last: int | None
+    size: int
+    notifications: list[Notification]
+
+
+def partition_of(stream_id: str | UUID, partitions: int) -> int:
+    """A stable partition for a stream id: the same on every run, process, machine and store."""
+    value = stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
+    return (value.int & _PARTITION_MASK) % partitions
 
 log = logging.getLogger(__name__)
 

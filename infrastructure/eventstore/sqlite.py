@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
@@ -74,7 +74,9 @@ from infrastructure.audit.chain import (
 from infrastructure.eventstore.shared import (
     APPEND_ONLY_MESSAGE,
     MAX_POSITION,
+    PARTITION_BITS,
     InsertHooks,
+    PartitionPage,
     StampedNotification,
     as_utc,
 )
@@ -334,6 +336,36 @@ class TimedSQLiteApplicationRecorder(InsertHooks, SQLiteApplicationRecorder):
             )
             for row in rows
         ]
+
+    def select_partition(self, start: int, limit: int, partition: int, partitions: int,
+                         every_partition: Sequence[str] = ()) -> PartitionPage:
+        """A parallel rebuild's page: the next `limit` notifications from `start`, as
+        `select_notifications` pages them, of which only the rows of streams in
+        `partition` (`shared.partition_of`) and any row whose topic is in
+        `every_partition`."""
+        low_bits = " + ".join(  # the last hex digits of the stored id, as an integer
+            f"{16 ** k} * (instr('0123456789abcdef', substr(originator_id, {-1 - k}, 1)) - 1)"
+            for k in range(PARTITION_BITS // 4)
+        )
+        topics = ", ".join("?" * len(every_partition)) or "NULL"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT MAX(rowid), COUNT(*) FROM (SELECT rowid FROM {self.events_table_name} "  # nosec B608
+                "WHERE rowid >= ? ORDER BY rowid LIMIT ?)", (start, limit))
+            last, size = c.fetchone()
+            if last is None:
+                return PartitionPage(None, 0, [])
+            c.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state "  # nosec B608
+                f"FROM {self.events_table_name} WHERE rowid >= ? AND rowid <= ? "
+                f"AND (({low_bits}) % ? = ? OR topic IN ({topics})) ORDER BY rowid",
+                (start, last, partitions, partition, *every_partition))
+            rows = c.fetchall()
+        return PartitionPage(int(last), int(size), [
+            Notification(id=r[0], originator_id=self.convert_originator_id(r[1]), originator_version=r[2],
+                         topic=r[3], state=r[4])
+            for r in rows
+        ])
 
     def recorded_at_of(self, position: int) -> datetime | None:
         """When the row at `position` was recorded, or None if there is none."""
