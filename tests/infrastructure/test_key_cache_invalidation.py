@@ -102,3 +102,16 @@ def test_a_lost_listener_says_so_once_turns_the_cache_off_and_on_again(pg_url, m
     lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "infrastructure.crypto.ledger_watch"]
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "key cache off" in lines[0][1] and "key cache on" in lines[1][1]
+
+
+def test_closing_the_listener_does_not_wait_out_its_timeout(pg_url):
+    """PostgreSQL: `close()` wakes the listener rather than waiting for its next look
+    at the clock (a rebuild worker closes its components as it ends, issue 15)."""
+    from infrastructure.crypto.ledger_watch import NotifiedLedger
+
+    watch = NotifiedLedger(pg_url)
+    time.sleep(0.2)  # the listener is waiting on its connection
+    started = time.monotonic()
+    watch.close()
+    assert time.monotonic() - started < NotifiedLedger.LISTEN_SECONDS / 2
+    assert not watch._thread.is_alive()  # noqa: SLF001 - stopped, not abandoned
