@@ -28,12 +28,13 @@ def test_bench_rebuild_suite_reports_both_figures_beside_their_baselines(tmp_pat
     report = json.loads(result.stdout)
     for store in ("sqlite", "postgres"):
         figures = report["rebuild"][store]
-        assert set(figures) == {"rebuild_vs_unprotected", "rebuild_parallel", "rebuild_parallel_cpu"}
+        assert set(figures) == {"rebuild_vs_unprotected", "rebuild_parallel", "rebuild_parallel_cpu", "machine_parallel"}
         for name, figure in figures.items():
             assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
-            assert figure["unit"] in ("events/s", "events/CPU-s") and figure["baseline_is"], name
+            assert figure["unit"] in ("events/s", "events/CPU-s", "opens/s") and figure["baseline_is"], name
         assert figures["rebuild_vs_unprotected"]["goal"] == "ratio >= 0.5"
         assert figures["rebuild_parallel"]["goal"] == "ratio >= 1.7"
-        assert "200 events" in figures["rebuild_parallel"]["label"]  # 20 customers of 10 events
+        assert "800 events" in figures["rebuild_parallel"]["label"]  # 8 x 10 customers of 10 events
+        assert "ceiling" in figures["machine_parallel"]["baseline_is"]
     assert not instance.exists()
     assert list(scratch.iterdir()) == []
