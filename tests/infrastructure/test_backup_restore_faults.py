@@ -181,6 +181,36 @@ def test_a_checkpoint_that_does_not_match_the_restored_chain_fails_the_restore(l
         restore_backup(live=live, target=target, into_url=into, position=between)
 
 
+@pytest.mark.parametrize("cut", ["position", "time"])
+def test_a_backed_up_row_changed_under_its_old_hash_fails_the_restore(live, target, into, cut):
+    """Attack: an operator with the backup-signing key swaps one row's ciphertext in a
+    segment and re-signs the manifest, keeping the row's hashes. The restore checks the
+    rows against the signed checkpoints: as they go in (a cut by position, issue 15) or
+    read back (a cut by time); either way it refuses."""
+    from infrastructure.backup.manifest import decode_segment, encode_segment
+
+    a, _, between, _ = three_checkpoints(live)
+    create_backup(live, target)
+    (name,) = [n for n in target.list("events") if n.endswith(".manifest.json")]
+    segment = json.loads(target.read(f"events/{name}"))["segments"][0]
+    columns, rows = decode_segment(segment["file"], target.read(segment["file"]))
+    at_state = columns.index("state")
+    victim = next(row for row in rows if row[0] == a)  # under the first checkpoint
+    other = next(row for row in rows if row[0] == a - 1)
+    victim[at_state] = other[at_state]  # a real ciphertext, of another row
+    data = encode_segment(columns, rows)
+    target.write(segment["file"], data)
+
+    def point_at_the_change(document):
+        document["segments"][0].update(sha256=sha256(data), bytes=len(data))
+
+    _rewrite_manifest(live, target, point_at_the_change)
+    when = {"position": between} if cut == "position" else {
+        "to_time": live.app.recorder.recorded_at_of(between)}
+    with pytest.raises(BackupCorrupt, match="does not match the signed checkpoints"):
+        restore_backup(live=live, target=target, into_url=into, **when)
+
+
 # -- a killed restore -------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
