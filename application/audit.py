@@ -6,10 +6,12 @@ reads far outnumber writes, and one transaction (one fsync) per read would cap
 reads at the disk's commit rate. Each caller seals its own record (under its own
 acting context, in its own thread) and queues it; the first caller to find no
 commit in progress becomes the leader, writes everything queued in one
-transaction, and wakes the others. While it writes, newcomers queue up for the
-next group. An error is raised to every caller of the failed group, so no caller
-answers as if its record were safe; a crash after the commit loses at most
-responses, never records.
+transaction, and wakes exactly the callers it committed, then hands the lead to
+the oldest caller still waiting (one wake-up each: waking every waiting thread
+after every commit cost each of them the interpreter lock for nothing). While it
+writes, newcomers queue up for the next group. An error is raised to every caller
+of the failed group, so no caller answers as if its record were safe; a crash
+after the commit loses at most responses, never records.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ MAX_GROUP = 512  # records per transaction: bounds one commit's size and latency
 
 
 class _Pending:
-    __slots__ = ("stored", "done", "error")
+    __slots__ = ("stored", "done", "error", "wake")
 
     def __init__(self, stored: list[Any]) -> None:
         self.stored = stored
         self.done = False
         self.error: BaseException | None = None
+        # Set when the record is committed (or failed), or when this caller is to lead.
+        self.wake = threading.Event()
 
 
 class AccessLog:
@@ -40,9 +44,9 @@ class AccessLog:
     def __init__(self, app: EventStore, *, max_group: int = MAX_GROUP) -> None:
         self.app = app
         self.max_group = max_group
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Pending] = []
-        self._committing = False
+        self._committing = False  # a leader is writing, or has been chosen
 
     def record(
         self,
@@ -88,27 +92,34 @@ class AccessLog:
         )
 
     def _commit(self, pending: _Pending) -> None:
-        with self._cond:
+        with self._lock:
             self._queue.append(pending)
-            while not pending.done:
-                if self._committing:
-                    self._cond.wait()
-                    continue
-                # Lead one group: everything queued so far (up to max_group).
-                self._committing = True
-                group = self._queue[: self.max_group]
-                del self._queue[: self.max_group]
-                self._cond.release()
-                error: BaseException | None = None
-                try:
-                    self.app.recorder.insert_events([e for p in group for e in p.stored])
-                except BaseException as exc:  # noqa: BLE001 - handed to every caller below
-                    error = exc
-                finally:
-                    self._cond.acquire()
-                for member in group:
-                    member.done, member.error = True, error
-                self._committing = False
-                self._cond.notify_all()
+            leading = not self._committing
+            self._committing = True
+        if not leading:
+            pending.wake.wait()  # committed by a leader, or handed the lead
+        while not pending.done:
+            self._lead_one_group()
         if pending.error is not None:
             raise pending.error
+
+    def _lead_one_group(self) -> None:
+        """Write everything queued so far (up to max_group) in one transaction, wake
+        the callers it holds, and hand the lead to the oldest caller still waiting."""
+        with self._lock:
+            group = self._queue[: self.max_group]
+            del self._queue[: self.max_group]
+        error: BaseException | None = None
+        try:
+            self.app.recorder.insert_events([e for p in group for e in p.stored])
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller below
+            error = exc
+        with self._lock:
+            for member in group:
+                member.done, member.error = True, error
+            successor = self._queue[0] if self._queue else None
+            self._committing = successor is not None
+        for member in group:
+            member.wake.set()
+        if successor is not None:
+            successor.wake.set()

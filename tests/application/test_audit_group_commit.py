@@ -94,6 +94,19 @@ def test_sixteen_readers_share_transactions_and_keep_their_own_actor(app: Any) -
         assert meta["via"] == "api"
 
 
+def test_when_more_wait_than_a_group_holds_the_lead_passes_on_until_all_are_committed(app: Any) -> None:
+    """Groups of at most two for sixteen callers: each leader commits one group and hands
+    the lead to the oldest caller still waiting; nobody is left waiting or committed twice."""
+    spy = SlowRecorderSpy(app.recorder, delay=0.01)
+    app.access_log.app = type("Store", (), {"mapper": app.mapper, "recorder": spy})()
+    app.access_log.max_group = 2
+    results, returned_at = _read_concurrently(app, CALLERS)
+    assert results == [None] * CALLERS
+    assert all(returned_at)  # every caller returned (none left waiting past the join)
+    assert sum(spy.groups) == CALLERS and max(spy.groups) <= 2
+    assert len(_access_records(app)) == CALLERS
+
+
 def test_a_failed_group_commit_is_raised_to_every_caller_in_it(app: Any) -> None:
     spy = SlowRecorderSpy(app.recorder, delay=0.1)
     app.access_log.app = type("Store", (), {"mapper": app.mapper, "recorder": spy})()
