@@ -39,7 +39,14 @@ from uuid import UUID
 
 from infrastructure.audit.checkpoints import Checkpoint, CheckpointStore
 from infrastructure.audit.verify import ChainVerifier, chain_v2_from, iter_rows
-from infrastructure.audit.chain import ChainRow, epoch_micros, meta_digest_of_state, state_digest, unreadable_row
+from infrastructure.audit.chain import (
+    ChainRow,
+    canonical_uuid_hex,
+    epoch_micros,
+    meta_digest_of_state,
+    state_digest,
+    unreadable_row,
+)
 from infrastructure.backup.eventrows import (
     CHAIN_HEAD,
     CHAIN_PREV,
@@ -513,15 +520,30 @@ def _chain_rows(columns: list[str], rows: list[Any]) -> Iterator[ChainRow]:
     at = {name: i for i, name in enumerate(columns)}
     at_id, at_version, at_topic = at["originator_id"], at["originator_version"], at["topic"]
     at_state, at_stamp, at_prev, at_head = at["state"], at["recorded_at"], at[CHAIN_PREV], at[CHAIN_HEAD]
+    last_stamp: Any = None
+    last_micros = 0  # the rows of one save share a stamp: converted once
     for row in rows:
         prev, head = decode_value(row[at_prev], dialect="postgres"), decode_value(row[at_head], dialect="postgres")
         try:
             state = decode_value(row[at_state], dialect="postgres")
-            yield ChainRow(int(row[0]), str(UUID(str(row[at_id]))), int(row[at_version]), str(row[at_topic]),
-                           epoch_micros(_stamp(row[at_stamp])), state_digest(state), prev, head, None,
-                           meta_digest_of_state(state))
+            stamp = row[at_stamp]
+            if stamp != last_stamp:
+                last_stamp, last_micros = stamp, epoch_micros(_stamp(stamp))
+            yield ChainRow(int(row[0]), _canonical_id(row[at_id]), int(row[at_version]), str(row[at_topic]),
+                           last_micros, state_digest(state), prev, head, None, meta_digest_of_state(state))
         except (ValueError, TypeError, KeyError) as exc:
+            last_stamp = None
             yield unreadable_row(int(row[0]), prev, head, exc)
+
+
+def _canonical_id(stored: Any) -> str:
+    """A stream id as the chain hashed it: a UUID's canonical text."""
+    text = str(stored)
+    if len(text) == 32:  # SQLite's 32 hex digits
+        return canonical_uuid_hex(text)
+    if len(text) == 36 and text == text.lower():  # already canonical (PostgreSQL's)
+        return text
+    return str(UUID(text))
 
 
 def check_chain(database_url: str, table_name: str) -> tuple[str, list[str]]:
