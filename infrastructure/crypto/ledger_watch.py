@@ -154,11 +154,9 @@ class NotifiedLedger:
         return moved
 
     def _drain_wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # empty: drained
             while os.read(self._wake_read, 64):
-                pass
-        except BlockingIOError:
-            pass
+                continue
 
     def close(self) -> None:
         self._stop.set()
