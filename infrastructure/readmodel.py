@@ -178,12 +178,13 @@ class CustomerDirectory:
         rather than before every sealed column (KeyRing.steady). A directory whose
         sealer has no key ring (the unprotected benchmark's) has nothing to fetch."""
         keyring: KeyRing | None = getattr(self.sealer, "keyring", None)
-        if keyring is None:
-            return nullcontext()
-        keyring.prefetch_subjects(subject_ids)
-        return keyring.steady()
+        if keyring is not None:
+            keyring.prefetch_subjects(subject_ids)
+        return self._steady()
 
     def _steady(self) -> AbstractContextManager[None]:
+        """One look at the erasure ledger for a batch of opens (KeyRing.steady); nothing
+        to look at for a sealer without a key ring (the unprotected benchmark's)."""
         keyring: KeyRing | None = getattr(self.sealer, "keyring", None)
         return nullcontext() if keyring is None else keyring.steady()
 
