@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import sqlite3
 import threading
@@ -36,6 +37,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
 from eventsourcing.persistence import OperationalError as LibraryOperationalError
+from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -208,6 +210,25 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+def _quiet(conn: Any) -> bool:
+    """True when the connection is open and idle and its socket has nothing to read.
+
+    A server that crashed, restarted or ended the session has closed the socket or
+    sent an error, and either makes it readable; an idle connection the server still
+    holds has nothing to say. Only a connection that is not quiet is pinged (a round
+    trip) before it is handed out. A server that hangs without closing anything is
+    the watchdog's to find, pinged or not.
+    """
+    try:
+        if conn.closed or conn.broken or conn.pgconn.transaction_status != TransactionStatus.IDLE:
+            return False
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+
+
 def bounded_pool_class(base: type[Any]) -> type[Any]:
     """A subclass of psycopg_pool `ConnectionPool` class `base`: waits for a connection
     bounded by the request's deadline (and short while the server is known to be
@@ -237,7 +258,8 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
                 if deadline is not None:
                     WATCHDOG.watch(self, conn, deadline)  # a hung server cannot hold the thread
                 try:
-                    self.check_connection(conn)
+                    if not _quiet(conn):
+                        self.check_connection(conn)
                 except Exception:  # any failed ping: the connection is not handed out
                     self.putconn(conn)  # broken: the pool discards it and connects anew
                     known_down = self.__dict__.get("_strongroom_unreachable") or self.__dict__.get("_strongroom_hung")

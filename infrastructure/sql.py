@@ -14,9 +14,10 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -288,9 +289,24 @@ class _PostgresCursor:
 
 
 class PostgresDatabase(Database):
-    """A psycopg 3 connection pool; `schema` is put first on the search path."""
+    """A psycopg 3 connection pool; `schema` is put first on the search path.
+
+    Round trips are most of what a short request costs (issue 15 item 6), so:
+
+    * connections are in autocommit mode: a write transaction is `BEGIN` ... `COMMIT`
+      as before, but a read (`write=False`) sends its statements alone, one round
+      trip each. PostgreSQL's default isolation, READ COMMITTED, gives every
+      statement its own snapshot inside a transaction too, so a read sees what it
+      saw before;
+    * the request's deadline bounds every statement as the session's
+      `statement_timeout`, set only when it no longer fits (see `_bound_statements`),
+      not once per transaction.
+    """
 
     dialect = "postgres"
+    # A statement may outlive its request's deadline by at most this (the watchdog
+    # cuts a connection half a second after the deadline in any case).
+    TIMEOUT_STEP_MS = 250
 
     def __init__(self, database_url: str, *, schema: str | None = None, timeout: float = 10.0) -> None:
         import psycopg
@@ -304,6 +320,8 @@ class PostgresDatabase(Database):
         self._psycopg = psycopg
         self._remaining = remaining
         self.schema = schema
+        # The statement_timeout (ms) each connection's session has, as we last set it.
+        self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
         def configure(conn: Any) -> None:
             if schema:
@@ -320,13 +338,12 @@ class PostgresDatabase(Database):
                         psycopg.sql.Identifier(schema)
                     )
                 )
-            conn.commit()
 
         try:
             self.pool = BoundedPool(
                 database_url,
                 # libpq waits forever on a host that drops packets; never longer than this.
-                kwargs={"connect_timeout": max(2, math.ceil(timeout))},
+                kwargs={"connect_timeout": max(2, math.ceil(timeout)), "autocommit": True},
                 min_size=1,
                 max_size=8,
                 configure=configure,
@@ -336,6 +353,26 @@ class PostgresDatabase(Database):
             self.pool.wait(timeout=max(10.0, timeout))
         except Exception as exc:  # psycopg_pool raises PoolTimeout, psycopg OperationalError
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
+
+    def _bound_statements(self, conn: Any) -> None:
+        """Within a request, no statement outlives its deadline: one stuck behind a
+        lock or a slow server is cancelled by the server itself. Outside one, none is
+        bounded. The session's `statement_timeout` is changed (one round trip) only
+        when it is not already between the time left and one step more: a request
+        mostly finds it as the last request left it."""
+        left = self._remaining(math.inf)
+        current = self._timeouts.get(conn)
+        if left == math.inf:
+            wanted = 0
+            if current == wanted:
+                return
+        else:
+            left_ms = left * 1000
+            if current is not None and current > 0 and left_ms <= current <= left_ms + self.TIMEOUT_STEP_MS:
+                return
+            wanted = max(1, math.ceil(left_ms / self.TIMEOUT_STEP_MS) * self.TIMEOUT_STEP_MS)
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{wanted}ms",))
+        self._timeouts[conn] = wanted
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
@@ -348,13 +385,9 @@ class PostgresDatabase(Database):
         except Exception as exc:
             raise DatabaseUnavailable("cannot connect to PostgreSQL") from exc
         try:
-            with conn.transaction(), conn.cursor() as cursor:
-                left = self._remaining(math.inf)
-                if left != math.inf:
-                    # Within a request, no statement outlives its deadline: one stuck
-                    # behind a lock or a slow server is cancelled by the server itself.
-                    cursor.execute("SELECT set_config('statement_timeout', %s, true)",
-                                   (f"{max(1, int(left * 1000))}ms",))
+            self._bound_statements(conn)
+            block = conn.transaction() if write else nullcontext()
+            with block, conn.cursor() as cursor:
                 yield _PostgresCursor(cursor)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # Lost connection, server shutting down, disk full, lock timeout. The pool
@@ -377,15 +410,11 @@ class PostgresDatabase(Database):
             raise DatabaseFull("the PostgreSQL server refused a write for space")
 
     def reclaim(self, table: str) -> None:
-        # VACUUM cannot run inside a transaction block, hence autocommit.
+        # VACUUM cannot run inside a transaction block: the pool's connections are in
+        # autocommit mode.
         with self.pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                conn.execute(
-                    self._psycopg.sql.SQL("VACUUM {}").format(self._psycopg.sql.Identifier(table))
-                )
-            finally:
-                conn.autocommit = False
+            self._bound_statements(conn)
+            conn.execute(self._psycopg.sql.SQL("VACUUM {}").format(self._psycopg.sql.Identifier(table)))
 
     def close(self) -> None:
         self.pool.close()
