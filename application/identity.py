@@ -509,10 +509,12 @@ class Identity:
         """
         if not token:
             raise NotAuthenticated()
-        session = self.sessions.session_by_token_hash(token_digest(_text(token)))
-        if session is None:
-            raise NotAuthenticated()
         now = self.now()
+        # The session, its account's lock and break-glass grants, in one look.
+        standing = self.sessions.session_standing(token_digest(_text(token)), now)
+        if standing is None:
+            raise NotAuthenticated()
+        session = standing.session
         expired = self._expiry(session, now)
         if expired is not None:
             if session.ended_at is None:
@@ -520,7 +522,7 @@ class Identity:
                 self._record(session.staff_id, "session_ended", "succeeded",
                              session_id=session.session_id, reason=expired)
             raise NotAuthenticated()
-        if self.throttle.locked_until(session.staff_id, now) is not None:
+        if standing.locked_until is not None:
             # Issue 10 item 7: a lockout (PCI DSS 8.3.4) ends the account's live
             # sessions, whichever path counted the failures: a stolen session must
             # not outlive the lock its owner's guesser (or the thief) set off.
@@ -539,9 +541,9 @@ class Identity:
             self.sessions.touch_session(session.session_id, now)
         portfolios = set(member.portfolios)
         until: datetime | None = None
-        for grant in self.break_glass.active_grants(session.staff_id, now):
-            portfolios.add(grant.portfolio)
-            until = grant.expires_at if until is None else max(until, grant.expires_at)
+        for portfolio, expires_at in standing.break_glass:
+            portfolios.add(portfolio)
+            until = expires_at if until is None else max(until, expires_at)
         stepped = session.stepped_up_at
         if stepped is not None and now - stepped > STEP_UP_WINDOW:
             stepped = None

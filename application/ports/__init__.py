@@ -62,6 +62,7 @@ from application.ports.identity import (
     NoLongerPending,
     PasswordHasher,
     SessionRecord,
+    SessionStanding,
     SessionStore,
     StaffDirectory,
     TotpSteps,
@@ -80,6 +81,6 @@ __all__ = [
     "InTransactionHook", "KeyInventory", "Limit", "RateLimiter", "LogPositions", "LoginChallenge", "LoginThrottle",
     "NoLongerPending",
     "PasswordHasher", "Projection", "ReadModelPosition", "ReadModelProjection", "RetentionPolicy",
-    "SealedEvent", "SessionRecord", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
+    "SealedEvent", "SessionRecord", "SessionStanding", "SessionStore", "StaffDirectory", "SubjectKeys", "TimedLog",
     "TimedNotification", "TotpSteps",
 ]

@@ -42,14 +42,26 @@ class SessionRecord:
     end_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class SessionStanding:
+    """What one request's authentication reads about its session, in one look at the
+    store (issue 15 item 6): the session, whether its account is locked, and the
+    portfolios the account's live break-glass grants open, with when each ends."""
+
+    session: SessionRecord
+    locked_until: datetime | None
+    break_glass: tuple[tuple[str, datetime], ...] = ()
+
+
 class SessionStore(Protocol):
     """Sessions in the shared database, so any API process serves any session (R7.4)."""
 
+    def session_standing(self, token_hash: str, now: datetime) -> SessionStanding | None:
+        """The session whose token hashes to `token_hash` (ended or not), with its
+        account's lock if it holds at `now` and its break-glass grants live at `now`."""
+
     def create_session(self, session: SessionRecord, token_hash: str) -> None:
         """Store a new session under the hash of its token."""
-
-    def session_by_token_hash(self, token_hash: str) -> SessionRecord | None:
-        """The session whose token hashes to `token_hash`, ended or not."""
 
     def session(self, session_id: str) -> SessionRecord | None:
         """One session by id, ended or not."""
@@ -190,16 +202,14 @@ class BreakGlassGrant:
 
 
 class BreakGlassStore(Protocol):
-    """Break-glass grants: checked at each authentication, listed for review (R2.8)."""
+    """Break-glass grants, listed for review (R2.8); each authentication reads the
+    live ones with its session (`SessionStore.session_standing`)."""
 
     def grant_writer(self, grant: BreakGlassGrant) -> InTransactionHook:
         """Store a grant inside the transaction that stores its access record
         (`AccessLog.record(in_transaction=...)`): a grant is never live without its
         record, nor a record left for a grant that failed (issue 10). There is no
         other way to store one."""
-
-    def active_grants(self, staff_id: str, now: datetime) -> list[BreakGlassGrant]:
-        """The staff member's grants still running at `now`."""
 
     def grants(self, *, since: datetime | None = None) -> list[BreakGlassGrant]:
         """Every grant (started since `since`), newest first, for review."""

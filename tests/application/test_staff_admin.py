@@ -288,6 +288,23 @@ def test_break_glass_opens_one_portfolio_until_it_runs_out(components, admin_ser
     assert actor.portfolios == {"retail"} and actor.break_glass_until is None
 
 
+def test_two_live_grants_open_both_portfolios_each_until_its_own_end(components, admin_service, clock):
+    """Authentication reads the session, the lock and the grants in one statement, one
+    row per grant (issue 15 item 6): two grants are two rows of one session, not two
+    sessions, and each grant lapses on its own."""
+    supervisor, token = signed_in(components, clock, ["supervisor"], ["retail"])
+    admin_service.start_break_glass(supervisor, portfolio="corporate", reason="INC-1 fraud call", minutes=15)
+    admin_service.start_break_glass(supervisor, portfolio="private", reason="INC-2 fraud call", minutes=45)
+    actor = components.identity.authenticate(token).actor
+    assert actor.portfolios == {"retail", "corporate", "private"}
+    assert actor.break_glass_until == clock.now + timedelta(minutes=45)
+    for _ in range(2):  # busy (no idle timeout) past the first grant's end
+        clock.advance(minutes=8)
+        actor = components.identity.authenticate(token).actor
+    assert actor.portfolios == {"retail", "private"}
+    assert actor.break_glass_until == clock.now + timedelta(minutes=29)
+
+
 def test_break_glass_needs_a_reason_at_most_sixty_minutes_and_the_permission(components, admin_service, clock):
     supervisor, _ = signed_in(components, clock, ["supervisor"], ["retail"])
     agent, _ = signed_in(components, clock, ["agent"], ["retail"])

@@ -19,7 +19,7 @@ def test_the_profile_splits_a_masked_read_into_authentication_and_the_use_case(a
 
     whole = parts["whole request in Flask"]
     assert set(PARTS) <= set(parts) and parts["in-app median (unprofiled)"] > 0
-    for part in ("authentication", "  session by token digest", "  account at its stream version",
+    for part in ("authentication", "  session, lockout, break-glass (one look)", "  account at its stream version",
                  "use case (load, decrypt, mask, record)", "  access record"):
         assert 0 < parts[part] <= whole, part
     assert parts["authentication"] + parts["use case (load, decrypt, mask, record)"] <= whole
