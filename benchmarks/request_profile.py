@@ -21,6 +21,7 @@ is timed without the profiler.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import logging
 import os
@@ -100,7 +101,10 @@ def masked_read_profile(config: dict[str, Any], token: str, customer_id: str, re
         def send() -> int:
             return int(client.get(f"/api/v1/customers/{customer_id}", headers=headers).status_code)
 
-        return profile_requests(send, requests)
+        # Strongroom's own handler writes to whatever sys.stderr is at the time
+        # (infrastructure/logs.py), so it is redirected with it.
+        with contextlib.redirect_stderr(sink):
+            return profile_requests(send, requests)
     finally:
         for handler, stream in streams:
             handler.setStream(stream)
