@@ -533,7 +533,7 @@ class Identity:
             raise NotAuthenticated()
         # The account as it is now: checked against its stream version in the store,
         # so a role revoked by any process is gone from the very next request.
-        member = self.principals.get(session.staff_id)
+        member = self.principals.get(session.staff_id, version=standing.account_version)
         if member is None or not member.active:
             self.sessions.end_session(session.session_id, now, "account_disabled")
             raise NotAuthenticated()

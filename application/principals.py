@@ -9,8 +9,8 @@ kept here, keyed by staff id, together with the version of the account's stream 
 was read at.
 
 Every request still asks the store for the stream's current version (one indexed
-row, nothing decrypted), and the cached principal is used only when the version is
-the same. Every change that affects authorisation is an event on the account (a
+row, nothing decrypted; on both stores read in the same statement as the session),
+and the cached principal is used only when the version is the same. Every change that affects authorisation is an event on the account (a
 role granted or revoked, portfolios changed, the account disabled or enabled, the
 password changed, the second factor reset), so it moves the version, and the next
 request, in this process or any other one on the same store (several gunicorn
@@ -91,9 +91,13 @@ class PrincipalCache:
         newest = self._recorder.select_events(originator, desc=True, limit=1)
         return int(newest[0].originator_version) if newest else None
 
-    def get(self, staff_id: str) -> Principal | None:
-        """The principal as of the stream's current version; None if there is no account."""
-        version = self.current_version(staff_id)
+    def get(self, staff_id: str, *, version: int | None = None) -> Principal | None:
+        """The principal as of the stream's current version; None if there is no account.
+
+        `version` is that version when the caller has just read it from the store
+        (with the session, in one statement); otherwise the store is asked here."""
+        if version is None:
+            version = self.current_version(staff_id)
         if version is None:
             self.forget(staff_id)
             return None

@@ -607,7 +607,9 @@ def _build(settings: Settings, kek: KekProvider, undo: ExitStack, *, create_sche
     evidence = tamper_evidence(settings, app, keyring, events_db, create_schema=create_schema)
     undo.callback(evidence.close)  # stops the checkpointer before the recorder closes
 
-    identity_store = IdentityStore(events_db, keyring)
+    # The events share this database: each authentication reads the account's stream
+    # version with its session, in one statement (issue 15 item 6).
+    identity_store = IdentityStore(events_db, keyring, events_table=app.recorder.events_table_name)
     if create_schema:
         identity_store.create_tables()
     # Step-up times are stamped by the identity's clock, so the policy reads that same

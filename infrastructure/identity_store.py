@@ -15,6 +15,7 @@ All statements are parameterised; table and column names are module constants.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,6 +105,11 @@ def create_identity_tables(cur: Cursor, dialect: str) -> None:
 _SESSION_FIELDS = ("session_id", "staff_id", "created_at", "last_seen_at", "expires_at", "client_addr",
                    "stepped_up_at", "ended_at", "end_reason")
 _SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
+# An events table's name, as the recorder has it (letters, digits, underscores).
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A staff member's stream, as the events table keys it: PostgreSQL stores the id as a
+# uuid, SQLite as its 32 hex digits.
+_STAFF_STREAM = {"postgres": "CAST(s.staff_id AS uuid)", "sqlite": "replace(s.staff_id, '-', '')"}
 # A session with its account's lock and live grants (`session_standing`).
 _STANDING_COLUMNS = ", ".join([*(f"s.{name}" for name in _SESSION_FIELDS),
                                "f.locked_until", "g.portfolio", "g.expires_at"])
@@ -117,9 +123,18 @@ _GRANT_COLUMNS = "grant_id, staff_id, session_id, portfolio, reason, started_at,
 class IdentityStore:
     """Implements the identity ports (application/ports.py) over one `Database`."""
 
-    def __init__(self, db: Database, keyring: KeyRing) -> None:
+    def __init__(self, db: Database, keyring: KeyRing, *, events_table: str | None = None) -> None:
         self.db = db
         self.sealer = ColumnSealer(keyring)
+        # The events table, when it is in this same database: each authentication then
+        # reads the account's stream version with its session (`session_standing`).
+        if events_table is not None and not _IDENTIFIER.fullmatch(events_table):
+            raise ValueError("events_table must be a plain SQL identifier")
+        self._version_column = "NULL" if events_table is None else (
+            f"(SELECT e.originator_version FROM {events_table} e"
+            f" WHERE e.originator_id = {_STAFF_STREAM[db.dialect]}"
+            " ORDER BY e.originator_version DESC LIMIT 1)"
+        )
 
     def create_tables(self) -> None:
         with self.db.transaction() as cur:
@@ -196,7 +211,7 @@ class IdentityStore:
         t = now.timestamp()
         with self.db.transaction(write=False) as cur:
             cur.execute(
-                f"SELECT {_STANDING_COLUMNS} FROM auth_sessions s"  # nosec B608
+                f"SELECT {_STANDING_COLUMNS}, {self._version_column} FROM auth_sessions s"  # nosec B608
                 " LEFT JOIN auth_login_failures f ON f.staff_id = s.staff_id"
                 " LEFT JOIN auth_break_glass g ON g.staff_id = s.staff_id AND g.started_at <= ? AND g.expires_at > ?"
                 " WHERE s.token_hash = ? ORDER BY g.started_at",
@@ -207,10 +222,12 @@ class IdentityStore:
         if session is None:
             return None
         locked = rows[0][len(_SESSION_FIELDS)]
+        version = rows[0][-1]
         return SessionStanding(
             session=session,
             locked_until=None if locked is None or float(locked) <= t else _req_dt(locked),
-            break_glass=tuple((str(row[-2]), _req_dt(row[-1])) for row in rows if row[-2] is not None),
+            break_glass=tuple((str(row[-3]), _req_dt(row[-2])) for row in rows if row[-3] is not None),
+            account_version=None if version is None else int(version),
         )
 
     def session(self, session_id: str) -> SessionRecord | None:

@@ -51,6 +51,9 @@ class SessionStanding:
     session: SessionRecord
     locked_until: datetime | None
     break_glass: tuple[tuple[str, datetime], ...] = ()
+    # The version of the account's event stream as stored now, read in the same look
+    # when the store can (the events share its database); None: ask the log.
+    account_version: int | None = None
 
 
 class SessionStore(Protocol):
@@ -58,7 +61,8 @@ class SessionStore(Protocol):
 
     def session_standing(self, token_hash: str, now: datetime) -> SessionStanding | None:
         """The session whose token hashes to `token_hash` (ended or not), with its
-        account's lock if it holds at `now` and its break-glass grants live at `now`."""
+        account's lock if it holds at `now`, its break-glass grants live at `now` and,
+        where the store can read it, its account's stream version."""
 
     def create_session(self, session: SessionRecord, token_hash: str) -> None:
         """Store a new session under the hash of its token."""

@@ -62,3 +62,34 @@ def test_an_account_disabled_by_another_instance_loses_its_session_at_once(two_w
         built.app._save(member)
 
     assert b.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code == 401
+
+
+def test_the_account_version_comes_with_the_session_in_one_statement_and_a_change_still_shows(app_factory,
+                                                                                               database_url):
+    """On either store the events share the identity tables' database, so the stream
+    version is read in the session's own statement: no second query per request. The
+    guarantee stays: a role revoked in between is seen on the very next request."""
+    app = app_factory(database_url=database_url)
+    client = app.test_client()
+    customer = plant_customer(app)
+    agent = quick_login(client, app, roles=["agent"])
+    admin = quick_login(client, app, roles=["admin"], stepped_up=True)
+    built = components(app)
+    assert client.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code == 200  # cached now
+    asked = []
+    recorder = built.app.recorder
+    select_events = recorder.select_events
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        asked.append((args, kwargs))
+        return select_events(*args, **kwargs)
+
+    recorder.select_events = counting
+    try:
+        assert client.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code == 200
+        assert asked == []  # the version came with the session; the principal was cached
+        revoked = client.post(f"/api/v1/staff/{agent.staff_id}/roles", headers=admin, json={"revoke": ["agent"]})
+        assert revoked.status_code == 200, revoked.get_json()
+        assert client.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code == 403
+    finally:
+        del recorder.select_events
