@@ -246,19 +246,25 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
             budget = remaining(self.timeout if timeout is None else timeout)
             if budget <= 0:
                 raise DeadlineExceeded("the request's time for the database has run out")
-            if self._known_down():
+            # The probe of a server known to be down or hung is always pinged.
+            probing = self._known_down()
+            if probing:
                 budget = min(budget, KNOWN_DOWN_WAIT_SECONDS)
-            # Every connection is pinged before it is handed out. A broken one (a server
-            # crash breaks them all) goes back to be discarded and the next is tried at
-            # once; psycopg_pool's own `check` sleeps a second or more between tries,
-            # which held every request thread for its whole deadline after a crash.
+            # A connection is pinged before it is handed out unless it is quiet (see
+            # `_quiet`). A broken one (a server crash breaks them all) goes back to be
+            # discarded and the next is tried at once; psycopg_pool's own `check` sleeps
+            # a second or more between tries, which held every request thread for its
+            # whole deadline after a crash.
             deadline = _deadline.get()
             for _ in range(self.max_size + 1):
                 conn = self._wait_for_connection(budget)
                 if deadline is not None:
                     WATCHDOG.watch(self, conn, deadline)  # a hung server cannot hold the thread
+                # A server that hangs closes nothing, so its connections look quiet: while
+                # the watchdog's last cut stands, only a ping that answers clears it.
+                pinged = probing or bool(self.__dict__.get("_strongroom_hung")) or not _quiet(conn)
                 try:
-                    if not _quiet(conn):
+                    if pinged:
                         self.check_connection(conn)
                 except Exception:  # any failed ping: the connection is not handed out
                     self.putconn(conn)  # broken: the pool discards it and connects anew
@@ -270,7 +276,8 @@ def bounded_pool_class(base: type[Any]) -> type[Any]:
                     if budget <= 0:
                         raise DeadlineExceeded("the request's time for the database has run out") from None
                     continue
-                self.__dict__["_strongroom_hung"] = False
+                if pinged:
+                    self.__dict__["_strongroom_hung"] = False
                 return conn
             raise DeadlineExceeded("no working database connection")
 

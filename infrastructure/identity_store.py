@@ -108,8 +108,13 @@ _SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
 # An events table's name, as the recorder has it (letters, digits, underscores).
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A staff member's stream, as the events table keys it: PostgreSQL stores the id as a
-# uuid, SQLite as its 32 hex digits.
-_STAFF_STREAM = {"postgres": "CAST(s.staff_id AS uuid)", "sqlite": "replace(s.staff_id, '-', '')"}
+# uuid, SQLite as its 32 hex digits. A staff id that is not a UUID (none is made so)
+# finds no stream rather than failing the statement.
+_STAFF_STREAM = {
+    "postgres": "CASE WHEN s.staff_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+                " THEN CAST(s.staff_id AS uuid) END",
+    "sqlite": "replace(s.staff_id, '-', '')",
+}
 # A session with its account's lock and live grants (`session_standing`).
 _STANDING_COLUMNS = ", ".join([*(f"s.{name}" for name in _SESSION_FIELDS),
                                "f.locked_until", "g.portfolio", "g.expires_at"])
@@ -131,7 +136,7 @@ class IdentityStore:
         if events_table is not None and not _IDENTIFIER.fullmatch(events_table):
             raise ValueError("events_table must be a plain SQL identifier")
         self._version_column = "NULL" if events_table is None else (
-            f"(SELECT e.originator_version FROM {events_table} e"
+            f'(SELECT e.originator_version FROM "{events_table}" e'
             f" WHERE e.originator_id = {_STAFF_STREAM[db.dialect]}"
             " ORDER BY e.originator_version DESC LIMIT 1)"
         )

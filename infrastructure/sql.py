@@ -288,6 +288,10 @@ class _PostgresCursor:
         return self._cursor.fetchall()
 
 
+# `_bound_statements`: the session's statement_timeout is the server's default.
+_SERVER_DEFAULT = -1
+
+
 class PostgresDatabase(Database):
     """A psycopg 3 connection pool; `schema` is put first on the search path.
 
@@ -356,21 +360,25 @@ class PostgresDatabase(Database):
 
     def _bound_statements(self, conn: Any) -> None:
         """Within a request, no statement outlives its deadline: one stuck behind a
-        lock or a slow server is cancelled by the server itself. Outside one, none is
-        bounded. The session's `statement_timeout` is changed (one round trip) only
-        when it is not already between the time left and one step more: a request
-        mostly finds it as the last request left it."""
+        lock or a slow server is cancelled by the server itself. Outside one, the
+        server's own default applies (none, unless a DBA set one for the role or the
+        database). The session's `statement_timeout` is changed (one round trip)
+        only when it is not already between the time left and one step more: a
+        request mostly finds it as the last request left it."""
         left = self._remaining(math.inf)
         current = self._timeouts.get(conn)
         if left == math.inf:
-            wanted = 0
-            if current == wanted:
+            if current is None or current == _SERVER_DEFAULT:
                 return
-        else:
-            left_ms = left * 1000
-            if current is not None and current > 0 and left_ms <= current <= left_ms + self.TIMEOUT_STEP_MS:
-                return
-            wanted = max(1, math.ceil(left_ms / self.TIMEOUT_STEP_MS) * self.TIMEOUT_STEP_MS)
+            conn.execute("RESET statement_timeout")
+            self._timeouts[conn] = _SERVER_DEFAULT
+            return
+        left_ms = left * 1000
+        if current is not None and current > 0 and left_ms <= current <= left_ms + self.TIMEOUT_STEP_MS:
+            return
+        # At least one step: a deadline that passed a moment ago must not leave 1 ms
+        # on the connection for the next user's own `set_config` to be cancelled by.
+        wanted = max(self.TIMEOUT_STEP_MS, math.ceil(left_ms / self.TIMEOUT_STEP_MS) * self.TIMEOUT_STEP_MS)
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{wanted}ms",))
         self._timeouts[conn] = wanted
 

@@ -22,6 +22,8 @@ import threading
 import time
 
 import psycopg
+import psycopg.conninfo
+import psycopg.sql
 import pytest
 
 from infrastructure.faults import end_deadline, remaining, start_deadline
@@ -141,3 +143,56 @@ def test_a_connection_the_server_ended_is_not_handed_out_and_a_quiet_one_is_not_
         cur.execute("SELECT pg_backend_pid()")
         assert cur.fetchone()[0] != pid
     assert len(pings) >= 1  # the connection the server had ended was pinged, and failed
+
+
+def test_while_the_watchdog_has_seen_the_server_hang_a_quiet_connection_is_still_pinged(db, monkeypatch):
+    """A server that hangs closes no socket, so its connections look quiet. Until a
+    ping answers, the pool must not take quiet for alive: it would clear the
+    watchdog's mark and send every request into the hang (found in review)."""
+    pings = []
+    check = db.pool.check_connection
+
+    def counting(conn):
+        pings.append(conn)
+        return check(conn)
+
+    monkeypatch.setattr(db.pool, "check_connection", counting)
+    _timeout_ms(db)
+    assert pings == []
+    db.pool.__dict__["_strongroom_hung"] = True  # as the watchdog leaves it after a cut
+    _timeout_ms(db)
+    assert len(pings) == 1 and db.pool.__dict__["_strongroom_hung"] is False  # cleared by a real answer
+
+
+def test_outside_a_request_the_servers_own_default_timeout_applies_again(pg_url):
+    """A DBA's `ALTER DATABASE ... SET statement_timeout` is the default outside
+    requests; a request's deadline must not replace it for good (found in review)."""
+    name = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} SET statement_timeout = '7s'").format(
+            psycopg.sql.Identifier(name)))
+    database = PostgresDatabase(pg_url)
+    try:
+        assert _timeout_ms(database) == 7000
+        token = start_deadline(5.0)
+        try:
+            assert _timeout_ms(database) <= 5000 + PostgresDatabase.TIMEOUT_STEP_MS
+        finally:
+            end_deadline(token)
+        assert _timeout_ms(database) == 7000
+    finally:
+        database.close()
+
+
+def test_a_deadline_that_has_just_passed_leaves_no_millisecond_timeout_behind(db):
+    """The next user of the connection sets its own timeout with a statement; under a
+    1 ms timeout a loaded server could cancel even that (found in review)."""
+    with db.pool.connection() as conn:
+        token = start_deadline(0.001)
+        try:
+            time.sleep(0.01)
+            db._bound_statements(conn)
+        finally:
+            end_deadline(token)
+        setting = conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'").fetchone()
+        assert setting[0] >= PostgresDatabase.TIMEOUT_STEP_MS

@@ -11,11 +11,15 @@ no request replays the account (the cache works).
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from application.context import acting_as
+from application.identity import token_digest
+from application.ports import SessionRecord
 from tests.web.customers_support import OPERATOR, plant_customer
 from tests.web.helpers import components, quick_login
 
@@ -93,3 +97,20 @@ def test_the_account_version_comes_with_the_session_in_one_statement_and_a_chang
         assert client.get(f"/api/v1/customers/{customer['id']}", headers=agent).status_code == 403
     finally:
         del recorder.select_events
+
+
+def test_a_session_row_whose_staff_id_is_not_a_uuid_is_refused_401_not_500(app_factory, database_url):
+    """An operator with database access plants a session for a staff id that is not a
+    UUID (none is ever made so). The version lookup in the session's statement must
+    find no account, not fail the statement: 401, never a 500 (found in review)."""
+    app = app_factory(database_url=database_url)
+    client = app.test_client()
+    token = "planted-" + "x" * 40
+    now = datetime.now(UTC)
+    components(app).identity.sessions.create_session(
+        SessionRecord(session_id=str(uuid.uuid4()), staff_id="not-a-uuid", created_at=now, last_seen_at=now,
+                      expires_at=now + timedelta(hours=1)),
+        token_digest(token),
+    )
+    response = client.get("/api/v1/customers", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.get_json()
