@@ -12,6 +12,16 @@ gunicorn offers no setting for either: its error writer (`gunicorn.util.write_er
 and its response class (`gunicorn.http.wsgi.Response`) are module attributes that
 its workers look up at each use, so this worker replaces the two in its own process,
 after the fork, and nowhere else.
+
+It also spreads keep-alive connections over the workers (issue 15 item 6). Every
+worker listens on the one socket, and whichever wakes first accepts: measured, all
+eight connections of the api bench's eight clients went to one of two workers, which
+then served them all on one core while the other core idled. A load balancer's
+pooled upstream connections meet the same. So a worker already holding a connection
+per thread stops listening for `ACCEPT_YIELD_SECONDS` when a new one arrives, and a
+worker with a free thread takes it meanwhile. If none does, the connection is still
+waiting when the pause ends, and the worker takes it then: no connection is refused
+or left waiting longer than the pause.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -67,9 +78,51 @@ class BannerlessResponse(gunicorn_wsgi.Response):  # type: ignore[misc]
 
 
 class StrongroomWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread (a slow client holds a thread, not a whole worker), with the two above."""
+    """gthread (a slow client holds a thread, not a whole worker), with the two above,
+    yielding new connections to a worker with a free thread."""
+
+    ACCEPT_YIELD_SECONDS = 0.05
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._yield_until = 0.0  # not listening before this (monotonic seconds)
+        self._yielded = False  # paused, and not listening again yet
+        self._recheck = False  # listening again: a connection waiting now is taken
 
     def init_process(self) -> Any:
         gunicorn_util.write_error = write_error
         gunicorn_wsgi.Response = BannerlessResponse
         return super().init_process()
+
+    def run(self) -> None:
+        # Said once the app is built: only from now on does this worker take connections.
+        self.log.info("worker %s is serving", self.pid)
+        super().run()
+
+    def accept(self, listener: Any) -> None:
+        full = self.cfg.workers > 1 and self.nr_conns >= self.cfg.threads
+        if full and not self._recheck:
+            self._yielded = True
+            self._yield_until = time.monotonic() + self.ACCEPT_YIELD_SECONDS
+            self.set_accept_enabled(False)
+            return
+        super().accept(listener)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and time.monotonic() < self._yield_until:
+            enabled = False  # still pausing; the run loop asks again each turn
+        if enabled and self._yielded:
+            self._yielded, self._recheck = False, True
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self._recheck:
+            # The pause is over: a connection still waiting found no worker with room,
+            # and is taken now; then the run loop takes its turn as after any wait.
+            try:
+                super().wait_for_and_dispatch_events(0)
+            finally:
+                self._recheck = False
+            return
+        left = self._yield_until - time.monotonic()
+        super().wait_for_and_dispatch_events(min(timeout, left) if left > 0 else timeout)

@@ -80,12 +80,14 @@ def monitor_alerts_only(instance: Path) -> None:
 
 @contextlib.contextmanager
 def serving(instance: Path, log_path: Path, *, workers: int = 1,
-            env: dict[str, str] | None = None) -> Iterator[dict]:
+            env: dict[str, str] | None = None, threads: int | None = None) -> Iterator[dict]:
     """`strongroom serve` on a free port, up once it completes a TLS handshake."""
     port = free_port()
     log = log_path.open("w")
+    per_worker = ["--threads", str(threads)] if threads else []
     process = subprocess.Popen(
-        strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", str(workers)),
+        strongroom("--instance", str(instance), "serve", "--port", str(port), "--workers", str(workers),
+                   *per_worker),
         cwd=ROOT, env={**clean_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
