@@ -60,6 +60,19 @@ def _statements_setting_the_timeout(monkeypatch: pytest.MonkeyPatch) -> list[str
     return seen
 
 
+def _pings(db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every connection the pool pings from now on."""
+    pings: list = []
+    check = db.pool.check_connection
+
+    def counting(conn):
+        pings.append(conn)
+        return check(conn)
+
+    monkeypatch.setattr(db.pool, "check_connection", counting)
+    return pings
+
+
 def test_within_a_request_every_statement_is_bounded_by_what_is_left_of_its_deadline(db, monkeypatch):
     set_calls = _statements_setting_the_timeout(monkeypatch)
     token = start_deadline(5.0)
@@ -120,14 +133,7 @@ def test_a_failed_write_transaction_leaves_nothing(db):
 
 
 def test_a_connection_the_server_ended_is_not_handed_out_and_a_quiet_one_is_not_pinged(db, pg_url, monkeypatch):
-    pings = []
-    check = db.pool.check_connection
-
-    def counting(conn):
-        pings.append(conn)
-        return check(conn)
-
-    monkeypatch.setattr(db.pool, "check_connection", counting)
+    pings = _pings(db, monkeypatch)
     for _ in range(5):
         _timeout_ms(db)
     assert pings == []  # an idle connection with nothing to read is handed out as it is
@@ -149,14 +155,7 @@ def test_while_the_watchdog_has_seen_the_server_hang_a_quiet_connection_is_still
     """A server that hangs closes no socket, so its connections look quiet. Until a
     ping answers, the pool must not take quiet for alive: it would clear the
     watchdog's mark and send every request into the hang (found in review)."""
-    pings = []
-    check = db.pool.check_connection
-
-    def counting(conn):
-        pings.append(conn)
-        return check(conn)
-
-    monkeypatch.setattr(db.pool, "check_connection", counting)
+    pings = _pings(db, monkeypatch)
     _timeout_ms(db)
     assert pings == []
     db.pool.__dict__["_strongroom_hung"] = True  # as the watchdog leaves it after a cut
