@@ -14,10 +14,11 @@ its workers look up at each use, so this worker replaces the two in its own proc
 after the fork, and nowhere else.
 
 It also spreads keep-alive connections over the workers (issue 15 item 6). Every
-worker listens on the one socket, and whichever wakes first accepts: measured, all
-eight connections of the api bench's eight clients went to one of two workers, which
-then served them all on one core while the other core idled. A load balancer's
-pooled upstream connections meet the same. So a worker already holding a connection
+worker listens on the one socket, and whichever wakes first accepts: measured, the
+api bench's eight keep-alive clients split 7/1 and 1/7 over two workers in two runs
+of three, and the worker with seven served them on one core while the other core
+idled (a third less throughput than at 4/4). A load balancer's pooled upstream
+connections meet the same. So a worker already holding a connection
 per thread stops listening for `ACCEPT_YIELD_SECONDS` when a new one arrives, and a
 worker with a free thread takes it meanwhile. If none does, the connection is still
 waiting when the pause ends, and the worker takes it then: no connection is refused
