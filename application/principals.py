@@ -10,9 +10,10 @@ was read at.
 
 Every request still asks the store for the stream's current version (one indexed
 row, nothing decrypted; on both stores read in the same statement as the session),
-and the cached principal is used only when the version is the same. Every change that affects authorisation is an event on the account (a
-role granted or revoked, portfolios changed, the account disabled or enabled, the
-password changed, the second factor reset), so it moves the version, and the next
+and the cached principal is used only when the version is the same. Every change
+that affects authorisation is an event on the account (a role granted or revoked,
+portfolios changed, the account disabled or enabled, the password changed, the
+second factor reset), so it moves the version, and the next
 request, in this process or any other one on the same store (several gunicorn
 workers, several hosts on one PostgreSQL), replays the account again. A cache that
 trusted a time-to-live instead would let a revoked role act until it lapsed: the

@@ -224,11 +224,12 @@ class IdentityStore:
                 (t, t, token_hash),
             )
             rows = cur.fetchall()
-        session = self._session(rows[0][:len(_SESSION_FIELDS)]) if rows else None
-        if session is None:
+        if not rows:
             return None
-        locked = rows[0][len(_SESSION_FIELDS)]
-        version = rows[0][-1]
+        first = rows[0]
+        session = self._session(first[:len(_SESSION_FIELDS)])
+        assert session is not None  # nosec B101 - a row was read
+        locked, version = first[len(_SESSION_FIELDS)], first[-1]
         return SessionStanding(
             session=session,
             locked_until=None if locked is None or float(locked) <= t else _req_dt(locked),

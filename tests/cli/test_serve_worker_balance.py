@@ -15,6 +15,7 @@ workers and counts, in /proc, which worker holds each client's connection.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import selectors
 import socket
@@ -26,11 +27,6 @@ from gunicorn.config import Config
 
 from cli.serve_worker import StrongroomWorker
 from tests.e2e.server import initialise, serving, trusting
-
-
-class _Log:
-    def info(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -46,7 +42,7 @@ def _worker(listener: socket.socket, *, workers: int, threads: int) -> tuple[Str
     cfg = Config()
     cfg.set("workers", workers)
     cfg.set("threads", threads)
-    worker = StrongroomWorker(0, os.getpid(), [listener], None, 30, cfg, _Log())
+    worker = StrongroomWorker(0, os.getpid(), [listener], None, 30, cfg, logging.getLogger(__name__))
     worker.poller = selectors.DefaultSelector()
     worker.method_queue.init()
     taken: list = []
