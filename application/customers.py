@@ -161,7 +161,17 @@ class Strongroom(Application[UUID]):
         """Every path that stores events comes here (`save`, `_save`, a process
         application's policy): an alert's row in the alerts table joins the
         transaction that stores its events, in both projection modes (R3.6), and
-        the listeners hear of it once it is committed."""
+        the listeners hear of it once it is committed.
+
+        The events and read-model rows are sealed after one look at the erasure
+        ledger (`SubjectKeys.steady`), not one per sealed part and column: a
+        registration used a cached key ten times, and on SQLite each look was a
+        query (issue 15 item 1). Sealing under a key destroyed meanwhile writes
+        ciphertext nobody can open, as it would a moment earlier."""
+        with self.keys.steady():
+            return self._record_steadily(processing_event)
+
+    def _record_steadily(self, processing_event: Any) -> Any:
         alerts = [a for a in processing_event.aggregates.values() if isinstance(a, Alert)]
         if not alerts or self.alert_records is None:
             return super()._record(processing_event)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,10 @@ class _ClearColumns:
              field: str | None = None) -> bytes | None:
         return None if value is None else json.dumps(value).encode()
 
+    def seal_row(self, table: str, subject_id: str, row_id: str,
+                 columns: Sequence[tuple[str, Any]]) -> list[bytes | None]:
+        return [self.seal(table, column, subject_id, row_id, value) for column, value in columns]
+
     def open(self, table: str, column: str, subject_id: str, row_id: str, sealed: bytes | None, *,
              field: str | None = None) -> Any:
         return None if sealed is None else json.loads(bytes(sealed))
@@ -116,6 +121,9 @@ class _NoKeys:
 
     def release_subject(self, subject_id: uuid.UUID) -> None:
         return None
+
+    def steady(self) -> AbstractContextManager[None]:
+        return nullcontext()  # no ledger to look at
 
 
 def unprotected_instance(database_url: str, like_env: dict[str, str]) -> UnprotectedInstance:

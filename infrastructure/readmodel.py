@@ -133,6 +133,24 @@ class ColumnSealer:
         nonce = os.urandom(12)
         return nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id))
 
+    def seal_row(self, table: str, subject_id: str, row_id: str,
+                 columns: Sequence[tuple[str, Any]]) -> list[bytes | None]:
+        """`seal` for the columns of one row, their nonces drawn from the OS in one
+        call: one system call, and on a busy server one hand-over of the interpreter
+        lock, rather than one per column (issue 15). Each nonce is 12 bytes of its
+        own from the OS's random source, as before."""
+        randomness = os.urandom(12 * sum(1 for _, value in columns if value is not None))
+        sealed: list[bytes | None] = []
+        at = 0
+        for column, value in columns:
+            if value is None:
+                sealed.append(None)
+                continue
+            nonce, at = randomness[at:at + 12], at + 12
+            aead = self.keyring.aead(subject_id, key_for(column), create=True)
+            sealed.append(nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id)))
+        return sealed
+
     def open(self, table: str, column: str, subject_id: str, row_id: str, sealed: bytes | None, *, field: str | None = None) -> Any:
         if sealed is None:
             return None
@@ -203,10 +221,8 @@ class CustomerDirectory:
             )
             for c in CLEAR_COLUMNS
         ]
-        sealed = [
-            self.sealer.seal("rm_customers", c, cid, cid, self._public_value(c, record.get(c), pans))
-            for c in SEALED_COLUMNS
-        ]
+        sealed = self.sealer.seal_row(
+            "rm_customers", cid, cid, [(c, self._public_value(c, record.get(c), pans)) for c in SEALED_COLUMNS])
         return (cid, *clear, *sealed, position)
 
     def sealed_rows(self, rows: Sequence[CustomerRow], position: int) -> dict[str, tuple[Any, ...]]:

@@ -8,6 +8,7 @@ projection that keeps it in step with the log (R1.3, R5.4).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -31,6 +32,10 @@ class SubjectKeys(Protocol):
 
     def release_subject(self, subject_id: UUID) -> None:
         """Give back a reserved id that no event was written under."""
+
+    def steady(self) -> AbstractContextManager[None]:
+        """One unit of work (a save) that looks at the erasure ledger once, on entry,
+        rather than before every use of a cached key (issue 15)."""
 
 
 class CustomerReadModel(Protocol):

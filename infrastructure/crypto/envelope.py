@@ -172,8 +172,11 @@ class SubjectMapper(Mapper[UUID]):
         system = parts[KeyKind.SYSTEM]
         system[META] = context.as_metadata()
         # What the auditor will read, committed to by the row hash (chain v2): a
-        # salted digest, so the clear header says nothing about who or why.
-        salt = os.urandom(SALT_BYTES)
+        # salted digest, so the clear header says nothing about who or why. The salt
+        # and every part's nonce come from the OS in one call (issue 15: one system
+        # call, and one hand-over of the interpreter lock, rather than one each).
+        randomness = os.urandom(SALT_BYTES + 12 * len(parts))
+        salt, nonces = randomness[:SALT_BYTES], randomness[SALT_BYTES:]
         text = canonical(auditor_view(topic, system[META], system, () if snapshot else state))
         digest = meta_digest(salt, text)
         system[CHAIN_META] = {"salt": salt.hex(), "canonical": text.decode("utf-8")}
@@ -183,9 +186,9 @@ class SubjectMapper(Mapper[UUID]):
             # rather than probing for each and creating them one at a time.
             self.keyring.create_subject(str(originator_id), sorted({*personal, "profile", "kyc"}))
         sealed = [MAGIC, bytes((FORMAT,)), digest, bytes((len(parts),))]
-        for kind, fields in parts.items():
+        for n, (kind, fields) in enumerate(parts.items()):
             aead = self.keyring.aead(self._subject_for(kind, originator_id), kind, create=True)
-            nonce = os.urandom(12)
+            nonce = nonces[12 * n:12 * n + 12]
             ciphertext = aead.encrypt(
                 nonce,
                 self.transcoder.encode(fields),
