@@ -35,9 +35,11 @@ P, a different end, or a read model written since, starts over from empty.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +60,25 @@ TABLE = "rm_rebuild_progress"
 # left is not resumed (its partitions hold other customers), it starts over.
 _EARLIER_TABLE = "rm_rebuild_partitions"
 POLL_SECONDS = 0.2
+# How long a worker following a log still being written waits before reading a short page again.
+FOLLOW_SECONDS = 0.01
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent_pid: int) -> None:
+    """A worker ends when the process that forked it does, however it ends (a SIGKILL
+    included): else an orphan would go on writing read models into a store whose
+    restore or rebuild is being run again, and started over. On Linux the kernel
+    sends the signal; elsewhere the worker runs on to its end, as before."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except AttributeError:  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent ended before the line above ran
+        os._exit(1)
 
 
 class RebuildInterrupted(Exception):
@@ -119,8 +140,16 @@ class PartitionFilter:
 
 
 def project_partition(projection: Any, app: Any, *, partition: int, partitions: int, target: int,
-                      page: int, fresh_start: bool, report: Callable[[int], None] | None = None) -> int:
-    """Project one partition's share of the log up to `target`; returns notifications read."""
+                      page: int, fresh_start: bool, report: Callable[[int], None] | None = None,
+                      written_to_target: Any = None) -> int:
+    """Project one partition's share of the log up to `target`; returns notifications read.
+
+    `written_to_target` (an Event): the log is still being written below `target`, in
+    position order, one committed batch after another (a restore: `run_alongside`),
+    and is set once it is all there. Until then only a full page is final: a short
+    one may yet grow, so it is read again after FOLLOW_SECONDS. A full page cannot
+    change, since every row committed later has a higher position than it holds.
+    """
     from infrastructure.projection import _Batch
 
     db: Database = projection.db
@@ -135,16 +164,19 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
     read = 0
     while start <= target:
         limit = min(page, target - start + 1)
+        # Looked at before the page is read: once set, the page read after it is whole.
+        all_written = written_to_target is None or written_to_target.is_set()
         if partitions == 1:
             notifications = app.recorder.select_notifications(start=start, limit=limit)
-            if not notifications:
-                break
-            last, size = notifications[-1].id, len(notifications)
+            last, size = (notifications[-1].id if notifications else None), len(notifications)
         else:  # the same page, but only this partition's rows leave the database
             found = app.recorder.select_partition(start, limit, partition, partitions, EVERY_PARTITION_TOPICS)
-            if found.last is None:
-                break
             last, size, notifications = found.last, found.size, found.notifications
+        if size < limit and not all_written:
+            written_to_target.wait(FOLLOW_SECONDS)
+            continue
+        if last is None:
+            break
         batch = _Batch()
         mine = [n for n in notifications if taken.takes(n)]
         with projection.directory.keys_for_page(str(n.originator_id) for n in mine):
@@ -190,12 +222,14 @@ class PartitionedRebuild:
         self.kek = kek
         self.allow_incomplete_restore = allow_incomplete_restore
         self.prefetch_keys = False  # the restore: read the whole key store once per worker
+        self._parent_pid = os.getpid()  # taken again before each fork
 
     # -- the plan, in the parent -------------------------------------------------------------
 
-    def _plan(self, projection: Any, app: Any, upto: int | None, jobs: int) -> _Plan:
+    def _plan(self, projection: Any, app: Any, upto: int | None, jobs: int, *, coming: bool = False) -> _Plan:
+        """`coming`: the log is still being written up to `upto` (run_alongside)."""
         head = app.recorder.max_notification_id() or 0
-        wanted = head if upto is None else min(upto, head)
+        wanted = head if upto is None else upto if coming else min(upto, head)
         db: Database = projection.db
         with db.transaction() as cur:
             create_partition_table(cur, db.dialect)
@@ -206,7 +240,8 @@ class PartitionedRebuild:
             same = (len(rows) == jobs and {int(r[1]) for r in rows} == {jobs}
                     and {int(r[0]) for r in rows} == set(range(jobs)))
             stored_target = int(rows[0][2]) if same else 0
-            if same and not any(tracked) and (upto is None and stored_target <= head or stored_target == wanted):
+            if (not coming and same and not any(tracked)
+                    and (upto is None and stored_target <= head or stored_target == wanted)):
                 return _Plan(jobs, stored_target, resumed=True)
             projection.directory.clear(cur)
             if projection.alerts is not None:
@@ -255,11 +290,79 @@ class PartitionedRebuild:
             read += projection.catch_up(app)
         return read
 
+    def run_alongside(self, projection: Any, app: Any, *, jobs: int, target: int, write: Callable[[], Any],
+                      progress: Callable[[int], None] | None = None, page: int | None = None) -> tuple[int, Any]:
+        """Rebuild the read models while `write()` (in this process) writes the log up to
+        `target`, in position order, in committed batches: a restore inserting its rows.
+        Returns (notifications read by a partition, what `write` returned).
+
+        Why: a restore inserted every row and only then rebuilt, so one core waited
+        while the other inserted (issue 15 item 3). Here `jobs` forked workers
+        project their partitions as the rows arrive (`project_partition`'s
+        `written_to_target`), and catch up once `write` returns.
+
+        If `write` raises, the workers are stopped and the exception goes on: the read
+        models of a store whose restore failed are never used (it stays marked
+        in progress, and a new restore clears it).
+        """
+        from infrastructure.projection import PAGE
+
+        page = page or PAGE
+        plan = self._plan(projection, app, target, jobs, coming=True)
+        context = multiprocessing.get_context("fork")
+        self._parent_pid = os.getpid()
+        written = context.Event()
+        positions = context.Array("q", plan.partitions, lock=False)
+        counts = context.Array("q", plan.partitions, lock=False)
+        workers = [
+            context.Process(target=self._work, name=f"strongroom-rebuild-{p}",
+                            args=(p, plan, page, True, positions, counts, written), daemon=True)
+            for p in range(plan.partitions)
+        ]
+        for worker in workers:
+            worker.start()
+        finished = False
+        try:
+            result = write()
+            written.set()
+            self._wait(workers, positions, 0, progress)
+            finished = True
+        finally:
+            for worker in workers:
+                if not finished:
+                    worker.terminate()
+                worker.join()
+        self._check_exits(workers, plan, first=0)
+        self._finish(projection)
+        return max(counts), result
+
+    def _wait(self, workers: list[Any], positions: Any, reported: int,
+              progress: Callable[[int], None] | None) -> None:
+        """Until every worker has ended, woken by an end as well as by the clock: a
+        finished rebuild is not left waiting for the next poll (issue 15)."""
+        running: dict[Any, Any] = {w.sentinel: w for w in workers}
+        while running:
+            for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_SECONDS):
+                running.pop(sentinel)
+            reported = self._report(positions, reported, progress)
+        self._report(positions, reported, progress)
+
+    @staticmethod
+    def _check_exits(workers: list[Any], plan: _Plan, *, first: int) -> None:
+        stopped = [(p, w.exitcode) for p, w in enumerate(workers, start=first) if w.exitcode != 0]
+        if stopped:
+            partition, code = stopped[0]
+            raise RebuildInterrupted(
+                f"partition {partition} of {plan.partitions} stopped (exit {code}) before position "
+                f"{plan.target}; run the rebuild again with the same --jobs: each partition resumes "
+                "from its own committed position")
+
     def _in_processes(self, projection: Any, app: Any, plan: _Plan, page: int, fresh_start: bool,
                       progress: Callable[[int], None] | None) -> int:
         """Partition 0 here, with this process's components (built, connected: no start-up
         cost), partitions 1 to P-1 in forked workers that build their own meanwhile."""
         context = multiprocessing.get_context("fork")
+        self._parent_pid = os.getpid()
         positions = context.Array("q", plan.partitions, lock=False)
         counts = context.Array("q", plan.partitions, lock=False)
         workers = [
@@ -281,27 +384,14 @@ class PartitionedRebuild:
             counts[0] = project_partition(projection, app, partition=0, partitions=plan.partitions,
                                           target=plan.target, page=page, fresh_start=fresh_start, report=report)
             positions[0] = plan.target
-            running: dict[Any, Any] = {w.sentinel: w for w in workers}
-            while running:
-                # Woken by a worker's end as well as by the clock: a finished rebuild is
-                # not left waiting for the next poll (issue 15).
-                for sentinel in multiprocessing.connection.wait(list(running), timeout=POLL_SECONDS):
-                    running.pop(sentinel)
-                reported = self._report(positions, reported, progress)
+            self._wait(workers, positions, reported, progress)
             finished = True
         finally:
             for worker in workers:
                 if not finished:  # this partition failed: stop the others; each resumes from its own page
                     worker.terminate()
                 worker.join()
-        self._report(positions, reported, progress)
-        stopped = [(p, w.exitcode) for p, w in enumerate(workers, start=1) if w.exitcode != 0]
-        if stopped:
-            partition, code = stopped[0]
-            raise RebuildInterrupted(
-                f"partition {partition} of {plan.partitions} stopped (exit {code}) before position "
-                f"{plan.target}; run the rebuild again with the same --jobs: each partition resumes "
-                "from its own committed position")
+        self._check_exits(workers, plan, first=1)
         return max(counts)
 
     @staticmethod
@@ -311,9 +401,12 @@ class PartitionedRebuild:
             progress(overall - reported)
         return max(reported, overall)
 
-    def _work(self, partition: int, plan: _Plan, page: int, fresh_start: bool, positions: Any, counts: Any) -> None:
+    def _work(self, partition: int, plan: _Plan, page: int, fresh_start: bool, positions: Any, counts: Any,
+              written_to_target: Any = None) -> None:
         """One worker process: its own components, connections and key cache."""
         from dataclasses import replace
+
+        _die_with(self._parent_pid)
 
         from infrastructure.composition import build
         from infrastructure.crypto.pkcs11_token import Pkcs11Kek
@@ -332,7 +425,8 @@ class PartitionedRebuild:
 
             counts[partition] = project_partition(
                 built.projection, built.app, partition=partition, partitions=plan.partitions,
-                target=plan.target, page=page, fresh_start=fresh_start, report=report)
+                target=plan.target, page=page, fresh_start=fresh_start, report=report,
+                written_to_target=written_to_target)
             positions[partition] = plan.target
         finally:
             built.close()

@@ -55,6 +55,11 @@ def decode_value(value: Any, *, dialect: str) -> Any:
     return value
 
 
+def decode_row(row: Row, *, dialect: str) -> Row:
+    """A backed-up row's values as `dialect` stores them (`decode_value` of each)."""
+    return [decode_value(v, dialect=dialect) if type(v) is dict else v for v in row]
+
+
 def pg_conninfo(database_url: str) -> tuple[str, str]:
     """(libpq URL, schema): our URLs may carry `schema=`, which libpq does not know."""
     parts = urlsplit(database_url)
@@ -220,6 +225,11 @@ class EventTable:
         bypassed on purpose, so the restored rows keep their original positions,
         times and chain hashes.
         """
+        self.insert_decoded(columns, [decode_row(row, dialect=self.dialect) for row in rows])
+
+    def insert_decoded(self, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        """`insert`, for rows already through `decode_row` with this table's dialect
+        (the restore decodes each row once, for this and for the chain's check)."""
         missing = [c for c in columns if c != POSITION and c not in self._table_columns]
         if missing:
             raise LookupError(f"the target events table has no column(s) {', '.join(missing)}")
@@ -229,10 +239,9 @@ class EventTable:
             oid = index.get("originator_id")
             values = []
             for row in rows:
-                decoded = [decode_value(v, dialect="sqlite") for v in row]
-                if oid is not None and isinstance(decoded[oid], str) and len(decoded[oid]) == 36:
-                    decoded[oid] = UUID(decoded[oid]).hex
-                values.append(decoded)
+                if oid is not None and isinstance(row[oid], str) and len(row[oid]) == 36:
+                    row = [*row[:oid], UUID(row[oid]).hex, *row[oid + 1:]]
+                values.append(row)
             marks = ", ".join("?" for _ in names)
             self._sqlite.execute("BEGIN IMMEDIATE")
             try:
@@ -252,7 +261,7 @@ class EventTable:
         )
         with self._pg.transaction(), self._pg.cursor() as cur, cur.copy(copy) as writer:
             for row in rows:
-                writer.write_row([decode_value(v, dialect="postgres") for v in row])
+                writer.write_row(row)
 
     def record_chain_v2_from(self, position: int) -> None:
         """Record where the restored rows' chain turns v2 (audit/chain.py), replacing

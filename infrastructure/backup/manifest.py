@@ -27,6 +27,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -82,14 +83,32 @@ def encode_segment(columns: list[str], rows: list[list[Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+# Digits as "0", everything else as " ": a run of 19 digits is a plain substring search.
+_DIGITS_ONLY = bytes(ord("0") if chr(code).isdigit() and code < 128 else ord(" ") for code in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
 def decode_segment(file: str, data: bytes) -> tuple[list[str], list[list[Any]]]:
+    """A segment's columns and rows. The rows are parsed by orjson (issue 15: the
+    standard library's parser was a sixth of a restore's insert), except in a segment
+    with a run of 19 digits: orjson reads an integer beyond 64 bits as a float, and
+    one that does not parse for orjson: the standard library then reads it, as before."""
     try:
         header, *body = data.decode().splitlines()
         head = json.loads(header)
         if head.get("format") != SEGMENT_FORMAT:
             raise BackupCorrupt(file, "not a Strongroom backup segment")
-        return list(head["columns"]), [json.loads(line) for line in body]
+        columns = list(head["columns"])
     except (ValueError, KeyError, TypeError, AttributeError):
+        raise BackupCorrupt(file, "segment does not parse") from None
+    if _LONG_NUMBER not in data.translate(_DIGITS_ONLY):
+        try:
+            return columns, [orjson.loads(line) for line in body]
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return columns, [json.loads(line) for line in body]
+    except ValueError:
         raise BackupCorrupt(file, "segment does not parse") from None
 
 

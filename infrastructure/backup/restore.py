@@ -19,7 +19,10 @@
    `audit_checkpoints` (and its checkpoint folder, when given): a restored store
    passes `audit verify`. A backup made before checkpoints were backed up has none;
    the restore says so, and verify then checks the chain alone.
-6. Rebuild the read models from the restored log.
+6. Rebuild the read models from the restored log: `jobs` forked workers follow the
+   rows as they go in, each batch once committed (partitioned_rebuild.run_alongside;
+   issue 15 item 3). A cut by time has no last position known in advance, so that
+   restore rebuilds after the last row is in.
 
 SQLite and PostgreSQL either way round: rows travel in a portable form
 (infrastructure/backup/eventrows.py).
@@ -52,7 +55,7 @@ from infrastructure.backup.eventrows import (
     CHAIN_PREV,
     EventTable,
     TableRef,
-    decode_value,
+    decode_row,
     pg_conninfo,
 )
 from infrastructure.backup import restore_state
@@ -142,6 +145,9 @@ def default_keys_url(into_url: str) -> str:
 
 
 def _stamp(value: Any) -> datetime:
+    """A row's `recorded_at` as an aware UTC time, from its backed-up form or decoded."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
     text = value["ts"] if isinstance(value, dict) else value
     return datetime.fromisoformat(str(text)).astimezone(timezone.utc)
 
@@ -326,45 +332,24 @@ def _restore_marked(
     restored = build(settings, kek=kek or live.keyring.kek, allow_incomplete_restore=True)
     try:
         table_name = restored.app.recorder.events_table_name
-        table = EventTable(TableRef(into_url, table_name))
-        try:
-            carried = backed_up_checkpoints(target, chain) if table.has_chain else None
-            # The rows are checked against the signed checkpoints as they go in (they are
-            # written unchanged), not read back afterwards: a second pass over the whole
-            # log was a sixth of a restore (issue 15 item 3). A cut by time is not known
-            # in advance, so that restore checks the checkpoints it reached afterwards.
-            verifier, expected = None, []
-            if carried is not None and to_time is None:
-                expected = [c for c in carried if position is None or c.position <= position]
-                verifier = ChainVerifier(expected, restored.tamper_evidence.public_keys(),
-                                         v2_from=restored_v2_from(chain, MAX_POSITION))
-            inserted = _insert_rows(
-                table, target, chain, position, to_time, progress, int(newest["last_position"]), verifier
+
+        def load() -> tuple[_Inserted, int | None]:
+            return _load_rows(restored, into_url, table_name, target, chain, position, to_time, progress,
+                              int(newest["last_position"]), checkpoint_dir)
+
+        partitioned = restored.projection.partitioned
+        if to_time is None and partitioned is not None:
+            # Issue 15 item 3: the read models are rebuilt by `jobs` workers as the rows
+            # go in (a cut by time has no last position known in advance: in turn).
+            end = int(newest["last_position"]) if position is None else position
+            partitioned.prefetch_keys = True
+            rebuilt, (inserted, checkpoints) = partitioned.run_alongside(
+                restored.projection, restored.app, jobs=jobs, target=end, write=load,
+                progress=None if progress is None else (lambda n: progress("read models", n, end)),
             )
-            table.finish_restore()
-            if inserted.chained:
-                table.record_chain_v2_from(restored_v2_from(chain, inserted.last_position))
-        finally:
-            table.close()
-        total = inserted.last_position
-        if any(c.position > inserted.last_position for c in expected):
-            verifier = None  # fewer rows than the checkpoints cover: check what was reached
-        checkpoints = (_restore_checkpoints(restored, carried, inserted.last_position, checkpoint_dir, verifier)
-                       if inserted.chained and carried is not None else None)
-        store = restored.keyring.store
-        restored.keyring.store = PrefetchedKeyStore(store)
-        # Issue 15: the log partitioned by customer over `jobs` processes, each reading
-        # the restored key store once, as this process does.
-        restored.projection.jobs = jobs
-        if restored.projection.partitioned is not None:
-            restored.projection.partitioned.prefetch_keys = True
-        try:
-            rebuilt = restored.projection.rebuild(
-                restored.app, progress=None if progress is None else (lambda n: progress("read models", n, total)),
-            )
-        finally:
-            restored.keyring.store = store
-            restored.keyring.forget_cached()
+        else:
+            inserted, checkpoints = load()
+            rebuilt = _rebuild(restored, jobs, inserted.last_position, progress)
     finally:
         restored.close()
     restore_state.complete(into_db, position=inserted.last_position)
@@ -375,6 +360,56 @@ def _restore_marked(
         backup_id=newest["backup_id"], table=table_name, problems=inserted.problems,
         checkpoints=checkpoints, started_over=started_over,
     )
+
+
+def _load_rows(
+    restored: Components, into_url: str, table_name: str, target: Target, chain: list[dict[str, Any]],
+    position: int | None, to_time: datetime | None, progress: Progress | None, last_backed_up: int,
+    checkpoint_dir: Path | None,
+) -> tuple[_Inserted, int | None]:
+    """Insert the rows up to the cut, record where the chain turns v2, and check them
+    against the signed checkpoints (then store those); returns what was inserted and
+    the number of checkpoints restored (None: the backup carries none)."""
+    table = EventTable(TableRef(into_url, table_name))
+    try:
+        carried = backed_up_checkpoints(target, chain) if table.has_chain else None
+        # The rows are checked against the signed checkpoints as they go in (they are
+        # written unchanged), not read back afterwards: a second pass over the whole
+        # log was a sixth of a restore (issue 15 item 3). A cut by time is not known
+        # in advance, so that restore checks the checkpoints it reached afterwards.
+        verifier, expected = None, []
+        if carried is not None and to_time is None:
+            expected = [c for c in carried if position is None or c.position <= position]
+            verifier = ChainVerifier(expected, restored.tamper_evidence.public_keys(),
+                                     v2_from=restored_v2_from(chain, MAX_POSITION))
+        inserted = _insert_rows(table, target, chain, position, to_time, progress, last_backed_up, verifier)
+        table.finish_restore()
+        if inserted.chained:
+            table.record_chain_v2_from(restored_v2_from(chain, inserted.last_position))
+    finally:
+        table.close()
+    if any(c.position > inserted.last_position for c in expected):
+        verifier = None  # fewer rows than the checkpoints cover: check what was reached
+    checkpoints = (_restore_checkpoints(restored, carried, inserted.last_position, checkpoint_dir, verifier)
+                   if inserted.chained and carried is not None else None)
+    return inserted, checkpoints
+
+
+def _rebuild(restored: Components, jobs: int, total: int, progress: Progress | None) -> int:
+    """The read models rebuilt from the restored log by `jobs` processes, this one
+    reading the restored key store once (PrefetchedKeyStore), as each worker does."""
+    store = restored.keyring.store
+    restored.keyring.store = PrefetchedKeyStore(store)
+    restored.projection.jobs = jobs
+    if restored.projection.partitioned is not None:
+        restored.projection.partitioned.prefetch_keys = True
+    try:
+        return int(restored.projection.rebuild(
+            restored.app, progress=None if progress is None else (lambda n: progress("read models", n, total)),
+        ))
+    finally:
+        restored.keyring.store = store
+        restored.keyring.forget_cached()
 
 
 def restored_v2_from(chain: list[dict[str, Any]], last_position: int) -> int:
@@ -482,7 +517,10 @@ def _insert_rows(
 ) -> _Inserted:
     """Insert the rows up to the cut; chain continuity is checked on exactly the rows
     inserted, as they go in (they are written unchanged, so no second read is needed),
-    and `verifier`, if given, is fed the same rows as the chain sees them."""
+    and `verifier`, if given, is fed the same rows as the chain sees them.
+
+    Each row is decoded once (`decode_row`), for the insert and for both checks.
+    """
     done = _Inserted(chained=table.has_chain)
     for columns, rows in restorable_segments(target, chain):
         at_recorded = columns.index("recorded_at")
@@ -491,18 +529,22 @@ def _insert_rows(
         keep = []
         stop = False
         for row in rows:
-            stamp = _stamp(row[at_recorded])
-            if (position is not None and row[0] > position) or (to_time is not None and stamp > to_time):
+            try:
+                decoded = decode_row(row, dialect=table.dialect)
+                stamp = _stamp(decoded[at_recorded])
+            except (ValueError, TypeError, KeyError):
+                raise BackupCorrupt("segment", f"the row after position {done.last_position} does not decode") from None
+            if (position is not None and decoded[0] > position) or (to_time is not None and stamp > to_time):
                 stop = True
                 break
             if at_prev is not None and at_head is not None:
-                if done.chain_head is not None and row[at_prev] != done.chain_head and not done.problems:
+                if done.chain_head is not None and decoded[at_prev] != done.chain_head and not done.problems:
                     done.problems.append(str(Problem(table.ref.table, f"hash chain broken at position {row[0]}")))
-                done.chain_head = row[at_head]
-            keep.append(row)
-            done.last_position, done.last_stamp = row[0], stamp
+                done.chain_head = decoded[at_head]
+            keep.append(decoded)
+            done.last_position, done.last_stamp = decoded[0], stamp
         for start in range(0, len(keep), INSERT_BATCH):
-            table.insert(columns, keep[start:start + INSERT_BATCH])
+            table.insert_decoded(columns, keep[start:start + INSERT_BATCH])
         if verifier is not None:
             verifier.feed(_chain_rows(columns, keep))
         done.rows += len(keep)
@@ -514,18 +556,18 @@ def _insert_rows(
 
 
 def _chain_rows(columns: list[str], rows: list[Any]) -> Iterator[ChainRow]:
-    """Backed-up rows as the chain sees them: what `select_chain_rows` makes of the same
-    row once stored (the canonical stream id, the stamp in microseconds, the state's
-    digest and metadata digest)."""
+    """Decoded backed-up rows (`decode_row`) as the chain sees them: what
+    `select_chain_rows` makes of the same row once stored (the canonical stream id,
+    the stamp in microseconds, the state's digest and metadata digest)."""
     at = {name: i for i, name in enumerate(columns)}
     at_id, at_version, at_topic = at["originator_id"], at["originator_version"], at["topic"]
     at_state, at_stamp, at_prev, at_head = at["state"], at["recorded_at"], at[CHAIN_PREV], at[CHAIN_HEAD]
     last_stamp: Any = None
     last_micros = 0  # the rows of one save share a stamp: converted once
     for row in rows:
-        prev, head = decode_value(row[at_prev], dialect="postgres"), decode_value(row[at_head], dialect="postgres")
+        prev, head = row[at_prev], row[at_head]
         try:
-            state = decode_value(row[at_state], dialect="postgres")
+            state = row[at_state]
             stamp = row[at_stamp]
             if stamp != last_stamp:
                 last_stamp, last_micros = stamp, epoch_micros(_stamp(stamp))

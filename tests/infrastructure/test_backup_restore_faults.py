@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -296,24 +297,37 @@ def test_a_restore_that_dies_after_its_events_are_in_is_refused_and_a_rerun_star
 
 
 KILLED_RESTORE = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     from pathlib import Path
+    import infrastructure.partitioned_rebuild as partitioned_rebuild
     from infrastructure.backup.restore import restore_backup
     from infrastructure.backup.targets import LocalTarget
     from infrastructure.composition import Settings, build
-    from infrastructure.projection import CustomerProjection
 
     args = json.loads(sys.argv[1])
 
-    def rebuild_until_killed(self, app, progress=None):
-        print("rebuilding", flush=True)
+    def rebuild_until_killed(*args, written_to_target=None, **kwargs):
+        # A rebuild worker (issue 15: they project as the rows go in): once every
+        # row is in, it says so with its process id, and works on until killed.
+        if written_to_target is not None:
+            written_to_target.wait()
+        print(f"rebuilding {os.getpid()}", flush=True)
         time.sleep(120)
 
-    CustomerProjection.rebuild = rebuild_until_killed
+    partitioned_rebuild.project_partition = rebuild_until_killed
     live = build(Settings.load(args["instance"], {"database_url": args["live"], "blind_index_bits": 8}))
     restore_backup(live=live, target=LocalTarget("local", Path(args["backups"])), into_url=args["into"],
                    position=args["position"])
 """)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, ended but not reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_restore_process_sigkilled_during_the_rebuild_is_refused_and_a_rerun_starts_over(
@@ -329,14 +343,20 @@ def test_a_restore_process_sigkilled_during_the_rebuild_is_refused_and_a_rerun_s
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        line = child.stdout.readline()
-        assert line.strip() == "rebuilding", child.stderr.read()
+        said, worker = child.stdout.readline().split()
+        assert said == "rebuilding", child.stderr.read()
+        assert int(worker) != child.pid  # a forked worker, not the restoring process
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
         child.stdout.close()
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL
+    # Its workers end with it: none is left writing into the store run again below.
+    deadline = time.monotonic() + 10
+    while _alive(int(worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(worker)), f"worker {worker} outlived the restore that forked it"
     keys_url = restore_module.default_keys_url(into)
     assert events_in(into, live) == between
     assert_refused_as_incomplete(live, tmp_path, into, keys_url)
