@@ -119,3 +119,40 @@ def test_a_key_destroyed_elsewhere_is_dropped_no_later_than_the_next_page(tmp_pa
     finally:
         second.close()
         first.close()
+
+
+def test_a_save_looks_at_the_erasure_ledger_once_and_still_sees_an_erasure_before_it(
+        tmp_path, database_url, monkeypatch):
+    """Issue 15 item 1: a registration sealed three event parts and eight read-model
+    columns, each use of a cached key asking the ledger (on SQLite, a query each).
+    One look now, as the save starts; an erasure committed before it is still seen."""
+    first = make_components(tmp_path, database_url, aml_retention_years=0)
+    second = make_components(tmp_path, database_url, aml_retention_years=0)
+    try:
+        with acting_as(OPERATOR):
+            ada = first.app.register_customer(customer_fields())["id"]
+            looks = []
+            real = type(first.keyring.watch).changed
+
+            def counted(watch):
+                looks.append(watch)
+                return real(watch)
+
+            monkeypatch.setattr(type(first.keyring.watch), "changed", counted)
+            first.app.register_customer(customer_fields(email="bo@example.org", national_id="QQ654321C"))
+            assert len([w for w in looks if w is first.keyring.watch]) == 1
+            first.app.record_interaction(ada, "call", "phone", "warm cache")  # ada's keys cached here
+
+            second.erasures.erase(ada, "DSR-16")
+            deadline = time.monotonic() + 0.5  # NOTIFY is asynchronous on PostgreSQL
+            while True:
+                with first.keyring.steady():  # what a save does first
+                    try:
+                        first.keyring.aead(ada, "profile")
+                    except SubjectErased:
+                        break
+                assert time.monotonic() < deadline, "a save after the erasure still used the destroyed key"
+                time.sleep(0.01)
+    finally:
+        second.close()
+        first.close()
