@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from benchmarks.figures import Figure, median, ratio_at_least
 from benchmarks.measures import Sizes
 from benchmarks.scratch import PlainCustomers, Scratch
+from benchmarks.unprotected import ClearColumns
 from benchmarks.synthetic import Population
 from domain import values
 from domain.customer import Customer
@@ -55,14 +56,6 @@ EVENTS_PER_CUSTOMER = 10
 CUSTOMERS_PER_SAVE = 50
 CUSTOMERS_FACTOR = 8
 MACHINE_ROUNDS = 40_000  # opens per process in the machine-scaling figure (about 0.2 s here)
-
-
-class _PlainSealer:
-    """The sealer switched off: a value is stored as its JSON bytes, readable by anyone."""
-
-    def seal(self, table: str, column: str, subject_id: str, row_id: str, value: Any, *,
-             field: str | None = None) -> bytes | None:
-        return None if value is None else json.dumps(value).encode()
 
 
 class _PlainIndex:
@@ -80,7 +73,7 @@ class PlainDirectory(CustomerDirectory):
 
     def __init__(self, database: Database) -> None:
         self.db = database
-        self.sealer = _PlainSealer()  # type: ignore[assignment]
+        self.sealer = ClearColumns()  # type: ignore[assignment]
         self.blind_index = _PlainIndex()  # type: ignore[assignment]
 
     def search_digests(self, record: dict[str, Any], pans: dict[str, str]) -> list[tuple[str, Any]]:

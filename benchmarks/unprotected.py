@@ -66,8 +66,9 @@ class UnchainedPostgresRecorder(InsertHooks, PostgresApplicationRecorder):
         return ids
 
 
-class _ClearColumns:
-    """ColumnSealer's interface, storing the same JSON it would encrypt, in clear."""
+class ClearColumns:
+    """ColumnSealer's interface, storing the same JSON it would encrypt, in clear (the
+    sealer switched off; the rebuild suite's unprotected directory uses it too)."""
 
     def seal(self, table: str, column: str, subject_id: str, row_id: str, value: Any, *,
              field: str | None = None) -> bytes | None:
@@ -87,7 +88,7 @@ class PlainDirectory(CustomerDirectory):
 
     def __init__(self, database: Database) -> None:
         self.db = database
-        self.sealer = _ClearColumns()  # type: ignore[assignment]
+        self.sealer = ClearColumns()  # type: ignore[assignment]
 
     def search_digests(self, record: dict[str, Any], pans: dict[str, str]) -> list[tuple[str, int]]:
         return []  # the plain indexes on rm_customers serve lookups instead
