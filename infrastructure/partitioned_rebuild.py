@@ -40,6 +40,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,13 +72,12 @@ def _die_with(parent_pid: int) -> None:
     """A worker ends when the process that forked it does, however it ends (a SIGKILL
     included): else an orphan would go on writing read models into a store whose
     restore or rebuild is being run again, and started over. On Linux the kernel
-    sends the signal; elsewhere the worker runs on to its end, as before."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except AttributeError:  # not Linux
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent ended before the line above ran
+    sends the signal; elsewhere a worker following a log still being written stops
+    when its parent is gone (project_partition), and any other runs on to its end."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is not None:  # Linux; elsewhere a worker following a log checks its parent itself
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent ended before the signal was asked for
         os._exit(1)
 
 
@@ -144,14 +144,19 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
                       written_to_target: Any = None) -> int:
     """Project one partition's share of the log up to `target`; returns notifications read.
 
-    `written_to_target` (an Event): the log is still being written below `target`, in
-    position order, one committed batch after another (a restore: `run_alongside`),
-    and is set once it is all there. Until then only a full page is final: a short
-    one may yet grow, so it is read again after FOLLOW_SECONDS. A full page cannot
-    change, since every row committed later has a higher position than it holds.
+    `written_to_target` (a shared flag, `run_alongside`): the log is still being
+    written below `target`, in position order, one committed batch after another (a
+    restore), and the flag is set once it is all there. Until then only a full page is
+    final: a short one may yet grow, so it is read again after FOLLOW_SECONDS. A full
+    page cannot change, since every row committed later has a higher position than
+    it holds (the restore refuses rows whose positions do not rise).
+
+    The flag is a plain shared byte, polled: a `multiprocessing.Event` would hang
+    its `set()` for good if a waiting worker were killed inside `wait()`.
     """
     from infrastructure.projection import _Batch
 
+    parent_pid = os.getppid()
     db: Database = projection.db
     with db.transaction(write=False) as cur:
         cur.execute(f"SELECT position FROM {TABLE} WHERE partition_no = ?", (partition,))  # nosec B608
@@ -165,7 +170,7 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
     while start <= target:
         limit = min(page, target - start + 1)
         # Looked at before the page is read: once set, the page read after it is whole.
-        all_written = written_to_target is None or written_to_target.is_set()
+        all_written = written_to_target is None or bool(written_to_target.value)
         if partitions == 1:
             notifications = app.recorder.select_notifications(start=start, limit=limit)
             last, size = (notifications[-1].id if notifications else None), len(notifications)
@@ -173,7 +178,9 @@ def project_partition(projection: Any, app: Any, *, partition: int, partitions: 
             found = app.recorder.select_partition(start, limit, partition, partitions, EVERY_PARTITION_TOPICS)
             last, size, notifications = found.last, found.size, found.notifications
         if size < limit and not all_written:
-            written_to_target.wait(FOLLOW_SECONDS)
+            if os.getppid() != parent_pid:  # the writer is gone (where _die_with could not see to it)
+                raise RebuildInterrupted("the process writing the log ended before it was all written")
+            time.sleep(FOLLOW_SECONDS)
             continue
         if last is None:
             break
@@ -311,7 +318,7 @@ class PartitionedRebuild:
         plan = self._plan(projection, app, target, jobs, coming=True)
         context = multiprocessing.get_context("fork")
         self._parent_pid = os.getpid()
-        written = context.Event()
+        written = context.Value("b", 0, lock=False)
         positions = context.Array("q", plan.partitions, lock=False)
         counts = context.Array("q", plan.partitions, lock=False)
         workers = [
@@ -324,7 +331,7 @@ class PartitionedRebuild:
         finished = False
         try:
             result = write()
-            written.set()
+            written.value = 1
             self._wait(workers, positions, 0, progress)
             finished = True
         finally:
@@ -332,7 +339,7 @@ class PartitionedRebuild:
                 if not finished:
                     worker.terminate()
                 worker.join()
-        self._check_exits(workers, plan, first=0)
+        self._check_exits(workers, plan, first=0, again="run the restore again: it starts over")
         self._finish(projection)
         return max(counts), result
 
@@ -348,14 +355,15 @@ class PartitionedRebuild:
         self._report(positions, reported, progress)
 
     @staticmethod
-    def _check_exits(workers: list[Any], plan: _Plan, *, first: int) -> None:
+    def _check_exits(workers: list[Any], plan: _Plan, *, first: int,
+                     again: str = "run the rebuild again with the same --jobs: each partition resumes "
+                                  "from its own committed position") -> None:
         stopped = [(p, w.exitcode) for p, w in enumerate(workers, start=first) if w.exitcode != 0]
         if stopped:
             partition, code = stopped[0]
             raise RebuildInterrupted(
                 f"partition {partition} of {plan.partitions} stopped (exit {code}) before position "
-                f"{plan.target}; run the rebuild again with the same --jobs: each partition resumes "
-                "from its own committed position")
+                f"{plan.target}; {again}")
 
     def _in_processes(self, projection: Any, app: Any, plan: _Plan, page: int, fresh_start: bool,
                       progress: Callable[[int], None] | None) -> int:

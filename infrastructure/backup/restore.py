@@ -531,10 +531,16 @@ def _insert_rows(
         for row in rows:
             try:
                 decoded = decode_row(row, dialect=table.dialect)
-                stamp = _stamp(decoded[at_recorded])
-            except (ValueError, TypeError, KeyError):
+                at, stamp = decoded[0], _stamp(decoded[at_recorded])
+            except (ValueError, TypeError, KeyError, IndexError):
                 raise BackupCorrupt("segment", f"the row after position {done.last_position} does not decode") from None
-            if (position is not None and decoded[0] > position) or (to_time is not None and stamp > to_time):
+            # Positions must rise and stay within the backup: the read models' workers
+            # follow the rows in position order (partitioned_rebuild.run_alongside), and
+            # a row behind them, or past the end, would never be projected.
+            if type(at) is not int or not done.last_position < at <= total:
+                raise BackupCorrupt("segment", f"the row after position {done.last_position} is out of "
+                                               f"order or past the backup's last position {total}")
+            if (position is not None and at > position) or (to_time is not None and stamp > to_time):
                 stop = True
                 break
             if at_prev is not None and at_head is not None:
@@ -542,7 +548,7 @@ def _insert_rows(
                     done.problems.append(str(Problem(table.ref.table, f"hash chain broken at position {row[0]}")))
                 done.chain_head = decoded[at_head]
             keep.append(decoded)
-            done.last_position, done.last_stamp = decoded[0], stamp
+            done.last_position, done.last_stamp = at, stamp
         for start in range(0, len(keep), INSERT_BATCH):
             table.insert_decoded(columns, keep[start:start + INSERT_BATCH])
         if verifier is not None:

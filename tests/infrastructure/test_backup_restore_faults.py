@@ -11,6 +11,7 @@ while it rebuilds the read models.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -212,6 +213,39 @@ def test_a_backed_up_row_changed_under_its_old_hash_fails_the_restore(live, targ
         restore_backup(live=live, target=target, into_url=into, **when)
 
 
+@pytest.mark.parametrize("change", ["swapped", "past the end", "not a number"])
+def test_a_backup_whose_positions_do_not_rise_is_refused(live, target, into, change):
+    """Attack: an operator with the backup-signing key reorders a segment's rows (or
+    moves one past the backup's end) and re-signs the manifest, on a backup without
+    checkpoints to catch it. The read models' workers follow the rows in position
+    order (issue 15), so a row behind them would silently never be projected: the
+    restore refuses the backup instead of completing with rows missing."""
+    from infrastructure.backup.manifest import decode_segment, encode_segment
+
+    register(live.app, 4, 0)
+    create_backup(live, target)
+    (name,) = [n for n in target.list("events") if n.endswith(".manifest.json")]
+    segment = json.loads(target.read(f"events/{name}"))["segments"][0]
+    columns, rows = decode_segment(segment["file"], target.read(segment["file"]))
+    if change == "swapped":
+        rows[1], rows[2] = rows[2], rows[1]
+    elif change == "past the end":
+        rows[-1][0] = rows[-1][0] + 1000
+    else:
+        rows[1][0] = str(rows[1][0])
+    data = encode_segment(columns, rows)
+    target.write(segment["file"], data)
+
+    def point_at_the_change(document):
+        document["segments"][0].update(sha256=sha256(data), bytes=len(data))
+        document.pop("checkpoints", None)  # nothing else to notice the change
+
+    _rewrite_manifest(live, target, point_at_the_change)
+    with pytest.raises(BackupCorrupt, match="out of order or past the backup's last position"):
+        restore_backup(live=live, target=target, into_url=into, jobs=2)
+    assert multiprocessing.active_children() == []
+
+
 # -- a killed restore -------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,8 +343,8 @@ KILLED_RESTORE = textwrap.dedent("""
     def rebuild_until_killed(*args, written_to_target=None, **kwargs):
         # A rebuild worker (issue 15: they project as the rows go in): once every
         # row is in, it says so with its process id, and works on until killed.
-        if written_to_target is not None:
-            written_to_target.wait()
+        while written_to_target is not None and not written_to_target.value:
+            time.sleep(0.01)
         print(f"rebuilding {os.getpid()}", flush=True)
         time.sleep(120)
 

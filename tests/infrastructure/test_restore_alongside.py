@@ -10,6 +10,8 @@ On SQLite and again on PostgreSQL.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import time
 
 import pytest
@@ -20,6 +22,7 @@ from infrastructure.backup.create import create_backup
 from infrastructure.backup.eventrows import EventTable
 from infrastructure.backup.manifest import BackupCorrupt
 from infrastructure.backup.restore import restore_backup
+from infrastructure.partitioned_rebuild import RebuildInterrupted
 from tests.application.test_partitioned_rebuild import _fill, _raise_alert, read_model_digest
 from tests.infrastructure.test_backup_restore_faults import (  # noqa: F401 - fixtures
     into,
@@ -108,6 +111,35 @@ def test_a_restore_that_fails_while_inserting_stops_its_rebuild_workers(
     with pytest.raises(BackupCorrupt, match="injected"):
         restore_backup(live=live, target=target, into_url=into, jobs=2)
     assert time.monotonic() - started < 30  # not waiting on workers that wait for rows
+    assert multiprocessing.active_children() == []
+    monkeypatch.setattr(EventTable, "insert_decoded", insert)
+    again = restore_backup(live=live, target=target, into_url=into, jobs=2)
+    assert again.started_over and again.rows == live.operations.log_head()
+
+
+def test_a_rebuild_worker_killed_while_it_waits_for_rows_fails_the_restore_without_hanging(
+        live, target, into, slow_small_batches, monkeypatch):
+    """Fault: a worker is SIGKILLed (the OOM killer, say) while it waits for the next
+    batch. The restore must end, saying which partition stopped, not wait for it for
+    ever; running it again starts over and completes."""
+    _fill(live.app, 12)
+    create_backup(live, target)
+    insert = EventTable.insert_decoded
+    batches = []
+
+    def kill_a_worker_at_the_third_batch(self, columns, rows):
+        batches.append(len(rows))
+        if len(batches) == 3:
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(timeout=10)
+        insert(self, columns, rows)
+
+    monkeypatch.setattr(EventTable, "insert_decoded", kill_a_worker_at_the_third_batch)
+    started = time.monotonic()
+    with pytest.raises(RebuildInterrupted, match="stopped \\(exit -9\\).*run the restore again"):
+        restore_backup(live=live, target=target, into_url=into, jobs=2)
+    assert time.monotonic() - started < 30
     assert multiprocessing.active_children() == []
     monkeypatch.setattr(EventTable, "insert_decoded", insert)
     again = restore_backup(live=live, target=target, into_url=into, jobs=2)
