@@ -63,7 +63,7 @@ def _stages(stats: pstats.Stats) -> tuple[dict[str, float], float]:
                   + _cum(stats, "crypto/keystore.py", "insert_all_if_absent"))
     seal_events = _cum(stats, "crypto/envelope.py", "to_stored_event", not_from=_ACCESS_LOG)
     chain = _cum(stats, "eventstore/sqlite.py", "_chain_hash")
-    column_seal = _cum(stats, "infrastructure/readmodel.py", "seal")
+    column_seal = _cum(stats, "infrastructure/readmodel.py", "seal") + _cum(stats, "infrastructure/readmodel.py", "seal_row")
     blind = (_cum(stats, "infrastructure/readmodel.py", "search_digests")
              + _cum(stats, "crypto/blind_index.py", "full_digest"))
     projection = _cum(stats, "infrastructure/projection.py", "write_with_events")
