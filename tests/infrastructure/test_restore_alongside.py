@@ -91,30 +91,45 @@ def test_a_restore_cut_at_a_position_rebuilds_alongside_up_to_that_position(
         restored.close()
 
 
-def test_a_restore_that_fails_while_inserting_stops_its_rebuild_workers(
-        live, target, into, tmp_path, slow_small_batches, monkeypatch):
-    """Fault: a segment found corrupt part-way (after the workers started): the restore
-    fails at once with what was wrong, and no worker is left waiting for rows."""
-    _fill(live.app, 12)  # 24 events and more: four batches of 7 at least
-    create_backup(live, target)
+def _before_the_third_batch(monkeypatch, action):
+    """`action()` (which may raise) just before the third batch of rows goes in;
+    returns the insert it wraps."""
     insert = EventTable.insert_decoded
     batches = []
 
-    def third_batch_fails(self, columns, rows):
+    def patched(self, columns, rows):
         batches.append(len(rows))
         if len(batches) == 3:
-            raise BackupCorrupt("000001.seg", "injected: corrupt part-way")
+            action()
         insert(self, columns, rows)
 
-    monkeypatch.setattr(EventTable, "insert_decoded", third_batch_fails)
+    monkeypatch.setattr(EventTable, "insert_decoded", patched)
+    return insert
+
+
+def _fails_at_once_and_a_rerun_completes(live, target, into, monkeypatch, insert, expected, match) -> None:
     started = time.monotonic()
-    with pytest.raises(BackupCorrupt, match="injected"):
+    with pytest.raises(expected, match=match):
         restore_backup(live=live, target=target, into_url=into, jobs=2)
     assert time.monotonic() - started < 30  # not waiting on workers that wait for rows
     assert multiprocessing.active_children() == []
     monkeypatch.setattr(EventTable, "insert_decoded", insert)
     again = restore_backup(live=live, target=target, into_url=into, jobs=2)
     assert again.started_over and again.rows == live.operations.log_head()
+
+
+def test_a_restore_that_fails_while_inserting_stops_its_rebuild_workers(
+        live, target, into, tmp_path, slow_small_batches, monkeypatch):
+    """Fault: a segment found corrupt part-way (after the workers started): the restore
+    fails at once with what was wrong, and no worker is left waiting for rows."""
+    _fill(live.app, 12)  # 24 events and more: four batches of 7 at least
+    create_backup(live, target)
+
+    def corrupt():
+        raise BackupCorrupt("000001.seg", "injected: corrupt part-way")
+
+    insert = _before_the_third_batch(monkeypatch, corrupt)
+    _fails_at_once_and_a_rerun_completes(live, target, into, monkeypatch, insert, BackupCorrupt, "injected")
 
 
 def test_a_rebuild_worker_killed_while_it_waits_for_rows_fails_the_restore_without_hanging(
@@ -124,23 +139,12 @@ def test_a_rebuild_worker_killed_while_it_waits_for_rows_fails_the_restore_witho
     ever; running it again starts over and completes."""
     _fill(live.app, 12)
     create_backup(live, target)
-    insert = EventTable.insert_decoded
-    batches = []
 
-    def kill_a_worker_at_the_third_batch(self, columns, rows):
-        batches.append(len(rows))
-        if len(batches) == 3:
-            victim = multiprocessing.active_children()[0]
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.join(timeout=10)
-        insert(self, columns, rows)
+    def kill_a_worker():
+        victim = multiprocessing.active_children()[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(timeout=10)
 
-    monkeypatch.setattr(EventTable, "insert_decoded", kill_a_worker_at_the_third_batch)
-    started = time.monotonic()
-    with pytest.raises(RebuildInterrupted, match="stopped \\(exit -9\\).*run the restore again"):
-        restore_backup(live=live, target=target, into_url=into, jobs=2)
-    assert time.monotonic() - started < 30
-    assert multiprocessing.active_children() == []
-    monkeypatch.setattr(EventTable, "insert_decoded", insert)
-    again = restore_backup(live=live, target=target, into_url=into, jobs=2)
-    assert again.started_over and again.rows == live.operations.log_head()
+    insert = _before_the_third_batch(monkeypatch, kill_a_worker)
+    _fails_at_once_and_a_rerun_completes(live, target, into, monkeypatch, insert, RebuildInterrupted,
+                                         "stopped \\(exit -9\\).*run the restore again")
