@@ -337,7 +337,7 @@ class PartitionedRebuild:
         finally:
             for worker in workers:
                 if not finished:
-                    worker.terminate()
+                    worker.kill()  # its store is abandoned: nothing to finish
                 worker.join()
         self._check_exits(workers, plan, first=0, again="run the restore again: it starts over")
         self._finish(projection)
@@ -415,6 +415,9 @@ class PartitionedRebuild:
         from dataclasses import replace
 
         _die_with(self._parent_pid)
+        # The parent's own signal handlers are not a worker's: one that only notes a
+        # SIGTERM (the projection worker's) would leave `terminate()` unheard.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
         from infrastructure.composition import build
         from infrastructure.crypto.pkcs11_token import Pkcs11Kek
