@@ -129,9 +129,7 @@ class ColumnSealer:
     ) -> bytes | None:
         if value is None:
             return None
-        aead = self.keyring.aead(subject_id, key_for(field or column), create=True)
-        nonce = os.urandom(12)
-        return nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id))
+        return self._sealed(os.urandom(12), table, column, subject_id, row_id, value, field or column)
 
     def seal_row(self, table: str, subject_id: str, row_id: str,
                  columns: Sequence[tuple[str, Any]]) -> list[bytes | None]:
@@ -146,10 +144,14 @@ class ColumnSealer:
             if value is None:
                 sealed.append(None)
                 continue
-            nonce, at = randomness[at:at + 12], at + 12
-            aead = self.keyring.aead(subject_id, key_for(column), create=True)
-            sealed.append(nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id)))
+            sealed.append(self._sealed(randomness[at:at + 12], table, column, subject_id, row_id, value, column))
+            at += 12
         return sealed
+
+    def _sealed(self, nonce: bytes, table: str, column: str, subject_id: str, row_id: str, value: Any,
+                field: str) -> bytes:
+        aead = self.keyring.aead(subject_id, key_for(field), create=True)
+        return nonce + aead.encrypt(nonce, json.dumps(value).encode(), _aad(table, column, row_id))
 
     def open(self, table: str, column: str, subject_id: str, row_id: str, sealed: bytes | None, *, field: str | None = None) -> Any:
         if sealed is None:

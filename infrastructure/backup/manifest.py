@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from application.clock import utc_now
+from infrastructure.exact_json import orjson_reads_exactly
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
 
 FORMAT = "strongroom-backup/1"
@@ -83,16 +84,11 @@ def encode_segment(columns: list[str], rows: list[list[Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-# Digits as "0", everything else as " ": a run of 19 digits is a plain substring search.
-_DIGITS_ONLY = bytes(ord("0") if chr(code).isdigit() and code < 128 else ord(" ") for code in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
 def decode_segment(file: str, data: bytes) -> tuple[list[str], list[list[Any]]]:
-    """A segment's columns and rows. The rows are parsed by orjson (issue 15: the
-    standard library's parser was a sixth of a restore's insert), except in a segment
-    with a run of 19 digits: orjson reads an integer beyond 64 bits as a float, and
-    one that does not parse for orjson: the standard library then reads it, as before."""
+    """A segment's columns and rows. The rows are parsed by orjson where it reads them
+    exactly (infrastructure/exact_json.py; issue 15: the standard library's parser
+    was a sixth of a restore's insert); otherwise, or where orjson refuses what the
+    standard library takes, by the standard library, as before."""
     try:
         header, *body = data.decode().splitlines()
         head = json.loads(header)
@@ -101,15 +97,21 @@ def decode_segment(file: str, data: bytes) -> tuple[list[str], list[list[Any]]]:
         columns = list(head["columns"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise BackupCorrupt(file, "segment does not parse") from None
-    if _LONG_NUMBER not in data.translate(_DIGITS_ONLY):
-        try:
-            return columns, [orjson.loads(line) for line in body]
-        except orjson.JSONDecodeError:
-            pass
+    rows = _orjson_rows(body) if orjson_reads_exactly(data) else None
+    if rows is not None:
+        return columns, rows
     try:
         return columns, [json.loads(line) for line in body]
     except ValueError:
         raise BackupCorrupt(file, "segment does not parse") from None
+
+
+def _orjson_rows(lines: list[str]) -> list[list[Any]] | None:
+    """The lines parsed by orjson, or None where it refuses one (NaN, say)."""
+    try:
+        return [orjson.loads(line) for line in lines]
+    except orjson.JSONDecodeError:
+        return None
 
 
 # -- signatures -----------------------------------------------------------------------------

@@ -545,7 +545,7 @@ def _insert_rows(
                 break
             if at_prev is not None and at_head is not None:
                 if done.chain_head is not None and decoded[at_prev] != done.chain_head and not done.problems:
-                    done.problems.append(str(Problem(table.ref.table, f"hash chain broken at position {row[0]}")))
+                    done.problems.append(str(Problem(table.ref.table, f"hash chain broken at position {at}")))
                 done.chain_head = decoded[at_head]
             keep.append(decoded)
             done.last_position, done.last_stamp = at, stamp

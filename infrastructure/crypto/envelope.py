@@ -53,6 +53,7 @@ from domain.catalogue import KeyKind, key_for
 from infrastructure.audit.chain import HASH_BYTES, SALT_BYTES, meta_digest
 from infrastructure.audit.metadata import CHAIN_META, auditor_view, canonical
 from infrastructure.crypto.keyring import SYSTEM_SUBJECT, KeyRing
+from infrastructure.exact_json import orjson_reads_exactly
 
 MAGIC = b"SR"
 FORMAT = 2
@@ -61,10 +62,6 @@ _KIND_CODES = {KeyKind.SYSTEM: 0, KeyKind.PROFILE: 1, KeyKind.KYC: 2}
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _PART_HEADER = struct.Struct(">B12sI")
 META = "_meta"
-# Digits as "0", everything else as " ": a run of 19 digits is then a plain substring
-# search (a regular expression over the part costs more than decoding it).
-_DIGITS_ONLY = bytes(ord("0") if chr(code).isdigit() and code < 128 else ord(" ") for code in range(256))
-_LONG_NUMBER = b"0" * 19
 
 
 class TamperedEvent(MapperDeserialisationError):
@@ -272,7 +269,7 @@ class SubjectMapper(Mapper[UUID]):
         against it over every kind of event: tests/infrastructure/test_envelope.py)."""
         if self._names is None:
             return cast(dict[str, Any], self.transcoder.decode(plaintext))
-        if _LONG_NUMBER in plaintext.translate(_DIGITS_ONLY):
+        if not orjson_reads_exactly(plaintext):
             # orjson reads an integer beyond 64 bits as a float, silently: a run of 19
             # digits (a number, or only digits inside a string) is read by the library.
             return cast(dict[str, Any], self.transcoder.decode(plaintext))

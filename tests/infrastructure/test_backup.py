@@ -428,3 +428,19 @@ def test_a_customer_erased_under_an_aml_hold_after_the_backup_stays_erased_in_a_
             restored.close()
     finally:
         held.close()
+
+
+@pytest.mark.parametrize("value", [2**70, -(2**64), float("nan"), "1234567890123456789012", 42, "plain"])
+def test_a_segment_reads_back_every_value_exactly_whichever_parser_reads_it(value):
+    """Issue 15: segments are parsed by orjson where it reads them exactly; an integer
+    beyond 64 bits (which orjson would read as a float) and NaN (which it refuses)
+    go to the standard library, so a value never comes back changed."""
+    import math
+
+    from infrastructure.backup.manifest import decode_segment, encode_segment
+
+    columns, rows = decode_segment("s.seg", encode_segment(["position", "v"], [[1, value], [2, "x"]]))
+    assert columns == ["position", "v"]
+    back = rows[0][1]
+    assert type(back) is type(value)
+    assert math.isnan(back) if isinstance(value, float) else back == value
