@@ -23,7 +23,8 @@ from benchmarks.recovery import measure_recovery
 from benchmarks.scratch import Scratch, ScratchError
 
 # measure_recovery returns its figures in this order.
-RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "drill_rto", "restore_jobs")
+RECOVERY_FIGURE_NAMES = ("restore", "incremental_backup", "incremental_backup_per_event",
+                         "incremental_backup_fixed", "drill_rto", "restore_jobs")
 
 Progress = Callable[[str], None]
 

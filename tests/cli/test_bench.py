@@ -61,17 +61,18 @@ def test_bench_recovery_suite_reports_its_figures_beside_their_baselines(tmp_pat
     result = CliRunner().invoke(main, [
         "--instance", str(instance), "bench", "--quick", "--json", "--store", "postgres",
         "--suite", "recovery", "--pg-url", PG_ADMIN_URL,
-        "--recovery-events", "200", "--recovery-increment", "20",
+        "--recovery-events", "200", "--recovery-increment", "500",
     ])
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "postgres" not in report and "api" not in report  # only the suite asked for ran
-    assert set(report["recovery"]["postgres"]) == {"restore", "incremental_backup", "drill_rto", "restore_jobs"}
+    assert set(report["recovery"]["postgres"]) == {"restore", "incremental_backup", "incremental_backup_per_event",
+                                                   "incremental_backup_fixed", "drill_rto", "restore_jobs"}
     for name, figure in report["recovery"]["postgres"].items():
         assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
         assert figure["unit"], name
     assert report["recovery"]["postgres"]["restore"]["goal"] == "ratio >= 0.3"  # issue 15
-    assert report["sizes"]["recovery"] == {"events": 200, "increment": 20}
+    assert report["sizes"]["recovery"] == {"events": 200, "increment": 500}
     assert not instance.exists()
     assert list(scratch.iterdir()) == []
