@@ -143,8 +143,12 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         self.pg_function_name_insert_events = derived_identifier(
             self.events_table_name, "_insert_timed"
         )
+        # The events go over in binary (`%b`): psycopg writes each state's bytes as they
+        # are, where the text form escaped every byte in Python (about 29 µs an event
+        # of 1 kB, in the interpreter lock, so an access-record group's leader kept the
+        # other threads waiting; issue 15 item 4).
         self.sql_invoke_pg_function_insert_events = SQL(
-            "SELECT * FROM {schema}.{function}((%s))"
+            "SELECT * FROM {schema}.{function}(%b)"
         ).format(
             schema=schema,
             function=Identifier(self.pg_function_name_insert_events),
