@@ -40,6 +40,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from eventsourcing.persistence import (
+    DataError,
     InterfaceError,
     OperationalError,
     Notification,
@@ -146,9 +147,12 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
         # The events go over in binary (`%b`): psycopg writes each state's bytes as they
         # are, where the text form escaped every byte in Python (about 29 µs an event
         # of 1 kB, in the interpreter lock, so an access-record group's leader kept the
-        # other threads waiting; issue 15 item 4).
+        # other threads waiting; issue 15 item 4). Binary needs UUID ids (`_pg_events`);
+        # a store with text ids keeps the text form.
+        self._binary_events = self.datastore.originator_id_type == "uuid"
         self.sql_invoke_pg_function_insert_events = SQL(
-            "SELECT * FROM {schema}.{function}(%b)"
+            "SELECT * FROM {schema}.{function}(%b)" if self._binary_events
+            else "SELECT * FROM {schema}.{function}((%s))"
         ).format(
             schema=schema,
             function=Identifier(self.pg_function_name_insert_events),
@@ -236,10 +240,22 @@ class TimedPostgresApplicationRecorder(InsertHooks, PostgresApplicationRecorder)
     def _pg_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
         return [
             self.construct_pg_stored_event(
-                e.originator_id, e.originator_version, e.topic, e.state
+                self._uuid(e.originator_id) if self._binary_events else e.originator_id,
+                e.originator_version, e.topic, e.state,
             )
             for e in stored_events
         ]
+
+    @staticmethod
+    def _uuid(originator_id: UUID | str) -> UUID:
+        """The id as the binary form needs it: a UUID (the text form let the server
+        parse a string); a string that is no UUID is refused as the server would."""
+        if isinstance(originator_id, UUID):
+            return originator_id
+        try:
+            return UUID(str(originator_id))
+        except ValueError:
+            raise DataError("an originator id is not a UUID") from None
 
     def _insert_events_by_function(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

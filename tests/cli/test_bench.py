@@ -61,7 +61,7 @@ def test_bench_recovery_suite_reports_its_figures_beside_their_baselines(tmp_pat
     result = CliRunner().invoke(main, [
         "--instance", str(instance), "bench", "--quick", "--json", "--store", "postgres",
         "--suite", "recovery", "--pg-url", PG_ADMIN_URL,
-        "--recovery-events", "200", "--recovery-increment", "500",
+        "--recovery-events", "2000", "--recovery-increment", "1000",
     ])
 
     assert result.exit_code == 0, result.output
@@ -73,6 +73,6 @@ def test_bench_recovery_suite_reports_its_figures_beside_their_baselines(tmp_pat
         assert figure["value"] > 0 and figure["baseline"] > 0 and figure["ratio"] > 0, name
         assert figure["unit"], name
     assert report["recovery"]["postgres"]["restore"]["goal"] == "ratio >= 0.3"  # issue 15
-    assert report["sizes"]["recovery"] == {"events": 200, "increment": 500}
+    assert report["sizes"]["recovery"] == {"events": 2000, "increment": 1000}
     assert not instance.exists()
     assert list(scratch.iterdir()) == []

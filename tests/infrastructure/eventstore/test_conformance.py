@@ -404,3 +404,30 @@ class TestPostgresNonInterleavingDbFunctionsHooked(
     _Hooked, TestPostgresNonInterleavingDbFunctions
 ):
     pass
+
+
+class TestPostgresInsertFunctionIds(_WithDbFunctions, _ThrowawayPostgres):
+    """The stored function takes its events in binary (issue 15 item 4), which needs
+    UUIDs: an id given as a UUID's text still goes in as that UUID, and one that is
+    no UUID is refused as a data error (the library's DataError, as the server
+    refused it in the text form), not an AttributeError that would answer 500."""
+
+    def test_a_uuid_given_as_text_is_stored_as_that_uuid(self) -> None:
+        from eventsourcing.persistence import DataError
+
+        recorder = self.application_recorder()
+        stream = uuid.uuid4()
+        given = [
+            StoredEvent(originator_id=str(stream), originator_version=1, topic="t:é", state=b"\x00\\\xff"),
+            StoredEvent(originator_id=stream, originator_version=2, topic="t", state=b"x" * 2000),
+        ]
+        ids = recorder.insert_events(given)
+
+        assert len(ids) == 2
+        stored = recorder.select_events(stream)
+        assert [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored] == [
+            (stream, 1, "t:é", b"\x00\\\xff"), (stream, 2, "t", b"x" * 2000)]
+        with self.assertRaises(DataError):
+            recorder.insert_events([StoredEvent(originator_id="not-a-uuid", originator_version=1,
+                                                topic="t", state=b"s")])
+        assert len(recorder.select_notifications(1, 10)) == 2  # the refused one left nothing
