@@ -38,6 +38,17 @@ class _Pending:
         self.wake = threading.Event()
 
 
+def _normalised(kind: str, outcome: str, customer_ids: Iterable[str], fields: Iterable[str],
+                details: Mapping[str, str] | None) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "outcome": outcome,
+        "customer_ids": sorted({str(c) for c in customer_ids}),
+        "fields": sorted(set(fields)),
+        "details": dict(details or {}),
+    }
+
+
 class AccessLog:
     """Durable access records in the event log, stamped with the acting context."""
 
@@ -67,12 +78,11 @@ class AccessLog:
         committed on its own, outside the groups.
         """
         require_context()
-        record = self.new_record(kind=kind, outcome=outcome, customer_ids=customer_ids, fields=fields,
-                                 details=details)
-        # Sealed here, in the caller's thread, because the mapper stamps the acting
-        # context it finds: sealing on the leader's thread would put the leader's
-        # actor on everybody's record.
-        stored = [self.app.mapper.to_stored_event(e) for e in record.collect_events()]
+        # The record's event alone (AccessRecord.recorded), sealed here, in the
+        # caller's thread, because the mapper stamps the acting context it finds:
+        # sealing on the leader's thread would put the leader's actor on everybody's record.
+        stored = [self.app.mapper.to_stored_event(AccessRecord.recorded(
+            **_normalised(kind, outcome, customer_ids, fields, details)))]
         if in_transaction is not None:
             self.app.recorder.insert_events(stored, in_transaction=in_transaction)
             return
@@ -83,13 +93,7 @@ class AccessLog:
                    fields: Iterable[str] = (), details: Mapping[str, str] | None = None) -> AccessRecord:
         """An access record not yet saved: for a use case that saves it with the action
         it records, in the action's own transaction (one commit, not two; issue 15)."""
-        return AccessRecord(
-            kind=kind,
-            outcome=outcome,
-            customer_ids=sorted({str(c) for c in customer_ids}),
-            fields=sorted(set(fields)),
-            details=dict(details or {}),
-        )
+        return AccessRecord(**_normalised(kind, outcome, customer_ids, fields, details))
 
     def _commit(self, pending: _Pending) -> None:
         with self._lock:

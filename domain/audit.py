@@ -10,7 +10,10 @@ after a customer is erased.
 
 from __future__ import annotations
 
+from typing import Any
+
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidField
 
@@ -26,10 +29,27 @@ ACCESS_KINDS = frozenset({
 OUTCOMES = frozenset({"allowed", "denied", "not_found", "failed", "succeeded"})
 
 
+def _check(kind: str, outcome: str) -> None:
+    if kind not in ACCESS_KINDS:
+        raise InvalidField("kind", "must be a known access kind")
+    if outcome not in OUTCOMES:
+        raise InvalidField("outcome", "must be a known outcome")
+
+
 class AccessRecord(Aggregate):
     """One durable record of data returned (or refused) to one request."""
 
-    @event("Recorded")
+    class Recorded(Aggregate.Created):
+        """Declared, not derived from __init__, so that `recorded` can name it (the
+        same name and fields, so the same topic as records stored before)."""
+
+        kind: str
+        outcome: str
+        customer_ids: list[str]
+        fields: list[str]
+        details: dict[str, str]
+
+    @event(Recorded)
     def __init__(
         self,
         kind: str,
@@ -38,12 +58,49 @@ class AccessRecord(Aggregate):
         fields: list[str],
         details: dict[str, str],
     ) -> None:
-        if kind not in ACCESS_KINDS:
-            raise InvalidField("kind", "must be a known access kind")
-        if outcome not in OUTCOMES:
-            raise InvalidField("outcome", "must be a known outcome")
+        _check(kind, outcome)
         self.kind = kind
         self.outcome = outcome
         self.customer_ids = list(customer_ids)
         self.fields = list(fields)
         self.details = dict(details)
+
+    @classmethod
+    def recorded(
+        cls,
+        kind: str,
+        outcome: str,
+        customer_ids: list[str],
+        fields: list[str],
+        details: dict[str, str],
+    ) -> AccessRecord.Recorded:
+        """The one event `AccessRecord(...)` records, made without building the
+        aggregate around it: a read's record is only ever stored, never used as an
+        object, and building it was a third of the record's cost (15 µs against 4 on
+        its own, about 60 µs of a read's time with sixteen threads; issue 15 item 4).
+        The same checks; replaying the event builds the same aggregate."""
+        _check(kind, outcome)
+        # As keywords, because the library makes Recorded's __init__ from its fields
+        # at run time, where a type checker cannot see it.
+        attributes: dict[str, Any] = {
+            "originator_id": cls.create_id(),
+            "originator_version": 1,
+            "timestamp": cls.Recorded.create_timestamp(),
+            "originator_topic": _topic(cls),
+            "kind": kind,
+            "outcome": outcome,
+            "customer_ids": list(customer_ids),
+            "fields": list(fields),
+            "details": dict(details),
+        }
+        return cls.Recorded(**attributes)
+
+
+def _topic(cls: type[AccessRecord]) -> str:
+    topic = _TOPICS.get(cls)
+    if topic is None:
+        topic = _TOPICS[cls] = get_topic(cls)
+    return topic
+
+
+_TOPICS: dict[type[AccessRecord], str] = {}
