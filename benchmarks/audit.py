@@ -12,6 +12,10 @@
    access records cost, not what TLS and JSON cost.
 3. `access_records_one_per_transaction` (informative, no goal): the same reads with
    group commit disabled (one transaction per record), to show what it buys.
+4. `access_records_not_committed` (informative, no goal): the same reads with each
+   record made and sealed as `AccessLog.record` does, then dropped uncommitted: what
+   the ratio would be if committing took no time, so the rest is the record's own
+   making and sealing (issue 15, item 4).
 
 Runs alternate (ABAB, swapping who goes first each repeat); each figure is the
 median of its repeats. The caller sets an acting context (bench does).
@@ -26,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from application.audit import AccessLog
 from application.context import RequestContext, acting_as
 from application.customer_service import CustomerService
 from application.security import Actor
@@ -46,6 +51,15 @@ class _NoAccessRecords:
     max_group = 0
 
     def record(self, **_: Any) -> None:
+        return None
+
+
+class _SealedNotCommitted(AccessLog):
+    """A diagnostic access log (never used outside the benchmark): every record is
+    made and sealed in its caller's thread exactly as `AccessLog.record` does, then
+    dropped instead of queued for the group commit."""
+
+    def _commit(self, pending: Any) -> None:
         return None
 
 
@@ -161,17 +175,19 @@ def _read_loop(built: Components, ids: list[str], reads_each: int) -> Callable[[
 
 
 def measure_access_records(built: Components, ids: list[str], sizes: Sizes,
-                           progress: Progress) -> tuple[Figure, Figure]:
+                           progress: Progress) -> tuple[Figure, Figure, Figure]:
     """Masked reads/second with durable access records against the same without."""
     reads_each = max(20, sizes.customers // 4)
     log = built.app.access_log
     group = log.max_group
-    rates: dict[str, list[float]] = {"recorded": [], "off": [], "single": []}
-    names = ["recorded", "off", "single"]
+    sides: dict[str, Any] = {"recorded": log, "off": _NoAccessRecords(), "single": log,
+                             "not_committed": _SealedNotCommitted(built.app)}
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     for repeat in range(sizes.repeats):
         for name in names if repeat % 2 == 0 else list(reversed(names)):
             before = built.app.recorder.max_notification_id() or 0
-            built.app.access_log = log if name != "off" else _NoAccessRecords()  # type: ignore[assignment]
+            built.app.access_log = sides[name]
             log.max_group = 1 if name == "single" else group
             try:
                 elapsed = _concurrently(CLIENTS, _read_loop(built, ids, reads_each))
@@ -179,12 +195,13 @@ def measure_access_records(built: Components, ids: list[str], sizes: Sizes,
                 built.app.access_log = log
                 log.max_group = group
             written = (built.app.recorder.max_notification_id() or 0) - before
-            expected = 0 if name == "off" else CLIENTS * reads_each
+            expected = 0 if name in ("off", "not_committed") else CLIENTS * reads_each
             if written != expected:
                 raise BenchmarkError(f"{written} access records were written for {expected} recorded reads")
             rates[name].append(CLIENTS * reads_each / elapsed)
         progress(f"masked reads {repeat + 1}/{sizes.repeats}: {rates['recorded'][-1]:,.0f}/s with records, "
-                 f"{rates['off'][-1]:,.0f}/s without, {rates['single'][-1]:,.0f}/s one transaction each")
+                 f"{rates['off'][-1]:,.0f}/s without, {rates['single'][-1]:,.0f}/s one transaction each, "
+                 f"{rates['not_committed'][-1]:,.0f}/s sealed but not committed")
     baseline = median(rates["off"])
     recorded = Figure(
         label=f"masked reads with durable access records ({CLIENTS} clients, group commit)",
@@ -198,10 +215,17 @@ def measure_access_records(built: Components, ids: list[str], sizes: Sizes,
         baseline_is="the same CustomerService.read calls with access recording switched off",
         higher_is_better=True, goal=None,
     )
-    return recorded, single
+    not_committed = Figure(
+        label=f"masked reads, records sealed but not committed ({CLIENTS} clients)",
+        value=median(rates["not_committed"]), baseline=baseline, unit="reads/s",
+        baseline_is="the same CustomerService.read calls with access recording switched off",
+        higher_is_better=True, goal=None,
+    )
+    return recorded, single, not_committed
 
 
-AUDIT_FIGURE_NAMES = ("audit_verify", "access_records", "access_records_one_per_transaction")
+AUDIT_FIGURE_NAMES = ("audit_verify", "access_records", "access_records_one_per_transaction",
+                      "access_records_not_committed")
 
 
 def run_audit(scratch: Scratch, sizes: Sizes, progress: Progress) -> dict[str, Figure]:
@@ -216,7 +240,7 @@ def run_audit(scratch: Scratch, sizes: Sizes, progress: Progress) -> dict[str, F
         ids = _fill(built, customers=min(200, sizes.customers), access_records=sizes.customers * 10,
                     progress=progress)
         verify = measure_verify(built, sizes, progress)
-        recorded, single = measure_access_records(built, ids, sizes, progress)
+        recorded, single, not_committed = measure_access_records(built, ids, sizes, progress)
     finally:
         scratch.release(built)
-    return dict(zip(AUDIT_FIGURE_NAMES, (verify, recorded, single), strict=True))
+    return dict(zip(AUDIT_FIGURE_NAMES, (verify, recorded, single, not_committed), strict=True))
