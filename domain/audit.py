@@ -94,4 +94,3 @@ class AccessRecord(Aggregate):
             "details": dict(details),
         }
         return cls.Recorded(**attributes)
-
