@@ -392,6 +392,11 @@ class Checkpointer:
         self.every_rows = max(1, every_rows)
         self.every_seconds = max(0.0, every_seconds)
         self._cond = threading.Condition()
+        # One signature at a time in this process: the background thread and a
+        # caller (a command, `checkpoint()`) could otherwise both read the head and
+        # the slower one store its older position after the newer one, which a
+        # backup taken in between would never carry.
+        self._signing = threading.Lock()
         self._loaded = False
         self._last_position = 0
         self._last_time = 0.0  # wall clock (seconds) of the latest checkpoint known
@@ -436,19 +441,20 @@ class Checkpointer:
         vouches for rows someone changed behind its back (ChainBroken instead).
         """
         self._load_latest()
-        head = self.recorder.chain_head()
-        if head is None:
-            return None
-        position, head_hash = head
-        with self._cond:
-            if position <= self._last_position:
+        with self._signing:
+            head = self.recorder.chain_head()
+            if head is None:
                 return None
-        self._verify_up_to(position)
-        checkpoint = self.store.add(sign_checkpoint(self.signer, position, head_hash, utc_now()))
-        with self._cond:
-            if position > self._last_position:
-                self._last_position = position
-                self._last_time = time.time()
+            position, head_hash = head
+            with self._cond:
+                if position <= self._last_position:
+                    return None
+            self._verify_up_to(position)
+            checkpoint = self.store.add(sign_checkpoint(self.signer, position, head_hash, utc_now()))
+            with self._cond:
+                if position > self._last_position:
+                    self._last_position = position
+                    self._last_time = time.time()
         return checkpoint
 
     def copy_missing(self, *, everything: bool = False) -> CopyOutcome:

@@ -7,6 +7,7 @@ open there fails with NotADirectoryError, even for root; removing the file repai
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,5 +86,46 @@ def test_a_copy_that_differs_is_never_overwritten_nor_called_copied(tmp_path: Pa
         assert again.copies.complete and not again.copied  # nothing missing, but no claim either
         assert path.read_text() != text
         assert not built.tamper_evidence.verify().intact
+    finally:
+        built.close()
+
+
+def test_one_process_stores_its_checkpoints_in_the_order_of_their_positions(
+    tmp_path: Path, database_url: str
+) -> None:
+    """R3.3: the background thread and a caller signing at once. The one that read the
+    older head, if slower, must not store it after the newer one: a backup taken in
+    between would never carry it (a restore's checkpoint count then came up short)."""
+    built = make_components(tmp_path, database_url, checkpoint_seconds=3600)
+    try:
+        _write_a_row(built)
+        checkpointer = built.tamper_evidence.checkpointer
+        checkpointer.every_rows = 10**9
+        checkpointer.sign()  # signed now; the thread has nothing due for an hour
+        real_verify = checkpointer._verify_up_to
+        first_in, release = threading.Event(), threading.Event()
+
+        def slow_first(position: int) -> None:
+            if not first_in.is_set():
+                first_in.set()
+                release.wait(5)
+            real_verify(position)
+
+        checkpointer._verify_up_to = slow_first  # type: ignore[method-assign]
+        older = _write_a_row(built)
+        slow = threading.Thread(target=checkpointer.sign)
+        slow.start()
+        assert first_in.wait(5)
+        newer = _write_a_row(built)
+        fast = threading.Thread(target=checkpointer.sign)
+        fast.start()
+        fast.join(0.5)  # without one signature at a time, the newer head is stored here
+        release.set()
+        slow.join(5)
+        fast.join(5)
+
+        stored = built.tamper_evidence.store.in_database()
+        assert {older, newer} <= {c.position for c in stored}
+        assert [c.signed_at_us for c in stored] == sorted(c.signed_at_us for c in stored)
     finally:
         built.close()
