@@ -343,9 +343,11 @@ KILLED_RESTORE = textwrap.dedent("""
     def rebuild_until_killed(*args, written_to_target=None, **kwargs):
         # A rebuild worker (issue 15: they project as the rows go in): once every
         # row is in, it says so with its process id, and works on until killed.
+        # One write(2) a line: print() writes the text and the newline apart when
+        # PYTHONUNBUFFERED is set, and two workers' lines then run into one.
         while written_to_target is not None and not written_to_target.value:
             time.sleep(0.01)
-        print(f"rebuilding {os.getpid()}", flush=True)
+        os.write(1, f"rebuilding {os.getpid()}\\n".encode())
         time.sleep(120)
 
     partitioned_rebuild.project_partition = rebuild_until_killed
@@ -380,8 +382,8 @@ def test_a_restore_process_sigkilled_during_the_rebuild_is_refused_and_a_rerun_s
         said, worker = child.stdout.readline().split()
         assert said == "rebuilding", child.stderr.read()
         assert int(worker) != child.pid  # a forked worker, not the restoring process
-        os.kill(child.pid, signal.SIGKILL)
     finally:
+        os.kill(child.pid, signal.SIGKILL)  # also when an assertion above failed, so that it shows
         child.wait(timeout=30)
         child.stdout.close()
         child.stderr.close()
