@@ -275,14 +275,15 @@ def _costs_per_event(live: Components, population: Population, target: LocalTarg
         intercepts.append(small_seconds - slope * small_rows)
         progress(f"recovery: increments of {small_rows:,} and {big_rows:,} rows in {small_seconds:.3f}s and "
                  f"{big_seconds:.3f}s: {slope * 1e6:.1f} µs a row")
-    if median(slopes) <= 0:
+    per_new_event = median(slopes)
+    if per_new_event <= 0:
         raise BenchmarkError(f"increments of {SLOPE_FACTOR}x the events took no longer than the smaller ones "
-                             f"(median {median(slopes) * 1e6:.1f} µs a row): too few events to measure a cost per event")
+                             f"(median {per_new_event * 1e6:.1f} µs a row): too few events to measure a cost per event")
     shared = median(intercepts)
     full_per_event = median([(seconds - shared) / rows for seconds, rows in fulls])
     if full_per_event <= 0:
         raise BenchmarkError("full backups cost no more than the increments' shared part: too few events")
-    return median(slopes), full_per_event
+    return per_new_event, full_per_event
 
 
 def _count(built: Components) -> int:
